@@ -1,0 +1,335 @@
+/**
+ * Drains the spool to the collector: oldest record first, removed only once acknowledged.
+ *
+ * Failures back off exponentially with full jitter (the wait is uniform in [0, cap], cap doubling
+ * from `baseDelayMs` up to `maxDelayMs`) so that agents cut off by the same outage do not all come
+ * back at the same instant; the cap resets after the collector answers.
+ */
+import { ErrorBody, IngestAck } from '../../protocol/v1.ts'
+import type { Spool, SpoolRecord } from './spool.ts'
+
+export type DeliveryOutcome =
+  | { kind: 'acknowledged' }
+  /** A 4xx other than 401/408/429: sending it again will never succeed. */
+  | { kind: 'rejected'; status: number; message: string }
+  /** 401: the credential is revoked or unknown; an operator may fix it, so keep retrying slowly. */
+  | { kind: 'unauthorized'; message: string }
+  /** Network error, timeout, 5xx, 408, 429, or an answer that is not a matching IngestAck. */
+  | { kind: 'retry'; message: string; retryAfterMs?: number }
+
+export type Deliver = (record: SpoolRecord) => Promise<DeliveryOutcome>
+
+export interface HttpDeliverOptions {
+  ingestUrl: string
+  credential: string
+  timeoutMs?: number
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000
+/** A Retry-After beyond this is taken as a misconfiguration, not as an instruction. */
+const MAX_RETRY_AFTER_MS = 3_600_000
+const MAX_MESSAGE_CHARS = 500
+
+/** Delivers a record over HTTP; never throws, every failure is an outcome. */
+export function httpDeliver(options: HttpDeliverOptions): Deliver {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  return async (record) => {
+    let status: number
+    let headers: Headers
+    let text: string
+    try {
+      const response = await fetch(options.ingestUrl, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-encoding': 'gzip',
+          authorization: `Bearer ${options.credential}`,
+        },
+        body: record.body,
+        // Following a redirect would resend the credential somewhere the operator did not name.
+        redirect: 'manual',
+        signal: AbortSignal.timeout(timeoutMs),
+      })
+      status = response.status
+      headers = response.headers
+      text = await response.text()
+    } catch (error) {
+      return { kind: 'retry', message: describeError(error) }
+    }
+
+    if (status >= 200 && status < 300) {
+      const ack = IngestAck.safeParse(parseJson(text))
+      if (!ack.success) {
+        return { kind: 'retry', message: `HTTP ${status} without an IngestAck: ${clip(text)}` }
+      }
+      if (ack.data.seq !== record.seq) {
+        return {
+          kind: 'retry',
+          message: `HTTP ${status} acknowledged seq ${ack.data.seq} instead of ${record.seq}`,
+        }
+      }
+      return { kind: 'acknowledged' }
+    }
+
+    const message = errorMessage(status, text)
+    if (status === 401) return { kind: 'unauthorized', message }
+    if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+      return { kind: 'rejected', status, message }
+    }
+    if (status >= 300 && status < 400) {
+      const location = headers.get('location')
+      return {
+        kind: 'retry',
+        message: `HTTP ${status} redirect${location ? ` to ${clip(location)}` : ''}: check the ingest URL`,
+      }
+    }
+    const retryAfterMs = parseRetryAfter(headers.get('retry-after'))
+    return retryAfterMs === undefined
+      ? { kind: 'retry', message }
+      : { kind: 'retry', message, retryAfterMs }
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+function clip(text: string): string {
+  return text.length > MAX_MESSAGE_CHARS ? `${text.slice(0, MAX_MESSAGE_CHARS)}…` : text
+}
+
+function errorMessage(status: number, text: string): string {
+  const body = ErrorBody.safeParse(parseJson(text))
+  if (body.success) {
+    const issues = body.data.issues?.map((issue) => `${issue.path}: ${issue.message}`) ?? []
+    const detail = issues.length > 0 ? ` (${issues.join('; ')})` : ''
+    return clip(`HTTP ${status} ${body.data.error}: ${body.data.message}${detail}`)
+  }
+  return clip(`HTTP ${status}${text ? `: ${text}` : ''}`)
+}
+
+/** Retry-After as delta-seconds or as an HTTP date, clamped to [0, 1 h]. */
+function parseRetryAfter(value: string | null): number | undefined {
+  if (value === null) return undefined
+  const trimmed = value.trim()
+  let ms: number
+  if (/^\d+$/.test(trimmed)) ms = Number(trimmed) * 1000
+  else {
+    const date = Date.parse(trimmed)
+    if (Number.isNaN(date)) return undefined
+    ms = date - Date.now()
+  }
+  return Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS)
+}
+
+/** fetch reports "fetch failed" and hides the useful part (ECONNREFUSED, ...) in `cause`. */
+function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error)
+  if (error.name === 'TimeoutError') return 'request timed out'
+  const cause: unknown = error.cause
+  if (cause instanceof Error) {
+    const code = 'code' in cause && typeof cause.code === 'string' ? cause.code : undefined
+    return `${error.message}: ${code ? `${code} ` : ''}${cause.message}`
+  }
+  return error.message
+}
+
+export type SenderEvent =
+  | { kind: 'acknowledged'; seq: number }
+  | { kind: 'rejected'; seq: number; status: number; message: string }
+  | { kind: 'failure'; seq: number; message: string; delayMs: number }
+
+export interface SenderOptions {
+  spool: Spool
+  deliver: Deliver
+  baseDelayMs?: number
+  maxDelayMs?: number
+  onEvent?: (event: SenderEvent) => void
+  /** Uniform in [0, 1); injectable so tests can pin the jitter. */
+  random?: () => number
+}
+
+const DEFAULT_BASE_DELAY_MS = 500
+const DEFAULT_MAX_DELAY_MS = 60_000
+
+/** Resolves after `ms`, or as soon as `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve()
+    const done = (): void => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal?.addEventListener('abort', done, { once: true })
+  })
+}
+
+export class Sender {
+  readonly #spool: Spool
+  readonly #deliver: Deliver
+  readonly #baseDelayMs: number
+  readonly #maxDelayMs: number
+  readonly #onEvent: (event: SenderEvent) => void
+  readonly #random: () => number
+  #failures = 0
+  #rejected = 0
+  /** Failures since the collector last answered; sets the backoff cap. */
+  #consecutiveFailures = 0
+  /** Only one loop may deliver at a time, or records would be sent twice concurrently. */
+  #active = false
+  /** Set by wake() so a wake between "spool is empty" and "go idle" is not lost. */
+  #wakePending = false
+  #endIdle: (() => void) | undefined
+
+  constructor(options: SenderOptions) {
+    this.#spool = options.spool
+    this.#deliver = options.deliver
+    this.#baseDelayMs = options.baseDelayMs ?? DEFAULT_BASE_DELAY_MS
+    this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS
+    this.#onEvent = options.onEvent ?? (() => {})
+    this.#random = options.random ?? Math.random
+  }
+
+  /** Delivery failures since start: network errors, retryable answers, 401s. */
+  get failures(): number {
+    return this.#failures
+  }
+
+  /** Batches the collector refused for good, removed from the spool. */
+  get rejected(): number {
+    return this.#rejected
+  }
+
+  /** A record was appended: start sending now if idle. Does not cut a backoff short. */
+  wake(): void {
+    this.#wakePending = true
+    this.#endIdle?.()
+  }
+
+  /**
+   * Sends until `signal` aborts; resolves once the in-flight delivery has settled (an ack that
+   * arrives then still removes its record). Rejects only if the spool itself fails (disk errors).
+   */
+  async run(signal: AbortSignal): Promise<void> {
+    this.#claim('run()')
+    try {
+      while (!signal.aborted) {
+        this.#wakePending = false
+        const record = await this.#spool.oldest()
+        if (!record) {
+          if (!this.#wakePending) await this.#idle(signal)
+          continue
+        }
+        const delayMs = await this.#attempt(record)
+        if (delayMs > 0) await sleep(delayMs, signal)
+      }
+    } finally {
+      this.#active = false
+    }
+  }
+
+  /**
+   * Sends everything it can within `deadlineMs` milliseconds from now, for shutdown: returns when
+   * the spool is empty, or when the time is up or the next backoff would outlast it. Call it
+   * after run() has resolved. A delivery still in flight at the deadline is left to finish.
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.#claim('drain()')
+    const deadline = Date.now() + deadlineMs
+    try {
+      for (;;) {
+        const remaining = deadline - Date.now()
+        if (remaining <= 0) return
+        const record = await this.#spool.oldest()
+        if (!record) return
+        const delayMs = await this.#withinDeadline(this.#attempt(record), deadline)
+        if (delayMs === undefined) return
+        if (delayMs > 0) {
+          if (Date.now() + delayMs >= deadline) return
+          await sleep(delayMs)
+        }
+      }
+    } finally {
+      this.#active = false
+    }
+  }
+
+  #claim(caller: string): void {
+    if (this.#active) throw new Error(`${caller} while the sender is already sending`)
+    this.#active = true
+  }
+
+  /** Delivers one record and acts on the outcome; returns how long to wait before the next. */
+  async #attempt(record: SpoolRecord): Promise<number> {
+    let outcome: DeliveryOutcome
+    try {
+      outcome = await this.#deliver(record)
+    } catch (error) {
+      outcome = { kind: 'retry', message: error instanceof Error ? error.message : String(error) }
+    }
+    switch (outcome.kind) {
+      case 'acknowledged':
+        await this.#spool.remove(record.seq)
+        this.#consecutiveFailures = 0
+        this.#onEvent({ kind: 'acknowledged', seq: record.seq })
+        return 0
+      case 'rejected':
+        // Out of the way, so one bad batch cannot block every later one.
+        await this.#spool.remove(record.seq)
+        this.#rejected += 1
+        this.#consecutiveFailures = 0
+        this.#onEvent({
+          kind: 'rejected',
+          seq: record.seq,
+          status: outcome.status,
+          message: outcome.message,
+        })
+        return 0
+      case 'unauthorized':
+        return this.#failed(record.seq, `unauthorized: ${outcome.message}`, 0)
+      case 'retry':
+        return this.#failed(record.seq, outcome.message, outcome.retryAfterMs ?? 0)
+    }
+  }
+
+  #failed(seq: number, message: string, retryAfterMs: number): number {
+    this.#failures += 1
+    const cap = Math.min(this.#maxDelayMs, this.#baseDelayMs * 2 ** this.#consecutiveFailures)
+    this.#consecutiveFailures += 1
+    const delayMs = Math.max(Math.floor(this.#random() * cap), retryAfterMs)
+    this.#onEvent({ kind: 'failure', seq, message, delayMs })
+    return delayMs
+  }
+
+  #idle(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve()
+      const done = (): void => {
+        signal.removeEventListener('abort', done)
+        if (this.#endIdle === done) this.#endIdle = undefined
+        resolve()
+      }
+      this.#endIdle = done
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+
+  /** The attempt's delay, or undefined if the deadline came first. */
+  async #withinDeadline(attempt: Promise<number>, deadline: number): Promise<number | undefined> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, deadline - Date.now()), undefined)
+    })
+    try {
+      return await Promise.race([attempt, timeout])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}

@@ -1,0 +1,68 @@
+/** Enrolled agents: who holds a credential, and revoking it. */
+import type { Store } from '../store/client.ts'
+import { insertRows, selectRows } from '../store/rows.ts'
+import { secretId, secretMatches } from './tokens.ts'
+
+/** Who an agent is, as its credential says. The only source of a batch's host and site. */
+export interface AgentIdentity {
+  agent_id: string
+  host: string
+  site: string
+}
+
+interface AgentRow extends AgentIdentity {
+  credential_sha256: string
+  enroll_token_id: string
+  enrolled_at: number
+  revoked: number
+}
+
+const AGENT_COLUMNS = `agent_id, host, site, credential_sha256, enroll_token_id,
+  toUnixTimestamp64Milli(enrolled_at) AS enrolled_at, revoked_at IS NOT NULL AS revoked`
+
+async function findAgent(store: Store, agentId: string): Promise<AgentRow | undefined> {
+  const rows = await selectRows<AgentRow>(
+    store,
+    `SELECT ${AGENT_COLUMNS} FROM tally.agents FINAL WHERE agent_id = {id:String}`,
+    { id: agentId },
+  )
+  return rows[0]
+}
+
+/** The identity behind a bearer credential, or undefined if it is unknown, wrong or revoked. */
+export async function authenticateAgent(
+  store: Store,
+  credential: string,
+): Promise<AgentIdentity | undefined> {
+  const agentId = secretId('a', credential)
+  if (agentId === undefined) return undefined
+  const row = await findAgent(store, agentId)
+  if (row === undefined || row.revoked || !secretMatches(credential, row.credential_sha256)) {
+    return undefined
+  }
+  return { agent_id: row.agent_id, host: row.host, site: row.site }
+}
+
+/** Returns false when there is no such agent. Revoking twice keeps the first time. */
+export async function revokeAgent(
+  store: Store,
+  agentId: string,
+  now = Date.now(),
+): Promise<boolean> {
+  const row = await findAgent(store, agentId)
+  if (row === undefined) return false
+  if (row.revoked) return true
+  await insertRows(store, 'tally.agents', [
+    {
+      agent_id: row.agent_id,
+      site: row.site,
+      host: row.host,
+      credential_sha256: row.credential_sha256,
+      enroll_token_id: row.enroll_token_id,
+      enrolled_at: row.enrolled_at,
+      revoked_at: now,
+      version: now,
+    },
+  ])
+  return true
+}

@@ -1,0 +1,50 @@
+/** Bearer authentication for agents and users, as Hono middleware. */
+import { createMiddleware } from 'hono/factory'
+import { type CollectorEnv, problem } from '../http.ts'
+import type { Store } from '../store/client.ts'
+import { authenticateAgent } from './agents.ts'
+import type { Role } from './roles.ts'
+import { bearer } from './tokens.ts'
+import { authenticateUser } from './users.ts'
+
+export const requireAgent = (store: Store) =>
+  createMiddleware<CollectorEnv>(async (c, next) => {
+    const credential = bearer(c.req.header('authorization'))
+    if (credential === undefined) {
+      return problem(
+        c,
+        401,
+        'unauthenticated',
+        'an agent credential is required (Authorization: Bearer ...)',
+      )
+    }
+    const agent = await authenticateAgent(store, credential)
+    if (agent === undefined) {
+      return problem(c, 401, 'unauthenticated', 'the agent credential is unknown, wrong or revoked')
+    }
+    c.set('agent', agent)
+    await next()
+  })
+
+/** Lets the request through when the user holds at least one of `roles`. */
+export const requireUser = (store: Store, roles: readonly Role[]) =>
+  createMiddleware<CollectorEnv>(async (c, next) => {
+    const token = bearer(c.req.header('authorization'))
+    if (token === undefined) {
+      return problem(
+        c,
+        401,
+        'unauthenticated',
+        'a user token is required (Authorization: Bearer ...)',
+      )
+    }
+    const user = await authenticateUser(store, token)
+    if (user === undefined) {
+      return problem(c, 401, 'unauthenticated', 'the user token is unknown, wrong or revoked')
+    }
+    if (!user.roles.some((r) => roles.includes(r))) {
+      return problem(c, 403, 'forbidden', `this needs one of the roles: ${roles.join(', ')}`)
+    }
+    c.set('user', user)
+    await next()
+  })

@@ -1,0 +1,107 @@
+/** People who call the API, each with a bearer token and roles. */
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import type { Store } from '../store/client.ts'
+import { insertRows, selectRows } from '../store/rows.ts'
+import type { Role } from './roles.ts'
+import { issueSecret, newId, secretId, secretMatches } from './tokens.ts'
+
+export interface User {
+  user_id: string
+  name: string
+  roles: Role[]
+}
+
+export interface UserRecord extends User {
+  created_by: string
+  created_at: string
+  revoked: boolean
+}
+
+interface UserRow extends User {
+  token_sha256: string
+  created_by: string
+  created_at: number
+  revoked: number
+}
+
+const USER_COLUMNS = `user_id, name, roles, token_sha256, created_by,
+  toUnixTimestamp64Milli(created_at) AS created_at, revoked_at IS NOT NULL AS revoked`
+
+export async function createUser(
+  store: Store,
+  name: string,
+  roles: Role[],
+  createdBy: string,
+  now = Date.now(),
+): Promise<{ user: User; token: string }> {
+  const issued = issueSecret('u', newId('u'))
+  const user: User = { user_id: issued.id, name, roles: [...new Set(roles)] }
+  await insertRows(store, 'tally.users', [
+    {
+      ...user,
+      token_sha256: issued.sha256,
+      created_by: createdBy,
+      created_at: now,
+      revoked_at: null,
+      version: now,
+    },
+  ])
+  return { user, token: issued.secret }
+}
+
+export async function authenticateUser(store: Store, token: string): Promise<User | undefined> {
+  const userId = secretId('u', token)
+  if (userId === undefined) return undefined
+  const [row] = await selectRows<UserRow>(
+    store,
+    `SELECT ${USER_COLUMNS} FROM tally.users FINAL WHERE user_id = {id:String}`,
+    { id: userId },
+  )
+  if (row === undefined || row.revoked || !secretMatches(token, row.token_sha256)) return undefined
+  return { user_id: row.user_id, name: row.name, roles: row.roles }
+}
+
+export async function listUsers(store: Store): Promise<UserRecord[]> {
+  const rows = await selectRows<UserRow>(
+    store,
+    `SELECT ${USER_COLUMNS} FROM tally.users FINAL ORDER BY created_at`,
+  )
+  return rows.map((r) => ({
+    user_id: r.user_id,
+    name: r.name,
+    roles: r.roles,
+    created_by: r.created_by,
+    created_at: new Date(r.created_at).toISOString(),
+    revoked: Boolean(r.revoked),
+  }))
+}
+
+export async function revokeUser(store: Store, userId: string, now = Date.now()): Promise<boolean> {
+  const [row] = await selectRows<UserRow>(
+    store,
+    `SELECT ${USER_COLUMNS} FROM tally.users FINAL WHERE user_id = {id:String}`,
+    { id: userId },
+  )
+  if (row === undefined) return false
+  if (row.revoked) return true
+  const { revoked: _revoked, ...kept } = row
+  await insertRows(store, 'tally.users', [{ ...kept, revoked_at: now, version: now }])
+  return true
+}
+
+/**
+ * Makes sure the admin token file holds a working admin token: on first start, or when the file
+ * is missing or its token no longer works (the database was reset), a new admin is created. The
+ * file holds the bearer token and nothing else, readable by its owner only.
+ */
+export async function ensureAdminToken(store: Store, file: string): Promise<'kept' | 'created'> {
+  if (existsSync(file)) {
+    const token = readFileSync(file, 'utf8').trim()
+    const user = await authenticateUser(store, token)
+    if (user?.roles.includes('admin')) return 'kept'
+  }
+  const { token } = await createUser(store, 'admin', ['admin'], 'collector bootstrap')
+  writeFileSync(file, `${token}\n`, { mode: 0o600 })
+  chmodSync(file, 0o600)
+  return 'created'
+}

@@ -1,0 +1,53 @@
+/** The collector's settings, with defaults that run on one machine with the embedded engine. */
+import { z } from 'zod'
+import { loadConfig } from '../common/config.ts'
+
+const MiB = 1024 * 1024
+
+export const CollectorConfig = z.strictObject({
+  listen: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+    })
+    .prefault({}),
+  /** Embedded engine data, the admin token file and the grant-signing key live here. */
+  data_dir: z.string().min(1).default('./data'),
+  clickhouse: z
+    .strictObject({
+      /** A ClickHouse server (http://host:8123). Unset: the embedded engine in data_dir. */
+      url: z.url().optional(),
+      username: z.string().default('default'),
+      password: z.string().default(''),
+    })
+    .prefault({}),
+  ingest: z
+    .strictObject({
+      max_body_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(1 * MiB),
+      max_decompressed_bytes: z
+        .number()
+        .int()
+        .positive()
+        .default(16 * MiB),
+      retry_after_seconds: z.number().int().positive().default(5),
+    })
+    .prefault({}),
+  enrollment: z
+    .strictObject({
+      token_ttl_hours: z.number().positive().default(24),
+      token_max_uses: z.number().int().positive().default(1),
+      /** What enrolled agents are told; they align their intervals to it. */
+      interval_seconds: z.number().int().min(1).max(3600).default(10),
+    })
+    .prefault({}),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+})
+export type CollectorConfig = z.output<typeof CollectorConfig>
+
+export function loadCollectorConfig(file?: string, env?: NodeJS.ProcessEnv): CollectorConfig {
+  return loadConfig(CollectorConfig, { file, env, extraLeaves: ['clickhouse.url'] })
+}

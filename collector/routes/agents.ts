@@ -1,0 +1,61 @@
+/** Enrollment (agents) and the fleet view (operators). */
+import { Hono } from 'hono'
+import { z } from 'zod'
+import { EnrollRequest } from '../../protocol/v1.ts'
+import { EnrollmentRefused, enroll } from '../auth/enrollment.ts'
+import { requireUser } from '../auth/middleware.ts'
+import type { GrantSigningKey } from '../auth/signing-key.ts'
+import { bearer } from '../auth/tokens.ts'
+import type { CollectorConfig } from '../config.ts'
+import { type CollectorEnv, problem, readJson } from '../http.ts'
+import type { Store } from '../store/client.ts'
+import { listFleet } from '../store/fleet.ts'
+
+const FleetQuery = z.strictObject({ site: z.string().max(63).optional() })
+
+export function agentRoutes(store: Store, config: CollectorConfig, signingKey: GrantSigningKey) {
+  return new Hono<CollectorEnv>()
+    .post('/v1/agents/enroll', async (c) => {
+      const token = bearer(c.req.header('authorization'))
+      if (token === undefined) {
+        return problem(
+          c,
+          401,
+          'unauthenticated',
+          'an enrollment token is required (Authorization: Bearer ...)',
+        )
+      }
+      const request = await readJson(c, EnrollRequest)
+      if (!request.ok) return request.response
+      try {
+        const enrolled = await enroll(
+          store,
+          token,
+          request.value,
+          signingKey.publicJwk,
+          config.enrollment.interval_seconds,
+        )
+        c.get('log').info(
+          { agent_id: enrolled.agent_id, host: enrolled.host, site: enrolled.site },
+          'agent enrolled',
+        )
+        return c.json(enrolled, 201)
+      } catch (err) {
+        if (err instanceof EnrollmentRefused)
+          return problem(c, 401, 'enrollment_refused', err.message)
+        throw err
+      }
+    })
+    .get('/v1/fleet', requireUser(store, ['operator', 'admin']), async (c) => {
+      const query = FleetQuery.safeParse(c.req.query())
+      if (!query.success) {
+        return problem(
+          c,
+          400,
+          'invalid_query',
+          `unknown or invalid query parameter: ${query.error.issues[0]?.message}`,
+        )
+      }
+      return c.json({ agents: await listFleet(store, query.data.site) })
+    })
+}

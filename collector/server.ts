@@ -1,0 +1,78 @@
+/** Runs the collector: store, migrations, admin token, then the HTTP server. */
+import { mkdirSync } from 'node:fs'
+import type { Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join, resolve } from 'node:path'
+import { serve } from '@hono/node-server'
+import type { Logger } from 'pino'
+import { createApp } from './app.ts'
+import { loadOrCreateSigningKey } from './auth/signing-key.ts'
+import { ensureAdminToken } from './auth/users.ts'
+import type { CollectorConfig } from './config.ts'
+import { openStore } from './store/client.ts'
+import { migrate } from './store/migrations.ts'
+
+export interface RunningCollector {
+  url: string
+  dataDir: string
+  adminTokenFile: string
+  engine: 'embedded' | 'server'
+  close(): Promise<void>
+}
+
+export async function startCollector(
+  config: CollectorConfig,
+  logger: Logger,
+): Promise<RunningCollector> {
+  const dataDir = resolve(config.data_dir)
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  const store = openStore({
+    dataDir,
+    url: config.clickhouse.url,
+    username: config.clickhouse.username,
+    password: config.clickhouse.password,
+  })
+  const applied = await migrate(store)
+  if (applied.length > 0) logger.info({ applied }, 'migrations applied')
+  const adminTokenFile = join(dataDir, 'admin.token')
+  if ((await ensureAdminToken(store, adminTokenFile)) === 'created') {
+    logger.info({ file: adminTokenFile }, 'admin token written')
+  }
+  const signingKey = loadOrCreateSigningKey(join(dataDir, 'grant-signing-key.pem'))
+  const app = createApp({ store, config, logger, signingKey })
+
+  const server = await new Promise<Server>((ready, fail) => {
+    const s = serve(
+      { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port },
+      () => ready(s as Server),
+    )
+    s.once('error', fail)
+  })
+  const { port } = server.address() as AddressInfo
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
+  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`
+  logger.info(
+    { url, data_dir: dataDir, engine: config.clickhouse.url ? 'server' : 'embedded' },
+    'collector listening',
+  )
+
+  let closing: Promise<void> | undefined
+  const close = () =>
+    (closing ??= (async () => {
+      // Stop taking requests, let those in flight finish (their batches get stored and
+      // acknowledged), then close the store.
+      await new Promise<void>((done) => {
+        server.close(() => done())
+        server.closeIdleConnections()
+      })
+      await store.close()
+      logger.info('collector stopped')
+    })())
+  return {
+    url,
+    dataDir,
+    adminTokenFile,
+    engine: config.clickhouse.url ? 'server' : 'embedded',
+    close,
+  }
+}

@@ -1,0 +1,73 @@
+/** The fleet: every enrolled agent with what it last sent. */
+import type { Store } from './client.ts'
+import { selectRows } from './rows.ts'
+
+export interface FleetAgent {
+  agent_id: string
+  host: string
+  site: string
+  version: string | null
+  enrolled_at: string
+  revoked: boolean
+  last_seen: string | null
+  last_seq: number | null
+  batches: number
+  spool_depth: number | null
+}
+
+interface FleetRow {
+  agent_id: string
+  host: string
+  site: string
+  enrolled_at: number
+  revoked: number
+  version: string
+  last_seen: number
+  last_seq: number
+  batches: number
+  spool_depth: number | null
+}
+
+export async function listFleet(store: Store, site?: string): Promise<FleetAgent[]> {
+  const rows = await selectRows<FleetRow>(
+    store,
+    `SELECT a.agent_id AS agent_id, a.host AS host, a.site AS site,
+            toUnixTimestamp64Milli(a.enrolled_at) AS enrolled_at,
+            a.revoked_at IS NOT NULL AS revoked,
+            b.version AS version, b.last_seen AS last_seen, b.last_seq AS last_seq,
+            b.batches AS batches, h.spool_depth AS spool_depth
+     FROM (SELECT * FROM tally.agents FINAL) AS a
+     LEFT JOIN
+     (
+         SELECT agent_id,
+                argMax(agent_version, received_at) AS version,
+                toUnixTimestamp64Milli(max(received_at)) AS last_seen,
+                max(seq) AS last_seq,
+                uniqExact(seq) AS batches
+         FROM tally.ingest_batches GROUP BY agent_id
+     ) AS b ON a.agent_id = b.agent_id
+     LEFT JOIN
+     (
+         SELECT agent_id, argMax(value, ts) AS spool_depth
+         FROM tally.host_metrics
+         WHERE metric = 'tally.agent.spool.depth' AND ts > now() - INTERVAL 1 DAY
+         GROUP BY agent_id
+     ) AS h ON toString(a.agent_id) = toString(h.agent_id)
+     WHERE {site:String} = '' OR a.site = {site:String}
+     ORDER BY a.site, a.host, a.agent_id
+     SETTINGS join_use_nulls = 1`,
+    { site: site ?? '' },
+  )
+  return rows.map((r) => ({
+    agent_id: r.agent_id,
+    host: r.host,
+    site: r.site,
+    version: r.version ?? null,
+    enrolled_at: new Date(Number(r.enrolled_at)).toISOString(),
+    revoked: Boolean(r.revoked),
+    last_seen: r.last_seen === null ? null : new Date(Number(r.last_seen)).toISOString(),
+    last_seq: r.last_seq === null ? null : Number(r.last_seq),
+    batches: Number(r.batches ?? 0),
+    spool_depth: r.spool_depth === null ? null : Number(r.spool_depth),
+  }))
+}

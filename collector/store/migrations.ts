@@ -1,0 +1,96 @@
+/**
+ * Ordered SQL migrations, applied at start-up and recorded in `tally.schema_migrations`.
+ *
+ * A migration is a file `NNN_name.sql` in ./migrations; statements are separated by a semicolon
+ * at the end of a line. An applied migration whose text has changed is an error: the database
+ * would no longer be what the files describe.
+ */
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
+import type { Store } from './client.ts'
+
+export interface Migration {
+  version: number
+  name: string
+  statements: string[]
+  checksum: string
+}
+
+const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url)
+
+export function readMigrations(dir: URL = MIGRATIONS_DIR): Migration[] {
+  return readdirSync(dir)
+    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
+    .sort()
+    .map((file) => {
+      const text = readFileSync(new URL(file, dir), 'utf8')
+      return {
+        version: Number(file.slice(0, 3)),
+        name: file.slice(4, -4),
+        statements: splitStatements(text),
+        checksum: createHash('sha256').update(text).digest('hex'),
+      }
+    })
+}
+
+export function splitStatements(sql: string): string[] {
+  return sql
+    .split(/;\s*$/m)
+    .map((s) =>
+      s
+        .split('\n')
+        .filter((line) => !line.trimStart().startsWith('--'))
+        .join('\n')
+        .trim(),
+    )
+    .filter((s) => s.length > 0)
+}
+
+export class MigrationError extends Error {
+  override name = 'MigrationError'
+}
+
+/** Applies what is missing, in order. Returns the versions it applied. */
+export async function migrate(store: Store, migrations = readMigrations()): Promise<number[]> {
+  await store.command({ query: 'CREATE DATABASE IF NOT EXISTS tally' })
+  await store.command({
+    query: `CREATE TABLE IF NOT EXISTS tally.schema_migrations
+      (version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC'))
+      ENGINE = MergeTree ORDER BY version`,
+  })
+  const applied = await (
+    await store.query({
+      query: 'SELECT version, name, checksum FROM tally.schema_migrations ORDER BY version',
+      format: 'JSONEachRow',
+    })
+  ).json<{ version: number; name: string; checksum: string }>()
+  const byVersion = new Map(applied.map((m) => [Number(m.version), m]))
+  const done: number[] = []
+  for (const migration of migrations) {
+    const previous = byVersion.get(migration.version)
+    if (previous !== undefined) {
+      if (previous.checksum !== migration.checksum) {
+        throw new MigrationError(
+          `migration ${migration.version}_${migration.name} was changed after it was applied; ` +
+            'add a new migration instead of editing an applied one',
+        )
+      }
+      continue
+    }
+    for (const statement of migration.statements) await store.command({ query: statement })
+    await store.insert({
+      table: 'tally.schema_migrations',
+      values: [
+        {
+          version: migration.version,
+          name: migration.name,
+          checksum: migration.checksum,
+          applied_at: Date.now(),
+        },
+      ],
+      format: 'JSONEachRow',
+    })
+    done.push(migration.version)
+  }
+  return done
+}

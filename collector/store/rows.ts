@@ -1,0 +1,44 @@
+/** Small helpers over the client for the control tables: read rows, write one row. */
+import type { Store } from './client.ts'
+
+export type QueryParams = Record<string, unknown>
+
+export async function selectRows<T>(
+  store: Store,
+  query: string,
+  params: QueryParams = {},
+): Promise<T[]> {
+  const result = await store.query({ query, query_params: params, format: 'JSONEachRow' })
+  return result.json<T>()
+}
+
+export async function insertRows(
+  store: Store,
+  table: string,
+  rows: Record<string, unknown>[],
+  deduplicationToken?: string,
+): Promise<void> {
+  if (rows.length === 0) return
+  await store.insert({
+    table,
+    values: rows,
+    format: 'JSONEachRow',
+    clickhouse_settings:
+      deduplicationToken === undefined
+        ? {}
+        : {
+            insert_deduplication_token: deduplicationToken,
+            deduplicate_blocks_in_dependent_materialized_views: 1,
+          },
+  })
+}
+
+/** Serialises async sections that read then write (a token's remaining uses, say). */
+export class Mutex {
+  #tail: Promise<unknown> = Promise.resolve()
+  run<T>(section: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(section)
+    this.#tail = result.catch(() => undefined)
+    return result
+  }
+}
