@@ -1,0 +1,48 @@
+/** `tally agent ...`: what runs on a delegation host. Imports nothing from the collector. */
+import { Command } from 'commander'
+import { createLogger } from '../common/log.ts'
+import { untilSignal } from '../common/signals.ts'
+import { loadAgentConfig } from './config.ts'
+import { startAgent } from './run.ts'
+
+export function agentCommand(): Command {
+  const agent = new Command('agent').description(
+    'Run the agent on a host: it sends host metrics to the collector every interval',
+  )
+  agent
+    .command('run', { isDefault: true })
+    .description(
+      'Start the agent and run until SIGINT or SIGTERM. At its first start it enrolls with\n' +
+        'enrollment.token (from `tally admin enroll-token`) and keeps its own credential in\n' +
+        'state_dir. Batches wait in an on-disk spool until the collector acknowledges them.',
+    )
+    .option(
+      '-c, --config <file>',
+      'YAML config file (every setting also has a TALLY_* environment override)',
+    )
+    .action(async (options: { config?: string }) => {
+      const config = loadAgentConfig(options.config)
+      const log = createLogger(config.log_level, 'agent')
+      const stop = new AbortController()
+      const run = await startAgent(config, log, stop.signal)
+      process.stderr.write(`agent ${run.agentId} sending to ${config.collector.url}\n`)
+      await Promise.race([untilSignal().then(() => stop.abort()), run.done])
+      stop.abort()
+      await run.done
+    })
+  agent
+    .command('check')
+    .description(
+      'Validate an agent config file and print the settings in effect, or exactly what is wrong',
+    )
+    .requiredOption('-c, --config <file>', 'YAML config file to check')
+    .action((options: { config: string }) => {
+      const config = loadAgentConfig(options.config)
+      const shown = {
+        ...config,
+        enrollment: { ...config.enrollment, token: config.enrollment.token ? '(set)' : undefined },
+      }
+      process.stdout.write(`${options.config}: valid\n${JSON.stringify(shown, null, 2)}\n`)
+    })
+  return agent
+}

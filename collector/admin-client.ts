@@ -1,0 +1,64 @@
+/**
+ * The admin and fleet commands talk to a running collector over its API, with a user token: the
+ * embedded engine belongs to the collector process, and a server deployment has no local files.
+ */
+import { readFileSync } from 'node:fs'
+import { ErrorBody } from '../protocol/v1.ts'
+
+export interface ApiTarget {
+  collectorUrl: string
+  token: string
+}
+
+export class ApiError extends Error {
+  override name = 'ApiError'
+}
+
+export function readTokenFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch (err) {
+    throw new ApiError(
+      `cannot read the token file ${file}: ${(err as Error).message}\n` +
+        'The collector writes its admin token to <data_dir>/admin.token at start; pass --token-file or set TALLY_TOKEN.',
+    )
+  }
+}
+
+export async function callApi<T>(
+  target: ApiTarget,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+): Promise<T> {
+  const url = new URL(path, target.collectorUrl)
+  let response: Response
+  try {
+    response = await fetch(url, {
+      method,
+      headers: {
+        authorization: `Bearer ${target.token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    })
+  } catch (err) {
+    throw new ApiError(
+      `cannot reach the collector at ${target.collectorUrl}: ${(err as Error).message}`,
+    )
+  }
+  const text = await response.text()
+  const parsed: unknown = text === '' ? undefined : JSON.parse(text)
+  if (!response.ok) {
+    const problem = ErrorBody.safeParse(parsed)
+    const detail = problem.success
+      ? [
+          problem.data.message,
+          ...(problem.data.issues ?? []).map((i) => `  ${i.path}: ${i.message}`),
+        ].join('\n')
+      : text
+    throw new ApiError(`${method} ${path} failed (${response.status}): ${detail}`)
+  }
+  return parsed as T
+}

@@ -1,0 +1,214 @@
+/** `tally collector ...`, `tally admin ...` and `tally fleet`. */
+import { Command, Option } from 'commander'
+import { createLogger } from '../common/log.ts'
+import { untilSignal } from '../common/signals.ts'
+import { type ApiTarget, callApi, readTokenFile } from './admin-client.ts'
+import { ROLE_DESCRIPTIONS, ROLES } from './auth/roles.ts'
+import { loadCollectorConfig } from './config.ts'
+import { startCollector } from './server.ts'
+import type { FleetAgent } from './store/fleet.ts'
+
+export function collectorCommand(): Command {
+  const collector = new Command('collector').description(
+    'Run the collector: the HTTP API agents send to, on ClickHouse (embedded by default)',
+  )
+  collector
+    .command('run', { isDefault: true })
+    .description(
+      'Start the collector and serve until SIGINT or SIGTERM. On first start it creates the\n' +
+        'database schema, an admin token file (<data_dir>/admin.token) and a grant-signing key.',
+    )
+    .option(
+      '-c, --config <file>',
+      'YAML config file (every setting also has a TALLY_* environment override)',
+    )
+    .action(async (options: { config?: string }) => {
+      const config = loadCollectorConfig(options.config)
+      const logger = createLogger(config.log_level, 'collector')
+      const running = await startCollector(config, logger)
+      process.stderr.write(
+        `collector listening on ${running.url} (${running.engine} engine, data in ${running.dataDir})\n` +
+          `admin token: ${running.adminTokenFile}\n`,
+      )
+      await untilSignal()
+      await running.close()
+    })
+  collector
+    .command('check')
+    .description(
+      'Validate a collector config file and print the settings in effect, or exactly what is wrong',
+    )
+    .requiredOption('-c, --config <file>', 'YAML config file to check')
+    .action((options: { config: string }) => {
+      const config = loadCollectorConfig(options.config)
+      process.stdout.write(`${options.config}: valid\n${JSON.stringify(config, null, 2)}\n`)
+    })
+  return collector
+}
+
+interface ApiOptions {
+  collector: string
+  tokenFile: string
+  token?: string
+  json?: boolean
+}
+
+const apiOptions = (command: Command): Command =>
+  command
+    .addOption(
+      new Option('--collector <url>', 'collector URL')
+        .env('TALLY_COLLECTOR_URL')
+        .default('http://127.0.0.1:8080'),
+    )
+    .addOption(
+      new Option('--token <token>', 'bearer token (instead of --token-file)').env('TALLY_TOKEN'),
+    )
+    .addOption(
+      new Option('--token-file <file>', 'file holding a bearer token').default(
+        './data/admin.token',
+      ),
+    )
+    .option('--json', 'print the JSON answer, for scripts')
+
+const target = (options: ApiOptions): ApiTarget => ({
+  collectorUrl: options.collector,
+  token: options.token ?? readTokenFile(options.tokenFile),
+})
+
+function print(options: ApiOptions, answer: unknown, human: () => string): void {
+  process.stdout.write(options.json ? `${JSON.stringify(answer, null, 2)}\n` : `${human()}\n`)
+}
+
+export function adminCommand(): Command {
+  const admin = new Command('admin').description(
+    'Administer a running collector: enrollment tokens, users, agents (needs an admin token)',
+  )
+  apiOptions(
+    admin
+      .command('enroll-token')
+      .description(
+        'Make a site-scoped enrollment token. An agent uses it once, at its first start, to get its\n' +
+          'own credential; the site of everything it sends comes from this token.',
+      )
+      .requiredOption(
+        '--site <name>',
+        'site the enrolled agents belong to (lower case, e.g. geneva-pm)',
+      )
+      .option(
+        '--ttl-hours <hours>',
+        'hours until the token expires (collector default: 24)',
+        Number,
+      )
+      .option(
+        '--max-uses <n>',
+        'how many agents may enroll with it (collector default: 1)',
+        Number,
+      ),
+  ).action(async (options: ApiOptions & { site: string; ttlHours?: number; maxUses?: number }) => {
+    const answer = await callApi<{ token: string; expires_at: string; max_uses: number }>(
+      target(options),
+      'POST',
+      '/v1/admin/enroll-tokens',
+      { site: options.site, ttl_hours: options.ttlHours, max_uses: options.maxUses },
+    )
+    print(
+      options,
+      answer,
+      () =>
+        `${answer.token}\n# site ${options.site}, ${answer.max_uses} use(s), expires ${answer.expires_at}`,
+    )
+  })
+
+  const user = admin.command('user').description('Create, list and revoke user tokens')
+  apiOptions(
+    user
+      .command('create')
+      .description(
+        `Create a user with roles and print their token (shown once). Roles:\n${ROLES.map(
+          (r) => `  ${r.padEnd(20)} ${ROLE_DESCRIPTIONS[r]}`,
+        ).join('\n')}`,
+      )
+      .requiredOption('--name <name>', "the person's name, as it will appear in records")
+      .requiredOption('--role <role...>', 'one or more roles'),
+  ).action(async (options: ApiOptions & { name: string; role: string[] }) => {
+    const answer = await callApi<{ user_id: string; token: string; roles: string[] }>(
+      target(options),
+      'POST',
+      '/v1/admin/users',
+      { name: options.name, roles: options.role },
+    )
+    print(
+      options,
+      answer,
+      () => `${answer.token}\n# user ${answer.user_id} (${answer.roles.join(', ')})`,
+    )
+  })
+  apiOptions(user.command('list').description('List users and their roles')).action(
+    async (options: ApiOptions) => {
+      const answer = await callApi<{
+        users: { user_id: string; name: string; roles: string[]; revoked: boolean }[]
+      }>(target(options), 'GET', '/v1/admin/users')
+      print(options, answer, () =>
+        answer.users
+          .map(
+            (u) => `${u.user_id}  ${u.name}  ${u.roles.join(',')}${u.revoked ? '  (revoked)' : ''}`,
+          )
+          .join('\n'),
+      )
+    },
+  )
+  apiOptions(
+    user.command('revoke').description('Revoke a user token at once').argument('<user-id>'),
+  ).action(async (userId: string, options: ApiOptions) => {
+    const answer = await callApi(
+      target(options),
+      'POST',
+      `/v1/admin/users/${encodeURIComponent(userId)}/revoke`,
+    )
+    print(options, answer, () => `revoked user ${userId}`)
+  })
+  const agent = admin.command('agent').description('Manage enrolled agents')
+  apiOptions(
+    agent
+      .command('revoke')
+      .description("Revoke an agent's credential: its next batch is refused with 401")
+      .argument('<agent-id>'),
+  ).action(async (agentId: string, options: ApiOptions) => {
+    const answer = await callApi(
+      target(options),
+      'POST',
+      `/v1/admin/agents/${encodeURIComponent(agentId)}/revoke`,
+    )
+    print(options, answer, () => `revoked agent ${agentId}`)
+  })
+  return admin
+}
+
+export function fleetCommand(): Command {
+  return apiOptions(
+    new Command('fleet')
+      .description(
+        'List enrolled agents with their site, version and when they last sent (operator or admin)',
+      )
+      .option('--site <name>', 'only this site'),
+  ).action(async (options: ApiOptions & { site?: string }) => {
+    const query = options.site === undefined ? '' : `?site=${encodeURIComponent(options.site)}`
+    const answer = await callApi<{ agents: FleetAgent[] }>(
+      target(options),
+      'GET',
+      `/v1/fleet${query}`,
+    )
+    print(options, answer, () => formatFleet(answer.agents))
+  })
+}
+
+export function formatFleet(agents: FleetAgent[]): string {
+  if (agents.length === 0) return 'no agents enrolled'
+  return agents
+    .map(
+      (a) =>
+        `${a.site}/${a.host}  ${a.agent_id}  v${a.version ?? '?'}  last seen ${a.last_seen ?? 'never'}` +
+        `  last seq ${a.last_seq ?? '-'}${a.revoked ? '  (revoked)' : ''}`,
+    )
+    .join('\n')
+}
