@@ -1,0 +1,113 @@
+/**
+ * No loss, no duplicates: every batch an agent produced is stored exactly once, whatever happens
+ * to the collector or the agent in between (a stop, kill -9 during ingest, kill -9 of the agent).
+ */
+import { describe, expect, it } from 'vitest'
+import { AgentProcess, CollectorProcess, freePort, queryStore, tmp, waitFor } from './harness.ts'
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/** Per stored seq: how many batch records and how many metric rows, against what the batch had. */
+async function storedBatches(dataDir: string) {
+  return queryStore<{ seq: number; records: number; samples: number; rows: number }>(
+    dataDir,
+    `SELECT b.seq AS seq, b.records AS records, b.samples AS samples, m.rows AS rows
+     FROM (SELECT seq, count() AS records, any(samples) AS samples FROM tally.ingest_batches GROUP BY seq) AS b
+     LEFT JOIN (SELECT seq, count() AS rows FROM tally.host_metrics GROUP BY seq) AS m USING seq
+     ORDER BY seq`,
+  )
+}
+
+async function expectExactlyOnce(dataDir: string, produced: number[]) {
+  const stored = await storedBatches(dataDir)
+  const storedSeqs = stored.map((b) => b.seq)
+  expect(new Set(produced).size).toBe(produced.length) // no seq was produced twice
+  for (const seq of produced) expect(storedSeqs).toContain(seq)
+  for (const batch of stored) {
+    expect(batch.records, `batch ${batch.seq} recorded once`).toBe(1)
+    expect(batch.rows, `batch ${batch.seq} metric rows written once`).toBe(batch.samples)
+  }
+  const [rollup] = await queryStore<{ raw: number; rolled: number }>(
+    dataDir,
+    'SELECT (SELECT count() FROM tally.host_metrics) AS raw, (SELECT sum(samples) FROM tally.host_metrics_1m) AS rolled',
+  )
+  expect(rollup?.rolled, 'the 1-minute rollup counts each row once').toBe(rollup?.raw)
+  return stored
+}
+
+async function setup(name: string) {
+  const dataDir = tmp(`${name}-data`)
+  const port = await freePort()
+  const collector = await new CollectorProcess(dataDir, port).ready()
+  const token = await collector.enrollToken('site-a')
+  const stateDir = tmp(`${name}-agent`)
+  const agent = new AgentProcess(stateDir, collector.url, { TALLY_ENROLLMENT_TOKEN: token })
+  return { dataDir, port, collector, agent, stateDir }
+}
+
+const lastSeq = async (collector: CollectorProcess) => (await collector.fleet())[0]?.last_seq ?? 0
+
+describe('delivery', () => {
+  it('keeps spooling while the collector is stopped and delivers everything once it is back', async () => {
+    const { dataDir, port, collector, agent } = await setup('outage')
+    await waitFor('first batches', async () => ((await lastSeq(collector)) >= 2 ? true : undefined))
+    expect(await collector.stop('SIGTERM')).toEqual({ code: 0, signal: null })
+    const before = agent.spooledSeqs().length
+    await sleep(4_000)
+    expect(
+      agent.spooledSeqs().length,
+      'the agent spooled during the outage',
+    ).toBeGreaterThanOrEqual(before + 3)
+    expect(agent.logged('batch delivery failed, will retry').length).toBeGreaterThan(0)
+
+    const restarted = await new CollectorProcess(dataDir, port).ready()
+    const target = Math.max(...agent.spooledSeqs()) + 1
+    await waitFor('backlog delivered', async () =>
+      (await lastSeq(restarted)) >= target ? true : undefined,
+    )
+    expect(await agent.stop('SIGTERM')).toEqual({ code: 0, signal: null })
+    await restarted.stop('SIGTERM')
+    const stored = await expectExactlyOnce(dataDir, agent.spooledSeqs())
+    expect(stored.length).toBe(agent.spooledSeqs().length)
+  })
+
+  it('stores every batch once across kill -9 of the collector during ingest', async () => {
+    const { dataDir, port, collector, agent } = await setup('crash')
+    await waitFor('first batches', async () => ((await lastSeq(collector)) >= 1 ? true : undefined))
+    let current = collector
+    // Each round: an outage builds a backlog, the restarted collector is killed while the agent
+    // pushes that backlog at it as fast as it is acknowledged.
+    for (const killAfterMs of [50, 150, 300, 600]) {
+      await current.stop('SIGKILL')
+      await sleep(2_500)
+      current = await new CollectorProcess(dataDir, port).ready()
+      await sleep(killAfterMs)
+    }
+    const target = Math.max(...agent.spooledSeqs()) + 1
+    await waitFor('everything delivered', async () =>
+      (await lastSeq(current)) >= target ? true : undefined,
+    )
+    await agent.stop('SIGTERM')
+    await current.stop('SIGTERM')
+    await expectExactlyOnce(dataDir, agent.spooledSeqs())
+  })
+
+  it('resends what was not acknowledged after kill -9 of the agent, without reusing a seq', async () => {
+    const { dataDir, collector, agent, stateDir } = await setup('agent-crash')
+    await waitFor('first batches', async () => ((await lastSeq(collector)) >= 2 ? true : undefined))
+    await agent.stop('SIGKILL')
+    const firstRun = agent.spooledSeqs()
+
+    // The restarted agent has its credential; the enrollment token (single use) is not needed.
+    const again = new AgentProcess(stateDir, collector.url)
+    await waitFor('second run batches', () => (again.spooledSeqs().length >= 2 ? true : undefined))
+    expect(Math.min(...again.spooledSeqs())).toBeGreaterThan(Math.max(...firstRun))
+    const target = Math.max(...again.spooledSeqs())
+    await waitFor('delivered', async () =>
+      (await lastSeq(collector)) >= target ? true : undefined,
+    )
+    await again.stop('SIGTERM')
+    await collector.stop('SIGTERM')
+    await expectExactlyOnce(dataDir, [...firstRun, ...again.spooledSeqs()])
+  })
+})
