@@ -12,8 +12,8 @@ export function agentCommand(): Command {
   agent
     .command('run', { isDefault: true })
     .description(
-      'Start the agent and run until SIGINT or SIGTERM. At its first start it enrolls with\n' +
-        'enrollment.token (from `tally admin enroll-token`) and keeps its own credential in\n' +
+      'Start the agent and run until SIGINT or SIGTERM. At its first start it enrolls with ' +
+        'enrollment.token (from `tally admin enroll-token`) and keeps its own credential in ' +
         'state_dir. Batches wait in an on-disk spool until the collector acknowledges them.',
     )
     .option(

@@ -8,14 +8,14 @@ import { runDemo } from './demo.ts'
 export function program(): Command {
   const tally = new Command('tally')
     .description(
-      'Tally: privacy-first network telemetry. Agents on hosts send aggregated metrics to a\n' +
+      'Tally: privacy-first network telemetry. Agents on hosts send aggregated metrics to a ' +
         'collector that stores them in ClickHouse. Start with `tally demo` on one machine.',
     )
     .version(AGENT_VERSION)
   tally
     .command('demo')
     .description(
-      'Run a collector on the embedded engine and an agent for this host, enrolled\n' +
+      'Run a collector on the embedded engine and an agent for this host, enrolled ' +
         'automatically (what `npm start` runs). Needs no root and no ClickHouse server.',
     )
     .option('-c, --config <file>', 'collector YAML config file')

@@ -15,7 +15,7 @@ export function collectorCommand(): Command {
   collector
     .command('run', { isDefault: true })
     .description(
-      'Start the collector and serve until SIGINT or SIGTERM. On first start it creates the\n' +
+      'Start the collector and serve until SIGINT or SIGTERM. On first start it creates the ' +
         'database schema, an admin token file (<data_dir>/admin.token) and a grant-signing key.',
     )
     .option(
@@ -87,7 +87,7 @@ export function adminCommand(): Command {
     admin
       .command('enroll-token')
       .description(
-        'Make a site-scoped enrollment token. An agent uses it once, at its first start, to get its\n' +
+        'Make a site-scoped enrollment token. An agent uses it once, at its first start, to get its ' +
           'own credential; the site of everything it sends comes from this token.',
       )
       .requiredOption(
@@ -123,10 +123,10 @@ export function adminCommand(): Command {
   apiOptions(
     user
       .command('create')
-      .description(
-        `Create a user with roles and print their token (shown once). Roles:\n${ROLES.map(
-          (r) => `  ${r.padEnd(20)} ${ROLE_DESCRIPTIONS[r]}`,
-        ).join('\n')}`,
+      .description('Create a user with roles and print their token (shown once)')
+      .addHelpText(
+        'after',
+        `\nRoles:\n${ROLES.map((r) => `  ${r.padEnd(20)} ${ROLE_DESCRIPTIONS[r]}`).join('\n')}`,
       )
       .requiredOption('--name <name>', "the person's name, as it will appear in records")
       .requiredOption('--role <role...>', 'one or more roles'),

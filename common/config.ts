@@ -36,6 +36,16 @@ function overridesFromEnv(defaults: Tree, env: NodeJS.ProcessEnv, prefix: string
 
 export const envName = (path: string[]): string => `TALLY_${path.join('_').toUpperCase()}`
 
+/** A key written with no value (`enrollment:` with every line under it commented) means "default". */
+function withoutNulls(tree: Tree): Tree {
+  const out: Tree = {}
+  for (const [key, value] of Object.entries(tree)) {
+    if (value === null) continue
+    out[key] = isTree(value) ? withoutNulls(value) : value
+  }
+  return out
+}
+
 function merge(base: Tree, over: Tree): Tree {
   const out: Tree = { ...base }
   for (const [key, value] of Object.entries(over)) {
@@ -94,7 +104,7 @@ export function loadConfig<S extends z.ZodType>(
     }
     node[path.at(-1) as string] ??= null
   }
-  const merged = merge(fromFile as Tree, overridesFromEnv(defaults, env))
+  const merged = merge(withoutNulls(fromFile as Tree), overridesFromEnv(defaults, env))
   const result = schema.safeParse(merged)
   if (!result.success) {
     const source = options.file ?? 'configuration'
