@@ -17,16 +17,22 @@ let added = 0
 for (const [path, entry] of Object.entries(lock.packages)) {
   for (const [name, spec] of Object.entries(entry.optionalDependencies ?? {})) {
     const base = path === '' ? '' : `${path}/`
-    if (lock.packages[`${base}node_modules/${name}`] || lock.packages[`node_modules/${name}`]) continue
+    if (lock.packages[`${base}node_modules/${name}`] || lock.packages[`node_modules/${name}`])
+      continue
     const parts = name.split('/').pop().split('-')
     const os = parts.find((p) => OS.includes(p))
     const cpu = parts.find((p) => CPU.includes(p))
-    if (!os || !cpu) throw new Error(`${name}: cannot tell its platform from its name; add it by hand`)
+    if (!os || !cpu)
+      throw new Error(`${name}: cannot tell its platform from its name; add it by hand`)
     lock.packages[`node_modules/${name}`] = {
       version: spec.replace(/^[\^~=]/, ''),
       cpu: [cpu],
       os: [os],
-      ...(parts.includes('musl') ? { libc: ['musl'] } : parts.includes('gnu') ? { libc: ['glibc'] } : {}),
+      ...(parts.includes('musl')
+        ? { libc: ['musl'] }
+        : parts.includes('gnu')
+          ? { libc: ['glibc'] }
+          : {}),
       optional: true,
     }
     added += 1

@@ -15,10 +15,11 @@ interface AgentRow extends AgentIdentity {
   enroll_token_id: string
   enrolled_at: number
   revoked: number
+  version: number
 }
 
 const AGENT_COLUMNS = `agent_id, host, site, credential_sha256, enroll_token_id,
-  toUnixTimestamp64Milli(enrolled_at) AS enrolled_at, revoked_at IS NOT NULL AS revoked`
+  toUnixTimestamp64Milli(enrolled_at) AS enrolled_at, revoked_at IS NOT NULL AS revoked, version`
 
 async function findAgent(store: Store, agentId: string): Promise<AgentRow | undefined> {
   const rows = await selectRows<AgentRow>(
@@ -61,7 +62,8 @@ export async function revokeAgent(
       enroll_token_id: row.enroll_token_id,
       enrolled_at: row.enrolled_at,
       revoked_at: now,
-      version: now,
+      // A later version must win even if this clock is behind the one that wrote the row.
+      version: Math.max(now, Number(row.version) + 1),
     },
   ])
   return true

@@ -19,13 +19,14 @@ export interface UserRecord extends User {
 
 interface UserRow extends User {
   token_sha256: string
+  version: number
   created_by: string
   created_at: number
   revoked: number
 }
 
 const USER_COLUMNS = `user_id, name, roles, token_sha256, created_by,
-  toUnixTimestamp64Milli(created_at) AS created_at, revoked_at IS NOT NULL AS revoked`
+  toUnixTimestamp64Milli(created_at) AS created_at, revoked_at IS NOT NULL AS revoked, version`
 
 export async function createUser(
   store: Store,
@@ -85,7 +86,10 @@ export async function revokeUser(store: Store, userId: string, now = Date.now())
   if (row === undefined) return false
   if (row.revoked) return true
   const { revoked: _revoked, ...kept } = row
-  await insertRows(store, 'tally.users', [{ ...kept, revoked_at: now, version: now }])
+  // A later version must win even if this clock is behind the one that wrote the row.
+  await insertRows(store, 'tally.users', [
+    { ...kept, revoked_at: now, version: Math.max(now, Number(row.version) + 1) },
+  ])
   return true
 }
 

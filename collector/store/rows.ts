@@ -23,13 +23,12 @@ export async function insertRows(
     table,
     values: rows,
     format: 'JSONEachRow',
-    clickhouse_settings:
-      deduplicationToken === undefined
-        ? {}
-        : {
-            insert_deduplication_token: deduplicationToken,
-            deduplicate_blocks_in_dependent_materialized_views: 1,
-          },
+    // Always set, also to '' (no token): chDB applies a query's settings to its session, so a
+    // token left over from the previous insert would make the engine drop this one.
+    clickhouse_settings: {
+      insert_deduplication_token: deduplicationToken ?? '',
+      deduplicate_blocks_in_dependent_materialized_views: 1,
+    },
   })
 }
 

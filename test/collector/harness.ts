@@ -10,11 +10,11 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import pino from 'pino'
 import { expect } from 'vitest'
+import { createApp } from '../../collector/app.ts'
 import { createEnrollToken } from '../../collector/auth/enrollment.ts'
 import type { Role } from '../../collector/auth/roles.ts'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { createUser } from '../../collector/auth/users.ts'
-import { createApp } from '../../collector/app.ts'
 import { CollectorConfig } from '../../collector/config.ts'
 import { openStore, type Store } from '../../collector/store/client.ts'
 import { migrate } from '../../collector/store/migrations.ts'
@@ -155,7 +155,11 @@ export interface PostOptions {
 }
 
 /** POST /v1/ingest with `body` as is (bytes) and gzip encoding unless told otherwise. */
-export function postIngest(app: App, body: Uint8Array, options: PostOptions = {}) {
+export async function postIngest(
+  app: App,
+  body: Uint8Array,
+  options: PostOptions = {},
+): Promise<Response> {
   const headers: Record<string, string> = { 'content-type': 'application/json' }
   const encoding = 'encoding' in options ? options.encoding : 'gzip'
   if (encoding !== undefined) headers['content-encoding'] = encoding

@@ -1,0 +1,570 @@
+/**
+ * POST /v1/ingest on the real embedded engine: stored exactly once (also after a crash between
+ * writes), every bad input refused with its own status and code and nothing written, and the
+ * host and site of every stored row taken from the credential.
+ */
+import { randomBytes } from 'node:crypto'
+import { gzipSync } from 'node:zlib'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { insertRows, selectRows } from '../../collector/store/rows.ts'
+import { type HostBatch, IngestAck } from '../../protocol/v1.ts'
+import {
+  type App,
+  batchEnd,
+  count,
+  type EnrolledAgent,
+  enrollAgent,
+  errorBody,
+  gz,
+  type Harness,
+  makeBatch,
+  openHarness,
+  postIngest,
+  SAMPLE_SUM,
+  userToken,
+} from './harness.ts'
+
+const MiB = 1024 * 1024
+
+let h: Harness
+let agentA: EnrolledAgent
+let agentB: EnrolledAgent
+let adminToken: string
+let seqA = 0
+/** The next unused sequence number of agent A. */
+const nextSeq = (): number => {
+  seqA += 1
+  return seqA
+}
+
+beforeAll(async () => {
+  h = await openHarness()
+  // Upper case on purpose: the credential's host is the lower-cased name given at enrollment.
+  agentA = await enrollAgent(h, 'site-a', 'Host-A.example')
+  agentB = await enrollAgent(h, 'site-b', 'host-b')
+  adminToken = await userToken(h.store, ['admin'], 'admin')
+})
+
+afterAll(async () => {
+  await h?.close()
+})
+
+interface Counts {
+  host_metrics: number
+  ingest_batches: number
+  host_inventory: number
+  rollup_samples: number
+}
+
+/** Row counts of every table a batch writes, over all agents. */
+async function counts(): Promise<Counts> {
+  const [rollup] = await selectRows<{ n: number }>(
+    h.store,
+    'SELECT sum(samples) AS n FROM tally.host_metrics_1m',
+  )
+  return {
+    host_metrics: await count(h.store, 'tally.host_metrics'),
+    ingest_batches: await count(h.store, 'tally.ingest_batches'),
+    host_inventory: await count(h.store, 'tally.host_inventory'),
+    rollup_samples: Number(rollup?.n ?? Number.NaN),
+  }
+}
+
+/** Rows of one batch, and the rollup's sums for its minute (the minute is the batch's own). */
+async function batchRows(agent: EnrolledAgent, seq: number) {
+  const params = { agent: agent.agent_id, seq }
+  const host_metrics = await count(
+    h.store,
+    'tally.host_metrics',
+    'agent_id = {agent:String} AND seq = {seq:UInt64}',
+    params,
+  )
+  const ingest_batches = await count(
+    h.store,
+    'tally.ingest_batches',
+    'agent_id = {agent:String} AND seq = {seq:UInt64}',
+    params,
+  )
+  const [rollup] = await selectRows<{ samples: number; sum: number }>(
+    h.store,
+    `SELECT sum(samples) AS samples, sum(sum) AS sum FROM tally.host_metrics_1m
+     WHERE site = {site:String} AND host = {host:String}
+       AND ts = toDateTime(intDiv({end:UInt64}, 1000), 'UTC')`,
+    { site: agent.site, host: agent.host, end: batchEnd(seq) },
+  )
+  return {
+    host_metrics,
+    ingest_batches,
+    rollup_samples: Number(rollup?.samples ?? Number.NaN),
+    rollup_sum: Number(rollup?.sum ?? Number.NaN),
+  }
+}
+
+async function post(
+  batch: unknown,
+  agent: EnrolledAgent = agentA,
+  app: App = h.app,
+): Promise<Response> {
+  return postIngest(app, gz(batch), { credential: agent.credential })
+}
+
+async function expectStored(batch: HostBatch, agent: EnrolledAgent = agentA, app: App = h.app) {
+  const res = await post(batch, agent, app)
+  expect(res.status).toBe(200)
+  expect(IngestAck.parse(await res.json())).toEqual({
+    agent_id: agent.agent_id,
+    seq: batch.seq,
+    status: 'stored',
+  })
+}
+
+/**
+ * Sends a bad request and checks the answer, that nothing at all was written, and that the
+ * collector still takes a valid batch afterwards.
+ */
+async function expectRefused(
+  send: () => Promise<Response>,
+  expected: { status: number; error: string; message: RegExp },
+  app: App = h.app,
+) {
+  const before = await counts()
+  const res = await send()
+  expect(res.status).toBe(expected.status)
+  const body = await errorBody(res)
+  expect(body.error).toBe(expected.error)
+  expect(body.message).toMatch(expected.message)
+  expect(await counts()).toEqual(before)
+  await expectStored(makeBatch(agentA.agent_id, nextSeq()), agentA, app)
+  return body
+}
+
+describe('a valid batch', () => {
+  it('is stored once, with host and site from the credential, and rolled up', async () => {
+    expect(agentA.host).toBe('host-a.example')
+    const batch = makeBatch(agentA.agent_id, nextSeq())
+    await expectStored(batch)
+
+    expect(await batchRows(agentA, batch.seq)).toEqual({
+      host_metrics: 4,
+      ingest_batches: 1,
+      rollup_samples: 4,
+      rollup_sum: SAMPLE_SUM,
+    })
+    const stored = await selectRows<{ host: string; site: string; ts: number; value: number }>(
+      h.store,
+      `SELECT host, site, toUnixTimestamp64Milli(ts) AS ts, value FROM tally.host_metrics
+       WHERE agent_id = {agent:String} AND seq = {seq:UInt64} ORDER BY value`,
+      { agent: agentA.agent_id, seq: batch.seq },
+    )
+    expect(stored).toEqual(
+      [0.25, 0.5, 1024, 4096].map((value) => ({
+        host: 'host-a.example',
+        site: 'site-a',
+        ts: batch.interval.end,
+        value,
+      })),
+    )
+    const [record] = await selectRows<Record<string, unknown>>(
+      h.store,
+      `SELECT site, host, agent_version, samples FROM tally.ingest_batches
+       WHERE agent_id = {agent:String} AND seq = {seq:UInt64}`,
+      { agent: agentA.agent_id, seq: batch.seq },
+    )
+    expect(record).toEqual({
+      site: 'site-a',
+      host: 'host-a.example',
+      agent_version: '0.1.0-test',
+      samples: 4,
+    })
+  })
+
+  it('sent again is acknowledged as a duplicate and not written again', async () => {
+    const batch = makeBatch(agentA.agent_id, nextSeq())
+    await expectStored(batch)
+    const before = await counts()
+    for (let i = 0; i < 2; i++) {
+      const res = await post(batch)
+      expect(res.status).toBe(200)
+      expect(await res.json()).toEqual({
+        agent_id: agentA.agent_id,
+        seq: batch.seq,
+        status: 'duplicate',
+      })
+    }
+    expect(await counts()).toEqual(before)
+    expect(await batchRows(agentA, batch.seq)).toEqual({
+      host_metrics: 4,
+      ingest_batches: 1,
+      rollup_samples: 4,
+      rollup_sum: SAMPLE_SUM,
+    })
+  })
+
+  it('sent twice at once is stored once', async () => {
+    const batch = makeBatch(agentA.agent_id, nextSeq())
+    const answers = await Promise.all([post(batch), post(batch), post(batch)])
+    const statuses = await Promise.all(
+      answers.map(async (res) => {
+        expect(res.status).toBe(200)
+        return IngestAck.parse(await res.json()).status
+      }),
+    )
+    expect(statuses.sort()).toEqual(['duplicate', 'duplicate', 'stored'])
+    expect(await batchRows(agentA, batch.seq)).toEqual({
+      host_metrics: 4,
+      ingest_batches: 1,
+      rollup_samples: 4,
+      rollup_sum: SAMPLE_SUM,
+    })
+  })
+
+  it('retried after a crash between its writes counts exactly once', async () => {
+    const batch = makeBatch(agentA.agent_id, nextSeq())
+    // What writeHostBatch had written when the collector died: the samples, with their
+    // deduplication token, and not yet the batch's record in ingest_batches.
+    await insertRows(
+      h.store,
+      'tally.host_metrics',
+      batch.samples.map((s) => ({
+        ts: batch.interval.end,
+        interval_ms: batch.interval.end - batch.interval.start,
+        site: agentA.site,
+        host: agentA.host,
+        metric: s.metric,
+        attributes: s.attributes,
+        value: s.value,
+        agent_id: agentA.agent_id,
+        seq: batch.seq,
+      })),
+      `${agentA.agent_id}:${batch.seq}:host_metrics`,
+    )
+    expect(await batchRows(agentA, batch.seq)).toEqual({
+      host_metrics: 4,
+      ingest_batches: 0,
+      rollup_samples: 4,
+      rollup_sum: SAMPLE_SUM,
+    })
+    // Another agent's batch lands before the retry. (It also moves the embedded engine's
+    // session on: chDB keeps per-query settings as session settings, so without it the retry
+    // would inherit the crashed insert's token even if writeHostBatch sent none.)
+    await expectStored(makeBatch(agentB.agent_id, 100), agentB)
+
+    await expectStored(batch)
+    expect(await batchRows(agentA, batch.seq)).toEqual({
+      host_metrics: 4,
+      ingest_batches: 1,
+      rollup_samples: 4,
+      rollup_sum: SAMPLE_SUM,
+    })
+    const res = await post(batch)
+    expect(await res.json()).toMatchObject({ status: 'duplicate' })
+    expect((await batchRows(agentA, batch.seq)).host_metrics).toBe(4)
+  })
+
+  it('with inventory stores the inventory under the credential host and site', async () => {
+    const batch: HostBatch = {
+      ...makeBatch(agentA.agent_id, nextSeq()),
+      inventory: {
+        os: { platform: 'linux', distro: 'Debian', release: '12', kernel: '6.1', arch: 'x64' },
+        cpu: { model: 'Test CPU', cores: 4 },
+        memory_bytes: 8 * 1024 * MiB,
+        interfaces: [
+          {
+            name: 'eth0',
+            mac: '00:11:22:33:44:55',
+            addresses: ['10.0.0.5'],
+            speed_mbps: 1000,
+            up: true,
+          },
+        ],
+      },
+    }
+    await expectStored(batch)
+    const rows = await selectRows<{ host: string; site: string; inventory: string }>(
+      h.store,
+      'SELECT host, site, inventory FROM tally.host_inventory FINAL WHERE agent_id = {agent:String}',
+      { agent: agentA.agent_id },
+    )
+    expect(rows).toHaveLength(1)
+    expect(rows[0]?.host).toBe('host-a.example')
+    expect(rows[0]?.site).toBe('site-a')
+    expect(JSON.parse(rows[0]?.inventory ?? 'null')).toEqual(batch.inventory)
+  })
+})
+
+describe('a malformed body', () => {
+  it('that is not JSON is 400 malformed_json', async () => {
+    await expectRefused(
+      () =>
+        postIngest(h.app, gzipSync(Buffer.from('{"version":1,"agent_id":')), {
+          credential: agentA.credential,
+        }),
+      { status: 400, error: 'malformed_json', message: /not JSON/ },
+    )
+  })
+
+  it('with a wrong type is 400 invalid_batch naming the field', async () => {
+    const body = await expectRefused(
+      () => post({ ...makeBatch(agentA.agent_id, 900_001), seq: 'one' }),
+      { status: 400, error: 'invalid_batch', message: /protocol v1/ },
+    )
+    expect(body.issues?.map((i) => i.path)).toEqual(['seq'])
+
+    const batch = makeBatch(agentA.agent_id, 900_002)
+    const sample = { metric: 'system.cpu.utilization', value: '0.5' }
+    const nested = await expectRefused(() => post({ ...batch, samples: [sample] }), {
+      status: 400,
+      error: 'invalid_batch',
+      message: /protocol v1/,
+    })
+    expect(nested.issues?.map((i) => i.path)).toEqual(['samples.0.value'])
+  })
+
+  it('that is JSON but not an object is 400 invalid_batch', async () => {
+    for (const value of [null, [], 42, 'batch']) {
+      const body = await expectRefused(() => post(value), {
+        status: 400,
+        error: 'invalid_batch',
+        message: /protocol v1/,
+      })
+      expect(body.issues?.[0]?.path).toBe('(top level)')
+    }
+  })
+
+  it('with an interval that ends before it starts is 400 invalid_batch', async () => {
+    const batch = makeBatch(agentA.agent_id, 900_003)
+    const body = await expectRefused(
+      () => post({ ...batch, interval: { start: batch.interval.end, end: batch.interval.start } }),
+      { status: 400, error: 'invalid_batch', message: /protocol v1/ },
+    )
+    expect(body.issues).toEqual([
+      { path: 'interval.end', message: 'interval.end must be after interval.start' },
+    ])
+  })
+
+  it('with an unknown field at the top level is 400 naming the field', async () => {
+    const body = await expectRefused(
+      () => post({ ...makeBatch(agentA.agent_id, 900_004), hostname: 'smuggled' }),
+      { status: 400, error: 'invalid_batch', message: /protocol v1/ },
+    )
+    expect(body.issues).toHaveLength(1)
+    expect(body.issues?.[0]?.path).toBe('(top level)')
+    expect(body.issues?.[0]?.message).toContain('hostname')
+  })
+
+  it('with an unknown field in a sample is 400 naming the field', async () => {
+    const batch = makeBatch(agentA.agent_id, 900_005)
+    const samples = [batch.samples[0], { ...batch.samples[1], peer: '10.0.0.9' }]
+    const body = await expectRefused(() => post({ ...batch, samples }), {
+      status: 400,
+      error: 'invalid_batch',
+      message: /protocol v1/,
+    })
+    expect(body.issues).toHaveLength(1)
+    expect(body.issues?.[0]?.path).toBe('samples.1')
+    expect(body.issues?.[0]?.message).toContain('peer')
+  })
+
+  it('with an unknown attribute is 400 naming the attribute', async () => {
+    const batch = makeBatch(agentA.agent_id, 900_006)
+    const samples = [
+      {
+        metric: 'system.network.connection.count',
+        value: 3,
+        attributes: { 'network.connection.state': 'established', 'server.address': '10.0.0.9' },
+      },
+    ]
+    const body = await expectRefused(() => post({ ...batch, samples }), {
+      status: 400,
+      error: 'invalid_batch',
+      message: /protocol v1/,
+    })
+    expect(body.issues).toHaveLength(1)
+    expect(body.issues?.[0]?.path).toBe('samples.0.attributes')
+    expect(body.issues?.[0]?.message).toContain('server.address')
+  })
+
+  it('naming a host or a site is 400 identity_in_body', async () => {
+    const batch = makeBatch(agentA.agent_id, 900_007)
+    for (const extra of [{ host: 'other-host' }, { site: 'other-site' }, { host: agentA.host }]) {
+      await expectRefused(() => post({ ...batch, ...extra }), {
+        status: 400,
+        error: 'identity_in_body',
+        message: /host or site/,
+      })
+    }
+  })
+
+  it("naming another agent's id is 403 wrong_agent", async () => {
+    await expectRefused(() => post(makeBatch(agentB.agent_id, 900_008), agentA), {
+      status: 403,
+      error: 'wrong_agent',
+      message: new RegExp(agentB.agent_id),
+    })
+    expect(await count(h.store, 'tally.ingest_batches', 'seq = 900008')).toBe(0)
+  })
+})
+
+describe('size and encoding', () => {
+  it('a compressed body over max_body_bytes is 413 body_too_large', async () => {
+    const small = h.appWith({ ingest: { max_body_bytes: 2048 } })
+    // Incompressible: gzip of random bytes is larger than the bytes.
+    const big = gzipSync(randomBytes(8192))
+    expect(big.length).toBeGreaterThan(2048)
+    // Without a Content-Length (the body is counted as it is read) and with one.
+    await expectRefused(
+      () => postIngest(small, big, { credential: agentA.credential }),
+      { status: 413, error: 'body_too_large', message: /2048 bytes/ },
+      small,
+    )
+    await expectRefused(
+      () =>
+        postIngest(small, big, {
+          credential: agentA.credential,
+          headers: { 'content-length': String(big.length) },
+        }),
+      { status: 413, error: 'body_too_large', message: /2048 bytes/ },
+      small,
+    )
+  })
+
+  it('a gzip bomb is 413 body_too_large at the decompressed cap', async () => {
+    const bomb = gzipSync(Buffer.alloc(200 * MiB), { level: 9 })
+    expect(bomb.length).toBeLessThan(h.config.ingest.max_body_bytes)
+    expect(h.config.ingest.max_decompressed_bytes).toBe(16 * MiB)
+    await expectRefused(() => postIngest(h.app, bomb, { credential: agentA.credential }), {
+      status: 413,
+      error: 'body_too_large',
+      message: new RegExp(`decompressed body exceeds ${16 * MiB} bytes`),
+    })
+  })
+
+  it('bytes that are not gzip under Content-Encoding gzip are 400 malformed_gzip', async () => {
+    const plain = Buffer.from(JSON.stringify(makeBatch(agentA.agent_id, 900_009)))
+    await expectRefused(() => postIngest(h.app, plain, { credential: agentA.credential }), {
+      status: 400,
+      error: 'malformed_gzip',
+      message: /not valid gzip/,
+    })
+    // A gzip stream cut short.
+    const cut = gz(makeBatch(agentA.agent_id, 900_010)).subarray(0, 30)
+    await expectRefused(() => postIngest(h.app, cut, { credential: agentA.credential }), {
+      status: 400,
+      error: 'malformed_gzip',
+      message: /not valid gzip/,
+    })
+  })
+
+  it('an unsupported Content-Encoding is 415 naming it', async () => {
+    const body = gz(makeBatch(agentA.agent_id, 900_011))
+    for (const encoding of ['br', 'deflate', 'zstd']) {
+      await expectRefused(
+        () => postIngest(h.app, body, { credential: agentA.credential, encoding }),
+        { status: 415, error: 'unsupported_encoding', message: new RegExp(encoding) },
+      )
+    }
+  })
+})
+
+describe('the credential', () => {
+  const batch = () => gz(makeBatch(agentA.agent_id, 900_100))
+
+  it('missing is 401', async () => {
+    await expectRefused(() => postIngest(h.app, batch()), {
+      status: 401,
+      error: 'unauthenticated',
+      message: /credential is required/,
+    })
+    await expectRefused(
+      () =>
+        postIngest(h.app, batch(), { headers: { authorization: `Basic ${agentA.credential}` } }),
+      { status: 401, error: 'unauthenticated', message: /credential is required/ },
+    )
+  })
+
+  it('wrong for a known agent is 401', async () => {
+    const wrong = `tly_a_${agentA.agent_id}.${randomBytes(32).toString('base64url')}`
+    expect(wrong).not.toBe(agentA.credential)
+    await expectRefused(() => postIngest(h.app, batch(), { credential: wrong }), {
+      status: 401,
+      error: 'unauthenticated',
+      message: /unknown, wrong or revoked/,
+    })
+  })
+
+  it('well formed but unknown is 401', async () => {
+    const unknown = `tly_a_a-00000000deadbeef.${randomBytes(32).toString('base64url')}`
+    await expectRefused(() => postIngest(h.app, batch(), { credential: unknown }), {
+      status: 401,
+      error: 'unauthenticated',
+      message: /unknown, wrong or revoked/,
+    })
+    // Not a credential at all, and a user's token in place of an agent's.
+    for (const credential of ['garbage', adminToken]) {
+      await expectRefused(() => postIngest(h.app, batch(), { credential }), {
+        status: 401,
+        error: 'unauthenticated',
+        message: /unknown, wrong or revoked/,
+      })
+    }
+  })
+
+  it('of a revoked agent is 401', async () => {
+    const agentC = await enrollAgent(h, 'site-a', 'host-c')
+    await expectStored(makeBatch(agentC.agent_id, 1), agentC)
+    const res = await h.app.request(`/v1/admin/agents/${agentC.agent_id}/revoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}` },
+    })
+    expect(res.status).toBe(200)
+    expect(await res.json()).toEqual({ agent_id: agentC.agent_id, revoked: true })
+    await expectRefused(() => post(makeBatch(agentC.agent_id, 2), agentC), {
+      status: 401,
+      error: 'unauthenticated',
+      message: /unknown, wrong or revoked/,
+    })
+    // Its retry of a batch it had sent before is refused too, not acknowledged.
+    const retry = await post(makeBatch(agentC.agent_id, 1), agentC)
+    expect(retry.status).toBe(401)
+    expect(
+      await count(h.store, 'tally.ingest_batches', 'agent_id = {c:String}', {
+        c: agentC.agent_id,
+      }),
+    ).toBe(1)
+  })
+})
+
+describe('privacy', () => {
+  it('every stored row carries only its credential host and site', async () => {
+    await expectStored(makeBatch(agentB.agent_id, 1), agentB)
+    const tables = ['tally.host_metrics', 'tally.ingest_batches', 'tally.host_inventory']
+    for (const table of tables) {
+      const rows = await selectRows<{ agent_id: string; host: string; site: string }>(
+        h.store,
+        `SELECT DISTINCT agent_id, host, site FROM ${table} WHERE agent_id IN ({ids:Array(String)})
+         ORDER BY host`,
+        { ids: [agentA.agent_id, agentB.agent_id] },
+      )
+      const expected = [
+        { agent_id: agentA.agent_id, host: 'host-a.example', site: 'site-a' },
+        { agent_id: agentB.agent_id, host: 'host-b', site: 'site-b' },
+      ].filter((r) => table !== 'tally.host_inventory' || r.agent_id === agentA.agent_id)
+      expect(rows, table).toEqual(expected)
+    }
+    // The rollup has no agent column: only the enrolled hosts and their sites appear in it.
+    const rollup = await selectRows<{ host: string; site: string }>(
+      h.store,
+      'SELECT DISTINCT host, site FROM tally.host_metrics_1m ORDER BY host',
+    )
+    expect(rollup).toEqual([
+      { host: 'host-a.example', site: 'site-a' },
+      { host: 'host-b', site: 'site-b' },
+      { host: 'host-c', site: 'site-a' },
+    ])
+    // Nothing refused above left a trace: no row names a host or site the bodies tried.
+    expect(
+      await count(h.store, 'tally.host_metrics', "host LIKE 'other%' OR site LIKE 'other%'"),
+    ).toBe(0)
+    expect(seqA).toBeGreaterThan(20)
+  })
+})
