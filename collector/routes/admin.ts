@@ -10,7 +10,7 @@ import type { CollectorConfig } from '../config.ts'
 import { type CollectorEnv, problem, readJson } from '../http.ts'
 import type { Store } from '../store/client.ts'
 
-const EnrollTokenRequest = z.strictObject({
+export const EnrollTokenRequest = z.strictObject({
   site: z.string().regex(SITE_NAME, 'must be lower case letters, digits, dot, dash or underscore'),
   ttl_hours: z
     .number()
@@ -20,7 +20,7 @@ const EnrollTokenRequest = z.strictObject({
   max_uses: z.number().int().positive().max(100_000).optional(),
 })
 
-const UserRequest = z.strictObject({
+export const UserRequest = z.strictObject({
   name: z.string().min(1).max(128),
   roles: z.array(z.enum(ROLES)).min(1),
 })

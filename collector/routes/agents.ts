@@ -11,7 +11,7 @@ import { type CollectorEnv, problem, readJson } from '../http.ts'
 import type { Store } from '../store/client.ts'
 import { listFleet } from '../store/fleet.ts'
 
-const FleetQuery = z.strictObject({ site: z.string().max(63).optional() })
+export const FleetQuery = z.strictObject({ site: z.string().max(63).optional() })
 
 export function agentRoutes(store: Store, config: CollectorConfig, signingKey: GrantSigningKey) {
   return new Hono<CollectorEnv>()

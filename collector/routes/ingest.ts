@@ -16,7 +16,7 @@ import { type CollectorEnv, problem, zodIssues } from '../http.ts'
 import type { Store } from '../store/client.ts'
 import { writeHostBatch } from '../store/host-batches.ts'
 import { Mutex } from '../store/rows.ts'
-import type { IngestCounters } from '../telemetry.ts'
+import type { IngestCounters, RejectReason } from '../telemetry.ts'
 
 const inflate = promisify(gunzip)
 
@@ -30,9 +30,7 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
     perAgent.set(agentId, lock)
     return lock
   }
-  const rejected = (reason: string) => {
-    counters.rejected[reason] = (counters.rejected[reason] ?? 0) + 1
-  }
+  const rejected = (reason: RejectReason) => counters.rejected(reason)
 
   return new Hono<CollectorEnv>().post(
     '/v1/ingest',
@@ -123,12 +121,11 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
       }
       try {
         const status = await lockFor(agent.agent_id).run(() => writeHostBatch(store, agent, batch))
-        counters.batches[status] += 1
-        if (status === 'stored') counters.samples += batch.samples.length
+        counters.batch(status, batch.samples.length)
         const ack: IngestAck = { agent_id: agent.agent_id, seq: batch.seq, status }
         return c.json(ack, 200)
       } catch (err) {
-        counters.unavailable += 1
+        counters.unavailable()
         c.get('log').error({ err, agent_id: agent.agent_id, seq: batch.seq }, 'store write failed')
         c.header('Retry-After', String(config.ingest.retry_after_seconds))
         return problem(
