@@ -1,0 +1,358 @@
+/**
+ * Incremental reader for the classic pcap format (libpcap savefile, what `tcpdump -w` writes).
+ *
+ * We read the format ourselves instead of using the `pcap-parser` npm package named in the
+ * design: its last release (0.2.1, 2012) has no nanosecond magic, uses the deprecated
+ * `new Buffer`, allocates three objects per packet and re-concatenates its buffer for every
+ * chunk (quadratic on a slow stream). This is the capture hot path, so the reader here
+ * allocates nothing per packet: record headers are read with byte arithmetic and the sink gets
+ * `(chunk, offset)` instead of a slice.
+ *
+ * Format: a 24-byte global header (magic, version, thiszone, sigfigs, snaplen, linktype), then
+ * records of a 16-byte header (ts seconds, ts fraction, captured length, original length)
+ * followed by the captured bytes. The magic decides byte order and whether the fraction is
+ * microseconds (0xa1b2c3d4) or nanoseconds (0xa1b23c4d). pcapng is not supported.
+ *
+ * Classic pcap has no record markers, so a corrupt record length cannot be resynchronised: it
+ * is a PcapFormatError, not something to skip.
+ */
+
+import { open } from 'node:fs/promises'
+
+export interface PcapHeader {
+  /** LINKTYPE_* value (1 = Ethernet, 113 = Linux cooked, ...), FCS bits masked off. */
+  linkType: number
+  snaplen: number
+  /** true: `tsFraction` is nanoseconds; false: microseconds. */
+  nanosecond: boolean
+  /** Byte order the file was written in. */
+  bigEndian: boolean
+  versionMajor: number
+  versionMinor: number
+}
+
+/**
+ * Receives one record. `data[offset .. offset + capturedLength)` are the captured bytes. They
+ * are only valid during the call: `data` is the pushed chunk (which the caller may reuse) or the
+ * reader's carry buffer (which the next split record overwrites). Copy what must be kept.
+ * `tsFraction` is microseconds or nanoseconds, per `header.nanosecond`.
+ */
+export type PacketSink = (
+  data: Uint8Array,
+  offset: number,
+  capturedLength: number,
+  originalLength: number,
+  tsSeconds: number,
+  tsFraction: number,
+) => void
+
+export class PcapFormatError extends Error {
+  override name = 'PcapFormatError'
+}
+
+const GLOBAL_HEADER_LENGTH = 24
+const RECORD_HEADER_LENGTH = 16
+/** libpcap's MAXIMUM_SNAPLEN: no sane capture has records larger than this. */
+export const MAXIMUM_SNAPLEN = 262_144
+
+const MAGIC_MICRO = 0xa1b2c3d4
+const MAGIC_NANO = 0xa1b23c4d
+const MAGIC_PCAPNG = 0x0a0d0d0a
+const MAGIC_MODIFIED = 0xa1b2cd34 // Kuznetsov's patched libpcap: 24-byte records
+
+function hex(bytes: Uint8Array, offset: number, length: number): string {
+  let out = ''
+  for (let i = 0; i < length; i++) {
+    const b = bytes[offset + i]
+    if (b === undefined) break
+    if (i > 0) out += ' '
+    out += b.toString(16).padStart(2, '0')
+  }
+  return out
+}
+
+function readBE32(b: Uint8Array, o: number): number {
+  return (
+    (((b[o] as number) << 24) |
+      ((b[o + 1] as number) << 16) |
+      ((b[o + 2] as number) << 8) |
+      (b[o + 3] as number)) >>>
+    0
+  )
+}
+
+function readLE32(b: Uint8Array, o: number): number {
+  return (
+    ((b[o] as number) |
+      ((b[o + 1] as number) << 8) |
+      ((b[o + 2] as number) << 16) |
+      ((b[o + 3] as number) << 24)) >>>
+    0
+  )
+}
+
+function parseGlobalHeader(b: Uint8Array, o: number): PcapHeader {
+  const be = readBE32(b, o)
+  const le = readLE32(b, o)
+  let bigEndian: boolean
+  let nanosecond: boolean
+  if (be === MAGIC_MICRO || be === MAGIC_NANO) {
+    bigEndian = true
+    nanosecond = be === MAGIC_NANO
+  } else if (le === MAGIC_MICRO || le === MAGIC_NANO) {
+    bigEndian = false
+    nanosecond = le === MAGIC_NANO
+  } else if (be === MAGIC_PCAPNG) {
+    throw new PcapFormatError(
+      'pcapng is not supported; convert with `editcap -F pcap IN.pcapng OUT.pcap` ' +
+        '(or capture with `tcpdump -w`, which writes classic pcap)',
+    )
+  } else if (be === MAGIC_MODIFIED || le === MAGIC_MODIFIED) {
+    throw new PcapFormatError(
+      'modified (Kuznetsov) pcap is not supported; convert with `editcap -F pcap IN OUT.pcap`',
+    )
+  } else {
+    throw new PcapFormatError(
+      `not a pcap stream: magic bytes ${hex(b, o, 4)} (expected a1 b2 c3 d4 or a1 b2 3c 4d ` +
+        'in either byte order)',
+    )
+  }
+  const u16 = bigEndian
+    ? (p: number) => ((b[o + p] as number) << 8) | (b[o + p + 1] as number)
+    : (p: number) => (b[o + p] as number) | ((b[o + p + 1] as number) << 8)
+  const u32 = bigEndian ? (p: number) => readBE32(b, o + p) : (p: number) => readLE32(b, o + p)
+  const versionMajor = u16(4)
+  const versionMinor = u16(6)
+  if (versionMajor !== 2) {
+    throw new PcapFormatError(
+      `unsupported pcap version ${versionMajor}.${versionMinor} (only 2.x is supported)`,
+    )
+  }
+  return {
+    versionMajor,
+    versionMinor,
+    snaplen: u32(16),
+    // Bits 26-31 of the link type field carry FCS information, not the link type.
+    linkType: u32(20) & 0x03ff_ffff,
+    nanosecond,
+    bigEndian,
+  }
+}
+
+/**
+ * Push-driven classic pcap reader. Feed it chunks of any size (down to one byte); it calls the
+ * sink synchronously for every complete record. Records wholly inside a chunk are passed in
+ * place; only a record split across chunks is assembled in a reused carry buffer.
+ * An exception thrown by the sink propagates out of `push`; the reader should then be dropped.
+ */
+export class PcapReader {
+  #onPacket: PacketSink
+  #onHeader: ((h: PcapHeader) => void) | undefined
+  #header: PcapHeader | undefined = undefined
+  #bigEndian = false
+  #maxCaptured = MAXIMUM_SNAPLEN
+  #packets = 0
+  /** Bytes of an incomplete global header or record, carried over to the next push. */
+  #carry: Uint8Array = new Uint8Array(4096)
+  #carryLength = 0
+  #ended = false
+
+  constructor(onPacket: PacketSink, onHeader?: (h: PcapHeader) => void) {
+    this.#onPacket = onPacket
+    this.#onHeader = onHeader
+  }
+
+  get header(): PcapHeader | undefined {
+    return this.#header
+  }
+
+  /** Records delivered so far (brought up to date when each push returns). */
+  get packets(): number {
+    return this.#packets
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.#ended) throw new Error('PcapReader.push after end()')
+    const length = chunk.length
+    let pos = 0
+    if (this.#carryLength > 0 || this.#header === undefined) {
+      pos = this.#fillCarry(chunk)
+      if (pos === length && this.#carryLength > 0) return
+    }
+    const sink = this.#onPacket
+    const maxCaptured = this.#maxCaptured
+    let packets = this.#packets
+    // Two copies of the loop so that the byte order is not re-tested per field.
+    if (this.#bigEndian) {
+      while (pos + RECORD_HEADER_LENGTH <= length) {
+        const captured = readBE32(chunk, pos + 8)
+        const original = readBE32(chunk, pos + 12)
+        if (captured > maxCaptured || captured > original) {
+          this.#packets = packets
+          this.#corrupt(captured, original)
+        }
+        const end = pos + RECORD_HEADER_LENGTH + captured
+        if (end > length) break
+        packets++
+        sink(
+          chunk,
+          pos + RECORD_HEADER_LENGTH,
+          captured,
+          original,
+          readBE32(chunk, pos),
+          readBE32(chunk, pos + 4),
+        )
+        pos = end
+      }
+    } else {
+      while (pos + RECORD_HEADER_LENGTH <= length) {
+        const captured = readLE32(chunk, pos + 8)
+        const original = readLE32(chunk, pos + 12)
+        if (captured > maxCaptured || captured > original) {
+          this.#packets = packets
+          this.#corrupt(captured, original)
+        }
+        const end = pos + RECORD_HEADER_LENGTH + captured
+        if (end > length) break
+        packets++
+        sink(
+          chunk,
+          pos + RECORD_HEADER_LENGTH,
+          captured,
+          original,
+          readLE32(chunk, pos),
+          readLE32(chunk, pos + 4),
+        )
+        pos = end
+      }
+    }
+    this.#packets = packets
+    if (pos < length) {
+      // Start of a record that continues in the next chunk.
+      this.#ensureCarry(length - pos)
+      this.#carry.set(chunk.subarray(pos), 0)
+      this.#carryLength = length - pos
+    }
+  }
+
+  /** Ends the stream. Leftover bytes are a record (or header) cut short, e.g. by a crash. */
+  end(): { truncatedBytes: number } {
+    this.#ended = true
+    const truncatedBytes = this.#carryLength
+    this.#carryLength = 0
+    return { truncatedBytes }
+  }
+
+  /**
+   * Completes the item (global header or record) whose start is in the carry buffer with bytes
+   * from the chunk, delivering it when complete. Returns how many chunk bytes were consumed.
+   */
+  #fillCarry(chunk: Uint8Array): number {
+    let pos = 0
+    if (this.#header === undefined) {
+      pos = this.#take(chunk, pos, GLOBAL_HEADER_LENGTH)
+      if (this.#carryLength < GLOBAL_HEADER_LENGTH) return pos
+      this.#setHeader(parseGlobalHeader(this.#carry, 0))
+      this.#carryLength = 0
+      return pos // records continue in the fast path
+    }
+    if (this.#carryLength < RECORD_HEADER_LENGTH) {
+      pos = this.#take(chunk, pos, RECORD_HEADER_LENGTH)
+      if (this.#carryLength < RECORD_HEADER_LENGTH) return pos
+      const captured = this.#read32(this.#carry, 8)
+      const original = this.#read32(this.#carry, 12)
+      if (captured > this.#maxCaptured || captured > original) this.#corrupt(captured, original)
+    }
+    const captured = this.#read32(this.#carry, 8)
+    pos = this.#take(chunk, pos, RECORD_HEADER_LENGTH + captured)
+    if (this.#carryLength < RECORD_HEADER_LENGTH + captured) return pos
+    const carry = this.#carry
+    this.#packets++
+    this.#carryLength = 0
+    this.#onPacket(
+      carry,
+      RECORD_HEADER_LENGTH,
+      captured,
+      this.#read32(carry, 12),
+      this.#read32(carry, 0),
+      this.#read32(carry, 4),
+    )
+    return pos
+  }
+
+  /** Copies chunk bytes from `pos` into the carry buffer until it holds `need` bytes. */
+  #take(chunk: Uint8Array, pos: number, need: number): number {
+    const take = Math.min(need - this.#carryLength, chunk.length - pos)
+    if (take <= 0) return pos
+    this.#ensureCarry(this.#carryLength + take)
+    this.#carry.set(chunk.subarray(pos, pos + take), this.#carryLength)
+    this.#carryLength += take
+    return pos + take
+  }
+
+  #read32(b: Uint8Array, o: number): number {
+    return this.#bigEndian ? readBE32(b, o) : readLE32(b, o)
+  }
+
+  #setHeader(header: PcapHeader): void {
+    this.#header = header
+    this.#bigEndian = header.bigEndian
+    this.#maxCaptured = Math.max(header.snaplen, MAXIMUM_SNAPLEN)
+    this.#onHeader?.(header)
+  }
+
+  #ensureCarry(size: number): void {
+    if (size <= this.#carry.length) return
+    let capacity = this.#carry.length * 2
+    while (capacity < size) capacity *= 2
+    const next = new Uint8Array(capacity)
+    next.set(this.#carry.subarray(0, this.#carryLength), 0)
+    this.#carry = next
+  }
+
+  #corrupt(captured: number, original: number): never {
+    const why =
+      captured > original
+        ? `captured length ${captured} exceeds original length ${original}`
+        : `captured length ${captured} exceeds the limit ${this.#maxCaptured}`
+    throw new PcapFormatError(
+      `corrupt pcap stream at record ${this.#packets} (0-based): ${why}; classic pcap cannot ` +
+        'be resynchronised after a bad record',
+    )
+  }
+}
+
+/** Read size for files: large sequential reads, one buffer reused for the whole file. */
+const FILE_READ_SIZE = 4 * 1024 * 1024
+
+/**
+ * Streams a classic pcap file through a PcapReader with large reads into one reused buffer
+ * (the file is never held in memory whole). Rejects with PcapFormatError for a file that is not
+ * classic pcap, is corrupt, or is too short to hold the global header.
+ */
+export async function readPcapFile(
+  path: string,
+  onPacket: PacketSink,
+  onHeader?: (h: PcapHeader) => void,
+): Promise<{ header: PcapHeader; packets: number; truncatedBytes: number }> {
+  const reader = new PcapReader(onPacket, onHeader)
+  const handle = await open(path, 'r')
+  try {
+    const buffer = new Uint8Array(FILE_READ_SIZE)
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null)
+      if (bytesRead === 0) break
+      reader.push(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead))
+    }
+  } finally {
+    await handle.close()
+  }
+  const { truncatedBytes } = reader.end()
+  const header = reader.header
+  if (header === undefined) {
+    throw new PcapFormatError(
+      `${path} is not a pcap file: ${truncatedBytes} bytes, shorter than the 24-byte pcap header`,
+    )
+  }
+  return { header, packets: reader.packets, truncatedBytes }
+}
