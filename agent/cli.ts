@@ -2,6 +2,8 @@
 import { Command } from 'commander'
 import { createLogger } from '../common/log.ts'
 import { untilSignal } from '../common/signals.ts'
+import { aggregateFile, formatReport } from './aggregate/offline.ts'
+import { DEFAULT_ORGANISATION_PREFIXES, parsePrefix } from './aggregate/prefixes.ts'
 import { loadAgentConfig } from './config.ts'
 import { startAgent } from './run.ts'
 
@@ -44,5 +46,59 @@ export function agentCommand(): Command {
       }
       process.stdout.write(`${options.config}: valid\n${JSON.stringify(shown, null, 2)}\n`)
     })
+  agent
+    .command('aggregate')
+    .description(
+      'Print the aggregates of a capture file (classic pcap) and how fast they were made: ' +
+        'bytes, packets and new flows by direction, IP version, transport, service and peer class, ' +
+        'as the live agent sends them. Never prints an address.',
+    )
+    .argument('<file>', 'a pcap file (tcpdump -w); pcapng must be converted with editcap -F pcap')
+    .option('--json', 'print one JSON document')
+    .option(
+      '--mode <mode>',
+      'gateway: directions relative to --site-prefix; host: relative to --local-address',
+      'gateway',
+    )
+    .option('--site-prefix <cidr...>', "the site's address ranges", [])
+    .option('--local-address <address...>', "the host's own addresses (host mode)", [])
+    .option(
+      '--organisation-prefix <cidr...>',
+      "the organisation's ranges",
+      DEFAULT_ORGANISATION_PREFIXES,
+    )
+    .option(
+      '--flow-idle-seconds <seconds>',
+      'a flow idle this long counts as new again',
+      Number,
+      60,
+    )
+    .action(
+      async (
+        file: string,
+        options: {
+          json?: boolean
+          mode: string
+          sitePrefix: string[]
+          localAddress: string[]
+          organisationPrefix: string[]
+          flowIdleSeconds: number
+        },
+      ) => {
+        if (options.mode !== 'host' && options.mode !== 'gateway') {
+          throw new Error(`--mode must be host or gateway, not ${options.mode}`)
+        }
+        const report = await aggregateFile(file, {
+          mode: options.mode,
+          localAddresses: options.localAddress.map(parsePrefix),
+          sitePrefixes: options.sitePrefix.map(parsePrefix),
+          organisationPrefixes: options.organisationPrefix.map(parsePrefix),
+          flowIdleMs: options.flowIdleSeconds * 1000,
+        })
+        process.stdout.write(
+          options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`,
+        )
+      },
+    )
   return agent
 }

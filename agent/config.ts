@@ -1,8 +1,38 @@
 /** The agent's settings. An empty file is valid: defaults enroll against a collector on this host. */
 import { z } from 'zod'
 import { loadConfig } from '../common/config.ts'
+import { DEFAULT_ORGANISATION_PREFIXES, parsePrefix } from './aggregate/prefixes.ts'
 
 const MiB = 1024 * 1024
+
+const cidr = z.string().refine(
+  (text) => {
+    try {
+      parsePrefix(text)
+      return true
+    } catch {
+      return false
+    }
+  },
+  { message: 'must be an address prefix such as 10.20.0.0/16 or 2001:db8::/48' },
+)
+
+/** Packet capture for site usage (tier A) and traffic totals (tier T). */
+export const CaptureConfig = z.strictObject({
+  /** 'auto' (the default route's interface), an interface name, or 'none' to capture nothing. */
+  interface: z.string().min(1).default('auto'),
+  /** host: the agent counts its own host's traffic; gateway: a mirror port of a delegation LAN. */
+  mode: z.enum(['host', 'gateway']).default('host'),
+  /** The site's address ranges. Host mode defaults to the subnets of the host's interfaces. */
+  site_prefixes: z.array(cidr).default([]),
+  /** The organisation's ranges: peers there are `organisation`, elsewhere `internet`. */
+  organisation_prefixes: z.array(cidr).default(DEFAULT_ORGANISATION_PREFIXES),
+  /** A flow not seen for this long counts as new when it is seen again. */
+  flow_idle_seconds: z.number().int().min(1).default(60),
+  max_flows: z.number().int().min(1000).default(1_000_000),
+  tcpdump_path: z.string().min(1).default('tcpdump'),
+})
+export type CaptureConfig = z.output<typeof CaptureConfig>
 
 export const AgentConfig = z.strictObject({
   collector: z
@@ -26,6 +56,7 @@ export const AgentConfig = z.strictObject({
   interval_seconds: z.number().int().min(1).max(3600).optional(),
   /** Send the host inventory every this many seconds (and always in the first batch). */
   inventory_seconds: z.number().int().min(1).default(3600),
+  capture: CaptureConfig.prefault({}),
   spool: z
     .strictObject({
       max_batches: z.number().int().positive().default(8640),

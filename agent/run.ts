@@ -14,6 +14,7 @@ import { type AgentCredential, EnrollmentError, ensureEnrolled } from './enroll.
 import { SequenceCounter } from './sequence.ts'
 import { httpDeliver, Sender } from './ship/sender.ts'
 import { Spool, type SpoolStats } from './ship/spool.ts'
+import { TrafficCapture } from './traffic-capture.ts'
 import { AGENT_VERSION } from './version.ts'
 
 /** How long a stopping agent keeps trying to deliver what it has spooled. */
@@ -21,6 +22,8 @@ const SHUTDOWN_DRAIN_MS = 5_000
 
 export interface AgentRun {
   agentId: string
+  /** The traffic capture, unless capture.interface is 'none'. */
+  traffic: TrafficCapture | undefined
   /** Resolves when the agent has stopped (after `signal` aborted and the spool was drained). */
   done: Promise<void>
 }
@@ -111,6 +114,9 @@ export async function startAgent(
   })
   const host = new HostMetricsCollector()
   const health = new HealthReport()
+  const traffic =
+    config.capture.interface === 'none' ? undefined : new TrafficCapture(config.capture, log)
+  traffic?.start()
 
   const done = (async () => {
     const sending = sender.run(signal)
@@ -121,7 +127,12 @@ export async function startAgent(
       const boundary = Math.ceil((Date.now() + 1) / intervalMs) * intervalMs
       await sleepUntil(boundary, signal)
       if (signal.aborted) break
-      const samples = [...(await host.collect()), ...health.samples(spool.stats(), sender.failures)]
+      const captured = await traffic?.drain(boundary)
+      const samples = [
+        ...(await host.collect()),
+        ...health.samples(spool.stats(), sender.failures),
+        ...(captured?.samples ?? []),
+      ]
       for (const problem of host.lastErrors) log.warn({ problem }, 'host metric unavailable')
       const batch: HostBatch = {
         version: PROTOCOL_VERSION,
@@ -130,6 +141,7 @@ export async function startAgent(
         agent_version: AGENT_VERSION,
         interval: { start: intervalStart, end: boundary },
         samples,
+        ...(captured === undefined ? {} : { usage: captured.usage }),
       }
       if (boundary >= inventoryDue) {
         batch.inventory = await host.inventory()
@@ -143,9 +155,10 @@ export async function startAgent(
       )
       intervalStart = boundary
     }
+    await traffic?.stop()
     await sending
     await sender.drain(SHUTDOWN_DRAIN_MS)
     log.info({ spool_depth: spool.stats().depth }, 'agent stopped')
   })()
-  return { agentId: credential.agent_id, done }
+  return { agentId: credential.agent_id, traffic, done }
 }

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { AgentConfig } from '../agent/config.ts'
+import { loadAgentConfig } from '../agent/config.ts'
 import { readCredential } from '../agent/enroll.ts'
 import { startAgent } from '../agent/run.ts'
 import { callApi, readTokenFile } from '../collector/admin-client.ts'
@@ -38,7 +38,11 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const api = { collectorUrl: collector.url, token }
 
   const stateDir = join(collector.dataDir, 'agent')
-  const agentConfig = AgentConfig.parse({ collector: { url: collector.url }, state_dir: stateDir })
+  // The agent's own settings (capture.*, spool.*) come from TALLY_* variables as usual; where it
+  // sends and keeps its state is the demo's.
+  const agentConfig = loadAgentConfig()
+  agentConfig.collector.url = collector.url
+  agentConfig.state_dir = stateDir
   if (!existsSync(join(stateDir, 'credential.json')) || readCredential(stateDir) === undefined) {
     const issued = await callApi<{ token: string }>(api, 'POST', '/v1/admin/enroll-tokens', {
       site: 'demo',
@@ -69,11 +73,32 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       `  curl -s -H "Authorization: Bearer $(cat ${collector.adminTokenFile})" ${collector.url}/v1/fleet`,
       '  npm run tally -- fleet',
       '',
+      agent.traffic === undefined
+        ? 'Traffic capture is off (capture.interface: none).'
+        : `Traffic: captured on ${agent.traffic.interface} with tcpdump (headers only) into site usage:`,
+      ...(agent.traffic === undefined
+        ? []
+        : [
+            `  curl -s -H "Authorization: Bearer $(cat ${collector.adminTokenFile})" "${collector.url}/v1/usage?by=service"`,
+            `  A usage bucket is shown only when k=${config.usage.k} hosts or more contributed;` +
+              ' to see this one host alone: TALLY_USAGE_K=1 npm start',
+          ]),
+      '',
       'Ctrl-C stops both and delivers what is in flight.',
       '',
     ].join('\n'),
   )
+  let captureState = ''
   const report = setInterval(() => {
+    const status = agent.traffic?.status
+    if (status !== undefined && status.state !== captureState && status.state !== 'starting') {
+      captureState = status.state
+      process.stdout.write(
+        status.state === 'running'
+          ? `traffic capture running on ${agent.traffic?.interface}\n`
+          : `traffic capture unavailable: ${status.reason}; host metrics go on\n`,
+      )
+    }
     callApi<{ agents: FleetAgent[] }>(api, 'GET', '/v1/fleet')
       .then((fleet) => {
         const active = fleet.agents.filter((a) => a.last_seen !== null)

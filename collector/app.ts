@@ -7,24 +7,31 @@ import type { Logger } from 'pino'
 import type { GrantSigningKey } from './auth/signing-key.ts'
 import type { CollectorConfig } from './config.ts'
 import { type CollectorEnv, problem } from './http.ts'
+import { openApiDocument } from './openapi.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { agentRoutes } from './routes/agents.ts'
 import { ingestRoutes } from './routes/ingest.ts'
+import { usageRoutes } from './routes/usage.ts'
 import type { Store } from './store/client.ts'
-import { type IngestCounters, newIngestCounters, prometheusText } from './telemetry.ts'
+import { createTelemetry, PROMETHEUS_CONTENT_TYPE, type Telemetry } from './telemetry.ts'
 
 export interface CollectorDeps {
   store: Store
   config: CollectorConfig
   logger: Logger
   signingKey: GrantSigningKey
-  counters?: IngestCounters
+  /**
+   * Metrics. Whoever passes one shuts it down (server.ts does, with the OTLP settings of the
+   * environment); without one the app makes its own, Prometheus only, with no timers to stop.
+   */
+  telemetry?: Telemetry
 }
 
 export function createApp(deps: CollectorDeps) {
   const { store, config, logger, signingKey } = deps
-  const counters = deps.counters ?? newIngestCounters()
+  const telemetry = deps.telemetry ?? createTelemetry({ logger })
   const app = new Hono<CollectorEnv>()
+  app.use(telemetry.middleware)
   app.use(async (c, next) => {
     const started = performance.now()
     c.set('log', logger)
@@ -47,12 +54,14 @@ export function createApp(deps: CollectorDeps) {
       return problem(c, 503, 'store_unavailable', `store is not reachable: ${ping.error.message}`)
     return c.json({ status: 'ready' })
   })
-  app.get('/metrics', (c) =>
-    c.text(prometheusText(counters), 200, { 'content-type': 'text/plain; version=0.0.4' }),
+  app.get('/metrics', async (c) =>
+    c.text(await telemetry.prometheus(), 200, { 'content-type': PROMETHEUS_CONTENT_TYPE }),
   )
-  app.route('/', ingestRoutes(store, config, counters))
+  app.get('/v1/openapi.json', (c) => c.json(openApiDocument()))
+  app.route('/', ingestRoutes(store, config, telemetry))
   app.route('/', agentRoutes(store, config, signingKey))
   app.route('/', adminRoutes(store, config))
+  app.route('/', usageRoutes(store, config))
   app.notFound((c) => problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`))
   app.onError((err, c) => {
     logger.error({ err, path: c.req.routePath }, 'request failed')

@@ -44,6 +44,12 @@ export const CollectorConfig = z.strictObject({
       interval_seconds: z.number().int().min(1).max(3600).default(10),
     })
     .prefault({}),
+  usage: z
+    .strictObject({
+      /** A site usage bucket is shown only when at least k hosts contributed to it. */
+      k: z.number().int().min(1).default(5),
+    })
+    .prefault({}),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 export type CollectorConfig = z.output<typeof CollectorConfig>

@@ -11,6 +11,8 @@ import { ensureAdminToken } from './auth/users.ts'
 import type { CollectorConfig } from './config.ts'
 import { openStore } from './store/client.ts'
 import { migrate } from './store/migrations.ts'
+import { createUsageViews } from './store/usage.ts'
+import { createTelemetry } from './telemetry.ts'
 
 export interface RunningCollector {
   url: string
@@ -34,12 +36,15 @@ export async function startCollector(
   })
   const applied = await migrate(store)
   if (applied.length > 0) logger.info({ applied }, 'migrations applied')
+  await createUsageViews(store, config.usage.k)
   const adminTokenFile = join(dataDir, 'admin.token')
   if ((await ensureAdminToken(store, adminTokenFile)) === 'created') {
     logger.info({ file: adminTokenFile }, 'admin token written')
   }
   const signingKey = loadOrCreateSigningKey(join(dataDir, 'grant-signing-key.pem'))
-  const app = createApp({ store, config, logger, signingKey })
+  // Prometheus on /metrics; OTLP too when OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT is set.
+  const telemetry = createTelemetry({ env: process.env, logger })
+  const app = createApp({ store, config, logger, signingKey, telemetry })
 
   const server = await new Promise<Server>((ready, fail) => {
     const s = serve(
@@ -60,12 +65,17 @@ export async function startCollector(
   const close = () =>
     (closing ??= (async () => {
       // Stop taking requests, let those in flight finish (their batches get stored and
-      // acknowledged), then close the store.
+      // acknowledged), then close the store and the metrics.
       await new Promise<void>((done) => {
         server.close(() => done())
         server.closeIdleConnections()
       })
-      await store.close()
+      try {
+        await store.close()
+      } finally {
+        // Last, so the final OTLP export counts every request answered.
+        await telemetry.shutdown()
+      }
       logger.info('collector stopped')
     })())
   return {

@@ -7,6 +7,7 @@
  * the credential.
  */
 import { z } from 'zod'
+import { SERVICE_NAMES } from './services.ts'
 
 export const PROTOCOL_VERSION = 1
 
@@ -33,6 +34,11 @@ export const HOST_METRICS = [
   'tally.agent.batches.dropped',
   'tally.agent.spool.corrupted',
   'tally.agent.send.failures',
+  'tally.traffic.bytes',
+  'tally.traffic.packets',
+  'tally.capture.packets',
+  'tally.capture.malformed',
+  'tally.capture.running',
 ] as const
 export type HostMetricName = (typeof HOST_METRICS)[number]
 
@@ -55,6 +61,27 @@ export const TCP_STATES = [
   'closing',
 ] as const
 
+/** Direction of a packet relative to the host (host mode) or to the site (gateway mode). */
+export const DIRECTIONS = ['inbound', 'outbound', 'internal', 'transit'] as const
+export const TRANSPORTS = ['tcp', 'udp', 'icmp', 'icmpv6', 'other'] as const
+/** The class of the other end: where traffic goes, never who. */
+export const PEER_CLASSES = [
+  'same-site',
+  'organisation',
+  'internet',
+  'multicast-broadcast',
+] as const
+/** What became of captured packets, for the capture's health. */
+export const CAPTURE_OUTCOMES = [
+  'received',
+  'dropped_kernel',
+  'dropped_interface',
+  'decoded',
+  'non_ip',
+  'malformed',
+  'unsupported',
+] as const
+
 /** A name the host gives one of its own devices or mount points; bounded, printable. */
 const localName = z
   .string()
@@ -75,8 +102,15 @@ export const SampleAttributes = z.strictObject({
   'system.filesystem.state': z.enum(FILESYSTEM_STATES).optional(),
   'network.interface.name': localName.optional(),
   'network.io.direction': z.enum(IO_DIRECTIONS).optional(),
-  'network.transport': z.enum(['tcp']).optional(),
+  'network.transport': z.enum(TRANSPORTS).optional(),
   'network.connection.state': z.enum(TCP_STATES).optional(),
+  'tally.direction': z.enum(DIRECTIONS).optional(),
+  'tally.capture.outcome': z.enum(CAPTURE_OUTCOMES).optional(),
+  /** A decoder's reason code: lower case words and dashes, so never an address. */
+  'tally.malformed.reason': z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,39}$/)
+    .optional(),
 })
 export type SampleAttributes = z.infer<typeof SampleAttributes>
 
@@ -115,6 +149,25 @@ export const HostInventory = z.strictObject({
 })
 export type HostInventory = z.infer<typeof HostInventory>
 
+/**
+ * Tier A: one host's contribution to its site's usage over the interval. Every field is a closed
+ * class or a count; there is no field an address, a port outside the service table or a name
+ * could go into.
+ */
+export const UsageContribution = z.strictObject({
+  direction: z.enum(DIRECTIONS),
+  ip_version: z.union([z.literal(4), z.literal(6)]),
+  transport: z.enum(TRANSPORTS),
+  service: z
+    .string()
+    .refine((s) => SERVICE_NAMES.includes(s), 'must be a service from the service table'),
+  peer_class: z.enum(PEER_CLASSES),
+  bytes: z.number().int().min(0),
+  packets: z.number().int().min(0),
+  flows: z.number().int().min(0),
+})
+export type UsageContribution = z.infer<typeof UsageContribution>
+
 const epochMs = z.number().int().min(0).max(8_640_000_000_000)
 
 /** One interval's worth of tier T data from one agent. `(agent_id, seq)` identifies it. */
@@ -126,6 +179,7 @@ export const HostBatch = z
     agent_version: z.string().min(1).max(64),
     interval: z.strictObject({ start: epochMs, end: epochMs }),
     samples: z.array(HostSample).max(20_000),
+    usage: z.array(UsageContribution).max(10_000).optional(),
     inventory: HostInventory.optional(),
   })
   .refine((b) => b.interval.end > b.interval.start, {

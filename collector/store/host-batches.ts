@@ -48,6 +48,16 @@ export async function writeHostBatch(
     })),
     token('host_metrics'),
   )
+  if (batch.usage !== undefined && batch.usage.length > 0) {
+    // Per-host rows go to a Null table: only the site-level sums its views write are kept.
+    const intervalStart = Math.floor(batch.interval.start / 1000)
+    await insertRows(
+      store,
+      'tally.usage_contributions',
+      batch.usage.map((u) => ({ ts: intervalStart, site: agent.site, host: agent.host, ...u })),
+      token('usage'),
+    )
+  }
   if (batch.inventory !== undefined) {
     await insertRows(
       store,

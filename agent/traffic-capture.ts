@@ -1,0 +1,111 @@
+/**
+ * The agent's live traffic capture: tcpdump on the configured interface (headers only), decoded
+ * and aggregated in process, drained once per interval into the batch. When tcpdump is missing
+ * or may not capture, the agent says so plainly and goes on with host metrics.
+ */
+import type { Logger } from 'pino'
+import type { HostSample, UsageContribution } from '../protocol/v1.ts'
+import { aggregatorOptions, defaultInterface } from './aggregate/site.ts'
+import { TrafficCounter } from './aggregate/traffic.ts'
+import { type CaptureStats, LiveCapture } from './capture/tcpdump.ts'
+import type { CaptureConfig } from './config.ts'
+
+export interface TrafficInterval {
+  usage: UsageContribution[]
+  samples: HostSample[]
+}
+
+export class TrafficCapture {
+  readonly interface: string
+  readonly #counter: TrafficCounter
+  readonly #capture: LiveCapture
+  #last: CaptureStats = { received: 0, droppedByKernel: 0, droppedByInterface: 0, packets: 0 }
+  #available = true
+  /** What an operator should know: capturing, or why not. */
+  status: { state: 'starting' | 'running' | 'unavailable'; reason?: string } = { state: 'starting' }
+
+  constructor(config: CaptureConfig, log: Logger) {
+    const name = config.interface === 'auto' ? defaultInterface() : config.interface
+    if (name === undefined)
+      throw new Error('no network interface to capture on; set capture.interface')
+    this.interface = name
+    this.#counter = new TrafficCounter(aggregatorOptions(config))
+    this.#capture = new LiveCapture({
+      interface: name,
+      tcpdumpPath: config.tcpdump_path,
+      onPacket: this.#counter.onPacket,
+      onHeader: this.#counter.onHeader,
+      onEvent: (event) => {
+        if (event.kind === 'started') {
+          this.#available = true
+          this.status = { state: 'running' }
+          log.info({ interface: name, pid: event.pid }, 'traffic capture started')
+        } else if (event.kind === 'unavailable') {
+          this.#available = false
+          this.status = { state: 'unavailable', reason: event.reason }
+          log.warn(
+            { interface: name, reason: event.reason },
+            'traffic capture unavailable; host metrics go on',
+          )
+        } else {
+          log.warn(
+            {
+              interface: name,
+              code: event.code,
+              signal: event.signal,
+              restart_in_ms: event.restartInMs,
+            },
+            'tcpdump exited',
+          )
+        }
+      },
+    })
+  }
+
+  start(): void {
+    this.#capture.start()
+  }
+
+  stop(): Promise<void> {
+    return this.#capture.stop()
+  }
+
+  /** The interval's usage contributions and tier T samples (traffic totals, capture health). */
+  async drain(nowMs: number): Promise<TrafficInterval> {
+    const stats = await this.#capture.stats()
+    const { usage, traffic, counters } = this.#counter.aggregator.drain(nowMs)
+    const delta = (k: keyof CaptureStats) => Math.max(0, stats[k] - this.#last[k])
+    const outcome = (
+      name: NonNullable<HostSample['attributes']['tally.capture.outcome']>,
+      value: number,
+    ): HostSample => ({
+      metric: 'tally.capture.packets',
+      value,
+      attributes: { 'tally.capture.outcome': name },
+    })
+    const samples: HostSample[] = [
+      ...traffic,
+      {
+        metric: 'tally.capture.running',
+        value: this.#capture.running && this.#available ? 1 : 0,
+        attributes: {},
+      },
+      outcome('received', delta('received')),
+      outcome('dropped_kernel', delta('droppedByKernel')),
+      outcome('dropped_interface', delta('droppedByInterface')),
+      outcome('decoded', counters.decoded),
+      outcome('non_ip', counters.nonIp),
+      outcome(
+        'malformed',
+        [...counters.malformed.values()].reduce((a, b) => a + b, 0),
+      ),
+      ...[...counters.malformed].map(([reason, value]) => ({
+        metric: 'tally.capture.malformed' as const,
+        value,
+        attributes: { 'tally.malformed.reason': reason },
+      })),
+    ]
+    this.#last = stats
+    return { usage, samples }
+  }
+}

@@ -1,0 +1,70 @@
+/** GET /v1/usage: site usage (tier A) with the k threshold applied, for operators. */
+import { Hono } from 'hono'
+import { z } from 'zod'
+import { SITE_NAME } from '../auth/enrollment.ts'
+import { requireUser } from '../auth/middleware.ts'
+import type { CollectorConfig } from '../config.ts'
+import { type CollectorEnv, problem, zodIssues } from '../http.ts'
+import type { Store } from '../store/client.ts'
+import { queryUsage, USAGE_DIMENSIONS } from '../store/usage.ts'
+
+/** A time as ISO 8601 or seconds since the epoch, to whole seconds. */
+const instant = z.string().transform((text, ctx) => {
+  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : Date.parse(text)
+  if (!Number.isFinite(ms)) {
+    ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 time or seconds since the epoch' })
+    return z.NEVER
+  }
+  return Math.floor(ms / 1000)
+})
+
+const MAX_BUCKETS = 10_000
+
+export const UsageParams = z
+  .strictObject({
+    site: z.string().regex(SITE_NAME, 'must be a site name').optional(),
+    from: instant.optional(),
+    to: instant.optional(),
+    by: z.enum(USAGE_DIMENSIONS).default('service'),
+    step: z.coerce.number().int().min(10).optional(),
+  })
+  .transform((p, ctx) => {
+    const to = p.to ?? Math.floor(Date.now() / 1000)
+    const from = p.from ?? to - 3600
+    const step = p.step ?? to - from
+    if (from >= to) ctx.addIssue({ code: 'custom', path: ['from'], message: 'must be before to' })
+    if (to - from > 800 * 86_400)
+      ctx.addIssue({ code: 'custom', path: ['from'], message: 'range is over 800 days' })
+    if ((to - from) / Math.max(step, 1) > MAX_BUCKETS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['step'],
+        message: `more than ${MAX_BUCKETS} steps in the range`,
+      })
+    }
+    return { site: p.site ?? '', from, to, by: p.by, step }
+  })
+
+export function usageRoutes(store: Store, config: CollectorConfig) {
+  return new Hono<CollectorEnv>().get(
+    '/v1/usage',
+    requireUser(store, ['operator', 'admin']),
+    async (c) => {
+      const params = UsageParams.safeParse(c.req.query())
+      if (!params.success) {
+        return problem(c, 400, 'invalid_query', 'invalid usage query', zodIssues(params.error))
+      }
+      const { site, from, to, by, step } = params.data
+      const buckets = await queryUsage(store, params.data)
+      return c.json({
+        site: site === '' ? null : site,
+        from: new Date(from * 1000).toISOString(),
+        to: new Date(to * 1000).toISOString(),
+        by,
+        step,
+        k: config.usage.k,
+        buckets: buckets.map(({ value, ...rest }) => ({ ...rest, [by]: value })),
+      })
+    },
+  )
+}
