@@ -12,7 +12,9 @@
  *   transport, both addresses and, for TCP and UDP, both ports (ICMP and other protocols have no
  *   ports: all of it between two addresses is one flow);
  * - a new flow is counted, in the bucket of its packet, when a packet's flow was not seen in the
- *   last `flowIdleMs` (60 s by default, by capture timestamps) or has never been seen.
+ *   last `flowIdleMs` (60 s by default, by capture timestamps) or has never been seen; a later
+ *   fragment (no ports) starts no flow;
+ * - the peer class of a packet sent to a multicast or broadcast address is multicast-broadcast.
  */
 
 import { SERVICE_NAMES, SERVICE_TABLE } from '../../protocol/services.ts'
@@ -139,8 +141,11 @@ export class TrafficAggregator {
       const toSite = inAny(options.sitePrefixes, version, buffer, packet.dstOffset)
       dir = fromSite ? (toSite ? DIR_INTERNAL : DIR_OUTBOUND) : toSite ? DIR_INBOUND : DIR_TRANSIT
     }
-    const peerOffset = dir === DIR_INBOUND ? packet.srcOffset : packet.dstOffset
-    const peer = this.#peerClass(version, buffer, peerOffset)
+    // Traffic sent to a group is multicast-broadcast whichever way it goes; otherwise the peer
+    // is the end that is not us (or not the site).
+    const peer = inAny(MULTICAST_PREFIXES, version, buffer, packet.dstOffset)
+      ? PEER_MULTICAST
+      : this.#peerClass(version, buffer, dir === DIR_INBOUND ? packet.srcOffset : packet.dstOffset)
 
     const protocol = packet.protocol
     let transport: number
@@ -164,7 +169,10 @@ export class TrafficAggregator {
     const slot = slotOf(dir, version === 6 ? 1 : 0, transport, service, peer)
     this.#bytes[slot] = (this.#bytes[slot] ?? 0) + frameLength
     this.#packets[slot] = (this.#packets[slot] ?? 0) + 1
-    if (this.#isNewFlow(packet, version, timeMs)) this.#flows[slot] = (this.#flows[slot] ?? 0) + 1
+    // A later fragment has no ports: it belongs to the flow its first fragment counted.
+    const laterFragment = packet.fragment && !packet.firstFragment
+    if (!laterFragment && this.#isNewFlow(packet, version, timeMs))
+      this.#flows[slot] = (this.#flows[slot] ?? 0) + 1
     const hostSlot = dir * 5 + transport
     this.#hostBytes[hostSlot] = (this.#hostBytes[hostSlot] ?? 0) + frameLength
     this.#hostPackets[hostSlot] = (this.#hostPackets[hostSlot] ?? 0) + 1

@@ -32,7 +32,10 @@ export function aggregatorOptions(settings: TrafficSettings): AggregatorOptions 
       : addresses.filter((a) => !a.internal && a.cidr !== null).map((a) => a.cidr as string)
   return {
     mode: settings.mode,
-    localAddresses: addresses.map((a) => parsePrefix(a.address.split('%')[0] ?? a.address)),
+    // Loopback as its whole range (127.0.0.53 is this host too); others as single addresses.
+    localAddresses: addresses.map((a) =>
+      parsePrefix(a.internal && a.cidr !== null ? a.cidr : (a.address.split('%')[0] ?? a.address)),
+    ),
     sitePrefixes: sitePrefixes.map(parsePrefix),
     organisationPrefixes: settings.organisation_prefixes.map(parsePrefix),
     flowIdleMs: settings.flow_idle_seconds * 1000,
