@@ -1,0 +1,665 @@
+/**
+ * Benchmark: packets per second and peak memory of `tally agent aggregate` on a large generated
+ * capture, beside nfpcapd (nfdump) and softflowd on the same file in the same run, plus a naive
+ * JavaScript loop for reference.
+ *
+ *   npm run bench                          # generates 1,000,000 packets into the tmp dir
+ *   node bench/aggregate.ts --packets 3000000 --runs 5
+ *   node bench/aggregate.ts --file capture.pcap
+ *
+ * Options: --file FILE (else one is generated, once, into --tmp), --packets N, --runs N,
+ * --tmp DIR (default $TMPDIR/tally-bench), --cpu N (the core for taskset), --rss auto|poll.
+ *
+ * Every tool runs as its own process, pinned to one core with `taskset -c 0` when available,
+ * `--runs` times (default 3), the tools taking turns within each round. The figure that counts
+ * is the wall clock of the whole process, startup included, from spawn to exit; peak RSS comes
+ * from GNU time (`/usr/bin/time -v`), or else from polling VmHWM in /proc/PID/status. Tally's
+ * own in-process figure (read + decode + aggregate, startup excluded) is printed beside it.
+ * Figures are printed, never asserted.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { createSocket } from 'node:dgram'
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
+import { cpus, release, tmpdir } from 'node:os'
+import { delimiter, dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { DEFAULT_PACKETS, DEFAULT_SEED, GENERATOR_VERSION, generatePcap } from './generate-pcap.ts'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const TARGET_PPS = 1_500_000
+/** The generated traffic's site: gives tally's direction and peer-class code real work. */
+const SITE_PREFIXES = ['10.20.0.0/16', '2001:db8:20::/48']
+
+interface RunResult {
+  wallSeconds: number
+  /** Peak resident set size in bytes, when known. */
+  peakRss: number | undefined
+  /** User + system CPU seconds, when GNU time measured them. */
+  cpuSeconds: number | undefined
+  exitCode: number | null
+  stdout: string
+  stderrTail: string
+  /** Figures the tool reported about itself. */
+  reported: Record<string, number>
+  notes: string[]
+}
+
+interface ToolSpec {
+  name: string
+  /** Debian package that provides it, for the "not installed" message. */
+  aptPackage?: string
+  /** Absolute path of the executable, or undefined when it is missing. */
+  executable: string | undefined
+  args: (file: string, run: RunContext) => string[]
+  /** Reads the tool's own figures from its output. */
+  parse: (result: RunResult, context: RunContext) => void
+  setup?: (context: RunContext) => Promise<void> | void
+  teardown?: (context: RunContext) => Promise<void> | void
+}
+
+interface RunContext {
+  dir: string
+  udpPort: number
+  datagrams: number
+}
+
+interface ToolSummary {
+  tool: string
+  status: 'ok' | 'not installed' | 'failed'
+  aptPackage?: string
+  command?: string
+  packets: number
+  runs: number[]
+  bestWallSeconds?: number
+  medianWallSeconds?: number
+  mppsBestWall?: number
+  mppsMedianWall?: number
+  peakRssMiB?: number
+  cpuSecondsBestRun?: number
+  inProcessMppsBest?: number
+  inProcessMppsMedian?: number
+  reported?: Record<string, number>
+  notes: string[]
+  error?: string
+}
+
+function findExecutable(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin', '/usr/bin']
+  for (const dir of dirs) {
+    if (dir === '') continue
+    const candidate = join(dir, name)
+    try {
+      accessSync(candidate, constants.X_OK)
+      return candidate
+    } catch {}
+  }
+  return undefined
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1
+    ? (sorted[mid] ?? 0)
+    : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2
+}
+
+/** Parses `/usr/bin/time -v` output. */
+function parseGnuTime(text: string): { peakRss?: number; cpuSeconds?: number } {
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(text)
+  const user = /User time \(seconds\): ([\d.]+)/.exec(text)
+  const system = /System time \(seconds\): ([\d.]+)/.exec(text)
+  return {
+    peakRss: rss ? Number(rss[1]) * 1024 : undefined,
+    cpuSeconds: user && system ? Number(user[1]) + Number(system[1]) : undefined,
+  }
+}
+
+function readVmHwm(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const match = /VmHWM:\s+(\d+) kB/.exec(status)
+    return match ? Number(match[1]) * 1024 : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Keeps the last `limit` characters of a stream (nfpcapd prints a line per skipped frame). */
+function tailCollector(limit: number): { push: (s: string) => void; text: () => string } {
+  let text = ''
+  return {
+    push: (s) => {
+      text += s
+      if (text.length > 2 * limit) text = text.slice(-limit)
+    },
+    text: () => text.slice(-limit),
+  }
+}
+
+interface Launcher {
+  pin: string[] | undefined
+  gnuTime: string | undefined
+}
+
+async function runOnce(
+  launcher: Launcher,
+  executable: string,
+  args: string[],
+  dir: string,
+): Promise<RunResult> {
+  const timeFile = join(dir, 'time.txt')
+  rmSync(timeFile, { force: true })
+  const argv: string[] = [...(launcher.pin ?? [])]
+  if (launcher.gnuTime !== undefined) argv.push(launcher.gnuTime, '-v', '-o', timeFile)
+  argv.push(executable, ...args)
+  const [command = executable, ...rest] = argv
+  const stdout: string[] = []
+  const stderr = tailCollector(64 * 1024)
+  let polledRss: number | undefined
+  const started = process.hrtime.bigint()
+  const child: ChildProcess = spawn(command, rest, {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  child.stdout?.setEncoding('utf8').on('data', (s: string) => stdout.push(s))
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => stderr.push(s))
+  let poll: NodeJS.Timeout | undefined
+  if (launcher.gnuTime === undefined && child.pid !== undefined) {
+    // taskset execs the command in the same process, so the pid is the tool's.
+    const pid = child.pid
+    poll = setInterval(() => {
+      const hwm = readVmHwm(pid)
+      if (hwm !== undefined) polledRss = Math.max(polledRss ?? 0, hwm)
+    }, 5)
+  }
+  // The clock stops when the process exits; 'close' comes later, once its pipes are drained.
+  let exitedAt = 0n
+  const exitCode = await new Promise<number | null>((resolveClose, reject) => {
+    child.on('error', reject)
+    child.on('exit', () => {
+      exitedAt = process.hrtime.bigint()
+    })
+    child.on('close', (code) => resolveClose(code))
+  })
+  const wallSeconds = Number(exitedAt - started) / 1e9
+  if (poll !== undefined) clearInterval(poll)
+  let peakRss = polledRss
+  let cpuSeconds: number | undefined
+  if (launcher.gnuTime !== undefined && existsSync(timeFile)) {
+    const parsed = parseGnuTime(readFileSync(timeFile, 'utf8'))
+    peakRss = parsed.peakRss
+    cpuSeconds = parsed.cpuSeconds
+  }
+  return {
+    wallSeconds,
+    peakRss,
+    cpuSeconds,
+    exitCode,
+    stdout: stdout.join(''),
+    stderrTail: stderr.text(),
+    reported: {},
+    notes: [],
+  }
+}
+
+/** Counts the records of a classic pcap (and warms the page cache for every tool alike). */
+function countRecords(file: string): number {
+  const data = readFileSync(file)
+  const magic = data.readUInt32LE(0)
+  const little = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d
+  if (!little && magic !== 0xd4c3b2a1 && magic !== 0x4d3cb2a1) {
+    throw new Error(`${file} is not a classic pcap file (convert with editcap -F pcap)`)
+  }
+  let pos = 24
+  let packets = 0
+  while (pos + 16 <= data.length) {
+    const captured = little ? data.readUInt32LE(pos + 8) : data.readUInt32BE(pos + 8)
+    pos += 16 + captured
+    if (pos <= data.length) packets++
+  }
+  return packets
+}
+
+function numberAfter(text: string, pattern: RegExp): number | undefined {
+  const match = pattern.exec(text)
+  return match ? Number(match[1]) : undefined
+}
+
+function tools(node: string): ToolSpec[] {
+  const nfpcapd = findExecutable('nfpcapd')
+  const softflowd = findExecutable('softflowd')
+  return [
+    {
+      name: 'tally agent aggregate',
+      executable: node,
+      args: (file) => [
+        join(ROOT, 'bin/tally.ts'),
+        'agent',
+        'aggregate',
+        file,
+        '--json',
+        '--site-prefix',
+        ...SITE_PREFIXES,
+      ],
+      parse: (result) => {
+        const report = JSON.parse(result.stdout) as {
+          stats: { packets: number; seconds: number; packets_per_second: number; decoded: number }
+        }
+        result.reported.packets = report.stats.packets
+        result.reported.decoded = report.stats.decoded
+        result.reported.inProcessSeconds = report.stats.seconds
+        result.reported.inProcessPps = report.stats.packets_per_second
+      },
+    },
+    {
+      name: 'nfpcapd',
+      aptPackage: 'nfdump',
+      executable: nfpcapd,
+      // -r: read the file and exit; -w: nfcapd files into a fresh directory per run.
+      args: (file, context) => ['-r', file, '-w', join(context.dir, 'nfpcapd-out')],
+      setup: (context) => {
+        const out = join(context.dir, 'nfpcapd-out')
+        rmSync(out, { recursive: true, force: true })
+        mkdirSync(out, { recursive: true })
+      },
+      parse: (result) => {
+        const text = `${result.stdout}\n${result.stderrTail}`
+        const processed = numberAfter(text, /Total: Processed: (\d+)/)
+        const skipped = numberAfter(text, /Total: Processed: \d+, skipped: (\d+)/)
+        const flows = numberAfter(text, /Flows: (\d+), Packets: \d+/)
+        const inFlows = numberAfter(text, /Flows: \d+, Packets: (\d+)/)
+        if (processed !== undefined) result.reported.packets = processed
+        if (skipped !== undefined) result.reported.skipped = skipped
+        if (flows !== undefined) result.reported.flows = flows
+        if (inFlows !== undefined) result.reported.packetsInFlows = inFlows
+        if (skipped)
+          result.notes.push(
+            `nfpcapd skipped ${skipped} frames ("Unsupported link protocol: 0x88a8": it does not ` +
+              'decode 802.1ad/QinQ outer tags); it leaves ARP out of its flows without counting it',
+          )
+      },
+    },
+    {
+      name: 'softflowd',
+      aptPackage: 'softflowd',
+      executable: softflowd,
+      // -d: foreground; -r: read the file, export what is left at EOF and exit; -6: IPv6 too;
+      // -n: NetFlow v9 to a UDP sink of ours on loopback; -c none: no control socket (with a
+      // file, softflowd 1.1.0 otherwise blocks in accept() on it and never reads the file);
+      // -p: a pid file in the tmp dir.
+      args: (file, context) => [
+        '-d',
+        '-r',
+        file,
+        '-6',
+        '-v',
+        '9',
+        '-n',
+        `127.0.0.1:${context.udpPort}`,
+        '-c',
+        'none',
+        '-p',
+        join(context.dir, 'softflowd.pid'),
+      ],
+      parse: (result, context) => {
+        const text = `${result.stdout}\n${result.stderrTail}`
+        const processed = numberAfter(text, /Packets processed: (\d+)/)
+        const ignored = numberAfter(text, /Ignored packets: (\d+)/)
+        const flows = numberAfter(text, /Flows exported: (\d+)/)
+        if (processed !== undefined) result.reported.packets = processed + (ignored ?? 0)
+        if (processed !== undefined) result.reported.processed = processed
+        if (ignored !== undefined) result.reported.ignored = ignored
+        if (flows !== undefined) result.reported.flowsExported = flows
+        result.reported.datagramsReceived = context.datagrams
+        if (ignored)
+          result.notes.push(
+            `softflowd ignored ${ignored} frames as non-IP (ARP, and QinQ: it reads one 802.1Q tag)`,
+          )
+      },
+    },
+    {
+      name: 'naive JS loop (Map)',
+      executable: node,
+      args: (file) => [join(ROOT, 'bench/naive-loop.ts'), file],
+      parse: (result) => {
+        const report = JSON.parse(result.stdout) as {
+          packets: number
+          seconds: number
+          packets_per_second: number
+        }
+        result.reported.packets = report.packets
+        result.reported.inProcessSeconds = report.seconds
+        result.reported.inProcessPps = report.packets_per_second
+      },
+    },
+  ]
+}
+
+function fmt(value: number | undefined, digits: number): string {
+  return value === undefined || !Number.isFinite(value) ? '-' : value.toFixed(digits)
+}
+
+function table(rows: string[][]): string {
+  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+        .join('  '),
+    )
+    .join('\n')
+}
+
+function versionOf(executable: string | undefined, args: string[], pattern: RegExp): string {
+  if (executable === undefined) return 'not installed'
+  const out = spawnSync(executable, args, { encoding: 'utf8', timeout: 5000 })
+  const match = pattern.exec(`${out.stdout ?? ''}${out.stderr ?? ''}`)
+  return match?.[1] ?? 'unknown'
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      file: { type: 'string' },
+      packets: { type: 'string', default: String(DEFAULT_PACKETS) },
+      runs: { type: 'string', default: '3' },
+      tmp: { type: 'string', default: join(tmpdir(), 'tally-bench') },
+      cpu: { type: 'string', default: '0' },
+      /** auto: /usr/bin/time when present, else polling; poll: always poll /proc. */
+      rss: { type: 'string', default: 'auto' },
+    },
+  })
+  const runs = Number(values.runs)
+  const packetsWanted = Number(values.packets)
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer')
+  const tmp = resolve(values.tmp)
+  mkdirSync(tmp, { recursive: true })
+  const log = (line: string) => process.stderr.write(`${line}\n`)
+
+  let file: string
+  if (values.file !== undefined) {
+    file = resolve(values.file)
+  } else {
+    if (!Number.isInteger(packetsWanted) || packetsWanted < 1) {
+      throw new Error('--packets must be a positive integer')
+    }
+    file = join(tmp, `generated-v${GENERATOR_VERSION}-${packetsWanted}-seed${DEFAULT_SEED}.pcap`)
+    if (existsSync(file)) log(`using ${file} (already generated)`)
+    else {
+      log(`generating ${packetsWanted} packets into ${file} ...`)
+      const partial = `${file}.partial`
+      const stats = generatePcap({ packets: packetsWanted, out: partial, seed: DEFAULT_SEED })
+      renameSync(partial, file)
+      log(
+        `  ${stats.packets} packets, ${stats.flows} flows, ${(stats.fileBytes / 2 ** 20).toFixed(0)} MiB, ` +
+          `in ${stats.seconds.toFixed(2)} s`,
+      )
+    }
+  }
+  const packets = countRecords(file)
+  const fileBytes = statSync(file).size
+
+  const taskset = findExecutable('taskset')
+  if (values.rss !== 'auto' && values.rss !== 'poll') throw new Error('--rss must be auto or poll')
+  const gnuTimeInstalled = existsSync('/usr/bin/time')
+  const gnuTime = gnuTimeInstalled && values.rss === 'auto' ? '/usr/bin/time' : undefined
+  const launcher: Launcher = {
+    pin: taskset ? [taskset, '-c', values.cpu] : undefined,
+    gnuTime,
+  }
+  const node = process.execPath
+  const specs = tools(node)
+  const pinning = taskset
+    ? `pinned to CPU ${values.cpu} with taskset -c ${values.cpu}`
+    : 'NOT pinned (taskset missing: apt-get install util-linux)'
+  const memory = gnuTime
+    ? 'peak RSS from /usr/bin/time -v'
+    : `peak RSS by polling VmHWM in /proc/PID/status every 5 ms (${
+        gnuTimeInstalled ? '--rss poll' : '/usr/bin/time missing: apt-get install time'
+      })`
+  log(`file: ${file} (${packets} packets, ${(fileBytes / 2 ** 20).toFixed(0)} MiB)`)
+  log(`${pinning}; ${memory}; ${runs} runs each, tools taking turns`)
+
+  // A loopback sink for softflowd's NetFlow export, so nothing leaves the host.
+  const sink = createSocket('udp4')
+  await new Promise<void>((ok) => sink.bind(0, '127.0.0.1', () => ok()))
+  const context: RunContext = { dir: tmp, udpPort: sink.address().port, datagrams: 0 }
+  sink.on('message', () => {
+    context.datagrams++
+  })
+
+  const results = new Map<string, RunResult[]>()
+  const failures = new Map<string, string>()
+  const startupRuns: RunResult[] = []
+  for (let round = 1; round <= runs; round++) {
+    // Tally's fixed cost: the same process doing nothing but start, print its version and exit.
+    const startup = await runOnce(launcher, node, [join(ROOT, 'bin/tally.ts'), '--version'], tmp)
+    if (startup.exitCode === 0) startupRuns.push(startup)
+    for (const spec of specs) {
+      if (spec.executable === undefined || failures.has(spec.name)) continue
+      await spec.setup?.(context)
+      context.datagrams = 0
+      const result = await runOnce(launcher, spec.executable, spec.args(file, context), tmp)
+      if (spec.name === 'softflowd') await new Promise((ok) => setTimeout(ok, 50)) // last datagrams
+      if (result.exitCode !== 0) {
+        failures.set(
+          spec.name,
+          `exit code ${result.exitCode}: ${result.stderrTail.trim().split('\n').slice(-3).join(' / ')}`,
+        )
+        log(`  ${spec.name}: FAILED (${failures.get(spec.name)})`)
+        continue
+      }
+      try {
+        spec.parse(result, context)
+      } catch (err) {
+        result.notes.push(`could not read its output: ${(err as Error).message}`)
+      }
+      const list = results.get(spec.name) ?? []
+      list.push(result)
+      results.set(spec.name, list)
+      log(
+        `  round ${round}: ${spec.name.padEnd(22)} ${result.wallSeconds.toFixed(3)} s wall` +
+          (result.reported.inProcessSeconds !== undefined
+            ? `, ${result.reported.inProcessSeconds.toFixed(3)} s in-process`
+            : ''),
+      )
+    }
+  }
+  sink.close()
+
+  const summaries: ToolSummary[] = specs.map((spec) => {
+    const base = {
+      tool: spec.name,
+      aptPackage: spec.aptPackage,
+      packets,
+      runs: [] as number[],
+      notes: [] as string[],
+    }
+    if (spec.executable === undefined) return { ...base, status: 'not installed' as const }
+    const command = [...(launcher.pin ?? []), spec.executable, ...spec.args(file, context)].join(
+      ' ',
+    )
+    const list = results.get(spec.name) ?? []
+    if (list.length === 0) {
+      return { ...base, status: 'failed' as const, command, error: failures.get(spec.name) }
+    }
+    const walls = list.map((r) => r.wallSeconds)
+    const best = list.reduce((a, b) => (b.wallSeconds < a.wallSeconds ? b : a))
+    const inProcess = list
+      .map((r) => r.reported.inProcessPps)
+      .filter((v): v is number => v !== undefined)
+    const rss = list.map((r) => r.peakRss).filter((v): v is number => v !== undefined)
+    return {
+      ...base,
+      status: 'ok' as const,
+      command,
+      runs: walls.map((w) => Number(w.toFixed(4))),
+      bestWallSeconds: Math.min(...walls),
+      medianWallSeconds: median(walls),
+      mppsBestWall: packets / Math.min(...walls) / 1e6,
+      mppsMedianWall: packets / median(walls) / 1e6,
+      peakRssMiB: rss.length > 0 ? Math.max(...rss) / 2 ** 20 : undefined,
+      cpuSecondsBestRun: best.cpuSeconds,
+      inProcessMppsBest: inProcess.length > 0 ? Math.max(...inProcess) / 1e6 : undefined,
+      inProcessMppsMedian: inProcess.length > 0 ? median(inProcess) / 1e6 : undefined,
+      reported: best.reported,
+      notes: [...new Set(list.flatMap((r) => r.notes))],
+      error: failures.get(spec.name),
+    }
+  })
+
+  const rows: string[][] = [
+    [
+      'tool',
+      'packets',
+      'best wall s',
+      'median wall s',
+      'Mpps (best wall)',
+      'peak RSS MiB',
+      'CPU s',
+      'in-process Mpps (best/median)',
+    ],
+  ]
+  const missing: string[] = []
+  for (const s of summaries) {
+    if (s.status !== 'ok') {
+      missing.push(
+        s.status === 'not installed'
+          ? `${s.tool}: not installed (apt-get install ${s.aptPackage ?? '?'})`
+          : `${s.tool}: failed: ${s.error ?? ''}`,
+      )
+      rows.push([s.tool, s.status, '-', '-', '-', '-', '-', '-'])
+      continue
+    }
+    rows.push([
+      s.tool,
+      String(s.packets),
+      fmt(s.bestWallSeconds, 3),
+      fmt(s.medianWallSeconds, 3),
+      fmt(s.mppsBestWall, 2),
+      fmt(s.peakRssMiB, 0),
+      fmt(s.cpuSecondsBestRun, 2),
+      s.inProcessMppsBest === undefined
+        ? '-'
+        : `${fmt(s.inProcessMppsBest, 2)} / ${fmt(s.inProcessMppsMedian, 2)}`,
+    ])
+  }
+
+  const startupSummary =
+    startupRuns.length === 0
+      ? undefined
+      : {
+          command: `${node} bin/tally.ts --version`,
+          bestWallSeconds: Math.min(...startupRuns.map((r) => r.wallSeconds)),
+          medianWallSeconds: median(startupRuns.map((r) => r.wallSeconds)),
+          peakRssMiB: Math.max(...startupRuns.map((r) => r.peakRss ?? 0)) / 2 ** 20,
+        }
+
+  const tally = summaries.find((s) => s.tool === 'tally agent aggregate')
+  const others = summaries.filter((s) => s.tool === 'nfpcapd' || s.tool === 'softflowd')
+  const verdict: string[] = []
+  let verdictJson: Record<string, unknown> = {}
+  if (tally?.status === 'ok' && tally.mppsBestWall !== undefined) {
+    const wallMpps = tally.mppsBestWall
+    const inMpps = tally.inProcessMppsBest ?? 0
+    const target = TARGET_PPS / 1e6
+    const ahead = others.map((o) => ({
+      tool: o.tool,
+      mpps: o.mppsBestWall,
+      aheadWall: o.mppsBestWall === undefined ? undefined : wallMpps > o.mppsBestWall,
+      aheadInProcess: o.mppsBestWall === undefined ? undefined : inMpps > o.mppsBestWall,
+    }))
+    const aheadText = (key: 'aheadWall' | 'aheadInProcess') =>
+      ahead
+        .map((a) =>
+          a[key] === undefined
+            ? `${a.tool} not measured`
+            : `${a[key] ? 'ahead of' : 'BEHIND'} ${a.tool} (${fmt(a.mpps, 2)})`,
+        )
+        .join(', ')
+    const allAhead = (key: 'aheadWall' | 'aheadInProcess') =>
+      ahead.length > 0 && ahead.every((a) => a[key] === true)
+    verdict.push(
+      `target ${target} Mpps on one core, whole process (startup included): tally ${fmt(wallMpps, 2)} Mpps: ` +
+        `${wallMpps >= target ? 'MET' : 'MISSED'}; ${aheadText('aheadWall')}: ` +
+        `${allAhead('aheadWall') ? 'ahead of both' : 'not ahead of both'}`,
+      `in-process only (read + decode + aggregate, startup excluded): tally ${fmt(inMpps, 2)} Mpps: ` +
+        `${inMpps >= target ? 'MET' : 'MISSED'}; ${aheadText('aheadInProcess')} ` +
+        "(the other tools' figures include their startup, which is milliseconds)",
+    )
+    verdictJson = {
+      targetMpps: target,
+      wallMpps,
+      inProcessMpps: inMpps,
+      metTargetWall: wallMpps >= target,
+      metTargetInProcess: inMpps >= target,
+      aheadOfBothWall: allAhead('aheadWall'),
+      aheadOfBothInProcess: allAhead('aheadInProcess'),
+      versus: ahead,
+    }
+  } else {
+    verdict.push('tally did not run: no verdict')
+  }
+
+  const environment = {
+    date: new Date().toISOString(),
+    node: process.version,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cpus: cpus().length,
+    kernel: release(),
+    pinning,
+    memory,
+    nfpcapd: versionOf(
+      specs.find((s) => s.name === 'nfpcapd')?.executable,
+      ['-V'],
+      /Version: ([\w.-]+)/,
+    ),
+    softflowd: versionOf(
+      specs.find((s) => s.name === 'softflowd')?.executable,
+      ['-h'],
+      /softflowd version (\d+(?:\.\d+)*)/,
+    ),
+  }
+
+  const out = [
+    '',
+    `Aggregate benchmark, ${environment.date}: ${file}`,
+    `  ${packets} packets, ${(fileBytes / 2 ** 20).toFixed(0)} MiB; ${runs} runs per tool; ${pinning}; ${memory}`,
+    `  node ${environment.node}, ${environment.cpu} (${environment.cpus} CPUs), nfpcapd ${environment.nfpcapd}, softflowd ${environment.softflowd}`,
+    '  Mpps = packets in the file / best wall clock of the whole process (startup included)',
+    '',
+    table(rows),
+    ...missing,
+    '',
+    startupSummary === undefined
+      ? 'tally startup alone (tally --version): did not run'
+      : `tally startup alone (tally --version, same pinning): best ${fmt(startupSummary.bestWallSeconds, 3)} s, ` +
+        `median ${fmt(startupSummary.medianWallSeconds, 3)} s, peak RSS ${fmt(startupSummary.peakRssMiB, 0)} MiB`,
+    ...verdict,
+    ...summaries.flatMap((s) => s.notes.map((n) => `note: ${n}`)),
+  ]
+  process.stdout.write(`${out.join('\n')}\n`)
+
+  const resultsDir = join(tmp, 'results')
+  mkdirSync(resultsDir, { recursive: true })
+  const jsonPath = join(resultsDir, 'latest.json')
+  writeFileSync(
+    jsonPath,
+    `${JSON.stringify({ environment, file, fileBytes, packets, runs, results: summaries, tallyStartup: startupSummary, verdict: verdictJson }, null, 2)}\n`,
+  )
+  process.stdout.write(`\nJSON: ${jsonPath}\n`)
+}
+
+await main()
