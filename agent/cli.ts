@@ -1,11 +1,10 @@
-/** `tally agent ...`: what runs on a delegation host. Imports nothing from the collector. */
+/**
+ * `tally agent ...`: what runs on a delegation host. Imports nothing from the collector, and each
+ * command loads its implementation when it runs, so `tally agent aggregate` starts without the
+ * agent's network, config and logging stack.
+ */
 import { Command } from 'commander'
-import { createLogger } from '../common/log.ts'
-import { untilSignal } from '../common/signals.ts'
-import { aggregateFile, formatReport } from './aggregate/offline.ts'
-import { DEFAULT_ORGANISATION_PREFIXES, parsePrefix } from './aggregate/prefixes.ts'
-import { loadAgentConfig } from './config.ts'
-import { startAgent } from './run.ts'
+import { DEFAULT_ORGANISATION_PREFIXES } from './aggregate/prefixes.ts'
 
 export function agentCommand(): Command {
   const agent = new Command('agent').description(
@@ -23,6 +22,10 @@ export function agentCommand(): Command {
       'YAML config file (every setting also has a TALLY_* environment override)',
     )
     .action(async (options: { config?: string }) => {
+      const { loadAgentConfig } = await import('./config.ts')
+      const { createLogger } = await import('../common/log.ts')
+      const { untilSignal } = await import('../common/signals.ts')
+      const { startAgent } = await import('./run.ts')
       const config = loadAgentConfig(options.config)
       const log = createLogger(config.log_level, 'agent')
       const stop = new AbortController()
@@ -38,7 +41,8 @@ export function agentCommand(): Command {
       'Validate an agent config file and print the settings in effect, or exactly what is wrong',
     )
     .requiredOption('-c, --config <file>', 'YAML config file to check')
-    .action((options: { config: string }) => {
+    .action(async (options: { config: string }) => {
+      const { loadAgentConfig } = await import('./config.ts')
       const config = loadAgentConfig(options.config)
       const shown = {
         ...config,
@@ -85,6 +89,8 @@ export function agentCommand(): Command {
           flowIdleSeconds: number
         },
       ) => {
+        const { aggregateFile, formatReport } = await import('./aggregate/offline.ts')
+        const { parsePrefix } = await import('./aggregate/prefixes.ts')
         if (options.mode !== 'host' && options.mode !== 'gateway') {
           throw new Error(`--mode must be host or gateway, not ${options.mode}`)
         }

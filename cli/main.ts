@@ -3,7 +3,6 @@ import { Command, CommanderError } from 'commander'
 import { agentCommand } from '../agent/cli.ts'
 import { AGENT_VERSION } from '../agent/version.ts'
 import { adminCommand, collectorCommand, fleetCommand } from '../collector/cli.ts'
-import { runDemo } from './demo.ts'
 
 export function program(): Command {
   const tally = new Command('tally')
@@ -22,8 +21,11 @@ export function program(): Command {
     .option('-p, --port <port>', 'collector port (default 8080)', Number)
     .option('-d, --data-dir <dir>', 'data directory (default ./data)')
     .option('-i, --interval <seconds>', 'agent interval in seconds (default 10)', Number)
-    .action((options: { config?: string; port?: number; dataDir?: string; interval?: number }) =>
-      runDemo(options),
+    .action(
+      async (options: { config?: string; port?: number; dataDir?: string; interval?: number }) => {
+        const { runDemo } = await import('./demo.ts')
+        await runDemo(options)
+      },
     )
   tally.addCommand(collectorCommand())
   tally.addCommand(agentCommand())

@@ -1,11 +1,6 @@
 /** `tally collector ...`, `tally admin ...` and `tally fleet`. */
 import { Command, Option } from 'commander'
-import { createLogger } from '../common/log.ts'
-import { untilSignal } from '../common/signals.ts'
-import { type ApiTarget, callApi, readTokenFile } from './admin-client.ts'
 import { ROLE_DESCRIPTIONS, ROLES } from './auth/roles.ts'
-import { loadCollectorConfig } from './config.ts'
-import { startCollector } from './server.ts'
 import type { FleetAgent } from './store/fleet.ts'
 
 export function collectorCommand(): Command {
@@ -23,6 +18,11 @@ export function collectorCommand(): Command {
       'YAML config file (every setting also has a TALLY_* environment override)',
     )
     .action(async (options: { config?: string }) => {
+      // The server stack (engine, OpenTelemetry) loads only when a collector runs.
+      const { loadCollectorConfig } = await import('./config.ts')
+      const { createLogger } = await import('../common/log.ts')
+      const { untilSignal } = await import('../common/signals.ts')
+      const { startCollector } = await import('./server.ts')
       const config = loadCollectorConfig(options.config)
       const logger = createLogger(config.log_level, 'collector')
       const running = await startCollector(config, logger)
@@ -39,7 +39,8 @@ export function collectorCommand(): Command {
       'Validate a collector config file and print the settings in effect, or exactly what is wrong',
     )
     .requiredOption('-c, --config <file>', 'YAML config file to check')
-    .action((options: { config: string }) => {
+    .action(async (options: { config: string }) => {
+      const { loadCollectorConfig } = await import('./config.ts')
       const config = loadCollectorConfig(options.config)
       process.stdout.write(`${options.config}: valid\n${JSON.stringify(config, null, 2)}\n`)
     })
@@ -70,10 +71,20 @@ const apiOptions = (command: Command): Command =>
     )
     .option('--json', 'print the JSON answer, for scripts')
 
-const target = (options: ApiOptions): ApiTarget => ({
-  collectorUrl: options.collector,
-  token: options.token ?? readTokenFile(options.tokenFile),
-})
+/**
+ * Calls the collector's API as the options say. The client (and the schema library it uses)
+ * loads only when a command calls, so `tally` starts fast for the commands that do not.
+ */
+async function api<T>(
+  options: ApiOptions,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+): Promise<T> {
+  const { callApi, readTokenFile } = await import('./admin-client.ts')
+  const token = options.token ?? readTokenFile(options.tokenFile)
+  return callApi<T>({ collectorUrl: options.collector, token }, method, path, body)
+}
 
 function print(options: ApiOptions, answer: unknown, human: () => string): void {
   process.stdout.write(options.json ? `${JSON.stringify(answer, null, 2)}\n` : `${human()}\n`)
@@ -105,8 +116,8 @@ export function adminCommand(): Command {
         Number,
       ),
   ).action(async (options: ApiOptions & { site: string; ttlHours?: number; maxUses?: number }) => {
-    const answer = await callApi<{ token: string; expires_at: string; max_uses: number }>(
-      target(options),
+    const answer = await api<{ token: string; expires_at: string; max_uses: number }>(
+      options,
       'POST',
       '/v1/admin/enroll-tokens',
       { site: options.site, ttl_hours: options.ttlHours, max_uses: options.maxUses },
@@ -131,8 +142,8 @@ export function adminCommand(): Command {
       .requiredOption('--name <name>', "the person's name, as it will appear in records")
       .requiredOption('--role <role...>', 'one or more roles'),
   ).action(async (options: ApiOptions & { name: string; role: string[] }) => {
-    const answer = await callApi<{ user_id: string; token: string; roles: string[] }>(
-      target(options),
+    const answer = await api<{ user_id: string; token: string; roles: string[] }>(
+      options,
       'POST',
       '/v1/admin/users',
       { name: options.name, roles: options.role },
@@ -145,9 +156,9 @@ export function adminCommand(): Command {
   })
   apiOptions(user.command('list').description('List users and their roles')).action(
     async (options: ApiOptions) => {
-      const answer = await callApi<{
+      const answer = await api<{
         users: { user_id: string; name: string; roles: string[]; revoked: boolean }[]
-      }>(target(options), 'GET', '/v1/admin/users')
+      }>(options, 'GET', '/v1/admin/users')
       print(options, answer, () =>
         answer.users
           .map(
@@ -160,8 +171,8 @@ export function adminCommand(): Command {
   apiOptions(
     user.command('revoke').description('Revoke a user token at once').argument('<user-id>'),
   ).action(async (userId: string, options: ApiOptions) => {
-    const answer = await callApi(
-      target(options),
+    const answer = await api(
+      options,
       'POST',
       `/v1/admin/users/${encodeURIComponent(userId)}/revoke`,
     )
@@ -174,8 +185,8 @@ export function adminCommand(): Command {
       .description("Revoke an agent's credential: its next batch is refused with 401")
       .argument('<agent-id>'),
   ).action(async (agentId: string, options: ApiOptions) => {
-    const answer = await callApi(
-      target(options),
+    const answer = await api(
+      options,
       'POST',
       `/v1/admin/agents/${encodeURIComponent(agentId)}/revoke`,
     )
@@ -193,11 +204,7 @@ export function fleetCommand(): Command {
       .option('--site <name>', 'only this site'),
   ).action(async (options: ApiOptions & { site?: string }) => {
     const query = options.site === undefined ? '' : `?site=${encodeURIComponent(options.site)}`
-    const answer = await callApi<{ agents: FleetAgent[] }>(
-      target(options),
-      'GET',
-      `/v1/fleet${query}`,
-    )
+    const answer = await api<{ agents: FleetAgent[] }>(options, 'GET', `/v1/fleet${query}`)
     print(options, answer, () => formatFleet(answer.agents))
   })
 }

@@ -7,7 +7,10 @@
  * the credential.
  */
 import { z } from 'zod'
+import { DIRECTIONS, PEER_CLASSES, TRANSPORTS } from './classes.ts'
 import { SERVICE_NAMES } from './services.ts'
+
+export { DIRECTIONS, PEER_CLASSES, TRANSPORTS }
 
 export const PROTOCOL_VERSION = 1
 
@@ -61,16 +64,6 @@ export const TCP_STATES = [
   'closing',
 ] as const
 
-/** Direction of a packet relative to the host (host mode) or to the site (gateway mode). */
-export const DIRECTIONS = ['inbound', 'outbound', 'internal', 'transit'] as const
-export const TRANSPORTS = ['tcp', 'udp', 'icmp', 'icmpv6', 'other'] as const
-/** The class of the other end: where traffic goes, never who. */
-export const PEER_CLASSES = [
-  'same-site',
-  'organisation',
-  'internet',
-  'multicast-broadcast',
-] as const
 /** What became of captured packets, for the capture's health. */
 export const CAPTURE_OUTCOMES = [
   'received',

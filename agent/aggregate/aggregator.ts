@@ -4,7 +4,7 @@
  * Tier A: bytes, packets and new flows keyed by direction, IP version, transport, service and
  * peer class. Tier T: the host's traffic by direction and transport, and capture statistics.
  * Addresses are classified where they lie in the capture buffer and never copied; the flow table
- * keeps a 53-bit hash of each conversation, not its endpoints.
+ * keeps a 62-bit hash of each conversation, not its endpoints.
  *
  * Definitions (also in the README):
  * - bytes are the frame's original length on the wire (tshark's `frame.len`);
@@ -17,9 +17,9 @@
  * - the peer class of a packet sent to a multicast or broadcast address is multicast-broadcast.
  */
 
+import { DIRECTIONS, PEER_CLASSES, TRANSPORTS } from '../../protocol/classes.ts'
 import { SERVICE_NAMES, SERVICE_TABLE } from '../../protocol/services.ts'
 import type { HostSample, UsageContribution } from '../../protocol/v1.ts'
-import { DIRECTIONS, PEER_CLASSES, TRANSPORTS } from '../../protocol/v1.ts'
 import {
   type DecodedPacket,
   OUTCOME_IP,
@@ -29,7 +29,18 @@ import {
   PROTO_TCP,
   PROTO_UDP,
 } from '../decode/packet.ts'
-import { inAny, LOCAL_SCOPE_PREFIXES, MULTICAST_PREFIXES, type Prefix } from './prefixes.ts'
+import { FLOW_NEW, FLOW_NEW_TABLE_FULL, FlowTable } from './flow-table.ts'
+import {
+  AddressClassifier,
+  CLASS_HOST,
+  CLASS_LOCAL_SCOPE,
+  CLASS_MULTICAST,
+  CLASS_ORGANISATION,
+  CLASS_SITE,
+  LOCAL_SCOPE_PREFIXES,
+  MULTICAST_PREFIXES,
+  type Prefix,
+} from './prefixes.ts'
 
 export interface AggregatorOptions {
   /** host: directions relative to this host's addresses; gateway: relative to the site prefixes. */
@@ -102,7 +113,8 @@ export class TrafficAggregator {
   /** Tier T: [direction][transport] bytes and packets. */
   readonly #hostBytes = new Float64Array(4 * 5)
   readonly #hostPackets = new Float64Array(4 * 5)
-  readonly #flowLastSeen = new Map<number, number>()
+  readonly #flowTable: FlowTable
+  readonly #classifier: AddressClassifier
   #interval: CaptureCounters = emptyCounters()
   readonly total: CaptureCounters = emptyCounters()
 
@@ -110,6 +122,14 @@ export class TrafficAggregator {
     this.#options = options
     this.#flowIdleMs = options.flowIdleMs ?? 60_000
     this.#maxFlows = options.maxFlows ?? 1_000_000
+    this.#flowTable = new FlowTable(this.#maxFlows)
+    this.#classifier = new AddressClassifier([
+      { prefixes: options.localAddresses, addressClass: CLASS_HOST },
+      { prefixes: options.sitePrefixes, addressClass: CLASS_SITE },
+      { prefixes: LOCAL_SCOPE_PREFIXES, addressClass: CLASS_LOCAL_SCOPE },
+      { prefixes: MULTICAST_PREFIXES, addressClass: CLASS_MULTICAST },
+      { prefixes: options.organisationPrefixes, addressClass: CLASS_ORGANISATION },
+    ])
   }
 
   /** Counts one frame. `frameLength` is its original length; `timeMs` its capture timestamp. */
@@ -129,23 +149,24 @@ export class TrafficAggregator {
     this.total.decoded += 1
 
     const version = packet.ipVersion === 6 ? 6 : 4
-    const buffer = packet.buffer
-    const options = this.#options
-    let dir: number
-    if (options.mode === 'host') {
-      const fromHost = inAny(options.localAddresses, version, buffer, packet.srcOffset)
-      const toHost = inAny(options.localAddresses, version, buffer, packet.dstOffset)
-      dir = fromHost ? (toHost ? DIR_INTERNAL : DIR_OUTBOUND) : DIR_INBOUND
-    } else {
-      const fromSite = inAny(options.sitePrefixes, version, buffer, packet.srcOffset)
-      const toSite = inAny(options.sitePrefixes, version, buffer, packet.dstOffset)
-      dir = fromSite ? (toSite ? DIR_INTERNAL : DIR_OUTBOUND) : toSite ? DIR_INBOUND : DIR_TRANSIT
-    }
+    const source = this.#classifier.classify(version, packet.buffer, packet.srcOffset)
+    const destination = this.#classifier.classify(version, packet.buffer, packet.dstOffset)
+    const own = this.#options.mode === 'host' ? CLASS_HOST : CLASS_SITE
+    const fromUs = (source & own) !== 0
+    const toUs = (destination & own) !== 0
+    const dir = fromUs
+      ? toUs
+        ? DIR_INTERNAL
+        : DIR_OUTBOUND
+      : toUs || this.#options.mode === 'host'
+        ? DIR_INBOUND
+        : DIR_TRANSIT
     // Traffic sent to a group is multicast-broadcast whichever way it goes; otherwise the peer
     // is the end that is not us (or not the site).
-    const peer = inAny(MULTICAST_PREFIXES, version, buffer, packet.dstOffset)
-      ? PEER_MULTICAST
-      : this.#peerClass(version, buffer, dir === DIR_INBOUND ? packet.srcOffset : packet.dstOffset)
+    const peer =
+      (destination & CLASS_MULTICAST) !== 0
+        ? PEER_MULTICAST
+        : peerClass(dir === DIR_INBOUND ? source : destination)
 
     const protocol = packet.protocol
     let transport: number
@@ -178,33 +199,16 @@ export class TrafficAggregator {
     this.#hostPackets[hostSlot] = (this.#hostPackets[hostSlot] ?? 0) + 1
   }
 
-  #peerClass(version: 4 | 6, buffer: Uint8Array, offset: number): number {
-    const options = this.#options
-    if (inAny(MULTICAST_PREFIXES, version, buffer, offset)) return PEER_MULTICAST
-    if (
-      inAny(options.sitePrefixes, version, buffer, offset) ||
-      inAny(LOCAL_SCOPE_PREFIXES, version, buffer, offset) ||
-      inAny(options.localAddresses, version, buffer, offset)
-    ) {
-      return PEER_SAME_SITE
-    }
-    if (inAny(options.organisationPrefixes, version, buffer, offset)) return PEER_ORGANISATION
-    return PEER_INTERNET
-  }
-
   #isNewFlow(packet: DecodedPacket, version: 4 | 6, timeMs: number): boolean {
-    const key = flowHash(packet, version)
-    const last = this.#flowLastSeen.get(key)
-    if (last !== undefined) {
-      this.#flowLastSeen.set(key, timeMs)
-      return timeMs - last > this.#flowIdleMs
-    }
-    if (this.#flowLastSeen.size < this.#maxFlows) this.#flowLastSeen.set(key, timeMs)
-    else {
+    flowHash(packet, version)
+    const last = this.#flowTable.touch(hashHi, hashLo, timeMs)
+    if (last === FLOW_NEW) return true
+    if (last === FLOW_NEW_TABLE_FULL) {
       this.#interval.flowTableFull += 1
       this.total.flowTableFull += 1
+      return true
     }
-    return true
+    return timeMs - last > this.#flowIdleMs
   }
 
   /** The interval's aggregates; resets them and forgets flows idle at `nowMs`. */
@@ -255,14 +259,12 @@ export class TrafficAggregator {
     this.#hostBytes.fill(0)
     this.#hostPackets.fill(0)
     this.#interval = emptyCounters()
-    for (const [key, last] of this.#flowLastSeen) {
-      if (nowMs - last > this.#flowIdleMs) this.#flowLastSeen.delete(key)
-    }
+    this.#flowTable.sweep(nowMs - this.#flowIdleMs)
     return { usage, traffic, counters }
   }
 
   get trackedFlows(): number {
-    return this.#flowLastSeen.size
+    return this.#flowTable.size
   }
 }
 
@@ -270,6 +272,13 @@ export interface IntervalAggregates {
   usage: UsageContribution[]
   traffic: HostSample[]
   counters: CaptureCounters
+}
+
+function peerClass(classes: number): number {
+  if ((classes & CLASS_MULTICAST) !== 0) return PEER_MULTICAST
+  if ((classes & (CLASS_SITE | CLASS_LOCAL_SCOPE | CLASS_HOST)) !== 0) return PEER_SAME_SITE
+  if ((classes & CLASS_ORGANISATION) !== 0) return PEER_ORGANISATION
+  return PEER_INTERNET
 }
 
 function emptyCounters(): CaptureCounters {
@@ -297,11 +306,15 @@ function serviceOf(table: Uint8Array, srcPort: number, dstPort: number): number 
   return -1
 }
 
+/** The last flow hash, in two halves (written by flowHash, so hashing allocates nothing). */
+let hashHi = 0
+let hashLo = 0
+
 /**
- * A 53-bit hash of the conversation, the same in both directions: the endpoints are put in a
+ * A 62-bit hash of the conversation, the same in both directions: the endpoints are put in a
  * fixed order first. Two FNV-1a style 32-bit hashes with different multipliers make the bits.
  */
-function flowHash(packet: DecodedPacket, version: 4 | 6): number {
+function flowHash(packet: DecodedPacket, version: 4 | 6): void {
   const buffer = packet.buffer
   const length = version === 4 ? 4 : 16
   const hasPorts = packet.protocol === PROTO_TCP || packet.protocol === PROTO_UDP
@@ -328,7 +341,6 @@ function flowHash(packet: DecodedPacket, version: 4 | 6): number {
     h1 = Math.imul(h1 ^ b, 0x01000193)
     h2 = Math.imul(h2 ^ b, 0x5bd1e995)
   }
-  h1 = Math.imul(h1 ^ (aPort * 65536 + bPort), 0x01000193)
-  h2 = Math.imul(h2 ^ (bPort * 65536 + aPort), 0x5bd1e995)
-  return (h1 >>> 0) * 2097152 + ((h2 >>> 11) & 0x1fffff)
+  hashHi = Math.imul(h1 ^ ((aPort << 16) | bPort), 0x01000193)
+  hashLo = (Math.imul(h2 ^ ((bPort << 16) | aPort), 0x5bd1e995) >>> 2) & 0x3fffffff
 }

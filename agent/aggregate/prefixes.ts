@@ -58,31 +58,87 @@ export function parsePrefix(cidr: string): Prefix {
   return { version, network, bits }
 }
 
-/** Whether the address at `buffer[offset..]` (4 or 16 bytes) lies in `prefix`. */
-export function inPrefix(
-  prefix: Prefix,
-  version: 4 | 6,
-  buffer: Uint8Array,
-  offset: number,
-): boolean {
-  if (prefix.version !== version) return false
-  const full = prefix.bits >> 3
-  const network = prefix.network
-  for (let i = 0; i < full; i++) if (buffer[offset + i] !== network[i]) return false
-  const rest = prefix.bits & 7
-  if (rest === 0) return true
-  const mask = (0xff << (8 - rest)) & 0xff
-  return ((buffer[offset + full] ?? 0) & mask) === network[full]
+/** What an address can be, as bits: an address may be several at once (the host is in the site). */
+export const CLASS_HOST = 1
+export const CLASS_SITE = 2
+export const CLASS_LOCAL_SCOPE = 4
+export const CLASS_MULTICAST = 8
+export const CLASS_ORGANISATION = 16
+
+const word = (bytes: Uint8Array, i: number) =>
+  (((bytes[i] ?? 0) << 24) |
+    ((bytes[i + 1] ?? 0) << 16) |
+    ((bytes[i + 2] ?? 0) << 8) |
+    (bytes[i + 3] ?? 0)) >>>
+  0
+
+const maskWord = (bits: number, wordIndex: number) => {
+  const keep = Math.max(0, Math.min(32, bits - wordIndex * 32))
+  return keep === 0 ? 0 : (0xffffffff << (32 - keep)) >>> 0
 }
 
-export function inAny(
-  prefixes: readonly Prefix[],
-  version: 4 | 6,
-  buffer: Uint8Array,
-  offset: number,
-): boolean {
-  for (const prefix of prefixes) if (inPrefix(prefix, version, buffer, offset)) return true
-  return false
+/**
+ * Prefixes compiled into 32-bit mask-and-compare tables, one pass per address giving every
+ * class it belongs to. The packet path calls it twice per packet, so it reads the address from
+ * the capture buffer without copying it.
+ */
+export class AddressClassifier {
+  readonly #v4Network: Uint32Array
+  readonly #v4Mask: Uint32Array
+  readonly #v4Class: Uint8Array
+  readonly #v6Network: Uint32Array
+  readonly #v6Mask: Uint32Array
+  readonly #v6Class: Uint8Array
+
+  constructor(entries: readonly { prefixes: readonly Prefix[]; addressClass: number }[]) {
+    const v4 = entries.flatMap((e) =>
+      e.prefixes.filter((p) => p.version === 4).map((p) => ({ p, c: e.addressClass })),
+    )
+    const v6 = entries.flatMap((e) =>
+      e.prefixes.filter((p) => p.version === 6).map((p) => ({ p, c: e.addressClass })),
+    )
+    this.#v4Network = Uint32Array.from(v4, ({ p }) => word(p.network, 0))
+    this.#v4Mask = Uint32Array.from(v4, ({ p }) => maskWord(p.bits, 0))
+    this.#v4Class = Uint8Array.from(v4, ({ c }) => c)
+    this.#v6Network = Uint32Array.from(
+      v6.flatMap(({ p }) => [0, 1, 2, 3].map((w) => word(p.network, w * 4))),
+    )
+    this.#v6Mask = Uint32Array.from(
+      v6.flatMap(({ p }) => [0, 1, 2, 3].map((w) => maskWord(p.bits, w))),
+    )
+    this.#v6Class = Uint8Array.from(v6, ({ c }) => c)
+  }
+
+  /** The classes of the address at `buffer[offset..]` (4 or 16 bytes), OR'ed together. */
+  classify(version: 4 | 6, buffer: Uint8Array, offset: number): number {
+    let classes = 0
+    if (version === 4) {
+      const address = word(buffer, offset)
+      const networks = this.#v4Network
+      const masks = this.#v4Mask
+      for (let i = 0; i < networks.length; i++) {
+        if ((address & (masks[i] ?? 0)) >>> 0 === networks[i]) classes |= this.#v4Class[i] ?? 0
+      }
+      return classes
+    }
+    const w0 = word(buffer, offset)
+    const w1 = word(buffer, offset + 4)
+    const w2 = word(buffer, offset + 8)
+    const w3 = word(buffer, offset + 12)
+    const networks = this.#v6Network
+    const masks = this.#v6Mask
+    for (let i = 0, j = 0; j < networks.length; i++, j += 4) {
+      if (
+        (w0 & (masks[j] ?? 0)) >>> 0 === networks[j] &&
+        (w1 & (masks[j + 1] ?? 0)) >>> 0 === networks[j + 1] &&
+        (w2 & (masks[j + 2] ?? 0)) >>> 0 === networks[j + 2] &&
+        (w3 & (masks[j + 3] ?? 0)) >>> 0 === networks[j + 3]
+      ) {
+        classes |= this.#v6Class[i] ?? 0
+      }
+    }
+    return classes
+  }
 }
 
 /** Organisation-internal ranges by default: RFC 1918, shared address space, unique local IPv6. */
