@@ -118,44 +118,53 @@ export async function startAgent(
     config.capture.interface === 'none' ? undefined : new TrafficCapture(config.capture, log)
   traffic?.start()
 
+  let intervalStart = Date.now()
+  let inventoryDue = 0
+  /** Collects the interval that ends at `end` and puts its batch in the spool. */
+  const spoolInterval = async (end: number): Promise<void> => {
+    const captured = await traffic?.drain(end)
+    const samples = [
+      ...(await host.collect()),
+      ...health.samples(spool.stats(), sender.failures),
+      ...(captured?.samples ?? []),
+    ]
+    for (const problem of host.lastErrors) log.warn({ problem }, 'host metric unavailable')
+    const batch: HostBatch = {
+      version: PROTOCOL_VERSION,
+      agent_id: credential.agent_id,
+      seq: sequence.take(),
+      agent_version: AGENT_VERSION,
+      interval: { start: intervalStart, end },
+      samples,
+      ...(captured === undefined ? {} : { usage: captured.usage }),
+    }
+    if (end >= inventoryDue) {
+      batch.inventory = await host.inventory()
+      inventoryDue = end + config.inventory_seconds * 1000
+    }
+    await spool.append(batch.seq, gzipSync(JSON.stringify(batch)))
+    sender.wake()
+    log.info(
+      { seq: batch.seq, samples: samples.length, spool_depth: spool.stats().depth },
+      'batch spooled',
+    )
+    intervalStart = end
+  }
+
   const done = (async () => {
     const sending = sender.run(signal)
     await host.collect() // baseline for counters and CPU
-    let intervalStart = Date.now()
-    let inventoryDue = 0
+    intervalStart = Date.now()
     while (!signal.aborted) {
       const boundary = Math.ceil((Date.now() + 1) / intervalMs) * intervalMs
       await sleepUntil(boundary, signal)
       if (signal.aborted) break
-      const captured = await traffic?.drain(boundary)
-      const samples = [
-        ...(await host.collect()),
-        ...health.samples(spool.stats(), sender.failures),
-        ...(captured?.samples ?? []),
-      ]
-      for (const problem of host.lastErrors) log.warn({ problem }, 'host metric unavailable')
-      const batch: HostBatch = {
-        version: PROTOCOL_VERSION,
-        agent_id: credential.agent_id,
-        seq: sequence.take(),
-        agent_version: AGENT_VERSION,
-        interval: { start: intervalStart, end: boundary },
-        samples,
-        ...(captured === undefined ? {} : { usage: captured.usage }),
-      }
-      if (boundary >= inventoryDue) {
-        batch.inventory = await host.inventory()
-        inventoryDue = boundary + config.inventory_seconds * 1000
-      }
-      await spool.append(batch.seq, gzipSync(JSON.stringify(batch)))
-      sender.wake()
-      log.info(
-        { seq: batch.seq, samples: samples.length, spool_depth: spool.stats().depth },
-        'batch spooled',
-      )
-      intervalStart = boundary
+      await spoolInterval(boundary)
     }
+    // Stopping: what was counted since the last boundary goes out as a last, shorter batch.
     await traffic?.stop()
+    const now = Date.now()
+    if (now > intervalStart) await spoolInterval(now)
     await sending
     await sender.drain(SHUTDOWN_DRAIN_MS)
     log.info({ spool_depth: spool.stats().depth }, 'agent stopped')

@@ -21,6 +21,7 @@ export class TrafficCapture {
   readonly #capture: LiveCapture
   #last: CaptureStats = { received: 0, droppedByKernel: 0, droppedByInterface: 0, packets: 0 }
   #available = true
+  #runningBeforeStop: boolean | undefined
   /** What an operator should know: capturing, or why not. */
   status: { state: 'starting' | 'running' | 'unavailable'; reason?: string } = { state: 'starting' }
 
@@ -66,8 +67,14 @@ export class TrafficCapture {
     this.#capture.start()
   }
 
-  stop(): Promise<void> {
-    return this.#capture.stop()
+  /** Stops tcpdump; the last drain still reports the state the capture was in before. */
+  async stop(): Promise<void> {
+    this.#runningBeforeStop = this.#isRunning()
+    await this.#capture.stop()
+  }
+
+  #isRunning(): boolean {
+    return this.#runningBeforeStop ?? (this.#capture.running && this.#available)
   }
 
   /** The interval's usage contributions and tier T samples (traffic totals, capture health). */
@@ -87,7 +94,7 @@ export class TrafficCapture {
       ...traffic,
       {
         metric: 'tally.capture.running',
-        value: this.#capture.running && this.#available ? 1 : 0,
+        value: this.#isRunning() ? 1 : 0,
         attributes: {},
       },
       outcome('received', delta('received')),

@@ -7,4 +7,9 @@
 export const DIRECTIONS = ['inbound', 'outbound', 'internal', 'transit'] as const
 export const TRANSPORTS = ['tcp', 'udp', 'icmp', 'icmpv6', 'other'] as const
 /** The class of the other end: where traffic goes, never who. */
-export const PEER_CLASSES = ['same-site', 'organisation', 'internet', 'multicast-broadcast'] as const
+export const PEER_CLASSES = [
+  'same-site',
+  'organisation',
+  'internet',
+  'multicast-broadcast',
+] as const

@@ -203,7 +203,9 @@ describe.skipIf(unavailable !== undefined)('live capture on a bridge, against ts
       ]),
       direction: new Map([['internal', all]]),
       peer_class: new Map([['same-site', all]]),
-      ip_version: new Map([['4', await reference('ip')]]),
+      // The site's own IPv4 traffic: a stray frame from outside the LAN may reach the bridge
+      // after the agent stopped and before the reference capture did.
+      ip_version: new Map([['4', all]]),
     }
     expect(await reference('ipv6'), 'no IPv6 on the test LAN').toMatchObject({ packets: 0 })
     for (const [by, want] of Object.entries(expected)) {
