@@ -2,7 +2,9 @@
 import { Command, CommanderError } from 'commander'
 import { agentCommand } from '../agent/cli.ts'
 import { AGENT_VERSION } from '../agent/version.ts'
+import { caseCommand, oiosCommand } from '../collector/cases/cli.ts'
 import { adminCommand, collectorCommand, fleetCommand } from '../collector/cli.ts'
+import { registerCommand } from '../collector/register/cli.ts'
 
 export function program(): Command {
   const tally = new Command('tally')
@@ -31,6 +33,9 @@ export function program(): Command {
   tally.addCommand(agentCommand())
   tally.addCommand(adminCommand())
   tally.addCommand(fleetCommand())
+  tally.addCommand(caseCommand())
+  tally.addCommand(oiosCommand())
+  tally.addCommand(registerCommand())
   return tally
 }
 

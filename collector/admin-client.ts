@@ -30,6 +30,7 @@ export async function callApi<T>(
   method: 'GET' | 'POST',
   path: string,
   body?: unknown,
+  headers: Record<string, string> = {},
 ): Promise<T> {
   const url = new URL(path, target.collectorUrl)
   let response: Response
@@ -39,6 +40,7 @@ export async function callApi<T>(
       headers: {
         authorization: `Bearer ${target.token}`,
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...headers,
       },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(30_000),
@@ -61,4 +63,32 @@ export async function callApi<T>(
     throw new ApiError(`${method} ${path} failed (${response.status}): ${detail}`)
   }
   return parsed as T
+}
+
+/** GET of a file (an export's content): the bytes as they are. */
+export async function downloadFile(
+  target: ApiTarget,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<Buffer> {
+  const url = new URL(path, target.collectorUrl)
+  let response: Response
+  try {
+    response = await fetch(url, {
+      headers: { authorization: `Bearer ${target.token}`, ...headers },
+      signal: AbortSignal.timeout(120_000),
+    })
+  } catch (err) {
+    throw new ApiError(
+      `cannot reach the collector at ${target.collectorUrl}: ${(err as Error).message}`,
+    )
+  }
+  const bytes = Buffer.from(await response.arrayBuffer())
+  if (!response.ok) {
+    const problem = ErrorBody.safeParse(JSON.parse(bytes.toString('utf8') || '{}'))
+    throw new ApiError(
+      `GET ${path} failed (${response.status}): ${problem.success ? problem.data.message : ''}`,
+    )
+  }
+  return bytes
 }

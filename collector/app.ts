@@ -5,12 +5,19 @@
 import { Hono } from 'hono'
 import type { Logger } from 'pino'
 import type { GrantSigningKey } from './auth/signing-key.ts'
+import { rolesOf } from './auth/users.ts'
+import { GrantIssuer } from './cases/grants.ts'
+import { Outbox } from './cases/outbox.ts'
+import { CaseService, type Purger } from './cases/workflow.ts'
 import type { CollectorConfig } from './config.ts'
 import { type CollectorEnv, problem } from './http.ts'
 import { openApiDocument } from './openapi.ts'
+import { Register } from './register/register.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { agentRoutes } from './routes/agents.ts'
+import { caseRoutes } from './routes/cases.ts'
 import { ingestRoutes } from './routes/ingest.ts'
+import { registerRoutes } from './routes/register.ts'
 import { usageRoutes } from './routes/usage.ts'
 import type { Store } from './store/client.ts'
 import { createTelemetry, PROMETHEUS_CONTENT_TYPE, type Telemetry } from './telemetry.ts'
@@ -25,9 +32,49 @@ export interface CollectorDeps {
    * environment); without one the app makes its own, Prometheus only, with no timers to stop.
    */
   telemetry?: Telemetry
+  /** Signs the register's checkpoints; a key apart from the grant key on a real collector. */
+  registerKey?: GrantSigningKey
+  /** Deletes a case's tier I data (closing, expiry, receipt). */
+  purge?: Purger
+}
+
+/** The collector's app and the services behind it, for the server's periodic work and tests. */
+export interface Collector {
+  app: ReturnType<typeof buildApp>
+  cases: CaseService
+  register: Register
+  outbox: Outbox
+  grants: GrantIssuer
+}
+
+export function createCollector(deps: CollectorDeps): Collector {
+  const { store, config, logger, signingKey } = deps
+  const register = new Register(store, (deps.registerKey ?? signingKey).privateKey, {
+    onCheckpointError: (err) => logger.error({ err }, 'register checkpoint failed'),
+  })
+  const grants = new GrantIssuer(store, signingKey)
+  const outbox = new Outbox(store, config.cases.outbox, logger)
+  const cases = new CaseService({
+    store,
+    register,
+    grants,
+    outbox,
+    policy: config.cases,
+    log: logger,
+    rolesOf: (userId) => rolesOf(store, userId),
+    ...(deps.purge === undefined ? {} : { purge: deps.purge }),
+  })
+  return { app: buildApp(deps, { cases, register, grants }), cases, register, outbox, grants }
 }
 
 export function createApp(deps: CollectorDeps) {
+  return createCollector(deps).app
+}
+
+function buildApp(
+  deps: CollectorDeps,
+  services: { cases: CaseService; register: Register; grants: GrantIssuer },
+) {
   const { store, config, logger, signingKey } = deps
   const telemetry = deps.telemetry ?? createTelemetry({ logger })
   const app = new Hono<CollectorEnv>()
@@ -62,6 +109,8 @@ export function createApp(deps: CollectorDeps) {
   app.route('/', agentRoutes(store, config, signingKey))
   app.route('/', adminRoutes(store, config))
   app.route('/', usageRoutes(store, config))
+  app.route('/', caseRoutes(store, services.cases, services.grants))
+  app.route('/', registerRoutes(store, services.register))
   app.notFound((c) => problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`))
   app.onError((err, c) => {
     logger.error({ err, path: c.req.routePath }, 'request failed')

@@ -1,6 +1,7 @@
 /** `tally collector ...`, `tally admin ...` and `tally fleet`. */
-import { Command, Option } from 'commander'
+import { Command } from 'commander'
 import { ROLE_DESCRIPTIONS, ROLES } from './auth/roles.ts'
+import { type ApiOptions, api, apiOptions, print } from './cli-api.ts'
 import type { FleetAgent } from './store/fleet.ts'
 
 export function collectorCommand(): Command {
@@ -45,49 +46,6 @@ export function collectorCommand(): Command {
       process.stdout.write(`${options.config}: valid\n${JSON.stringify(config, null, 2)}\n`)
     })
   return collector
-}
-
-interface ApiOptions {
-  collector: string
-  tokenFile: string
-  token?: string
-  json?: boolean
-}
-
-const apiOptions = (command: Command): Command =>
-  command
-    .addOption(
-      new Option('--collector <url>', 'collector URL')
-        .env('TALLY_COLLECTOR_URL')
-        .default('http://127.0.0.1:8080'),
-    )
-    .addOption(
-      new Option('--token <token>', 'bearer token (instead of --token-file)').env('TALLY_TOKEN'),
-    )
-    .addOption(
-      new Option('--token-file <file>', 'file holding a bearer token').default(
-        './data/admin.token',
-      ),
-    )
-    .option('--json', 'print the JSON answer, for scripts')
-
-/**
- * Calls the collector's API as the options say. The client (and the schema library it uses)
- * loads only when a command calls, so `tally` starts fast for the commands that do not.
- */
-async function api<T>(
-  options: ApiOptions,
-  method: 'GET' | 'POST',
-  path: string,
-  body?: unknown,
-): Promise<T> {
-  const { callApi, readTokenFile } = await import('./admin-client.ts')
-  const token = options.token ?? readTokenFile(options.tokenFile)
-  return callApi<T>({ collectorUrl: options.collector, token }, method, path, body)
-}
-
-function print(options: ApiOptions, answer: unknown, human: () => string): void {
-  process.stdout.write(options.json ? `${JSON.stringify(answer, null, 2)}\n` : `${human()}\n`)
 }
 
 export function adminCommand(): Command {

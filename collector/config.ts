@@ -50,10 +50,38 @@ export const CollectorConfig = z.strictObject({
       k: z.number().int().min(1).default(5),
     })
     .prefault({}),
+  cases: z
+    .strictObject({
+      /** The longest a grant may run; an extension is a new approval within it (8.5f). */
+      max_grant_days: z.number().positive().default(30),
+      /** Technical cases (8.2) run at most this long. */
+      technical_max_hours: z.number().positive().max(72).default(72),
+      /** After a verbal emergency request (8.4b), the written one is due within this time. */
+      emergency_written_hours: z.number().positive().default(24),
+      /** Where notices go. Neither set: only in-person notices can be recorded. */
+      outbox: z
+        .strictObject({
+          webhook_url: z.url().optional(),
+          smtp: z
+            .strictObject({
+              host: z.string().min(1),
+              port: z.number().int().min(1).max(65535).default(25),
+              from: z.email(),
+              secure: z.boolean().default(false),
+            })
+            .optional(),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 export type CollectorConfig = z.output<typeof CollectorConfig>
 
 export function loadCollectorConfig(file?: string, env?: NodeJS.ProcessEnv): CollectorConfig {
-  return loadConfig(CollectorConfig, { file, env, extraLeaves: ['clickhouse.url'] })
+  return loadConfig(CollectorConfig, {
+    file,
+    env,
+    extraLeaves: ['clickhouse.url', 'cases.outbox.webhook_url'],
+  })
 }

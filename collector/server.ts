@@ -5,14 +5,18 @@ import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
 import { serve } from '@hono/node-server'
 import type { Logger } from 'pino'
-import { createApp } from './app.ts'
+import { createCollector } from './app.ts'
 import { loadOrCreateSigningKey } from './auth/signing-key.ts'
 import { ensureAdminToken } from './auth/users.ts'
 import type { CollectorConfig } from './config.ts'
+import { REGISTER_KEY_FILE } from './register/register.ts'
 import { openStore } from './store/client.ts'
 import { migrate } from './store/migrations.ts'
 import { createUsageViews } from './store/usage.ts'
 import { createTelemetry } from './telemetry.ts'
+
+/** How often expiry, suspension and notice delivery are looked at. */
+const MAINTENANCE_MS = 15_000
 
 export interface RunningCollector {
   url: string
@@ -44,7 +48,18 @@ export async function startCollector(
   const signingKey = loadOrCreateSigningKey(join(dataDir, 'grant-signing-key.pem'))
   // Prometheus on /metrics; OTLP too when OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT is set.
   const telemetry = createTelemetry({ env: process.env, logger })
-  const app = createApp({ store, config, logger, signingKey, telemetry })
+  const registerKey = loadOrCreateSigningKey(join(dataDir, REGISTER_KEY_FILE))
+  const collector = createCollector({ store, config, logger, signingKey, registerKey, telemetry })
+  const app = collector.app
+  // Time moves cases on even when nobody calls: expiry and overdue written requests revoke
+  // grants and purge; notices that could not be delivered are retried.
+  const maintenance = setInterval(() => {
+    collector.cases.sweep().catch((err: unknown) => logger.error({ err }, 'case sweep failed'))
+    collector.outbox
+      .deliverPending()
+      .catch((err: unknown) => logger.error({ err }, 'outbox delivery failed'))
+  }, MAINTENANCE_MS)
+  maintenance.unref()
 
   const server = await new Promise<Server>((ready, fail) => {
     const s = serve(
@@ -64,6 +79,7 @@ export async function startCollector(
   let closing: Promise<void> | undefined
   const close = () =>
     (closing ??= (async () => {
+      clearInterval(maintenance)
       // Stop taking requests, let those in flight finish (their batches get stored and
       // acknowledged), then close the store and the metrics.
       await new Promise<void>((done) => {

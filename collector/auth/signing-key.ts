@@ -7,6 +7,7 @@ import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
 
 export interface GrantSigningKey {
   privateKey: KeyObject
+  publicKeyObject: KeyObject
   publicJwk: Record<string, string>
 }
 
@@ -20,8 +21,9 @@ export function loadOrCreateSigningKey(file: string): GrantSigningKey {
   if (privateKey.asymmetricKeyType !== 'ed25519') {
     throw new Error(`${file} must hold an Ed25519 private key, not ${privateKey.asymmetricKeyType}`)
   }
-  const jwk = createPublicKey(privateKey).export({ format: 'jwk' })
+  const publicKeyObject = createPublicKey(privateKey)
+  const jwk = publicKeyObject.export({ format: 'jwk' })
   const publicJwk: Record<string, string> = {}
   for (const [k, v] of Object.entries(jwk)) if (typeof v === 'string') publicJwk[k] = v
-  return { privateKey, publicJwk: { ...publicJwk, alg: 'EdDSA', use: 'sig' } }
+  return { privateKey, publicKeyObject, publicJwk: { ...publicJwk, alg: 'EdDSA', use: 'sig' } }
 }

@@ -109,3 +109,13 @@ export async function ensureAdminToken(store: Store, file: string): Promise<'kep
   chmodSync(file, 0o600)
   return 'created'
 }
+
+/** The roles of a user who is not revoked, or undefined. */
+export async function rolesOf(store: Store, userId: string): Promise<Role[] | undefined> {
+  const [row] = await selectRows<{ roles: Role[] }>(
+    store,
+    'SELECT roles FROM tally.users FINAL WHERE user_id = {id:String} AND revoked_at IS NULL',
+    { id: userId },
+  )
+  return row?.roles
+}

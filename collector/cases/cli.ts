@@ -1,0 +1,373 @@
+/**
+ * `tally case ...`: the investigation workflow from the command line, for the people of the
+ * bulletin, each with their own token (TALLY_TOKEN or --token-file). Requests and openings are
+ * YAML or JSON files, since they carry many fields; steps take flags. `--json` prints the API's
+ * answer for scripts.
+ */
+import { createHash } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Command } from 'commander'
+import { type ApiOptions, api, apiOptions, print } from '../cli-api.ts'
+import type { Case } from './model.ts'
+
+async function readBody(file: string): Promise<unknown> {
+  const { parse } = await import('yaml')
+  return parse(readFileSync(file, 'utf8'))
+}
+
+const summary = (c: Case): string =>
+  [
+    `${c.case_id}  ${c.kind}  ${c.state}${c.emergency ? '  (emergency)' : ''}`,
+    `  ${c.description}`,
+    `  categories ${c.categories.join(', ')}; window ${c.window.start} .. ${c.window.end}`,
+    `  subjects ${c.subjects.map((s) => s.agent_id + (s.addresses.length > 0 ? ` [${s.addresses.join(' ')}]` : '')).join(', ')}`,
+    ...(c.investigator ? [`  investigator ${c.investigator}`] : []),
+    ...(c.notice
+      ? [`  notice ${c.notice.method} at ${c.notice.at} to ${c.notice.to.join(', ')}`]
+      : []),
+  ].join('\n')
+
+type Step = (command: Command) => Command
+
+function caseStep(
+  parent: Command,
+  name: string,
+  description: string,
+  define: Step,
+  path: (id: string) => string,
+  body: (options: Record<string, unknown>) => unknown,
+): void {
+  apiOptions(define(parent.command(name).description(description).argument('<case-id>'))).action(
+    async (caseId: string, options: ApiOptions & Record<string, unknown>) => {
+      const answer = await api<Case>(
+        options,
+        'POST',
+        path(encodeURIComponent(caseId)),
+        body(options),
+      )
+      print(options, answer, () => summary(answer))
+    },
+  )
+}
+
+function fileStep(parent: Command, name: string, description: string, path: string): void {
+  apiOptions(
+    parent
+      .command(name)
+      .description(description)
+      .requiredOption('-f, --file <file>', 'the request, YAML or JSON'),
+  ).action(async (options: ApiOptions & { file: string }) => {
+    const answer = await api<Case>(options, 'POST', path, await readBody(options.file))
+    print(options, answer, () => summary(answer))
+  })
+}
+
+/** The access grant of a case, fetched with the investigator's own token, for drill-down calls. */
+async function accessGrant(
+  options: ApiOptions & { grant?: string },
+  caseId: string,
+): Promise<string> {
+  if (options.grant !== undefined) return options.grant
+  const answer = await api<{ token: string }>(
+    options,
+    'GET',
+    `/v1/cases/${encodeURIComponent(caseId)}/access-grant`,
+  )
+  return answer.token
+}
+
+export function caseCommand(): Command {
+  const cases = new Command('case').description(
+    'Investigations (bulletin 8 and 9): request, approve, notify, drill down, export, receipt',
+  )
+  fileStep(
+    cases,
+    'request',
+    'File a written request (8.4a; requester role). See README for the file.',
+    '/v1/cases',
+  )
+  fileStep(
+    cases,
+    'emergency',
+    'Record a verbal request in an emergency (8.4b; approver role)',
+    '/v1/cases/emergency',
+  )
+  fileStep(
+    cases,
+    'technical',
+    'Open a technical case on a disruption (8.2; ITSD lead): flows only, 72 h at most',
+    '/v1/cases/technical',
+  )
+  fileStep(
+    cases,
+    'oios',
+    'Open an OIOS case (section 9; OIOS investigator): no approval, no notice',
+    '/v1/cases/oios',
+  )
+  apiOptions(
+    cases
+      .command('written-request')
+      .description('File the written request after a verbal one (8.4b)')
+      .argument('<case-id>')
+      .requiredOption('-f, --file <file>', 'the request, YAML or JSON'),
+  ).action(async (caseId: string, options: ApiOptions & { file: string }) => {
+    const answer = await api<Case>(
+      options,
+      'POST',
+      `/v1/cases/${encodeURIComponent(caseId)}/written-request`,
+      await readBody(options.file),
+    )
+    print(options, answer, () => summary(answer))
+  })
+  caseStep(
+    cases,
+    'consult',
+    'Record the OIOS consultation (8.4d; OIOS Chief of Investigations)',
+    (c) => c.requiredOption('--summary <text>', 'what OIOS said'),
+    (id) => `/v1/cases/${id}/consultation`,
+    (o) => ({ summary: o.summary }),
+  )
+  caseStep(
+    cases,
+    'approve',
+    'Approve a request and name the investigator (8.4c; approver role, not the requester)',
+    (c) =>
+      c
+        .requiredOption(
+          '--investigator <user-id>',
+          'an ITSD investigator, neither requester nor approver',
+        )
+        .option('--until <time>', 'an earlier end than requested (ISO 8601)')
+        .option('--comment <text>'),
+    (id) => `/v1/cases/${id}/approval`,
+    (o) => ({ investigator: o.investigator, until: o.until, comment: o.comment }),
+  )
+  caseStep(
+    cases,
+    'deny',
+    'Deny a request (approver role)',
+    (c) => c.requiredOption('--reason <text>'),
+    (id) => `/v1/cases/${id}/denial`,
+    (o) => ({ reason: o.reason }),
+  )
+  caseStep(
+    cases,
+    'notice',
+    'Record the notice to the staff member and supervisor (8.5a): --outbox sends it, or give it in person',
+    (c) =>
+      c
+        .option('--outbox', 'send through the configured webhook or SMTP; on record once delivered')
+        .option('--given-by <name>', 'who gave the notice in person')
+        .option('--given-at <time>', 'when (ISO 8601)')
+        .option('--to <who...>', 'staff_member and/or supervisor', ['staff_member', 'supervisor']),
+    (id) => `/v1/cases/${id}/notice`,
+    (o) =>
+      o.outbox
+        ? { method: 'outbox' }
+        : { method: 'in_person', given_by: o.givenBy, given_at: o.givenAt, to: o.to },
+  )
+  caseStep(
+    cases,
+    'extend',
+    'Extend the window: a new approval (8.5f; approver role)',
+    (c) => c.requiredOption('--until <time>').requiredOption('--justification <text>'),
+    (id) => `/v1/cases/${id}/extension`,
+    (o) => ({ until: o.until, justification: o.justification }),
+  )
+  caseStep(
+    cases,
+    'close',
+    'Close the case with its outcome (8.5f): grants end, tier I data is purged',
+    (c) => c.requiredOption('--outcome <text>'),
+    (id) => `/v1/cases/${id}/closing`,
+    (o) => ({ outcome: o.outcome }),
+  )
+
+  apiOptions(cases.command('list').description('The cases you may see')).action(
+    async (options: ApiOptions) => {
+      const answer = await api<{ cases: Case[] }>(options, 'GET', '/v1/cases')
+      print(options, answer, () =>
+        answer.cases.length === 0 ? 'no cases' : answer.cases.map(summary).join('\n'),
+      )
+    },
+  )
+  apiOptions(cases.command('show').description('One case').argument('<case-id>')).action(
+    async (caseId: string, options: ApiOptions) => {
+      const answer = await api<Case>(options, 'GET', `/v1/cases/${encodeURIComponent(caseId)}`)
+      print(options, answer, () => summary(answer))
+    },
+  )
+  apiOptions(
+    cases
+      .command('access-grant')
+      .description("Print the case's access grant (its investigator only)")
+      .argument('<case-id>'),
+  ).action(async (caseId: string, options: ApiOptions) => {
+    const answer = await api<{ token: string }>(
+      options,
+      'GET',
+      `/v1/cases/${encodeURIComponent(caseId)}/access-grant`,
+    )
+    print(options, answer, () => answer.token)
+  })
+  for (const category of ['flows', 'dns', 'web'] as const) {
+    apiOptions(
+      cases
+        .command(category)
+        .description(
+          `Retrieve the case's ${category} records (investigator; every call is registered)`,
+        )
+        .argument('<case-id>')
+        .option('--grant <token>', 'the access grant (default: fetched with your token)')
+        .option('--from <time>')
+        .option('--to <time>')
+        .option('--address <ip>')
+        .option('--port <n>')
+        .option('--limit <n>'),
+    ).action(
+      async (
+        caseId: string,
+        options: ApiOptions & {
+          grant?: string
+          from?: string
+          to?: string
+          address?: string
+          port?: string
+          limit?: string
+        },
+      ) => {
+        const query = new URLSearchParams()
+        for (const key of ['from', 'to', 'address', 'port', 'limit'] as const) {
+          const value = options[key]
+          if (value !== undefined) query.set(key, value)
+        }
+        const grant = await accessGrant(options, caseId)
+        const answer = await api<{ rows: Record<string, unknown>[] }>(
+          options,
+          'GET',
+          `/v1/cases/${encodeURIComponent(caseId)}/${category}${query.size > 0 ? `?${query}` : ''}`,
+          undefined,
+          { 'x-tally-grant': grant },
+        )
+        print(
+          options,
+          answer,
+          () => answer.rows.map((r) => JSON.stringify(r)).join('\n') || 'no records',
+        )
+      },
+    )
+  }
+  apiOptions(
+    cases
+      .command('export')
+      .description('Make an export bundle (investigator)')
+      .argument('<case-id>')
+      .option('--grant <token>'),
+  ).action(async (caseId: string, options: ApiOptions & { grant?: string }) => {
+    const grant = await accessGrant(options, caseId)
+    const answer = await api<{ export_id: string; manifest: unknown }>(
+      options,
+      'POST',
+      `/v1/cases/${encodeURIComponent(caseId)}/exports`,
+      {},
+      { 'x-tally-grant': grant },
+    )
+    print(
+      options,
+      answer,
+      () => `export ${answer.export_id}\n${JSON.stringify(answer.manifest, null, 2)}`,
+    )
+  })
+  apiOptions(
+    cases
+      .command('download')
+      .description('Download an export bundle into a folder (investigator or receiving official)')
+      .argument('<case-id>')
+      .argument('<export-id>')
+      .requiredOption('--out <dir>'),
+  ).action(async (caseId: string, exportId: string, options: ApiOptions & { out: string }) => {
+    const { downloadFile, readTokenFile } = await import('../admin-client.ts')
+    const target = {
+      collectorUrl: options.collector,
+      token: options.token ?? readTokenFile(options.tokenFile),
+    }
+    const base = `/v1/cases/${encodeURIComponent(caseId)}/exports/${encodeURIComponent(exportId)}`
+    const manifestBytes = await downloadFile(target, `${base}/manifest`)
+    const manifest = JSON.parse(manifestBytes.toString('utf8')) as {
+      files: { name: string; sha256: string }[]
+    }
+    mkdirSync(options.out, { recursive: true, mode: 0o700 })
+    writeFileSync(join(options.out, 'manifest.json'), manifestBytes, { mode: 0o600 })
+    for (const file of manifest.files) {
+      const bytes = await downloadFile(target, `${base}/files/${encodeURIComponent(file.name)}`)
+      const digest = createHash('sha256').update(bytes).digest('hex')
+      if (digest !== file.sha256)
+        throw new Error(
+          `${file.name}: SHA-256 ${digest} does not match the manifest's ${file.sha256}`,
+        )
+      writeFileSync(join(options.out, file.name), bytes, { mode: 0o600 })
+    }
+    print(
+      options,
+      manifest,
+      () =>
+        `${manifest.files.length} files in ${options.out}, digests checked against the manifest`,
+    )
+  })
+  apiOptions(
+    cases
+      .command('receipt')
+      .description(
+        "Acknowledge a downloaded bundle (8.5c; the receiving official named in the case): the case's tier I data is then purged",
+      )
+      .argument('<case-id>')
+      .argument('<export-id>')
+      .requiredOption('--dir <dir>', 'the folder `tally case download` wrote'),
+  ).action(async (caseId: string, exportId: string, options: ApiOptions & { dir: string }) => {
+    const manifestBytes = readFileSync(join(options.dir, 'manifest.json'))
+    const manifest = JSON.parse(manifestBytes.toString('utf8')) as { files: { name: string }[] }
+    const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex')
+    const body = {
+      manifest_sha256: sha(manifestBytes),
+      files: manifest.files.map((f) => ({
+        name: f.name,
+        sha256: sha(readFileSync(join(options.dir, f.name))),
+      })),
+    }
+    const answer = await api(
+      options,
+      'POST',
+      `/v1/cases/${encodeURIComponent(caseId)}/exports/${encodeURIComponent(exportId)}/receipt`,
+      body,
+    )
+    print(
+      options,
+      answer,
+      () => `receipt recorded for ${exportId}; the case's tier I data is purged`,
+    )
+  })
+  return cases
+}
+
+export function oiosCommand(): Command {
+  const oios = new Command('oios').description('OIOS arrangements (section 9)')
+  apiOptions(
+    oios
+      .command('designate')
+      .description(
+        'Designate an ITSD officer (one per category) or alternate (two at most) to assist OIOS (9.2e; admin)',
+      )
+      .requiredOption('--category <name>', 'resource category, e.g. network')
+      .requiredOption('--user <user-id>')
+      .requiredOption('--position <position>', 'designee or alternate'),
+  ).action(async (options: ApiOptions & { category: string; user: string; position: string }) => {
+    const answer = await api(options, 'POST', '/v1/oios/designations', {
+      category: options.category,
+      user_id: options.user,
+      position: options.position,
+    })
+    print(options, answer, () => JSON.stringify(answer))
+  })
+  return oios
+}

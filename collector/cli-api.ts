@@ -1,0 +1,46 @@
+/** What the commands that call a running collector share: their options and the call. */
+import { type Command, Option } from 'commander'
+
+export interface ApiOptions {
+  collector: string
+  tokenFile: string
+  token?: string
+  json?: boolean
+}
+
+export const apiOptions = (command: Command): Command =>
+  command
+    .addOption(
+      new Option('--collector <url>', 'collector URL')
+        .env('TALLY_COLLECTOR_URL')
+        .default('http://127.0.0.1:8080'),
+    )
+    .addOption(
+      new Option('--token <token>', 'bearer token (instead of --token-file)').env('TALLY_TOKEN'),
+    )
+    .addOption(
+      new Option('--token-file <file>', 'file holding a bearer token').default(
+        './data/admin.token',
+      ),
+    )
+    .option('--json', 'print the JSON answer, for scripts')
+
+/**
+ * Calls the collector's API as the options say. The client (and the schema library it uses)
+ * loads only when a command calls, so `tally` starts fast for the commands that do not.
+ */
+export async function api<T>(
+  options: ApiOptions,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<T> {
+  const { callApi, readTokenFile } = await import('./admin-client.ts')
+  const token = options.token ?? readTokenFile(options.tokenFile)
+  return callApi<T>({ collectorUrl: options.collector, token }, method, path, body, headers)
+}
+
+export function print(options: ApiOptions, answer: unknown, human: () => string): void {
+  process.stdout.write(options.json ? `${JSON.stringify(answer, null, 2)}\n` : `${human()}\n`)
+}

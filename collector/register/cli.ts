@@ -1,0 +1,179 @@
+/**
+ * `tally register verify | checkpoint | countersign`: the auditor's commands. They talk to a
+ * running collector over its API and verify here (collector/register/audit.ts); the modules
+ * that do the work load only when a command runs.
+ */
+import { Command, Option } from 'commander'
+import type { RegisterApi } from './audit.ts'
+import type { RegisterName } from './register.ts'
+
+interface ApiOptions {
+  collector: string
+  tokenFile: string
+  token?: string
+  json?: boolean
+  register: RegisterName
+}
+
+interface VerifyOptions extends ApiOptions {
+  publicKey?: string
+  checkpoints?: string
+}
+
+const apiOptions = (command: Command): Command =>
+  command
+    .addOption(
+      new Option('--register <name>', 'which register').choices(['itsd', 'oios']).default('itsd'),
+    )
+    .addOption(
+      new Option('--collector <url>', 'collector URL')
+        .env('TALLY_COLLECTOR_URL')
+        .default('http://127.0.0.1:8080'),
+    )
+    .addOption(
+      new Option('--token <token>', 'bearer token (instead of --token-file)').env('TALLY_TOKEN'),
+    )
+    .addOption(
+      new Option('--token-file <file>', 'file holding a bearer token').default(
+        './data/admin.token',
+      ),
+    )
+    .option('--json', 'print JSON, for scripts')
+
+const trustOptions = (command: Command): Command =>
+  command
+    .option(
+      '--public-key <file>',
+      "the register's public key as you keep it (JWK or PEM); without it, the key the collector serves",
+    )
+    .option(
+      '--checkpoints <file>',
+      'checkpoints you kept elsewhere (JSON, or JSON lines), checked with those the collector has',
+    )
+
+async function connect(options: ApiOptions): Promise<RegisterApi> {
+  const { callApi, readTokenFile } = await import('../admin-client.ts')
+  const token = options.token ?? readTokenFile(options.tokenFile)
+  const target = { collectorUrl: options.collector, token }
+  return {
+    get: <T>(path: string) => callApi<T>(target, 'GET', path),
+    post: <T>(path: string, body?: unknown) => callApi<T>(target, 'POST', path, body),
+  }
+}
+
+async function trust(options: VerifyOptions) {
+  const { readCheckpointsFile, readPublicKeyFile } = await import('./audit.ts')
+  return {
+    publicKey: options.publicKey === undefined ? undefined : readPublicKeyFile(options.publicKey),
+    keptCheckpoints:
+      options.checkpoints === undefined ? undefined : readCheckpointsFile(options.checkpoints),
+  }
+}
+
+const out = (text: string) => process.stdout.write(`${text}\n`)
+const note = (text: string) => process.stderr.write(`${text}\n`)
+
+export function registerCommand(): Command {
+  const register = new Command('register').description(
+    'The tamper-evident register (bulletin 8.5d; OIOS record 9.2d): verify it here, sign a ' +
+      'checkpoint, countersign one with your own key',
+  )
+
+  trustOptions(
+    apiOptions(
+      register
+        .command('verify')
+        .description(
+          'Fetch every entry and checkpoint over the API and verify them on this machine: hash ' +
+            'chain, Merkle roots at each signed checkpoint, signatures. Exits 1 on any problem.',
+        ),
+    ),
+  ).action(async (options: VerifyOptions) => {
+    const { auditRegister, formatAudit } = await import('./audit.ts')
+    const result = await auditRegister(
+      await connect(options),
+      options.register,
+      await trust(options),
+    )
+    if (options.json) {
+      out(
+        JSON.stringify(
+          {
+            ...result.report,
+            entries: result.entries,
+            checkpoints: result.checkpoints,
+            key: result.key,
+          },
+          null,
+          2,
+        ),
+      )
+    } else {
+      out(formatAudit(result))
+      if (result.key.source === 'collector') {
+        note(
+          `note: checked with the public key the collector serves (key id ${result.key.key_id}); ` +
+            'keep your own copy and pass it with --public-key',
+        )
+      } else if (result.key.key_id !== result.key.collector_key_id) {
+        note(
+          `warning: the collector now serves another key (${result.key.collector_key_id}) than ` +
+            `yours (${result.key.key_id})`,
+        )
+      }
+    }
+    if (!result.report.ok) process.exitCode = 1
+  })
+
+  apiOptions(
+    register
+      .command('checkpoint')
+      .description(
+        'Have the collector sign its current tree head now, and print it (JSON) to keep elsewhere',
+      ),
+  ).action(async (options: ApiOptions) => {
+    const api = await connect(options)
+    const checkpoint = await api.post<{ size: number; root: string; ts: string }>(
+      `/v1/register/${options.register}/checkpoints`,
+    )
+    if (!options.json) {
+      note(
+        `register ${options.register}: checkpoint at size ${checkpoint.size}, root ` +
+          `${checkpoint.root.slice(0, 16)}…, signed ${checkpoint.ts}; keep a copy elsewhere`,
+      )
+    }
+    out(JSON.stringify(checkpoint))
+  })
+
+  trustOptions(
+    apiOptions(
+      register
+        .command('countersign')
+        .description(
+          'Verify the register here, then sign the checkpoint at --size with your own Ed25519 key and post the countersignature',
+        )
+        .requiredOption('--size <n>', 'the size of the checkpoint to countersign', Number)
+        .requiredOption('--key-file <file>', 'your Ed25519 private key (PEM)')
+        .requiredOption('--by <name>', 'who countersigns, as it will be recorded'),
+    ),
+  ).action(async (options: VerifyOptions & { size: number; keyFile: string; by: string }) => {
+    const { countersignCheckpoint, readPrivateKeyFile } = await import('./audit.ts')
+    const key = readPrivateKeyFile(options.keyFile)
+    const { checkpoint } = await countersignCheckpoint(
+      await connect(options),
+      options.register,
+      options.size,
+      options.by,
+      key,
+      await trust(options),
+    )
+    if (!options.json) {
+      note(
+        `register ${options.register}: checkpoint at size ${checkpoint.size} countersigned by ` +
+          `${options.by} (${checkpoint.countersignatures.length} countersignature(s))`,
+      )
+    }
+    out(JSON.stringify(checkpoint))
+  })
+  return register
+}

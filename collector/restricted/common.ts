@@ -1,0 +1,91 @@
+/** What the tier I modules share: the tables, addresses, the register and the grants on record. */
+import { createHash } from 'node:crypto'
+import { isIPv4, isIPv6 } from 'node:net'
+import type { Case } from '../cases/model.ts'
+import type { RegisterWriter } from '../cases/workflow.ts'
+import type { Store } from '../store/client.ts'
+import { selectRows } from '../store/rows.ts'
+
+/** Every table of `tally_restricted`: each is partitioned by case_id, each is purged. */
+export const RESTRICTED_TABLES = ['flows', 'dns', 'web', 'pcap_segments', 'exports'] as const
+
+export const CASE_ID = /^c-[a-z0-9]{16}$/
+
+/** The one text form of an address: IPv4 dotted quad, IPv6 compressed lower case. */
+export function normalizeAddress(address: string): string | undefined {
+  if (isIPv4(address))
+    return address
+      .split('.')
+      .map((o) => String(Number(o)))
+      .join('.')
+  if (isIPv6(address) && !address.includes('%')) {
+    try {
+      return new URL(`http://[${address}]/`).hostname.slice(1, -1)
+    } catch {
+      return undefined
+    }
+  }
+  return undefined
+}
+
+/** Which register a case's entries go to: OIOS keeps its own record (9.2d). */
+export const registerOf = (doc: Pick<Case, 'kind'> | undefined): 'itsd' | 'oios' =>
+  doc?.kind === 'oios' ? 'oios' : 'itsd'
+
+export type RegisterEntry = Parameters<RegisterWriter['append']>[0]
+
+/** The register could not be written: the access it was for must not happen. */
+export class RegisterUnavailable extends Error {
+  override name = 'RegisterUnavailable'
+  constructor(cause: unknown) {
+    super(`the register could not be written: ${(cause as Error)?.message ?? String(cause)}`, {
+      cause,
+    })
+  }
+}
+
+/** Appends, turning any failure into RegisterUnavailable (fail closed). */
+export async function record(register: RegisterWriter, entry: RegisterEntry): Promise<void> {
+  try {
+    await register.append(entry)
+  } catch (err) {
+    throw new RegisterUnavailable(err)
+  }
+}
+
+export interface GrantRecord {
+  grant_id: string
+  case_id: string
+  audience: string
+  subject: string
+  token: string
+  window_start: number
+  window_end: number
+  revoked: boolean
+}
+
+/**
+ * A grant as on record, revoked or not. GrantIssuer.find answers undefined for both an unknown
+ * and a revoked grant; an agent (and the register) is told which of the two it was.
+ */
+export async function lookupGrant(store: Store, grantId: string): Promise<GrantRecord | undefined> {
+  const [row] = await selectRows<Omit<GrantRecord, 'revoked'> & { revoked: number }>(
+    store,
+    `SELECT grant_id, case_id, audience, subject, token,
+       toUnixTimestamp64Milli(window_start) AS window_start,
+       toUnixTimestamp64Milli(window_end) AS window_end,
+       revoked_at IS NOT NULL AS revoked
+     FROM tally.grants FINAL WHERE grant_id = {id:String}`,
+    { id: grantId },
+  )
+  if (row === undefined) return undefined
+  return {
+    ...row,
+    window_start: Number(row.window_start),
+    window_end: Number(row.window_end),
+    revoked: Boolean(Number(row.revoked)),
+  }
+}
+
+export const sha256Hex = (bytes: Uint8Array | string): string =>
+  createHash('sha256').update(bytes).digest('hex')

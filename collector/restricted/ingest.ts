@@ -1,0 +1,305 @@
+/**
+ * Tier I ingest: one agent's records of one interval under one grant (POST /v1/restricted/ingest).
+ *
+ * A batch is taken only when the grant is on record and not revoked, was issued to this agent
+ * for capture, its case is active right now (re-read and refreshed), the batch holds only
+ * categories the grant names, and every record's time lies inside the grant's window. Anything
+ * else is refused as a whole and the refusal is registered (counts only, never the records).
+ *
+ * An accepted batch is registered first (fail closed: no entry, no write), then written with a
+ * deduplication token per table made of (agent_id, grant_id, seq), and recorded last in
+ * `tally.restricted_batches`, so a retry after a crash is written once and a retry after the
+ * acknowledgement is recognised without a write.
+ */
+import { decodeJwt } from 'jose'
+import { z } from 'zod'
+import { type Category, GRANT_AUDIENCE, type RestrictedBatch } from '../../protocol/grants.ts'
+import type { AgentIdentity } from '../auth/agents.ts'
+import type { Case } from '../cases/model.ts'
+import type { CaseService, RegisterWriter } from '../cases/workflow.ts'
+import type { Store } from '../store/client.ts'
+import { insertRows, selectRows } from '../store/rows.ts'
+import { type GrantRecord, lookupGrant, normalizeAddress, record, registerOf } from './common.ts'
+import { type CaseKeys, seal } from './keys.ts'
+import { PcapSegmentError, parseSegment } from './pcap.ts'
+
+export interface RestrictedIngestDeps {
+  store: Store
+  cases: CaseService
+  register: RegisterWriter
+  keys: CaseKeys
+  now?: () => number
+}
+
+export type RejectCode =
+  | 'wrong_agent'
+  | 'grant_unknown'
+  | 'grant_revoked'
+  | 'not_your_grant'
+  | 'case_not_active'
+  | 'category_not_granted'
+  | 'outside_window'
+
+export interface BatchCounts {
+  flows: number
+  dns: number
+  web: number
+  pcap: number
+}
+
+export type IngestOutcome =
+  | { kind: 'stored' | 'duplicate'; counts: BatchCounts }
+  | { kind: 'rejected'; code: RejectCode; message: string }
+  | { kind: 'invalid'; code: string; message: string }
+
+const countsOf = (b: RestrictedBatch): BatchCounts => ({
+  flows: b.flows.length,
+  dns: b.dns.length,
+  web: b.web.length,
+  pcap: b.pcap.length,
+})
+
+/** The categories a capture grant names, from its token (our own, read from our own table). */
+const TokenCategories = z.object({ categories: z.array(z.string()) })
+function grantCategories(grant: GrantRecord): Set<string> {
+  const parsed = TokenCategories.safeParse(decodeJwt(grant.token))
+  return new Set(parsed.success ? parsed.data.categories : [])
+}
+
+const BATCH_CATEGORY: Record<keyof BatchCounts, Category> = {
+  flows: 'flows',
+  dns: 'dns',
+  web: 'web',
+  pcap: 'packets',
+}
+
+/** A grant id as the register may quote it: never more than a short printable string. */
+const quoteId = (id: string) =>
+  /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : `${JSON.stringify(id.slice(0, 64))}…`
+
+export async function isRestrictedBatchStored(
+  store: Store,
+  agentId: string,
+  grantId: string,
+  seq: number,
+): Promise<boolean> {
+  const [row] = await selectRows<{ n: number }>(
+    store,
+    `SELECT count() AS n FROM tally.restricted_batches
+     WHERE agent_id = {agent:String} AND grant_id = {grant:String} AND seq = {seq:UInt64}`,
+    { agent: agentId, grant: grantId, seq },
+  )
+  return Number(row?.n ?? 0) > 0
+}
+
+/** Checks that each record's time lies in [start, end]; the first offender, or undefined. */
+function firstOutside(batch: RestrictedBatch, start: number, end: number): string | undefined {
+  const inside = (t: number) => t >= start && t <= end
+  for (const [i, f] of batch.flows.entries())
+    if (!inside(f.start) || !inside(f.end)) return `flows[${i}] (${f.start}..${f.end})`
+  for (const [i, d] of batch.dns.entries()) if (!inside(d.ts)) return `dns[${i}] (${d.ts})`
+  for (const [i, w] of batch.web.entries()) if (!inside(w.ts)) return `web[${i}] (${w.ts})`
+  for (const [i, p] of batch.pcap.entries())
+    if (!inside(p.first) || !inside(p.last)) return `pcap[${i}] (${p.first}..${p.last})`
+  return undefined
+}
+
+/** Record-level sanity beyond the schema: intervals the right way round. */
+function invalidRecord(batch: RestrictedBatch): string | undefined {
+  for (const [i, f] of batch.flows.entries()) {
+    if (f.end < f.start) return `flows[${i}]: end is before start`
+  }
+  for (const [i, p] of batch.pcap.entries()) {
+    if (p.last < p.first) return `pcap[${i}]: last is before first`
+  }
+  return undefined
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
+
+export async function ingestRestricted(
+  deps: RestrictedIngestDeps,
+  agent: AgentIdentity,
+  batch: RestrictedBatch,
+): Promise<IngestOutcome> {
+  const { store } = deps
+  const now = (deps.now ?? Date.now)()
+  const counts = countsOf(batch)
+  const grant = /^[A-Za-z0-9_-]{1,64}$/.test(batch.grant_id)
+    ? await lookupGrant(store, batch.grant_id)
+    : undefined
+  let doc: Case | undefined
+
+  const reject = async (code: RejectCode, message: string): Promise<IngestOutcome> => {
+    // A refusal touches no data: it is registered, and answered even if the register is down.
+    await record(deps.register, {
+      register: registerOf(doc),
+      kind: 'restricted_ingest_rejected',
+      actor: agent.agent_id,
+      ...(doc !== undefined ? { case_id: doc.case_id } : {}),
+      details: { reason: code, grant_id: quoteId(batch.grant_id), seq: batch.seq, counts },
+    }).catch(() => undefined)
+    return { kind: 'rejected', code, message }
+  }
+
+  if (grant !== undefined) doc = await deps.cases.current(grant.case_id)
+  if (batch.agent_id !== agent.agent_id) {
+    return reject(
+      'wrong_agent',
+      `the batch names agent ${batch.agent_id} but the credential belongs to another agent`,
+    )
+  }
+  if (grant === undefined)
+    return reject('grant_unknown', `no grant ${quoteId(batch.grant_id)} is on record`)
+  if (grant.audience !== GRANT_AUDIENCE || grant.subject !== agent.agent_id) {
+    return reject(
+      'not_your_grant',
+      `grant ${grant.grant_id} was not issued to this agent for capture`,
+    )
+  }
+  if (await isRestrictedBatchStored(store, agent.agent_id, grant.grant_id, batch.seq)) {
+    return { kind: 'duplicate', counts }
+  }
+  if (grant.revoked)
+    return reject('grant_revoked', `grant ${grant.grant_id} was revoked; stop capturing under it`)
+  if (doc?.state !== 'active') {
+    return reject(
+      'case_not_active',
+      `the case of grant ${grant.grant_id} is ${doc?.state ?? 'unknown'}, not active`,
+    )
+  }
+  const granted = grantCategories(grant)
+  for (const [field, category] of Object.entries(BATCH_CATEGORY) as [
+    keyof BatchCounts,
+    Category,
+  ][]) {
+    if (counts[field] > 0 && !granted.has(category)) {
+      return reject('category_not_granted', `grant ${grant.grant_id} does not allow ${category}`)
+    }
+  }
+  const outside = firstOutside(batch, grant.window_start, grant.window_end)
+  if (outside !== undefined) {
+    return reject(
+      'outside_window',
+      `${outside} lies outside the grant's window ${new Date(grant.window_start).toISOString()} .. ${new Date(grant.window_end).toISOString()}`,
+    )
+  }
+  const invalid = invalidRecord(batch)
+  if (invalid !== undefined) return { kind: 'invalid', code: 'invalid_batch', message: invalid }
+  const segments: Buffer[] = []
+  for (const [i, p] of batch.pcap.entries()) {
+    if (!BASE64.test(p.data) || p.data.length % 4 !== 0) {
+      return { kind: 'invalid', code: 'invalid_pcap', message: `pcap[${i}].data is not base64` }
+    }
+    const bytes = Buffer.from(p.data, 'base64')
+    try {
+      const parsed = parseSegment(bytes)
+      if (parsed.records.length !== p.packets) {
+        return {
+          kind: 'invalid',
+          code: 'invalid_pcap',
+          message: `pcap[${i}] says ${p.packets} packets but holds ${parsed.records.length}`,
+        }
+      }
+    } catch (err) {
+      if (err instanceof PcapSegmentError) {
+        return { kind: 'invalid', code: 'invalid_pcap', message: `pcap[${i}]: ${err.message}` }
+      }
+      throw err
+    }
+    segments.push(bytes)
+  }
+
+  // Fail closed: the entry first; if it cannot be written, nothing is stored (the caller answers 503).
+  await record(deps.register, {
+    register: registerOf(doc),
+    kind: 'restricted_ingest',
+    actor: agent.agent_id,
+    case_id: doc.case_id,
+    details: {
+      grant_id: grant.grant_id,
+      seq: batch.seq,
+      counts,
+      packets: batch.pcap.reduce((n, p) => n + p.packets, 0),
+    },
+  })
+  await writeBatch(deps, agent, grant, batch, segments, now)
+  return { kind: 'stored', counts }
+}
+
+async function writeBatch(
+  deps: RestrictedIngestDeps,
+  agent: AgentIdentity,
+  grant: GrantRecord,
+  batch: RestrictedBatch,
+  segments: Buffer[],
+  receivedAt: number,
+): Promise<void> {
+  const { store } = deps
+  const token = (table: string) => `${agent.agent_id}:${grant.grant_id}:${batch.seq}:${table}`
+  const base = {
+    case_id: grant.case_id,
+    grant_id: grant.grant_id,
+    agent_id: agent.agent_id,
+    received_at: receivedAt,
+  }
+  const addr = (a: string) => normalizeAddress(a) ?? a
+  await insertRows(
+    store,
+    'tally_restricted.flows',
+    batch.flows.map((f) => ({ ...base, ...f, src: addr(f.src), dst: addr(f.dst) })),
+    token('flows'),
+  )
+  await insertRows(
+    store,
+    'tally_restricted.dns',
+    batch.dns.map((d) => ({ ...base, ...d, client: addr(d.client), server: addr(d.server) })),
+    token('dns'),
+  )
+  await insertRows(
+    store,
+    'tally_restricted.web',
+    batch.web.map((w) => ({ ...base, ...w, client: addr(w.client), server: addr(w.server) })),
+    token('web'),
+  )
+  if (segments.length > 0) {
+    const { version, key } = await deps.keys.current(grant.case_id)
+    await insertRows(
+      store,
+      'tally_restricted.pcap_segments',
+      batch.pcap.map((p, i) => {
+        const bytes = segments[i] as Buffer
+        return {
+          ...base,
+          segment_index: p.index,
+          first: p.first,
+          last: p.last,
+          packets: p.packets,
+          bytes: bytes.length,
+          key_version: version,
+          ...seal(key, bytes, segmentAad(grant.case_id, grant.grant_id, agent.agent_id, p.index)),
+        }
+      }),
+      token('pcap_segments'),
+    )
+  }
+  await insertRows(
+    store,
+    'tally.restricted_batches',
+    [
+      {
+        agent_id: agent.agent_id,
+        grant_id: grant.grant_id,
+        seq: batch.seq,
+        case_id: grant.case_id,
+        received_at: receivedAt,
+        ...countsOf(batch),
+      },
+    ],
+    token('batches'),
+  )
+}
+
+/** What a segment's ciphertext is bound to: moving it to another case or grant breaks it. */
+export const segmentAad = (caseId: string, grantId: string, agentId: string, index: number) =>
+  `tally-pcap:${caseId}:${grantId}:${agentId}:${index}`

@@ -1,0 +1,150 @@
+/** /v1/cases/...: the investigation workflow over HTTP. The rules live in cases/workflow.ts. */
+import { type Context, Hono } from 'hono'
+import type { z } from 'zod'
+import { AgentGrants } from '../../protocol/grants.ts'
+import { requireAgent, requireUser } from '../auth/middleware.ts'
+import { ROLES } from '../auth/roles.ts'
+import type { GrantIssuer } from '../cases/grants.ts'
+import {
+  Approval,
+  CaseError,
+  CaseRequest,
+  Closing,
+  Consultation,
+  Denial,
+  Designation,
+  EmergencyRequest,
+  Extension,
+  Notice,
+  OiosOpening,
+  TechnicalOpening,
+} from '../cases/model.ts'
+import type { CaseService } from '../cases/workflow.ts'
+import { type CollectorEnv, problem, readJson } from '../http.ts'
+import type { Store } from '../store/client.ts'
+
+/** Answers a failed step: the rule that refused it, or 503 when the register could not be written. */
+export function caseProblem(c: Context, err: unknown): Response {
+  if (err instanceof CaseError) return problem(c, err.status, err.code, err.message)
+  if (err instanceof Error && err.name === 'RegisterUnavailable') {
+    return problem(
+      c,
+      503,
+      'register_unavailable',
+      'the register could not be written, so nothing was done; retry later',
+    )
+  }
+  throw err
+}
+
+export function caseRoutes(store: Store, cases: CaseService, grants: GrantIssuer) {
+  const anyone = requireUser(store, ROLES)
+  const app = new Hono<CollectorEnv>()
+  const step =
+    <S extends z.ZodType>(
+      schema: S,
+      run: (c: Context<CollectorEnv>, body: z.output<S>) => Promise<unknown>,
+      status: 200 | 201 = 200,
+    ) =>
+    async (c: Context<CollectorEnv>) => {
+      const body = await readJson(c, schema)
+      if (!body.ok) return body.response
+      try {
+        return c.json(await run(c, body.value), status)
+      } catch (err) {
+        return caseProblem(c, err)
+      }
+    }
+
+  app.use('/v1/cases', anyone)
+  app.use('/v1/cases/*', anyone)
+  app.use('/v1/oios/*', anyone)
+  app.post(
+    '/v1/cases',
+    step(CaseRequest, (c, body) => cases.file(c.get('user'), body), 201),
+  )
+  app.post(
+    '/v1/cases/emergency',
+    step(EmergencyRequest, (c, body) => cases.recordEmergency(c.get('user'), body), 201),
+  )
+  app.post(
+    '/v1/cases/technical',
+    step(TechnicalOpening, (c, body) => cases.openTechnical(c.get('user'), body), 201),
+  )
+  app.post(
+    '/v1/cases/oios',
+    step(OiosOpening, (c, body) => cases.openOios(c.get('user'), body), 201),
+  )
+  app.get('/v1/cases', async (c) => c.json({ cases: await cases.list(c.get('user')) }))
+  app.get('/v1/cases/:id', async (c) => {
+    try {
+      return c.json(await cases.get(c.get('user'), c.req.param('id')))
+    } catch (err) {
+      return caseProblem(c, err)
+    }
+  })
+  const id = (c: Context) => c.req.param('id') ?? ''
+  app.post(
+    '/v1/cases/:id/written-request',
+    step(CaseRequest, (c, body) => cases.writtenRequest(c.get('user'), id(c), body)),
+  )
+  app.post(
+    '/v1/cases/:id/consultation',
+    step(Consultation, (c, body) => cases.consult(c.get('user'), id(c), body)),
+  )
+  app.post(
+    '/v1/cases/:id/approval',
+    step(Approval, (c, body) => cases.approve(c.get('user'), id(c), body)),
+  )
+  app.post(
+    '/v1/cases/:id/denial',
+    step(Denial, (c, body) => cases.deny(c.get('user'), id(c), body)),
+  )
+  app.post(
+    '/v1/cases/:id/notice',
+    step(Notice, (c, body) => cases.notice(c.get('user'), id(c), body)),
+  )
+  app.post(
+    '/v1/cases/:id/extension',
+    step(Extension, (c, body) => cases.extend(c.get('user'), id(c), body)),
+  )
+  app.post(
+    '/v1/cases/:id/closing',
+    step(Closing, (c, body) => cases.close(c.get('user'), id(c), body)),
+  )
+  app.get('/v1/cases/:id/access-grant', async (c) => {
+    try {
+      const user = c.get('user')
+      const doc = await cases.get(user, id(c))
+      if (doc.investigator !== user.user_id) {
+        return problem(
+          c,
+          403,
+          'forbidden',
+          "only the case's investigator receives its access grant",
+        )
+      }
+      if (doc.state !== 'active') return problem(c, 409, 'wrong_state', `the case is ${doc.state}`)
+      const token = await grants.accessToken(doc.case_id, user.user_id)
+      if (token === undefined) return problem(c, 409, 'wrong_state', 'no access grant is in force')
+      return c.json({ case_id: doc.case_id, token, window: doc.window, categories: doc.categories })
+    } catch (err) {
+      return caseProblem(c, err)
+    }
+  })
+  app.post(
+    '/v1/oios/designations',
+    step(Designation, (c, body) => cases.designate(c.get('user'), body), 201),
+  )
+
+  // The agent's side: which grants to run now. Anything not listed must stop.
+  app.get('/v1/agents/grants', requireAgent(store), async (c) => {
+    const agent = c.get('agent')
+    const list = await grants.forAgent(
+      agent.agent_id,
+      async (caseId) => (await cases.current(caseId))?.state === 'active',
+    )
+    return c.json(AgentGrants.parse({ grants: list }))
+  })
+  return app
+}

@@ -1,0 +1,154 @@
+/**
+ * The register over HTTP: entries, checkpoints, countersignatures, verification, public key.
+ *
+ * Who reads which register (bulletin 8.5d and 9.2d):
+ * - `itsd`, ITSD's special register: auditor, admin, approver. Anyone else gets 403.
+ * - `oios`, OIOS's own record: oios_investigator and oios_chief only. Everyone else, ITSD roles
+ *   and admin included, gets the same 404 as for a register that does not exist: its existence
+ *   is not disclosed.
+ *
+ * Reading the register (entries, checkpoints, verify, public key) is itself NOT written to the
+ * register: an entry per read would make every audit grow what it audits, without end. Signing
+ * a checkpoint and countersigning one are not registered either: they add signatures over the
+ * register, not accesses to anyone's data.
+ */
+import { type Context, Hono } from 'hono'
+import { z } from 'zod'
+import { requireUser } from '../auth/middleware.ts'
+import { ROLES, type Role } from '../auth/roles.ts'
+import { type CollectorEnv, problem, readJson } from '../http.ts'
+import {
+  BadCountersignature,
+  CheckpointNotFound,
+  isRegisterName,
+  MAX_PAGE,
+  type Register,
+  RegisterIntegrityError,
+  type RegisterName,
+  RegisterUnavailable,
+} from '../register/register.ts'
+import type { Store } from '../store/client.ts'
+
+export const REGISTER_READERS: Record<RegisterName, readonly Role[]> = {
+  itsd: ['auditor', 'admin', 'approver'],
+  oios: ['oios_investigator', 'oios_chief'],
+}
+
+const ALL_READERS: readonly Role[] = [...REGISTER_READERS.itsd, ...REGISTER_READERS.oios]
+
+export const CountersignRequest = z.strictObject({
+  by: z.string().min(1).max(200),
+  public_key: z.looseObject({
+    kty: z.literal('OKP'),
+    crv: z.literal('Ed25519'),
+    x: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url Ed25519 public key'),
+  }),
+  signature: z.string().regex(/^[A-Za-z0-9_-]{86}$/, 'must be a base64url Ed25519 signature'),
+})
+
+const EntriesQuery = z.strictObject({
+  from: z.coerce.number().int().min(1).optional(),
+  limit: z.coerce.number().int().min(1).max(MAX_PAGE).optional(),
+  case_id: z.string().min(1).max(200).optional(),
+})
+
+/** The 404 the app gives for any unknown path, so a hidden register looks like none at all. */
+const notFound = (c: Context) =>
+  problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`)
+
+/**
+ * The register a request names, if this user may read it; otherwise the answer to give (404 for
+ * an unknown register and for `oios` to anyone outside OIOS, 403 for `itsd`).
+ */
+function registerFor(c: Context<CollectorEnv>): RegisterName | Response {
+  const name = c.req.param('register') ?? ''
+  if (!isRegisterName(name)) return notFound(c)
+  const readers = REGISTER_READERS[name]
+  if (c.get('user').roles.some((r) => readers.includes(r))) return name
+  if (name === 'oios') return notFound(c)
+  return problem(c, 403, 'forbidden', `this needs one of the roles: ${readers.join(', ')}`)
+}
+
+function registerProblem(c: Context, err: unknown): Response {
+  if (err instanceof CheckpointNotFound) return problem(c, 404, 'not_found', err.message)
+  if (err instanceof BadCountersignature) {
+    return problem(c, 400, 'bad_countersignature', err.message)
+  }
+  if (err instanceof RegisterIntegrityError) {
+    return problem(c, 409, 'register_does_not_verify', err.message)
+  }
+  if (err instanceof RegisterUnavailable) {
+    return problem(c, 503, 'register_unavailable', `${err.message}; retry later`)
+  }
+  throw err
+}
+
+export function registerRoutes(store: Store, register: Register) {
+  // Authenticate anyone; which register they may see is decided per request, so that `oios`
+  // answers 404 (not 403) to ITSD roles.
+  const anyone = requireUser(store, ROLES)
+  return new Hono<CollectorEnv>()
+    .get('/v1/register/public-key', requireUser(store, ALL_READERS), (c) =>
+      c.json(register.publicKeyJwk()),
+    )
+    .get('/v1/register/:register/entries', anyone, async (c) => {
+      const name = registerFor(c)
+      if (typeof name !== 'string') return name
+      const query = EntriesQuery.safeParse(c.req.query())
+      if (!query.success) {
+        return problem(
+          c,
+          400,
+          'invalid_request',
+          'query parameters: from (seq, >= 1), limit (1-10000), case_id',
+        )
+      }
+      const page = await register.entriesPage(name, query.data)
+      return c.json(page)
+    })
+    .get('/v1/register/:register/checkpoints', anyone, async (c) => {
+      const name = registerFor(c)
+      if (typeof name !== 'string') return name
+      return c.json({ checkpoints: await register.checkpoints(name) })
+    })
+    .post('/v1/register/:register/checkpoints', anyone, async (c) => {
+      const name = registerFor(c)
+      if (typeof name !== 'string') return name
+      try {
+        const checkpoint = await register.checkpoint(name)
+        c.get('log')?.info(
+          { register: name, size: checkpoint.size, user_id: c.get('user').user_id },
+          'register checkpoint signed',
+        )
+        return c.json(checkpoint, 201)
+      } catch (err) {
+        return registerProblem(c, err)
+      }
+    })
+    .post('/v1/register/:register/checkpoints/:size/countersign', anyone, async (c) => {
+      const name = registerFor(c)
+      if (typeof name !== 'string') return name
+      const size = Number(c.req.param('size'))
+      if (!Number.isSafeInteger(size) || size < 0) {
+        return problem(c, 400, 'invalid_request', 'size must be a checkpoint size (an integer)')
+      }
+      const request = await readJson(c, CountersignRequest)
+      if (!request.ok) return request.response
+      const { by, public_key, signature } = request.value
+      try {
+        const checkpoint = await register.countersign(name, size, by, public_key, signature)
+        c.get('log')?.info(
+          { register: name, size, by, user_id: c.get('user').user_id },
+          'register checkpoint countersigned',
+        )
+        return c.json(checkpoint)
+      } catch (err) {
+        return registerProblem(c, err)
+      }
+    })
+    .get('/v1/register/:register/verify', anyone, async (c) => {
+      const name = registerFor(c)
+      if (typeof name !== 'string') return name
+      return c.json(await register.verify(name))
+    })
+}
