@@ -11,6 +11,7 @@ import { type HostBatch, type HostSample, PROTOCOL_VERSION } from '../protocol/v
 import { HostMetricsCollector } from './collect/host.ts'
 import type { AgentConfig } from './config.ts'
 import { type AgentCredential, EnrollmentError, ensureEnrolled } from './enroll.ts'
+import { Investigations } from './investigations.ts'
 import { SequenceCounter } from './sequence.ts'
 import { httpDeliver, Sender } from './ship/sender.ts'
 import { Spool, type SpoolStats } from './ship/spool.ts'
@@ -24,6 +25,7 @@ export interface AgentRun {
   agentId: string
   /** The traffic capture, unless capture.interface is 'none'. */
   traffic: TrafficCapture | undefined
+  investigations: Investigations
   /** Resolves when the agent has stopped (after `signal` aborted and the spool was drained). */
   done: Promise<void>
 }
@@ -117,6 +119,15 @@ export async function startAgent(
   const traffic =
     config.capture.interface === 'none' ? undefined : new TrafficCapture(config.capture, log)
   traffic?.start()
+  const investigations = new Investigations({
+    collectorUrl: config.collector.url,
+    credential,
+    stateDir: config.state_dir,
+    interface: traffic?.interface ?? 'any',
+    tcpdumpPath: config.capture.tcpdump_path,
+    timeoutMs: config.collector.timeout_seconds * 1000,
+    log,
+  })
 
   let intervalStart = Date.now()
   let inventoryDue = 0
@@ -160,14 +171,21 @@ export async function startAgent(
       await sleepUntil(boundary, signal)
       if (signal.aborted) break
       await spoolInterval(boundary)
+      // Grants are followed every interval: a closed case stops its capture within one.
+      await investigations
+        .interval(boundary)
+        .catch((err: unknown) => log.error({ err }, 'investigations interval failed'))
     }
     // Stopping: what was counted since the last boundary goes out as a last, shorter batch.
     await traffic?.stop()
+    await investigations
+      .stop()
+      .catch((err: unknown) => log.error({ err }, 'stopping subject captures failed'))
     const now = Date.now()
     if (now > intervalStart) await spoolInterval(now)
     await sending
     await sender.drain(SHUTDOWN_DRAIN_MS)
     log.info({ spool_depth: spool.stats().depth }, 'agent stopped')
   })()
-  return { agentId: credential.agent_id, traffic, done }
+  return { agentId: credential.agent_id, traffic, investigations, done }
 }

@@ -20,8 +20,8 @@ export class SequenceCounter {
   #file: string
   #next: number
 
-  constructor(stateDir: string, atLeast = 1) {
-    this.#file = join(stateDir, 'next-seq')
+  constructor(stateDir: string, atLeast = 1, name = 'next-seq') {
+    this.#file = join(stateDir, name)
     const stored = existsSync(this.#file) ? Number(readFileSync(this.#file, 'utf8').trim()) : 1
     this.#next = Math.max(Number.isSafeInteger(stored) && stored > 0 ? stored : 1, atLeast)
   }
