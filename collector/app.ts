@@ -13,11 +13,13 @@ import type { CollectorConfig } from './config.ts'
 import { type CollectorEnv, problem } from './http.ts'
 import { openApiDocument } from './openapi.ts'
 import { Register } from './register/register.ts'
+import { createPurger } from './restricted/purge.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { agentRoutes } from './routes/agents.ts'
 import { caseRoutes } from './routes/cases.ts'
 import { ingestRoutes } from './routes/ingest.ts'
 import { registerRoutes } from './routes/register.ts'
+import { restrictedRoutes } from './routes/restricted.ts'
 import { usageRoutes } from './routes/usage.ts'
 import type { Store } from './store/client.ts'
 import { createTelemetry, PROMETHEUS_CONTENT_TYPE, type Telemetry } from './telemetry.ts'
@@ -54,6 +56,7 @@ export function createCollector(deps: CollectorDeps): Collector {
   })
   const grants = new GrantIssuer(store, signingKey)
   const outbox = new Outbox(store, config.cases.outbox, logger)
+  const purge = deps.purge ?? createPurger(store)
   const cases = new CaseService({
     store,
     register,
@@ -62,9 +65,15 @@ export function createCollector(deps: CollectorDeps): Collector {
     policy: config.cases,
     log: logger,
     rolesOf: (userId) => rolesOf(store, userId),
-    ...(deps.purge === undefined ? {} : { purge: deps.purge }),
+    purge,
   })
-  return { app: buildApp(deps, { cases, register, grants }), cases, register, outbox, grants }
+  return {
+    app: buildApp(deps, { cases, register, grants, purge }),
+    cases,
+    register,
+    outbox,
+    grants,
+  }
 }
 
 export function createApp(deps: CollectorDeps) {
@@ -73,7 +82,7 @@ export function createApp(deps: CollectorDeps) {
 
 function buildApp(
   deps: CollectorDeps,
-  services: { cases: CaseService; register: Register; grants: GrantIssuer },
+  services: { cases: CaseService; register: Register; grants: GrantIssuer; purge: Purger },
 ) {
   const { store, config, logger, signingKey } = deps
   const telemetry = deps.telemetry ?? createTelemetry({ logger })
@@ -111,6 +120,17 @@ function buildApp(
   app.route('/', usageRoutes(store, config))
   app.route('/', caseRoutes(store, services.cases, services.grants))
   app.route('/', registerRoutes(store, services.register))
+  app.route(
+    '/',
+    restrictedRoutes({
+      store,
+      cases: services.cases,
+      grants: services.grants,
+      register: services.register,
+      purge: services.purge,
+      dataDir: config.data_dir,
+    }),
+  )
   app.notFound((c) => problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`))
   app.onError((err, c) => {
     logger.error({ err, path: c.req.routePath }, 'request failed')

@@ -115,7 +115,11 @@ export class CaseService {
       kind,
       actor: typeof user === 'string' ? user : user.user_id,
       case_id: doc.case_id,
-      details: { state: doc.state, ...details },
+      // Through JSON: an optional field left undefined is simply absent from the entry.
+      details: JSON.parse(JSON.stringify({ state: doc.state, ...details })) as Record<
+        string,
+        unknown
+      >,
     })
   }
 
@@ -176,9 +180,13 @@ export class CaseService {
     return (await loadCase(this.#deps.store, doc.case_id)) ?? ended
   }
 
-  /** Deletes the case's tier I data; the register keeps what was done. */
+  /**
+   * Deletes the case's tier I data; the register keeps what was done. Safe to repeat: a case
+   * still active after a receipt may have captured more since, and that goes at its end too.
+   * Closing or expiry also deletes export bundles not yet received: deliver before closing.
+   */
   async purge(doc: Case, actor: User | string): Promise<void> {
-    if (doc.purged_at !== undefined || this.#deps.purge === undefined) return
+    if (this.#deps.purge === undefined) return
     await this.#record(doc, actor, 'tier_i_purged')
     await this.#deps.purge(doc.case_id)
     await saveCase(this.#deps.store, { ...doc, purged_at: iso(this.#now()) })

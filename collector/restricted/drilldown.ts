@@ -26,13 +26,13 @@ const PARAMS: Record<DrillCategory, readonly string[]> = {
   web: ['from', 'to', 'agent_id', 'address', 'port', 'limit'],
 }
 
-const PROTOCOL_NAMES: Record<string, number> = {
-  icmp: 1,
-  tcp: 6,
-  udp: 17,
-  'ipv6-icmp': 58,
-  icmpv6: 58,
-}
+const PROTOCOL_NAMES = new Map<string, number>([
+  ['icmp', 1],
+  ['tcp', 6],
+  ['udp', 17],
+  ['ipv6-icmp', 58],
+  ['icmpv6', 58],
+])
 
 export class ScopeError extends Error {
   override name = 'ScopeError'
@@ -96,7 +96,9 @@ export function parseNarrowing(
   if (!grant.categories.includes(category)) {
     throw wider(`the grant does not allow ${category}`)
   }
-  const allowed = PARAMS[category as DrillCategory] ?? []
+  const allowed: readonly string[] = Object.hasOwn(PARAMS, category)
+    ? PARAMS[category as DrillCategory]
+    : []
   const one: Record<string, string> = {}
   for (const [name, values] of Object.entries(query)) {
     if (!allowed.includes(name)) {
@@ -133,7 +135,7 @@ export function parseNarrowing(
   }
   if (one.port !== undefined) n.port = parseInteger('port', one.port, 0, 65535)
   if (one.protocol !== undefined) {
-    const named = PROTOCOL_NAMES[one.protocol.toLowerCase()]
+    const named = PROTOCOL_NAMES.get(one.protocol.toLowerCase())
     n.protocol = named ?? parseInteger('protocol', one.protocol, 0, 255)
   }
   if (one.limit !== undefined) n.limit = parseInteger('limit', one.limit, 1, MAX_LIMIT)
@@ -230,8 +232,12 @@ export function buildQuery(
   const table =
     category === 'flows' ? 'tally_restricted.flows FINAL' : `tally_restricted.${category}`
   const order = category === 'flows' ? 'start, community_id, agent_id' : 'ts, agent_id'
+  // The filter runs in a subquery: the output's aliases (start, end, ts as epoch ms) would
+  // otherwise shadow the columns of the same name in WHERE.
   return {
-    sql: `SELECT ${COLUMNS[category]} FROM ${table} WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT {limit:UInt32}`,
+    sql: `SELECT ${COLUMNS[category]}
+      FROM (SELECT * FROM ${table} WHERE ${where.join(' AND ')})
+      ORDER BY ${order} LIMIT {limit:UInt32}`,
     params,
   }
 }

@@ -128,12 +128,19 @@ export async function destroyCaseKeys(
 
 export class CaseKeys {
   readonly #store: Store
-  readonly #master: Buffer
+  readonly #loadMaster: () => Buffer
+  #masterKey: Buffer | undefined
   readonly #create = new Mutex()
 
-  constructor(store: Store, master: Buffer) {
+  /** `master`: the key, or how to load it on first use (loadOrCreateMasterKey). */
+  constructor(store: Store, master: Buffer | (() => Buffer)) {
     this.#store = store
-    this.#master = master
+    this.#loadMaster = typeof master === 'function' ? master : () => master
+  }
+
+  get #master(): Buffer {
+    this.#masterKey ??= this.#loadMaster()
+    return this.#masterKey
   }
 
   /** The case's newest live key, created if it has none. */

@@ -2,7 +2,8 @@
 -- from everything else, in `tally_restricted`. Every table is partitioned by case, so the purge
 -- after delivery or at the end of a case (bulletin 8.5e) is one DROP PARTITION per table.
 -- Each insert carries a deduplication token made of (agent_id, grant_id, seq, table), so a batch
--- retried after a crash is written once.
+-- retried after a crash is written once. Parts a drop or merge leaves behind are deleted from
+-- disk after 60 s instead of the default 8 minutes (old_parts_lifetime).
 
 CREATE DATABASE IF NOT EXISTS tally_restricted;
 
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS tally_restricted.flows
 ENGINE = ReplacingMergeTree(`end`)
 PARTITION BY case_id
 ORDER BY (case_id, start, community_id, agent_id)
-SETTINGS non_replicated_deduplication_window = 100000;
+SETTINGS non_replicated_deduplication_window = 100000, old_parts_lifetime = 60;
 
 CREATE TABLE IF NOT EXISTS tally_restricted.dns
 (
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS tally_restricted.dns
 ENGINE = MergeTree
 PARTITION BY case_id
 ORDER BY (case_id, ts)
-SETTINGS non_replicated_deduplication_window = 100000;
+SETTINGS non_replicated_deduplication_window = 100000, old_parts_lifetime = 60;
 
 CREATE TABLE IF NOT EXISTS tally_restricted.web
 (
@@ -68,7 +69,7 @@ CREATE TABLE IF NOT EXISTS tally_restricted.web
 ENGINE = MergeTree
 PARTITION BY case_id
 ORDER BY (case_id, ts)
-SETTINGS non_replicated_deduplication_window = 100000;
+SETTINGS non_replicated_deduplication_window = 100000, old_parts_lifetime = 60;
 
 -- Packet captures: each segment (a classic pcap file) encrypted with its case's key
 -- (AES-256-GCM, base64 fields); `key_version` names the key in tally.case_keys. A segment is
@@ -92,7 +93,7 @@ CREATE TABLE IF NOT EXISTS tally_restricted.pcap_segments
 ENGINE = ReplacingMergeTree(received_at)
 PARTITION BY case_id
 ORDER BY (case_id, first, agent_id, grant_id, segment_index)
-SETTINGS non_replicated_deduplication_window = 100000;
+SETTINGS non_replicated_deduplication_window = 100000, old_parts_lifetime = 60;
 
 -- Export bundles (8.5c), one row per file, encrypted with the case key like the segments, kept
 -- until the receiving official's receipt (or the end of the case) purges them.
@@ -112,7 +113,8 @@ CREATE TABLE IF NOT EXISTS tally_restricted.exports
 )
 ENGINE = MergeTree
 PARTITION BY case_id
-ORDER BY (case_id, export_id, name);
+ORDER BY (case_id, export_id, name)
+SETTINGS old_parts_lifetime = 60;
 
 -- Per-case data keys, each encrypted with the master key in <data_dir>/case-master.key.
 -- Destroying a case's keys (crypto-shredding) overwrites key_ciphertext by a mutation and sets

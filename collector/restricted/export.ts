@@ -1,0 +1,269 @@
+/**
+ * Export bundles (bulletin 8.5c): what an investigator retrieves for the requesting office, as
+ * files with SHA-256 digests in a manifest, which the receiving official acknowledges with their
+ * own credential. The receipt ends the bundle's life: the case's tier I data is purged (8.5e).
+ *
+ * A bundle holds, for the grant's categories only: flows.json/.csv, dns.json/.csv,
+ * web.json/.csv and packets.pcap (the case's decrypted segments joined into one classic pcap: a
+ * single global header, then every record; a further packets-linktype-N.pcap per other link
+ * type, since a pcap file has one). Files are stored in `tally_restricted.exports`, encrypted
+ * with the case key, so the purge (partition drop, key destruction) takes them too.
+ */
+import { randomBytes } from 'node:crypto'
+import { z } from 'zod'
+import type { Store } from '../store/client.ts'
+import { insertRows, selectRows } from '../store/rows.ts'
+import type { Access } from './access.ts'
+import { sha256Hex } from './common.ts'
+import { type DrillCategory, type DrillRow, queryRecords } from './drilldown.ts'
+import { segmentAad } from './ingest.ts'
+import { type CaseKeys, type Sealed, seal, unseal } from './keys.ts'
+import { joinSegments, type ParsedSegment, parseSegment } from './pcap.ts'
+
+/** Rows per category in one bundle; a larger export is refused rather than cut short. */
+export const EXPORT_MAX_ROWS = 1_000_000
+
+export const MANIFEST = 'manifest.json'
+
+export interface ManifestFile {
+  name: string
+  bytes: number
+  sha256: string
+}
+
+export interface Manifest {
+  case_id: string
+  export_id: string
+  created_at: string
+  created_by: string
+  grant_id: string
+  files: ManifestFile[]
+}
+
+export class ExportTooLarge extends Error {
+  override name = 'ExportTooLarge'
+}
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex SHA-256')
+export const Receipt = z.strictObject({
+  manifest_sha256: sha256,
+  files: z
+    .array(z.strictObject({ name: z.string().min(1).max(100), sha256 }))
+    .min(1)
+    .max(100),
+})
+export type Receipt = z.infer<typeof Receipt>
+
+export const EXPORT_ID = /^x-[0-9a-f]{16}$/
+export const FILE_NAME = /^[a-z0-9][a-z0-9.-]{0,63}$/
+
+const CSV_COLUMNS: Record<DrillCategory, string[]> = {
+  flows: [
+    'agent_id',
+    'start',
+    'end',
+    'ip_version',
+    'protocol',
+    'src',
+    'dst',
+    'src_port',
+    'dst_port',
+    'bytes',
+    'packets',
+    'tcp_flags',
+    'community_id',
+  ],
+  dns: ['agent_id', 'ts', 'client', 'server', 'query', 'qtype', 'rcode'],
+  web: ['agent_id', 'ts', 'client', 'server', 'server_port', 'kind', 'name'],
+}
+
+/** RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled; CRLF line ends. */
+function csvField(value: string | number | undefined): string {
+  const text = value === undefined ? '' : String(value)
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
+}
+
+export function toCsv(category: DrillCategory, rows: DrillRow[]): string {
+  const columns = CSV_COLUMNS[category]
+  const lines = [columns.join(',')]
+  for (const row of rows) lines.push(columns.map((c) => csvField(row[c])).join(','))
+  return `${lines.join('\r\n')}\r\n`
+}
+
+interface SegmentRow extends Sealed {
+  grant_id: string
+  agent_id: string
+  segment_index: number
+  key_version: number
+}
+
+/** The case's packet segments in scope, decrypted and parsed, in time order. */
+async function loadSegments(
+  store: Store,
+  keys: CaseKeys,
+  access: Access,
+): Promise<ParsedSegment[]> {
+  const { grant } = access
+  const params: Record<string, unknown> = {
+    case_id: grant.case_id,
+    agents: grant.subjects.map((s) => s.agent_id),
+    w_start: grant.window.start,
+    w_end: grant.window.end,
+  }
+  const rows = await selectRows<SegmentRow>(
+    store,
+    `SELECT grant_id, agent_id, segment_index, key_version, nonce, ciphertext, tag
+     FROM tally_restricted.pcap_segments FINAL
+     WHERE case_id = {case_id:String} AND has({agents:Array(String)}, agent_id)
+       AND first >= fromUnixTimestamp64Milli({w_start:Int64})
+       AND last <= fromUnixTimestamp64Milli({w_end:Int64})
+     ORDER BY first, agent_id, grant_id, segment_index`,
+    params,
+  )
+  const out: ParsedSegment[] = []
+  for (const row of rows) {
+    const key = await keys.get(grant.case_id, Number(row.key_version))
+    const aad = segmentAad(grant.case_id, row.grant_id, row.agent_id, Number(row.segment_index))
+    out.push(parseSegment(unseal(key, row, aad)))
+  }
+  return out
+}
+
+export const newExportId = (): string => `x-${randomBytes(8).toString('hex')}`
+
+/** Builds the bundle's files (not stored yet): name → bytes, the manifest last. */
+export async function buildBundle(
+  store: Store,
+  keys: CaseKeys,
+  access: Access,
+  exportId: string,
+  now = Date.now(),
+): Promise<{ files: Map<string, Buffer>; manifest: Manifest; manifestBytes: Buffer }> {
+  const { grant } = access
+  const files = new Map<string, Buffer>()
+  for (const category of ['flows', 'dns', 'web'] as const) {
+    if (!grant.categories.includes(category)) continue
+    const { rows, truncated } = await queryRecords(
+      store,
+      category,
+      grant.case_id,
+      grant,
+      undefined,
+      EXPORT_MAX_ROWS,
+    )
+    if (truncated) {
+      throw new ExportTooLarge(`more than ${EXPORT_MAX_ROWS} ${category} records are in scope`)
+    }
+    files.set(`${category}.json`, Buffer.from(`${JSON.stringify(rows, null, 2)}\n`, 'utf8'))
+    files.set(`${category}.csv`, Buffer.from(toCsv(category, rows), 'utf8'))
+  }
+  if (grant.categories.includes('packets')) {
+    const joined = joinSegments(await loadSegments(store, keys, access))
+    joined.forEach(([linkType, bytes], i) => {
+      files.set(i === 0 ? 'packets.pcap' : `packets-linktype-${linkType}.pcap`, bytes)
+    })
+  }
+  const manifest: Manifest = {
+    case_id: grant.case_id,
+    export_id: exportId,
+    created_at: new Date(now).toISOString(),
+    created_by: access.user.user_id,
+    grant_id: grant.grant_id,
+    files: [...files].map(([name, bytes]) => ({
+      name,
+      bytes: bytes.length,
+      sha256: sha256Hex(bytes),
+    })),
+  }
+  const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8')
+  return { files, manifest, manifestBytes }
+}
+
+const fileAad = (caseId: string, exportId: string, name: string) =>
+  `tally-export:${caseId}:${exportId}:${name}`
+
+/** Stores every file of a bundle, manifest included, encrypted with the case key. */
+export async function storeBundle(
+  store: Store,
+  keys: CaseKeys,
+  caseId: string,
+  exportId: string,
+  createdBy: string,
+  files: Map<string, Buffer>,
+  manifestBytes: Buffer,
+  now = Date.now(),
+): Promise<void> {
+  const { version, key } = await keys.current(caseId)
+  const all: [string, Buffer][] = [...files, [MANIFEST, manifestBytes]]
+  // One insert per file: a packet capture can be large, and each row is one file.
+  for (const [name, bytes] of all) {
+    await insertRows(store, 'tally_restricted.exports', [
+      {
+        case_id: caseId,
+        export_id: exportId,
+        name,
+        created_at: now,
+        created_by: createdBy,
+        bytes: bytes.length,
+        sha256: sha256Hex(bytes),
+        key_version: version,
+        ...seal(key, bytes, fileAad(caseId, exportId, name)),
+      },
+    ])
+  }
+}
+
+/** Removes a bundle that must not exist (its register entry could not be written). */
+export async function dropBundle(store: Store, caseId: string, exportId: string): Promise<void> {
+  await store.command({
+    query: `ALTER TABLE tally_restricted.exports DELETE
+      WHERE case_id = {case_id:String} AND export_id = {export_id:String}`,
+    query_params: { case_id: caseId, export_id: exportId },
+    clickhouse_settings: { mutations_sync: '2' },
+  })
+}
+
+/** One stored file, decrypted and checked against its digest; undefined when there is none. */
+export async function readBundleFile(
+  store: Store,
+  keys: CaseKeys,
+  caseId: string,
+  exportId: string,
+  name: string,
+): Promise<Buffer | undefined> {
+  const [row] = await selectRows<Sealed & { key_version: number; sha256: string }>(
+    store,
+    `SELECT key_version, sha256, nonce, ciphertext, tag FROM tally_restricted.exports
+     WHERE case_id = {case_id:String} AND export_id = {export_id:String} AND name = {name:String}
+     LIMIT 1`,
+    { case_id: caseId, export_id: exportId, name },
+  )
+  if (row === undefined) return undefined
+  const key = await keys.get(caseId, Number(row.key_version))
+  const bytes = unseal(key, row, fileAad(caseId, exportId, name))
+  if (sha256Hex(bytes) !== row.sha256)
+    throw new Error(`export file ${name} does not match its digest`)
+  return bytes
+}
+
+/** What a receipt gets wrong against the manifest, one line each; empty when it matches. */
+export function receiptMismatches(manifestBytes: Buffer, receipt: Receipt): string[] {
+  const manifest = JSON.parse(manifestBytes.toString('utf8')) as Manifest
+  const problems: string[] = []
+  if (receipt.manifest_sha256 !== sha256Hex(manifestBytes)) {
+    problems.push('manifest_sha256 does not match the manifest')
+  }
+  const listed = new Map(manifest.files.map((f) => [f.name, f.sha256]))
+  const seen = new Set<string>()
+  for (const f of receipt.files) {
+    if (seen.has(f.name)) problems.push(`${f.name} is listed twice`)
+    seen.add(f.name)
+    const expected = listed.get(f.name)
+    if (expected === undefined) problems.push(`${f.name} is not in the bundle`)
+    else if (expected !== f.sha256) problems.push(`${f.name}: the digest does not match`)
+  }
+  for (const name of listed.keys()) {
+    if (!seen.has(name)) problems.push(`${name} is missing from the receipt`)
+  }
+  return problems
+}

@@ -1,0 +1,36 @@
+/**
+ * The purge of a case's tier I data (bulletin 8.5e; closing, expiry and the receipt call it
+ * through CaseServiceDeps.purge): every `tally_restricted` table drops the case's partition, and
+ * the case's keys are destroyed, so any copy of its encrypted segments or export files left
+ * anywhere can no longer be read. Export bundles live in `tally_restricted.exports`, so they go
+ * with the partitions. The register keeps what was done; nothing of the records is kept.
+ *
+ * Idempotent: dropping a partition that does not exist is not an error, and destroying keys
+ * already destroyed changes nothing.
+ */
+import type { Purger } from '../cases/workflow.ts'
+import type { Store } from '../store/client.ts'
+import { RESTRICTED_TABLES } from './common.ts'
+import { destroyCaseKeys } from './keys.ts'
+
+export function createPurger(store: Store): Purger {
+  return async (caseId: string) => {
+    for (const table of RESTRICTED_TABLES) {
+      try {
+        await store.command({
+          // The partition value is a bound parameter, never spliced into the statement.
+          query: `ALTER TABLE tally_restricted.${table} DROP PARTITION {case_id:String}`,
+          query_params: { case_id: caseId },
+        })
+      } catch (err) {
+        // Older engines answer a drop of an absent partition with an error: nothing to purge.
+        if (
+          !/NO_SUCH_DATA_PART|partition .* doesn't exist|not found/i.test((err as Error).message)
+        ) {
+          throw err
+        }
+      }
+    }
+    await destroyCaseKeys(store, caseId)
+  }
+}
