@@ -595,6 +595,13 @@ export class CaseService {
     if (!has(user, 'itsd_lead')) forbid('a technical case is opened by the ITSD lead (8.2)')
     if (opening.investigator === user.user_id)
       forbid('the lead who opens names another person to investigate')
+    if (!this.#deps.outbox.configured) {
+      throw new CaseError(
+        409,
+        'no_outbox',
+        'a technical case is notified when it starts (8.2): configure cases.outbox first',
+      )
+    }
     await this.#requireRole(opening.investigator, 'itsd_investigator', 'the investigator')
     const hours = Math.min(opening.hours, this.#deps.policy.technical_max_hours)
     return this.#serial(async () => {
@@ -620,14 +627,12 @@ export class CaseService {
         hours,
         agents: opening.subjects.map((s) => s.agent_id),
       })
-      const sent = this.#deps.outbox.configured
-        ? await this.#deps.outbox.send(
-            doc.case_id,
-            opening.notify,
-            'Technical monitoring started (ST/SGB/2004/15, 8.2)',
-            technicalText(doc),
-          )
-        : []
+      const sent = await this.#deps.outbox.send(
+        doc.case_id,
+        opening.notify,
+        'Technical monitoring started (ST/SGB/2004/15, 8.2)',
+        technicalText(doc),
+      )
       const notified: Case = {
         ...doc,
         notice: {
