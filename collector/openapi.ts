@@ -6,8 +6,14 @@
  * may send (defaults make fields optional), answers as the output the collector writes. The
  * answers that have no zod schema elsewhere are described here, and checked at compile time to
  * be exactly the types the routes return.
+ *
+ * Investigations (bulletin sections 8 and 9): the case routes take the request schemas of
+ * cases/model.ts; agents fetch their grants with the schema of protocol/grants.ts; the register
+ * routes answer with the register's own types. The tier I routes (restricted ingest, drill-down,
+ * exports, receipt) bring their part from restricted/openapi.ts.
  */
 import { z } from 'zod'
+import { AgentGrants, CATEGORIES } from '../protocol/grants.ts'
 import {
   EnrollRequest,
   EnrollResponse,
@@ -22,8 +28,34 @@ import {
 import type { IssuedEnrollToken } from './auth/enrollment.ts'
 import { ROLES } from './auth/roles.ts'
 import type { User, UserRecord } from './auth/users.ts'
+import {
+  Approval,
+  CASE_KINDS,
+  CASE_STATES,
+  type Case,
+  CaseRequest,
+  Closing,
+  Consultation,
+  Denial,
+  Designation,
+  EmergencyRequest,
+  Extension,
+  Notice,
+  OiosOpening,
+  TechnicalOpening,
+} from './cases/model.ts'
+import {
+  type EntriesPage,
+  MAX_PAGE,
+  REGISTERS,
+  type RegisterEntry,
+  type SignedCheckpoint,
+  type VerifyReport,
+} from './register/register.ts'
+import { RESTRICTED_REQUESTS, RESTRICTED_RESPONSES, restrictedPaths } from './restricted/openapi.ts'
 import { EnrollTokenRequest, UserRequest } from './routes/admin.ts'
 import { FleetQuery } from './routes/agents.ts'
+import { CountersignRequest, REGISTER_READERS } from './routes/register.ts'
 import { UsageParams } from './routes/usage.ts'
 import type { FleetAgent } from './store/fleet.ts'
 import { USAGE_DIMENSIONS } from './store/usage.ts'
@@ -85,6 +117,132 @@ const UsageResponse = z.strictObject({
       .describe('plus one property named after `by`, holding the value of that dimension'),
   ),
 })
+
+// --- Investigations -----------------------------------------------------------------------------
+
+const PersonSchema = z.strictObject({ name: z.string(), email: z.string().optional() })
+const CaseSchema = z
+  .strictObject({
+    case_id: z.string(),
+    kind: z.enum(CASE_KINDS),
+    state: z.enum(CASE_STATES),
+    created_at: z.string(),
+    requester: z
+      .string()
+      .describe('who filed it (standard), opened it (technical, OIOS) or asked verbally'),
+    recorded_by: z.string(),
+    emergency: z.boolean(),
+    written_request_due: z.string().optional(),
+    written_request_at: z.string().optional(),
+    description: z.string(),
+    categories: z.array(z.enum(CATEGORIES)),
+    staff_member: PersonSchema.optional(),
+    supervisor: PersonSchema.optional(),
+    receiving_official: z.string().optional(),
+    requesting_office: z.string().optional(),
+    justification: z.string().optional(),
+    subjects: z.array(z.strictObject({ agent_id: z.string(), addresses: z.array(z.string()) })),
+    window: z.strictObject({ start: z.string(), end: z.string() }),
+    consultation: z
+      .strictObject({ by: z.string(), at: z.string(), summary: z.string() })
+      .optional(),
+    approvals: z.array(
+      z.strictObject({
+        by: z.string(),
+        at: z.string(),
+        until: z.string(),
+        comment: z.string().optional(),
+        kind: z.enum(['approval', 'extension']),
+      }),
+    ),
+    denial: z.strictObject({ by: z.string(), at: z.string(), reason: z.string() }).optional(),
+    investigator: z.string().optional(),
+    notice: z
+      .strictObject({
+        method: z.enum(['outbox', 'in_person']),
+        by: z.string(),
+        at: z.string(),
+        to: z.array(z.string()),
+        given_by: z.string().optional(),
+        message_ids: z.array(z.string()).optional(),
+      })
+      .optional(),
+    closing: z.strictObject({ by: z.string(), at: z.string(), outcome: z.string() }).optional(),
+    purged_at: z.string().optional(),
+    notify: z.array(PersonSchema).optional(),
+  })
+  .describe('an investigation case as stored: every step it went through, and by whom')
+const CaseList = z.strictObject({ cases: z.array(CaseSchema) })
+const AccessGrant = z.strictObject({
+  case_id: z.string(),
+  token: z
+    .string()
+    .describe("the investigator's access grant (EdDSA JWS), presented with each drill-down"),
+  window: z.strictObject({ start: z.string(), end: z.string() }),
+  categories: z.array(z.enum(CATEGORIES)),
+})
+const Designations = z.strictObject({
+  category: z.string(),
+  designees: z.array(
+    z.strictObject({ user_id: z.string(), position: z.enum(['designee', 'alternate']) }),
+  ),
+})
+
+const RegisterEntrySchema = z.strictObject({
+  register: z.enum(REGISTERS),
+  seq: z.number().int(),
+  ts: z.string(),
+  kind: z.string(),
+  actor: z.string(),
+  case_id: z.string().optional(),
+  details: z.record(z.string(), z.unknown()),
+  prev_hash: z.string(),
+  hash: z.string(),
+})
+const RegisterEntries = z.strictObject({
+  entries: z.array(RegisterEntrySchema),
+  next_from: z.number().int().nullable().describe('the `from` of the next page, null at the end'),
+})
+const CheckpointSchema = z.strictObject({
+  register: z.enum(REGISTERS),
+  size: z.number().int(),
+  root: z.string().describe('RFC 6962 Merkle root, hex'),
+  ts: z.string(),
+  key_id: z.string().describe("RFC 7638 thumbprint of the register's public key"),
+  signature: z
+    .string()
+    .describe('base64url Ed25519 signature over canonical {register, size, root, ts}'),
+  countersignatures: z.array(
+    z.strictObject({ by: z.string(), key: z.string(), signature: z.string(), ts: z.string() }),
+  ),
+})
+const CheckpointList = z.strictObject({ checkpoints: z.array(CheckpointSchema) })
+const VerifyReportSchema = z.strictObject({
+  register: z.enum(REGISTERS),
+  ok: z.boolean(),
+  size: z.number().int(),
+  root: z.string(),
+  checked_checkpoints: z.number().int(),
+  problems: z.array(
+    z.strictObject({
+      seq: z.number().int(),
+      kind: z.enum([
+        'changed',
+        'removed',
+        'inserted',
+        'reordered',
+        'checkpoint-mismatch',
+        'bad-signature',
+      ]),
+      message: z.string(),
+    }),
+  ),
+})
+const RegisterPublicKey = z
+  .object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string() })
+  .catchall(z.string())
+  .describe("the register's Ed25519 public key as a JWK, for checking checkpoint signatures")
+
 const Health = z.strictObject({ status: z.literal('ok') })
 const Ready = z.strictObject({ status: z.literal('ready') })
 
@@ -95,7 +253,12 @@ const answersMatchTheirTypes: [
   Same<z.output<typeof IssuedEnrollTokenSchema>, IssuedEnrollToken>,
   Same<z.output<typeof UserSchema>, User>,
   Same<z.output<typeof UserRecordSchema>, UserRecord>,
-] = [true, true, true, true]
+  Same<z.output<typeof CaseSchema>, Case>,
+  Same<Omit<z.output<typeof RegisterEntrySchema>, 'details'>, Omit<RegisterEntry, 'details'>>,
+  Same<z.output<typeof RegisterEntries>['next_from'], EntriesPage['next_from']>,
+  Same<z.output<typeof CheckpointSchema>, SignedCheckpoint>,
+  Same<z.output<typeof VerifyReportSchema>, VerifyReport>,
+] = [true, true, true, true, true, true, true, true, true]
 void answersMatchTheirTypes
 
 /** Schemas of what clients send, by component name. */
@@ -107,6 +270,19 @@ const REQUESTS: Record<string, z.ZodType> = {
   EnrollRequest,
   EnrollTokenRequest,
   UserRequest,
+  CaseRequest,
+  EmergencyRequest,
+  Consultation,
+  Approval,
+  Denial,
+  Notice,
+  Extension,
+  Closing,
+  TechnicalOpening,
+  OiosOpening,
+  Designation,
+  CountersignRequest,
+  ...RESTRICTED_REQUESTS,
 }
 
 /** Schemas of what the collector answers, by component name. */
@@ -123,6 +299,18 @@ const RESPONSES: Record<string, z.ZodType> = {
   UserList,
   UserRevoked,
   AgentRevoked,
+  Case: CaseSchema,
+  CaseList,
+  AccessGrant,
+  Designations,
+  AgentGrants,
+  RegisterEntry: RegisterEntrySchema,
+  RegisterEntries,
+  Checkpoint: CheckpointSchema,
+  CheckpointList,
+  VerifyReport: VerifyReportSchema,
+  RegisterPublicKey,
+  ...RESTRICTED_RESPONSES,
   Health,
   Ready,
 }
@@ -164,6 +352,81 @@ const AUTH_ERRORS = {
 
 const body = (name: string) => ({ required: true, content: json(name) })
 
+/** The errors of a case step (collector/cases/workflow.ts), beside 500. */
+const CASE_ERRORS = {
+  '400':
+    'the body is not JSON or does not match the schema (`malformed_json`, `invalid_request`), ' +
+    'or a rule on its values refused it (`invalid_window`, `window_too_long`, `unknown_user`, ' +
+    '`wrong_role`)',
+  '401': AUTH_ERRORS['401'],
+  '403':
+    "the step is not this user's to take: their roles, or separation of duties (requester, " +
+    'approver and investigator are three different people) (`forbidden`)',
+  '404':
+    'no such case, or one this user may not see (`not_found`); OIOS cases do not exist for ITSD roles',
+  '409':
+    'the case is not in a state that takes this step (`wrong_state`), or no outbox channel is ' +
+    'configured for the notice (`no_outbox`)',
+  '503': 'the register could not be written, so nothing was done (`register_unavailable`)',
+}
+
+/** POST /v1/cases/{id}/<step>: one step of a case's workflow, answered with the case after it. */
+const caseStep = (operationId: string, summary: string, request: string, description: string) => ({
+  post: {
+    operationId,
+    summary,
+    description,
+    security: [{ userToken: [] }],
+    parameters: [idParameter('case')],
+    requestBody: body(request),
+    responses: {
+      '200': { description: 'the case after the step', content: json('Case') },
+      ...errors(CASE_ERRORS),
+    },
+  },
+})
+
+const { '404': _notFound, ...withoutNotFound } = CASE_ERRORS
+
+/** POST /v1/cases/<kind>: opens a case, answered with it. */
+const caseOpening = (
+  operationId: string,
+  summary: string,
+  request: string,
+  description: string,
+) => ({
+  post: {
+    operationId,
+    summary,
+    description,
+    security: [{ userToken: [] }],
+    requestBody: body(request),
+    responses: {
+      '201': { description: 'the case', content: json('Case') },
+      ...errors(withoutNotFound),
+    },
+  },
+})
+
+const registerParameter = {
+  name: 'register',
+  in: 'path',
+  required: true,
+  description:
+    `\`itsd\`, ITSD's special register (8.5d), read by ${REGISTER_READERS.itsd.join(', ')}; ` +
+    `\`oios\`, OIOS's own record (9.2d), read by ${REGISTER_READERS.oios.join(', ')} only`,
+  schema: { type: 'string', enum: [...REGISTERS] },
+}
+
+/** The errors of a register route, beside 500. */
+const REGISTER_ERRORS = {
+  '401': AUTH_ERRORS['401'],
+  '403': '`itsd` to a user who is not one of its readers (`forbidden`)',
+  '404':
+    'no such register, or `oios` to anyone outside OIOS, ITSD roles and admin included: its ' +
+    'existence is not disclosed (`not_found`)',
+}
+
 const idParameter = (what: string) => ({
   name: 'id',
   in: 'path',
@@ -195,7 +458,9 @@ function build() {
       version: String(PROTOCOL_VERSION),
       description:
         'The public API of the Tally collector: agent enrollment and ingest (protocol v1), the ' +
-        'fleet view, administration, health and metrics. Every request body is validated ' +
+        'fleet view, site usage, administration, investigations (cases, grants, tier I ' +
+        'drill-down and exports, the register), ' +
+        'health and metrics. Every request body is validated ' +
         'strictly: a field the schema does not name is a 400. Every error answer is an ErrorBody.',
     },
     components: {
@@ -362,6 +627,310 @@ function build() {
           },
         },
       },
+      '/v1/cases': {
+        get: {
+          operationId: 'listCases',
+          summary: 'The cases this user may see',
+          description:
+            'Approvers, auditors and admins see ITSD cases (standard and technical); the OIOS ' +
+            'Chief of Investigations also sees standard cases; an ITSD lead, technical cases; ' +
+            'anyone else, the cases they requested, investigate or receive. OIOS cases are listed ' +
+            'to OIOS investigators, the OIOS Chief and ITSD designees for OIOS only.',
+          security: [{ userToken: [] }],
+          responses: {
+            '200': {
+              description: 'the cases, most recently changed first',
+              content: json('CaseList'),
+            },
+            ...errors({ '401': AUTH_ERRORS['401'] }),
+          },
+        },
+        post: caseOpening(
+          'fileCase',
+          'File a written investigation request (requester; bulletin 8.4a)',
+          'CaseRequest',
+          'The request names the data required, the staff member and their supervisor, the ' +
+            'official who receives the records, the subjects (agents) and the window. The case ' +
+            'starts `requested`: nothing may be captured or read before approval.',
+        ).post,
+      },
+      '/v1/cases/emergency': caseOpening(
+        'recordEmergency',
+        'Record a verbal request in an emergency (approver; 8.4b)',
+        'EmergencyRequest',
+        'The written request must follow (POST /v1/cases/{id}/written-request) within ' +
+          '`cases.emergency_written_hours`, or the case is suspended and its grants revoked. ' +
+          'An emergency case may be approved without the OIOS consultation (8.4d).',
+      ),
+      '/v1/cases/technical': caseOpening(
+        'openTechnicalCase',
+        'Open a technical case on a disruption (ITSD lead; 8.2)',
+        'TechnicalOpening',
+        'Active at once with no approval: flow records only, for at most ' +
+          '`cases.technical_max_hours` (72 h at most); the people in `notify` are told through ' +
+          'the outbox and the opening is registered.',
+      ),
+      '/v1/cases/oios': caseOpening(
+        'openOiosCase',
+        'Open an OIOS investigation (OIOS investigator; section 9)',
+        'OiosOpening',
+        'Active at once: no approval, no notice to the staff member (9.2b). Its record is ' +
+          "OIOS's register alone; ITSD's register holds nothing of it and ITSD roles cannot see it.",
+      ),
+      '/v1/cases/{id}': {
+        get: {
+          operationId: 'getCase',
+          summary: 'One case, if this user may see it',
+          description:
+            'Reading a case applies time to it: an ended window makes it `expired`, an overdue ' +
+            'written request after an emergency makes it `suspended`; both revoke its grants.',
+          security: [{ userToken: [] }],
+          parameters: [idParameter('case')],
+          responses: {
+            '200': { description: 'the case', content: json('Case') },
+            ...errors({
+              '401': AUTH_ERRORS['401'],
+              '404': CASE_ERRORS['404'],
+              '503': CASE_ERRORS['503'],
+            }),
+          },
+        },
+      },
+      '/v1/cases/{id}/written-request': caseStep(
+        'fileWrittenRequest',
+        'The written request after a verbal one (the verbal requester; 8.4b)',
+        'CaseRequest',
+        'Only for an emergency case that is still requested, approved or active; it keeps the ' +
+          'case from being suspended.',
+      ),
+      '/v1/cases/{id}/consultation': caseStep(
+        'recordConsultation',
+        'Record the OIOS consultation (OIOS Chief of Investigations; 8.4d)',
+        'Consultation',
+        'A standard case in state `requested`. Approval is refused until it is on record, ' +
+          'unless the case is an emergency.',
+      ),
+      '/v1/cases/{id}/approval': caseStep(
+        'approveCase',
+        'Approve a request and name the investigator (approver; 8.4c)',
+        'Approval',
+        'The approver is neither the requester nor the investigator; the investigator holds ' +
+          'the itsd_investigator role. The window ends at `until` if given, and never later ' +
+          'than `cases.max_grant_days` after it starts. The case becomes `approved`; grants ' +
+          'follow the notice.',
+      ),
+      '/v1/cases/{id}/denial': caseStep(
+        'denyCase',
+        'Deny a request (approver)',
+        'Denial',
+        'A case in state `requested`, by an approver who is not its requester.',
+      ),
+      '/v1/cases/{id}/notice': caseStep(
+        'recordNotice',
+        'Inform the staff member and supervisor before access (approver or investigator; 8.5a)',
+        'Notice',
+        '`outbox`: sent by webhook or mail and on record only once delivered; `in_person`: ' +
+          'who gave it, when, to whom. The case becomes `active` and the grants are issued: one ' +
+          "per subject agent, and the investigator's access grant.",
+      ),
+      '/v1/cases/{id}/extension': caseStep(
+        'extendCase',
+        'Extend an active case: a new approval (approver; 8.5f)',
+        'Extension',
+        'The new end is later than the current one and at most `cases.max_grant_days` from ' +
+          'now; the grants are revoked and issued again for the longer window.',
+      ),
+      '/v1/cases/{id}/closing': caseStep(
+        'closeCase',
+        'Close a case (approver, requester or investigator; 8.5f)',
+        'Closing',
+        'The staff member is informed through the outbox (standard cases, when one is ' +
+          'configured); the grants are revoked at once and tier I data is purged.',
+      ),
+      '/v1/cases/{id}/access-grant': {
+        get: {
+          operationId: 'getAccessGrant',
+          summary: "The investigator's access grant for an active case (the investigator only)",
+          security: [{ userToken: [] }],
+          parameters: [idParameter('case')],
+          responses: {
+            '200': { description: 'the access grant', content: json('AccessGrant') },
+            ...errors({
+              '401': AUTH_ERRORS['401'],
+              '403': "the user is not the case's investigator (`forbidden`)",
+              '404': CASE_ERRORS['404'],
+              '409': 'the case is not active, or no access grant is in force (`wrong_state`)',
+              '503': CASE_ERRORS['503'],
+            }),
+          },
+        },
+      },
+      '/v1/oios/designations': {
+        post: {
+          operationId: 'designateForOios',
+          summary: 'Designate an ITSD officer to assist OIOS (admin; 9.2e)',
+          description:
+            'One designee and at most two alternates per resource category; the designated ' +
+            'user holds the oios_designee role.',
+          security: [{ userToken: [] }],
+          requestBody: body('Designation'),
+          responses: {
+            '201': {
+              description: "the category's designees after this one",
+              content: json('Designations'),
+            },
+            ...errors({
+              '400': CASE_ERRORS['400'],
+              ...AUTH_ERRORS,
+              '409':
+                'the category already has its designee or two alternates (`designation_limit`), ' +
+                'or the user is already designated for it (`already_designated`)',
+              '503': CASE_ERRORS['503'],
+            }),
+          },
+        },
+      },
+      '/v1/agents/grants': {
+        get: {
+          operationId: 'agentGrants',
+          summary: 'The grants this agent must run now; anything not listed must stop',
+          description:
+            'Signed capture grants (EdDSA JWS, verified with the key pinned at enrollment) of ' +
+            'active cases naming this agent. A closed, expired or suspended case drops out at once.',
+          security: [{ agentCredential: [] }],
+          responses: {
+            '200': { description: 'the grants', content: json('AgentGrants') },
+            ...errors({
+              '401': 'no credential, or an unknown, wrong or revoked one (`unauthenticated`)',
+            }),
+          },
+        },
+      },
+      '/v1/register/public-key': {
+        get: {
+          operationId: 'registerPublicKey',
+          summary: "The register's checkpoint-signing public key (register readers)",
+          security: [{ userToken: [] }],
+          responses: {
+            '200': { description: 'the public key', content: json('RegisterPublicKey') },
+            ...errors(AUTH_ERRORS),
+          },
+        },
+      },
+      '/v1/register/{register}/entries': {
+        get: {
+          operationId: 'registerEntries',
+          summary: 'A page of register entries, in order (register readers)',
+          description: 'Reading the register is not itself registered.',
+          security: [{ userToken: [] }],
+          parameters: [
+            registerParameter,
+            {
+              name: 'from',
+              in: 'query',
+              required: false,
+              description: 'the first seq to return',
+              schema: { type: 'integer', minimum: 1 },
+            },
+            {
+              name: 'limit',
+              in: 'query',
+              required: false,
+              schema: { type: 'integer', minimum: 1, maximum: MAX_PAGE },
+            },
+            {
+              name: 'case_id',
+              in: 'query',
+              required: false,
+              description: "only this case's entries",
+              schema: { type: 'string', minLength: 1, maxLength: 200 },
+            },
+          ],
+          responses: {
+            '200': { description: 'the entries', content: json('RegisterEntries') },
+            ...errors({ '400': 'an unknown or invalid query parameter', ...REGISTER_ERRORS }),
+          },
+        },
+      },
+      '/v1/register/{register}/checkpoints': {
+        get: {
+          operationId: 'registerCheckpoints',
+          summary: 'The signed checkpoints (tree heads) of a register (register readers)',
+          security: [{ userToken: [] }],
+          parameters: [registerParameter],
+          responses: {
+            '200': { description: 'the checkpoints', content: json('CheckpointList') },
+            ...errors(REGISTER_ERRORS),
+          },
+        },
+        post: {
+          operationId: 'signCheckpoint',
+          summary: 'Sign a checkpoint at the current size (register readers)',
+          description: 'Refused when the stored chain does not verify.',
+          security: [{ userToken: [] }],
+          parameters: [registerParameter],
+          responses: {
+            '201': {
+              description: 'the checkpoint (the existing one if the size has one)',
+              content: json('Checkpoint'),
+            },
+            ...errors({
+              ...REGISTER_ERRORS,
+              '409': 'the register does not verify (`register_does_not_verify`)',
+              '503': 'the store could not be written (`register_unavailable`); retry later',
+            }),
+          },
+        },
+      },
+      '/v1/register/{register}/checkpoints/{size}/countersign': {
+        post: {
+          operationId: 'countersignCheckpoint',
+          summary: 'Add a countersignature to a checkpoint (register readers)',
+          description:
+            "The signature is the countersigner's Ed25519 signature over the checkpoint's " +
+            'canonical {register, size, root, ts}, checked with the public key given.',
+          security: [{ userToken: [] }],
+          parameters: [
+            registerParameter,
+            {
+              name: 'size',
+              in: 'path',
+              required: true,
+              description: "the checkpoint's size",
+              schema: { type: 'integer', minimum: 0 },
+            },
+          ],
+          requestBody: body('CountersignRequest'),
+          responses: {
+            '200': { description: 'the countersigned checkpoint', content: json('Checkpoint') },
+            ...errors({
+              '400':
+                'the body does not match the schema, the size is not an integer, or the ' +
+                'signature does not verify (`bad_countersignature`)',
+              ...REGISTER_ERRORS,
+              '404': `${REGISTER_ERRORS['404']}; or no checkpoint of that size`,
+              '503': 'the store could not be written (`register_unavailable`); retry later',
+            }),
+          },
+        },
+      },
+      '/v1/register/{register}/verify': {
+        get: {
+          operationId: 'verifyRegister',
+          summary:
+            'Recompute the hash chain, the Merkle tree and every checkpoint (register readers)',
+          security: [{ userToken: [] }],
+          parameters: [registerParameter],
+          responses: {
+            '200': {
+              description: 'the report; `ok` is false with the problems named',
+              content: json('VerifyReport'),
+            },
+            ...errors(REGISTER_ERRORS),
+          },
+        },
+      },
+      ...restrictedPaths(),
       '/healthz': {
         get: {
           operationId: 'healthz',

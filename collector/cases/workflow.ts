@@ -160,7 +160,7 @@ export class CaseService {
         )
       }
     }
-    if (doc.state === 'active' && now >= Date.parse(doc.window.end)) {
+    if ((doc.state === 'active' || doc.state === 'approved') && now >= Date.parse(doc.window.end)) {
       return this.#end(doc, 'expired', 'system', 'the grant window ended')
     }
     return doc
@@ -344,6 +344,22 @@ export class CaseService {
       if (user.user_id !== doc.requester)
         forbid('the written request comes from who asked verbally')
       if (!LIVE_STATES.has(doc.state)) conflict(`the case is ${doc.state}`)
+      if (doc.written_request_at !== undefined) conflict('the written request was already filed')
+      const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
+      const subjects = (list: Case['subjects']) =>
+        list.map((x) => `${x.agent_id}:${[...x.addresses].sort().join(',')}`).sort()
+      if (
+        !same(subjects(request.subjects), subjects(doc.subjects)) ||
+        !same([...request.categories].sort(), [...doc.categories].sort()) ||
+        !same(request.staff_member, doc.staff_member) ||
+        request.receiving_official !== doc.receiving_official
+      ) {
+        throw new CaseError(
+          400,
+          'written_request_differs',
+          'the written request must confirm the verbal one: same staff member, subjects, categories and receiving official',
+        )
+      }
       const updated: Case = {
         ...doc,
         written_request_at: iso(this.#now()),
@@ -369,6 +385,7 @@ export class CaseService {
     return this.#serial(async () => {
       const doc = await this.#load(user, caseId)
       if (doc.kind !== 'standard') conflict('only a standard case is consulted on')
+      if (doc.consultation !== undefined) conflict('OIOS was already consulted on this case')
       if (doc.state !== 'requested') conflict(`the case is ${doc.state}`)
       const updated: Case = {
         ...doc,
@@ -399,6 +416,13 @@ export class CaseService {
         Date.parse(approval.until ?? doc.window.end),
         Date.parse(doc.window.start) + this.#deps.policy.max_grant_days * DAY,
       )
+      if (end <= Math.max(Date.parse(doc.window.start), this.#now())) {
+        throw new CaseError(
+          400,
+          'invalid_window',
+          'the approved window must end after it starts and after now',
+        )
+      }
       const updated: Case = {
         ...doc,
         state: 'approved',
@@ -452,6 +476,8 @@ export class CaseService {
         forbid('the notice is recorded by an approver or the case investigator')
       }
       if (doc.state !== 'approved') conflict(`the case is ${doc.state}; a notice follows approval`)
+      if (Date.parse(doc.window.end) <= this.#now())
+        conflict('the approved window has already ended')
       const people = [doc.staff_member, doc.supervisor].filter((p) => p !== undefined)
       let record: Case['notice']
       if (notice.method === 'outbox') {
@@ -574,19 +600,29 @@ export class CaseService {
         ...doc,
         closing: { by: user.user_id, at: iso(this.#now()), outcome: closing.outcome },
       }
+      // Registered and closed first; then the staff member is told (a failed delivery is
+      // retried from the outbox).
+      const ended = await this.#end(closed, 'closed', user, closing.outcome)
+      // Only someone who was told of the access is told of its end (8.5a, 8.5f): a request
+      // withdrawn before any notice stays unknown to them.
       if (
         doc.kind === 'standard' &&
+        doc.notice !== undefined &&
         doc.staff_member !== undefined &&
         this.#deps.outbox.configured
       ) {
-        await this.#deps.outbox.send(
-          doc.case_id,
-          [doc.staff_member],
-          'Closing of the access to your ICT records (8.5f)',
-          closingText(doc, closing.outcome),
-        )
+        await this.#deps.outbox
+          .send(
+            doc.case_id,
+            [doc.staff_member],
+            'Closing of the access to your ICT records (8.5f)',
+            closingText(doc, closing.outcome),
+          )
+          .catch((err: unknown) =>
+            this.#deps.log.error({ err, case_id: doc.case_id }, 'closing notice not queued'),
+          )
       }
-      return this.#end(closed, 'closed', user, closing.outcome)
+      return ended
     })
   }
 
