@@ -84,13 +84,16 @@ describe('delivery', () => {
       await sleep(killAfterMs)
     }
     const target = Math.max(...agent.spooledSeqs()) + 1
-    await waitFor('everything delivered', async () =>
-      (await lastSeq(current)) >= target ? true : undefined,
+    // After repeated failures the agent's backoff may have grown to its 60 s cap (with jitter).
+    await waitFor(
+      'everything delivered',
+      async () => ((await lastSeq(current)) >= target ? true : undefined),
+      120_000,
     )
     await agent.stop('SIGTERM')
     await current.stop('SIGTERM')
     await expectExactlyOnce(dataDir, agent.spooledSeqs())
-  })
+  }, 240_000)
 
   it('resends what was not acknowledged after kill -9 of the agent, without reusing a seq', async () => {
     const { dataDir, collector, agent, stateDir } = await setup('agent-crash')
