@@ -2,6 +2,7 @@
 import { Command } from 'commander'
 import { ROLE_DESCRIPTIONS, ROLES } from './auth/roles.ts'
 import { type ApiOptions, api, apiOptions, print } from './cli-api.ts'
+import { migrateCommand } from './migrate-cli.ts'
 import type { FleetAgent } from './store/fleet.ts'
 
 export function collectorCommand(): Command {
@@ -45,6 +46,7 @@ export function collectorCommand(): Command {
       const config = loadCollectorConfig(options.config)
       process.stdout.write(`${options.config}: valid\n${JSON.stringify(config, null, 2)}\n`)
     })
+  collector.addCommand(migrateCommand())
   return collector
 }
 
