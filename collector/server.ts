@@ -2,6 +2,7 @@
 import { mkdirSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { serve } from '@hono/node-server'
 import type { Logger } from 'pino'
@@ -10,6 +11,7 @@ import { loadOrCreateSigningKey } from './auth/signing-key.ts'
 import { ensureAdminToken } from './auth/users.ts'
 import type { CollectorConfig } from './config.ts'
 import { REGISTER_KEY_FILE } from './register/register.ts'
+import { startSelfMetrics } from './self-metrics.ts'
 import { openStore } from './store/client.ts'
 import { migrate } from './store/migrations.ts'
 import { createUsageViews } from './store/usage.ts'
@@ -69,6 +71,14 @@ export async function startCollector(
     s.once('error', fail)
   })
   const { port } = server.address() as AddressInfo
+  // The collector's counters and the ITSD register's status, for the Grafana dashboards.
+  const selfMetrics = startSelfMetrics({
+    store,
+    telemetry,
+    register: collector.register,
+    instance: `${hostname()}:${port}`,
+    logger,
+  })
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`
   logger.info(
@@ -86,6 +96,8 @@ export async function startCollector(
         server.close(() => done())
         server.closeIdleConnections()
       })
+      // Its last snapshot counts the requests just finished; the store must still be open.
+      await selfMetrics.stop()
       try {
         await store.close()
       } finally {

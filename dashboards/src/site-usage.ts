@@ -1,0 +1,132 @@
+/**
+ * Site usage (tier A): traffic of a site, or of every site, over time by service, peer class,
+ * transport, IP version and direction, and the top services. Every panel reads the k views
+ * `tally.usage_by_<grouping>(site, from, to, step)` and nothing else, so a bucket is shown only
+ * when at least k hosts contributed to it (collector/store/usage.ts).
+ *
+ * The views read the coarsest rollup whose resolution divides the step and both ends of the
+ * range, so the range is widened to whole steps: from is rounded down and to up to a multiple
+ * of the step. Panels ask for at least a minute per step (minimum interval 1m), so a range of
+ * weeks reads per-minute or hourly rows, not the 10 s table that keeps 7 days.
+ */
+import {
+  dashboard,
+  datasourceVariable,
+  type JsonObject,
+  type PanelSpec,
+  SITE,
+  siteVariable,
+} from './grafana.ts'
+
+type Grouping = 'service' | 'peer_class' | 'transport' | 'ip_version' | 'direction'
+
+/** The view call for one grouping, in steps of the panel's interval. */
+const view = (by: Grouping) => `tally.usage_by_${by}(
+    site = ${SITE},
+    from = toDateTime(intDiv(toUInt32($__fromTime), $__interval_s) * $__interval_s),
+    to = toDateTime((intDiv(toUInt32($__toTime), $__interval_s) + 1) * $__interval_s),
+    step = $__interval_s)`
+
+/** The view call with one step over the whole range, widened to whole hours. */
+const wholeRange = (by: Grouping) => `tally.usage_by_${by}(
+    site = ${SITE},
+    from = toDateTime(intDiv(toUInt32($__fromTime), 3600) * 3600),
+    to = toDateTime((intDiv(toUInt32($__toTime), 3600) + 1) * 3600),
+    step = toUInt32((intDiv(toUInt32($__toTime), 3600) + 1 - intDiv(toUInt32($__fromTime), 3600)) * 3600))`
+
+const throughput = (by: Grouping, label: string, title: string, w = 12): PanelSpec => ({
+  type: 'timeseries',
+  title,
+  description: `Bits per second by ${by.replace('_', ' ')}, summed over the selected site(s). Buckets of fewer than k hosts are folded into "other", which is shown only when it reaches k itself.`,
+  w,
+  h: 9,
+  minInterval: '1m',
+  unit: 'bps',
+  stack: true,
+  seriesLabel: 'series',
+  sql: `SELECT ts AS time, ${label} AS series, sum(bytes) * 8 / $__interval_s AS bits_per_second
+FROM ${view(by)}
+GROUP BY time, series
+ORDER BY time`,
+})
+
+const panels: PanelSpec[] = [
+  {
+    type: 'text',
+    title: 'About these numbers',
+    w: 24,
+    h: 3,
+    content:
+      'Site-level sums only: the collector keeps no per-host usage. A value (a service, a peer class, ...) is shown for a site and time step only when at least **k** distinct hosts of the site contributed to it; smaller ones are folded into **other**, shown only when it reaches k itself. Longer steps therefore show more detail. Bits per second count frames as captured (their length on the wire).',
+  },
+  { type: 'row', title: 'Throughput' },
+  throughput('service', 'service', 'By service', 24),
+  throughput('peer_class', 'peer_class', 'By peer class'),
+  throughput('transport', 'transport', 'By transport'),
+  throughput(
+    'ip_version',
+    `if(ip_version = 'other', 'other', concat('IPv', ip_version))`,
+    'By IP version',
+  ),
+  throughput('direction', 'direction', 'By direction'),
+  { type: 'row', title: 'Top services' },
+  {
+    type: 'table',
+    title: 'Top services',
+    description:
+      'The services that carried the most bytes over the whole range, widened to whole hours, with the k rule applied to the range as one step.',
+    w: 24,
+    h: 10,
+    overrides: [
+      {
+        matcher: { id: 'byName', options: 'bytes' },
+        properties: [
+          { id: 'unit', value: 'bytes' },
+          { id: 'custom.cellOptions', value: { type: 'gauge', mode: 'basic' } },
+        ],
+      },
+      {
+        matcher: { id: 'byName', options: 'packets' },
+        properties: [{ id: 'unit', value: 'short' }],
+      },
+      {
+        matcher: { id: 'byName', options: 'flows' },
+        properties: [
+          { id: 'unit', value: 'short' },
+          { id: 'displayName', value: 'new flows' },
+        ],
+      },
+    ],
+    sql: `SELECT service, sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows,
+       sum(hosts) AS hosts
+FROM ${wholeRange('service')}
+GROUP BY service
+ORDER BY bytes DESC
+LIMIT 20`,
+  },
+  {
+    type: 'timeseries',
+    title: 'New flows by service',
+    description: 'Conversations started per second, by service.',
+    w: 24,
+    h: 9,
+    minInterval: '1m',
+    unit: 'short',
+    stack: true,
+    seriesLabel: 'series',
+    sql: `SELECT ts AS time, service AS series, sum(flows) / $__interval_s AS flows_per_second
+FROM ${view('service')}
+GROUP BY time, series
+ORDER BY time`,
+  },
+]
+
+export const siteUsage = (): JsonObject =>
+  dashboard({
+    uid: 'tally-site-usage',
+    title: 'Tally / Site usage',
+    description:
+      'Tier A, through the k views only: throughput by service, peer class, transport, IP version, direction; top services.',
+    variables: [datasourceVariable, siteVariable],
+    panels,
+  })

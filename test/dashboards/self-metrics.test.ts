@@ -1,0 +1,259 @@
+/** The collector's counters and the ITSD register's status, written where Grafana reads them. */
+import { join } from 'node:path'
+import pino from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createApp } from '../../collector/app.ts'
+import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
+import { Register } from '../../collector/register/register.ts'
+import {
+  histogramQuantile,
+  parsePrometheusText,
+  SelfMetrics,
+} from '../../collector/self-metrics.ts'
+import type { Store } from '../../collector/store/client.ts'
+import { selectRows } from '../../collector/store/rows.ts'
+import { createTelemetry } from '../../collector/telemetry.ts'
+import { type Harness, openHarness } from '../collector/harness.ts'
+
+describe('reading the Prometheus text', () => {
+  it('parses samples with escaped labels and skips comments', () => {
+    const text = [
+      '# HELP x y',
+      '# TYPE x counter',
+      'tally_ingest_batches_total{outcome="stored"} 3',
+      'tally_http_requests_total{route="/v1/a\\"b\\\\c",status="200"} 2 1700000000000',
+      'tally_ingest_duration_seconds_bucket{status="200",le="+Inf"} 7',
+      'tally_ingest_samples_total 12',
+      '',
+    ].join('\n')
+    expect(parsePrometheusText(text)).toEqual([
+      { name: 'tally_ingest_batches_total', labels: { outcome: 'stored' }, value: 3 },
+      {
+        name: 'tally_http_requests_total',
+        labels: { route: '/v1/a"b\\c', status: '200' },
+        value: 2,
+      },
+      {
+        name: 'tally_ingest_duration_seconds_bucket',
+        labels: { status: '200', le: '+Inf' },
+        value: 7,
+      },
+      { name: 'tally_ingest_samples_total', labels: {}, value: 12 },
+    ])
+  })
+
+  it('estimates quantiles from cumulative buckets as histogram_quantile does', () => {
+    const buckets = [
+      { le: 0.1, count: 5 },
+      { le: 0.5, count: 10 },
+      { le: Number.POSITIVE_INFINITY, count: 10 },
+    ]
+    expect(histogramQuantile(0.5, buckets)).toBeCloseTo(0.1)
+    expect(histogramQuantile(0.95, buckets)).toBeCloseTo(0.46)
+    expect(
+      histogramQuantile(0.5, [
+        { le: 0.1, count: 0 },
+        { le: Number.POSITIVE_INFINITY, count: 4 },
+      ]),
+    ).toBe(0.1)
+    expect(histogramQuantile(0.5, [{ le: Number.POSITIVE_INFINITY, count: 0 }])).toBeUndefined()
+  })
+})
+
+interface Row {
+  ts: number
+  instance: string
+  metric: string
+  labels: Record<string, string>
+  value: number
+}
+
+describe('SelfMetrics on the embedded engine', () => {
+  let h: Harness
+  let register: Register
+  beforeAll(async () => {
+    h = await openHarness()
+    register = new Register(h.store, loadOrCreateSigningKey(join(h.dir, 'register.pem')).privateKey)
+  })
+  afterAll(async () => {
+    await h?.close()
+  })
+
+  const rows = (instance: string) =>
+    selectRows<Row>(
+      h.store,
+      `SELECT toUnixTimestamp(ts) AS ts, instance, metric, labels, value
+       FROM tally.collector_metrics WHERE instance = {instance:String} ORDER BY ts, metric`,
+      { instance },
+    )
+  const sum = (all: Row[], metric: string, labels: Record<string, string> = {}) =>
+    all
+      .filter((r) => r.metric === metric)
+      .filter((r) => Object.entries(labels).every(([k, v]) => r.labels[k] === v))
+      .reduce((n, r) => n + r.value, 0)
+
+  it('writes increases per snapshot, the ingest series also at zero, latency quantiles', async () => {
+    const telemetry = createTelemetry()
+    let clock = Date.UTC(2030, 0, 1, 0, 0, 0)
+    const metrics = new SelfMetrics({
+      store: h.store,
+      telemetry,
+      instance: 'a',
+      now: () => clock,
+    })
+    telemetry.batch('stored', 10)
+    telemetry.batch('stored', 5)
+    telemetry.batch('duplicate', 5)
+    telemetry.rejected('schema')
+    telemetry.unavailable()
+    await metrics.snapshot()
+    clock += 10_000
+    telemetry.batch('stored', 1)
+    await metrics.snapshot()
+    const all = await rows('a')
+    const first = all.filter((r) => r.ts === Date.UTC(2030, 0, 1) / 1000)
+    const second = all.filter((r) => r.ts === Date.UTC(2030, 0, 1, 0, 0, 10) / 1000)
+    expect(sum(first, 'ingest.batches', { outcome: 'stored' })).toBe(2)
+    expect(sum(first, 'ingest.batches', { outcome: 'duplicate' })).toBe(1)
+    expect(sum(first, 'ingest.samples')).toBe(15)
+    expect(sum(first, 'ingest.rejected', { reason: 'schema' })).toBe(1)
+    expect(sum(first, 'ingest.unavailable')).toBe(1)
+    expect(sum(second, 'ingest.batches', { outcome: 'stored' })).toBe(1)
+    expect(sum(second, 'ingest.samples')).toBe(1)
+    // Every reason and outcome, moved or not, has its row in each snapshot.
+    expect(second.filter((r) => r.metric === 'ingest.rejected')).toHaveLength(6)
+    expect(sum(second, 'ingest.unavailable')).toBe(0)
+    expect(all.every((r) => r.instance === 'a')).toBe(true)
+  })
+
+  it('turns the request histogram into count, sum, p50 and p95 per snapshot', async () => {
+    const telemetry = createTelemetry()
+    const app = createApp({
+      store: h.store,
+      config: h.config,
+      logger: pino({ level: 'silent' }),
+      signingKey: loadOrCreateSigningKey(join(h.dir, 'grant.pem')),
+      telemetry,
+    })
+    for (let i = 0; i < 4; i++) {
+      const res = await app.request('/v1/ingest', { method: 'POST', body: '{}' })
+      expect(res.status).toBe(401)
+    }
+    const metrics = new SelfMetrics({ store: h.store, telemetry, instance: 'b' })
+    await metrics.snapshot()
+    const all = await rows('b')
+    expect(sum(all, 'ingest.duration.count', { status: '401' })).toBe(4)
+    expect(sum(all, 'ingest.duration.sum', { status: '401' })).toBeGreaterThan(0)
+    const p50 = sum(all, 'ingest.duration.p50')
+    const p95 = sum(all, 'ingest.duration.p95')
+    expect(p50).toBeGreaterThan(0)
+    expect(p95).toBeGreaterThanOrEqual(p50)
+    expect(sum(all, 'http.requests', { route: '/v1/ingest', status: '401' })).toBe(4)
+  })
+
+  it('keeps what a failed write held for the next snapshot', async () => {
+    const telemetry = createTelemetry()
+    let down = true
+    const flaky: Store = new Proxy(h.store, {
+      get(target, prop, receiver) {
+        if (prop === 'insert' && down) return () => Promise.reject(new Error('store is down'))
+        const value: unknown = Reflect.get(target, prop, receiver)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+    const metrics = new SelfMetrics({ store: flaky, telemetry, instance: 'c' })
+    telemetry.unavailable()
+    telemetry.unavailable()
+    await expect(metrics.snapshot()).rejects.toThrow(/down/)
+    telemetry.unavailable()
+    down = false
+    await metrics.snapshot()
+    expect(sum(await rows('c'), 'ingest.unavailable')).toBe(3)
+  })
+
+  it('snapshots on its timer and once more when stopped', async () => {
+    const telemetry = createTelemetry()
+    const metrics = new SelfMetrics({
+      store: h.store,
+      telemetry,
+      instance: 'd',
+      intervalMs: 100,
+      registerIntervalMs: 60_000,
+    })
+    metrics.start()
+    await new Promise((r) => setTimeout(r, 450))
+    const ticks = new Set((await rows('d')).map((r) => r.ts)).size
+    expect((await rows('d')).length).toBeGreaterThan(0)
+    telemetry.batch('stored', 3)
+    await metrics.stop()
+    const after = await rows('d')
+    expect(sum(after, 'ingest.samples')).toBe(3)
+    await new Promise((r) => setTimeout(r, 250))
+    expect((await rows('d')).length).toBe(after.length)
+    expect(ticks).toBeGreaterThan(0)
+  })
+
+  it('stops within its bound when the store hangs', async () => {
+    const hanging: Store = new Proxy(h.store, {
+      get(target, prop, receiver) {
+        if (prop === 'insert') return () => new Promise(() => undefined)
+        const value: unknown = Reflect.get(target, prop, receiver)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+    const telemetry = createTelemetry()
+    const metrics = new SelfMetrics({
+      store: hanging,
+      telemetry,
+      instance: 'f',
+      stopTimeoutMs: 100,
+    })
+    const started = performance.now()
+    await metrics.stop()
+    expect(performance.now() - started).toBeLessThan(1_000)
+  })
+
+  it('records the ITSD register only: entries, checkpoint, verification', async () => {
+    for (let k = 0; k < 3; k++) {
+      await register.append({ register: 'itsd', kind: 'step', actor: 'u-1', details: { k } })
+      await register.append({ register: 'oios', kind: 'step', actor: 'u-2', details: { k } })
+    }
+    await register.checkpoint('itsd')
+    await register.checkpoint('oios')
+    await register.append({ register: 'itsd', kind: 'step', actor: 'u-1', details: { k: 3 } })
+    const metrics = new SelfMetrics({
+      store: h.store,
+      telemetry: createTelemetry(),
+      register,
+      instance: 'e',
+      recheckMs: 10,
+    })
+    await metrics.recordRegisters()
+    let all = await rows('e')
+    expect(new Set(all.map((r) => r.labels.register))).toEqual(new Set(['itsd']))
+    expect(sum(all, 'register.verify.ok')).toBe(1)
+    expect(sum(all, 'register.verify.problems')).toBe(0)
+    expect(sum(all, 'register.entries')).toBe(4)
+    expect(sum(all, 'register.checkpoint.size')).toBe(3)
+    expect(sum(all, 'register.checkpoint.age_seconds')).toBeGreaterThanOrEqual(0)
+
+    // A forged second entry 2: the register no longer verifies, and the dashboard says so.
+    await h.store.command({
+      query: `INSERT INTO tally.register_entries SELECT register, seq, ts, kind, 'u-forger', case_id,
+                replace(entry, '"u-1"', '"u-forger"'), prev_hash, hash
+              FROM tally.register_entries WHERE register = 'itsd' AND seq = 2`,
+    })
+    await metrics.recordRegisters()
+    all = await rows('e')
+    const verdicts = all.filter((r) => r.metric === 'register.verify.ok').map((r) => r.value)
+    expect(verdicts.sort()).toEqual([0, 1])
+    expect(
+      (
+        await selectRows<{ n: number }>(
+          h.store,
+          `SELECT count() AS n FROM tally.collector_metrics WHERE labels['register'] != 'itsd' AND mapContains(labels, 'register')`,
+        )
+      )[0]?.n,
+    ).toBe(0)
+  })
+})
