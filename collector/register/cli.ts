@@ -4,41 +4,26 @@
  * that do the work load only when a command runs.
  */
 import { Command, Option } from 'commander'
+import { type ApiOptions, apiOptions as collectorOptions } from '../cli-api.ts'
 import type { RegisterApi } from './audit.ts'
 import type { RegisterName } from './register.ts'
 
-interface ApiOptions {
-  collector: string
-  tokenFile: string
-  token?: string
-  json?: boolean
+interface RegisterOptions extends ApiOptions {
   register: RegisterName
 }
 
-interface VerifyOptions extends ApiOptions {
+interface VerifyOptions extends RegisterOptions {
   publicKey?: string
   checkpoints?: string
 }
 
+/** The options of every command that calls a collector, and which register. */
 const apiOptions = (command: Command): Command =>
-  command
-    .addOption(
+  collectorOptions(
+    command.addOption(
       new Option('--register <name>', 'which register').choices(['itsd', 'oios']).default('itsd'),
-    )
-    .addOption(
-      new Option('--collector <url>', 'collector URL')
-        .env('TALLY_COLLECTOR_URL')
-        .default('http://127.0.0.1:8080'),
-    )
-    .addOption(
-      new Option('--token <token>', 'bearer token (instead of --token-file)').env('TALLY_TOKEN'),
-    )
-    .addOption(
-      new Option('--token-file <file>', 'file holding a bearer token').default(
-        './data/admin.token',
-      ),
-    )
-    .option('--json', 'print JSON, for scripts')
+    ),
+  )
 
 const trustOptions = (command: Command): Command =>
   command
@@ -51,7 +36,7 @@ const trustOptions = (command: Command): Command =>
       'checkpoints you kept elsewhere (JSON, or JSON lines), checked with those the collector has',
     )
 
-async function connect(options: ApiOptions): Promise<RegisterApi> {
+async function connect(options: RegisterOptions): Promise<RegisterApi> {
   const { callApi, readTokenFile } = await import('../admin-client.ts')
   const token = options.token ?? readTokenFile(options.tokenFile)
   const target = { collectorUrl: options.collector, token }
@@ -131,7 +116,7 @@ export function registerCommand(): Command {
       .description(
         'Have the collector sign its current tree head now, and print it (JSON) to keep elsewhere',
       ),
-  ).action(async (options: ApiOptions) => {
+  ).action(async (options: RegisterOptions) => {
     const api = await connect(options)
     const checkpoint = await api.post<{ size: number; root: string; ts: string }>(
       `/v1/register/${options.register}/checkpoints`,

@@ -384,8 +384,13 @@ export function verifyEntries(
       (x.valid ? 4 : 0) +
       (x.entry.prev_hash === expectedPrev ? 2 : 0) +
       (next.some((n) => n.entry.prev_hash === x.entry.hash) ? 1 : 0)
-    let chosen = candidates[0] as Stored
-    for (const x of candidates) if (score(x) > score(chosen)) chosen = x
+    // On a tie (two rows that both fit, the last entry forged, say) the earlier-written one is
+    // the entry: rows come back in no set order, and the verdict must not depend on it.
+    const ordered = [...candidates].sort((a, b) =>
+      String(a.entry.ts).localeCompare(String(b.entry.ts)),
+    )
+    let chosen = ordered[0] as Stored
+    for (const x of ordered) if (score(x) > score(chosen)) chosen = x
     for (const x of candidates) {
       if (x === chosen) continue
       add(

@@ -315,10 +315,11 @@ describe('verify detects tampering done in ClickHouse', () => {
     await snapshot()
     const [before] = await rawEntries("register = 'itsd' AND seq = 24")
     const prev = JSON.parse(before?.entry ?? '') as RegisterEntry
+    const forgedAt = Date.now()
     const unsigned = {
       register: 'itsd' as const,
       seq: 25,
-      ts: new Date().toISOString(),
+      ts: new Date(forgedAt).toISOString(),
       kind: 'case.retrieval',
       actor: 'u-mallory',
       details: { note: 'I was never here' },
@@ -329,7 +330,8 @@ describe('verify detects tampering done in ClickHouse', () => {
       {
         register: 'itsd',
         seq: 25,
-        ts: Date.now(),
+        // Consistent with the forged entry itself: only the chain can tell it apart.
+        ts: forgedAt,
         kind: forged.kind,
         actor: forged.actor,
         case_id: '',
