@@ -8,7 +8,7 @@ import { DEFAULT_ORGANISATION_PREFIXES } from './aggregate/prefixes.ts'
 
 export function agentCommand(): Command {
   const agent = new Command('agent').description(
-    'Run the agent on a host: it sends host metrics to the collector every interval',
+    'Run the agent on a host: host metrics and traffic aggregates every interval, subject captures only under a verified grant',
   )
   agent
     .command('run', { isDefault: true })
