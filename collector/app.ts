@@ -56,7 +56,7 @@ export function createCollector(deps: CollectorDeps): Collector {
   })
   const grants = new GrantIssuer(store, signingKey)
   const outbox = new Outbox(store, config.cases.outbox, logger)
-  const purge = deps.purge ?? createPurger(store)
+  const purge = deps.purge ?? createPurger(store, config.clickhouse.cluster)
   const cases = new CaseService({
     store,
     register,
@@ -129,6 +129,7 @@ function buildApp(
       register: services.register,
       purge: services.purge,
       dataDir: config.data_dir,
+      cluster: config.clickhouse.cluster,
     }),
   )
   app.notFound((c) => problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`))

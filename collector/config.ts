@@ -19,6 +19,14 @@ export const CollectorConfig = z.strictObject({
       url: z.url().optional(),
       username: z.string().default('default'),
       password: z.string().default(''),
+      /**
+       * The cluster name when the server is a cluster laid out by `tally collector migrate
+       * --cluster NAME`: purges and the usage views are then run ON CLUSTER.
+       */
+      cluster: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'must be a cluster name from remote_servers')
+        .optional(),
     })
     .prefault({}),
   ingest: z
@@ -82,6 +90,6 @@ export function loadCollectorConfig(file?: string, env?: NodeJS.ProcessEnv): Col
   return loadConfig(CollectorConfig, {
     file,
     env,
-    extraLeaves: ['clickhouse.url', 'cases.outbox.webhook_url'],
+    extraLeaves: ['clickhouse.url', 'clickhouse.cluster', 'cases.outbox.webhook_url'],
   })
 }

@@ -42,7 +42,7 @@ export async function startCollector(
   })
   const applied = await migrate(store)
   if (applied.length > 0) logger.info({ applied }, 'migrations applied')
-  await createUsageViews(store, config.usage.k)
+  await createUsageViews(store, config.usage.k, config.clickhouse.cluster)
   const adminTokenFile = join(dataDir, 'admin.token')
   if ((await ensureAdminToken(store, adminTokenFile)) === 'created') {
     logger.info({ file: adminTokenFile }, 'admin token written')

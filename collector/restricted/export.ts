@@ -214,9 +214,18 @@ export async function storeBundle(
 }
 
 /** Removes a bundle that must not exist (its register entry could not be written). */
-export async function dropBundle(store: Store, caseId: string, exportId: string): Promise<void> {
+export async function dropBundle(
+  store: Store,
+  caseId: string,
+  exportId: string,
+  cluster?: string,
+): Promise<void> {
+  const table =
+    cluster === undefined
+      ? 'tally_restricted.exports'
+      : `tally_restricted.exports_local ON CLUSTER ${cluster}`
   await store.command({
-    query: `ALTER TABLE tally_restricted.exports DELETE
+    query: `ALTER TABLE ${table} DELETE
       WHERE case_id = {case_id:String} AND export_id = {export_id:String}`,
     query_params: { case_id: caseId, export_id: exportId },
     clickhouse_settings: { mutations_sync: '2' },

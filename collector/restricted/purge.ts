@@ -13,15 +13,24 @@ import type { Store } from '../store/client.ts'
 import { RESTRICTED_TABLES } from './common.ts'
 import { destroyCaseKeys } from './keys.ts'
 
-export function createPurger(store: Store): Purger {
+/**
+ * The statements that drop a case's partitions. On a cluster the tables under the usual names
+ * are Distributed, which cannot drop partitions: the Replicated `_local` tables are, on every
+ * node. The partition value stays a bound parameter.
+ */
+export function purgeStatements(cluster?: string): string[] {
+  return RESTRICTED_TABLES.map((table) =>
+    cluster === undefined
+      ? `ALTER TABLE tally_restricted.${table} DROP PARTITION {case_id:String}`
+      : `ALTER TABLE tally_restricted.${table}_local ON CLUSTER ${cluster} DROP PARTITION {case_id:String}`,
+  )
+}
+
+export function createPurger(store: Store, cluster?: string): Purger {
   return async (caseId: string) => {
-    for (const table of RESTRICTED_TABLES) {
+    for (const query of purgeStatements(cluster)) {
       try {
-        await store.command({
-          // The partition value is a bound parameter, never spliced into the statement.
-          query: `ALTER TABLE tally_restricted.${table} DROP PARTITION {case_id:String}`,
-          query_params: { case_id: caseId },
-        })
+        await store.command({ query, query_params: { case_id: caseId } })
       } catch (err) {
         // Older engines answer a drop of an absent partition with an error: nothing to purge.
         if (

@@ -53,6 +53,8 @@ export interface RestrictedRoutesDeps {
   purge: Purger
   /** Holds `case-master.key`. */
   dataDir: string
+  /** Set on a cluster: bundles are dropped from the `_local` tables ON CLUSTER. */
+  cluster?: string | undefined
   limits?: BodyLimits
   retryAfterSeconds?: number
 }
@@ -269,7 +271,7 @@ export function restrictedRoutes(deps: RestrictedRoutesDeps) {
         })
       } catch (err) {
         // Without its entry the bundle must not exist.
-        await dropBundle(store, caseIdValue, exportId).catch((dropErr: unknown) =>
+        await dropBundle(store, caseIdValue, exportId, deps.cluster).catch((dropErr: unknown) =>
           c
             .get('log')
             .error({ err: dropErr, export_id: exportId }, 'unregistered export not dropped'),

@@ -8,6 +8,7 @@
  * start with the configured k, so nothing can read tier A without it.
  */
 import type { Store } from './client.ts'
+import { onClusterView } from './cluster.ts'
 import { selectRows } from './rows.ts'
 
 export const USAGE_DIMENSIONS = [
@@ -60,8 +61,11 @@ ORDER BY bucket, site, bytes DESC`
 }
 
 /** (Re)creates every usage view with this k; run at start, so a changed k applies at once. */
-export async function createUsageViews(store: Store, k: number): Promise<void> {
-  for (const by of USAGE_DIMENSIONS) await store.command({ query: usageViewSql(by, k) })
+export async function createUsageViews(store: Store, k: number, cluster?: string): Promise<void> {
+  for (const by of USAGE_DIMENSIONS) {
+    const sql = usageViewSql(by, k)
+    await store.command({ query: cluster === undefined ? sql : onClusterView(sql, cluster) })
+  }
 }
 
 export interface UsageQuery {
