@@ -1,8 +1,8 @@
 /**
- * The deployment files (deploy/, README.md) as their readers will read them: every file
+ * The deployment files (deploy/, docs/operators.md) as their readers will read them: every file
  * parses (YAML, systemd units, ClickHouse XML), what the compose files mount or build exists,
- * ports and addresses agree with the collector's configuration, users and grants say what
- * DESIGN.md section 7 says, and the cluster's nodes, macros and Keeper agree with each other.
+ * ports and addresses agree with the collector's configuration, users and grants keep tier I
+ * away from every reader but the collector, and the cluster's nodes, macros and Keeper agree with each other.
  * There is no container engine here: nothing is started.
  */
 import { execFileSync } from 'node:child_process'
@@ -679,7 +679,7 @@ describe('documents', () => {
     return [...found]
   }
 
-  it.each(['README.md', 'deploy/TLS.md', 'deploy/cluster/README.md'])(
+  it.each(['README.md', 'docs/operators.md', 'deploy/TLS.md', 'deploy/cluster/README.md'])(
     '%s names only files that exist',
     (doc) => {
       const text = read(doc)
@@ -705,6 +705,7 @@ describe('documents', () => {
   it.each([
     // Pasted into the README: its links are relative to the repository's root.
     ['README.md', ''],
+    ['docs/operators.md', 'docs'],
     ['deploy/TLS.md', 'deploy'],
     ['deploy/cluster/README.md', 'deploy/cluster'],
   ])('%s links to files that exist', (doc, base) => {
@@ -717,7 +718,7 @@ describe('documents', () => {
   })
 
   it('the operators guide goes from ClickHouse to the first dashboard', () => {
-    const text = read('README.md')
+    const text = read('docs/operators.md')
     const order = [
       'clickhouse/users.d/tally.xml',
       'tally-collector.service',
@@ -727,6 +728,6 @@ describe('documents', () => {
       'Fleet',
     ].map((s) => text.indexOf(s))
     for (const [i, pos] of order.entries()) expect(pos, `step ${i}`).toBeGreaterThanOrEqual(0)
-    expect(statSync(path('README.md')).size).toBeGreaterThan(4000)
+    expect(statSync(path('docs/operators.md')).size).toBeGreaterThan(4000)
   })
 })
