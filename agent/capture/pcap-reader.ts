@@ -1,5 +1,9 @@
 /**
- * Incremental reader for the classic pcap format (libpcap savefile, what `tcpdump -w` writes).
+ * Incremental reader for the classic pcap format (libpcap savefile, what `tcpdump -w` writes),
+ * and, when asked, for pcapng (what Wireshark and dumpcap write): the first four bytes decide,
+ * and a pcapng stream is handed to PcapngReader (pcapng.ts). Files are read with pcapng on
+ * (readPcapFile); streams that are classic pcap by construction (tcpdump's stdout, the agent's
+ * own capture segments) keep it off, so that their consumers may rely on one header per stream.
  *
  * We read the format ourselves instead of using the `pcap-parser` npm package named in the
  * design: its last release (0.2.1, 2012) has no nanosecond magic, uses the deprecated
@@ -11,87 +15,40 @@
  * Format: a 24-byte global header (magic, version, thiszone, sigfigs, snaplen, linktype), then
  * records of a 16-byte header (ts seconds, ts fraction, captured length, original length)
  * followed by the captured bytes. The magic decides byte order and whether the fraction is
- * microseconds (0xa1b2c3d4) or nanoseconds (0xa1b23c4d). pcapng is not supported.
+ * microseconds (0xa1b2c3d4) or nanoseconds (0xa1b23c4d).
  *
  * Classic pcap has no record markers, so a corrupt record length cannot be resynchronised: it
  * is a PcapFormatError, not something to skip.
  */
 
 import { open } from 'node:fs/promises'
+import {
+  hex,
+  MAXIMUM_SNAPLEN,
+  type PacketSink,
+  PcapFormatError,
+  type PcapHeader,
+  readBE32,
+  readLE32,
+} from './capture-format.ts'
+import { PCAPNG_SECTION_HEADER, PcapngReader, type PcapngStats } from './pcapng.ts'
 
-export interface PcapHeader {
-  /** LINKTYPE_* value (1 = Ethernet, 113 = Linux cooked, ...), FCS bits masked off. */
-  linkType: number
-  snaplen: number
-  /** true: `tsFraction` is nanoseconds; false: microseconds. */
-  nanosecond: boolean
-  /** Byte order the file was written in. */
-  bigEndian: boolean
-  versionMajor: number
-  versionMinor: number
-}
+export { MAXIMUM_SNAPLEN, type PacketSink, PcapFormatError, type PcapHeader }
 
-/**
- * Receives one record. `data[offset .. offset + capturedLength)` are the captured bytes. They
- * are only valid during the call: `data` is the pushed chunk (which the caller may reuse) or the
- * reader's carry buffer (which the next split record overwrites). Copy what must be kept.
- * `tsFraction` is microseconds or nanoseconds, per `header.nanosecond`.
- */
-export type PacketSink = (
-  data: Uint8Array,
-  offset: number,
-  capturedLength: number,
-  originalLength: number,
-  tsSeconds: number,
-  tsFraction: number,
-) => void
+export type CaptureFormat = 'pcap' | 'pcapng'
 
-export class PcapFormatError extends Error {
-  override name = 'PcapFormatError'
+export interface PcapReaderOptions {
+  /** Read pcapng too (default false: a pcapng stream is refused with advice to convert). */
+  pcapng?: boolean
 }
 
 const GLOBAL_HEADER_LENGTH = 24
 const RECORD_HEADER_LENGTH = 16
-/** libpcap's MAXIMUM_SNAPLEN: no sane capture has records larger than this. */
-export const MAXIMUM_SNAPLEN = 262_144
-
 const MAGIC_MICRO = 0xa1b2c3d4
 const MAGIC_NANO = 0xa1b23c4d
-const MAGIC_PCAPNG = 0x0a0d0d0a
 const MAGIC_MODIFIED = 0xa1b2cd34 // Kuznetsov's patched libpcap: 24-byte records
 
-function hex(bytes: Uint8Array, offset: number, length: number): string {
-  let out = ''
-  for (let i = 0; i < length; i++) {
-    const b = bytes[offset + i]
-    if (b === undefined) break
-    if (i > 0) out += ' '
-    out += b.toString(16).padStart(2, '0')
-  }
-  return out
-}
-
-function readBE32(b: Uint8Array, o: number): number {
-  return (
-    (((b[o] as number) << 24) |
-      ((b[o + 1] as number) << 16) |
-      ((b[o + 2] as number) << 8) |
-      (b[o + 3] as number)) >>>
-    0
-  )
-}
-
-function readLE32(b: Uint8Array, o: number): number {
-  return (
-    ((b[o] as number) |
-      ((b[o + 1] as number) << 8) |
-      ((b[o + 2] as number) << 16) |
-      ((b[o + 3] as number) << 24)) >>>
-    0
-  )
-}
-
-function parseGlobalHeader(b: Uint8Array, o: number): PcapHeader {
+function parseGlobalHeader(b: Uint8Array, o: number, pcapng: boolean): PcapHeader {
   const be = readBE32(b, o)
   const le = readLE32(b, o)
   let bigEndian: boolean
@@ -102,11 +59,6 @@ function parseGlobalHeader(b: Uint8Array, o: number): PcapHeader {
   } else if (le === MAGIC_MICRO || le === MAGIC_NANO) {
     bigEndian = false
     nanosecond = le === MAGIC_NANO
-  } else if (be === MAGIC_PCAPNG) {
-    throw new PcapFormatError(
-      'pcapng is not supported; convert with `editcap -F pcap IN.pcapng OUT.pcap` ' +
-        '(or capture with `tcpdump -w`, which writes classic pcap)',
-    )
   } else if (be === MAGIC_MODIFIED || le === MAGIC_MODIFIED) {
     throw new PcapFormatError(
       'modified (Kuznetsov) pcap is not supported; convert with `editcap -F pcap IN OUT.pcap`',
@@ -114,7 +66,7 @@ function parseGlobalHeader(b: Uint8Array, o: number): PcapHeader {
   } else {
     throw new PcapFormatError(
       `not a pcap stream: magic bytes ${hex(b, o, 4)} (expected a1 b2 c3 d4 or a1 b2 3c 4d ` +
-        'in either byte order)',
+        `in either byte order${pcapng ? ", or pcapng's 0a 0d 0d 0a" : ''})`,
     )
   }
   const u16 = bigEndian
@@ -144,6 +96,8 @@ function parseGlobalHeader(b: Uint8Array, o: number): PcapHeader {
  * sink synchronously for every complete record. Records wholly inside a chunk are passed in
  * place; only a record split across chunks is assembled in a reused carry buffer.
  * An exception thrown by the sink propagates out of `push`; the reader should then be dropped.
+ * With `{ pcapng: true }` a pcapng stream is read through PcapngReader, whose header callback
+ * comes again whenever packets switch to an interface with another header.
  */
 export class PcapReader {
   #onPacket: PacketSink
@@ -156,27 +110,57 @@ export class PcapReader {
   #carry: Uint8Array = new Uint8Array(4096)
   #carryLength = 0
   #ended = false
+  readonly #acceptPcapng: boolean
+  /** Set once the magic said pcapng: from then on every push goes to it. */
+  #pcapng: PcapngReader | undefined = undefined
 
-  constructor(onPacket: PacketSink, onHeader?: (h: PcapHeader) => void) {
+  constructor(
+    onPacket: PacketSink,
+    onHeader?: (h: PcapHeader) => void,
+    options: PcapReaderOptions = {},
+  ) {
     this.#onPacket = onPacket
     this.#onHeader = onHeader
+    this.#acceptPcapng = options.pcapng === true
   }
 
+  /** The global header; for pcapng, the first interface's. */
   get header(): PcapHeader | undefined {
-    return this.#header
+    return this.#pcapng !== undefined ? this.#pcapng.header : this.#header
   }
 
   /** Records delivered so far (brought up to date when each push returns). */
   get packets(): number {
-    return this.#packets
+    return this.#pcapng !== undefined ? this.#pcapng.packets : this.#packets
+  }
+
+  /** Known once the first four bytes were pushed. */
+  get format(): CaptureFormat | undefined {
+    if (this.#pcapng !== undefined) return 'pcapng'
+    return this.#header !== undefined ? 'pcap' : undefined
+  }
+
+  /** pcapng's block counts; undefined for classic pcap. */
+  get pcapngStats(): PcapngStats | undefined {
+    return this.#pcapng?.stats
   }
 
   push(chunk: Uint8Array): void {
     if (this.#ended) throw new Error('PcapReader.push after end()')
+    if (this.#pcapng !== undefined) {
+      this.#pcapng.push(chunk)
+      return
+    }
     const length = chunk.length
     let pos = 0
     if (this.#carryLength > 0 || this.#header === undefined) {
       pos = this.#fillCarry(chunk)
+      // Read again: #fillCarry sets it when the magic says pcapng.
+      const pcapng = this.#pcapng as PcapngReader | undefined
+      if (pcapng !== undefined) {
+        if (pos < length) pcapng.push(chunk.subarray(pos))
+        return
+      }
       if (pos === length && this.#carryLength > 0) return
     }
     const sink = this.#onPacket
@@ -238,6 +222,7 @@ export class PcapReader {
   /** Ends the stream. Leftover bytes are a record (or header) cut short, e.g. by a crash. */
   end(): { truncatedBytes: number } {
     this.#ended = true
+    if (this.#pcapng !== undefined) return this.#pcapng.end()
     const truncatedBytes = this.#carryLength
     this.#carryLength = 0
     return { truncatedBytes }
@@ -250,9 +235,23 @@ export class PcapReader {
   #fillCarry(chunk: Uint8Array): number {
     let pos = 0
     if (this.#header === undefined) {
+      pos = this.#take(chunk, pos, 4)
+      if (this.#carryLength < 4) return pos
+      if (readLE32(this.#carry, 0) === PCAPNG_SECTION_HEADER) {
+        if (!this.#acceptPcapng) {
+          throw new PcapFormatError(
+            'pcapng where classic pcap was expected; convert with ' +
+              '`editcap -F pcap IN.pcapng OUT.pcap` (or capture with `tcpdump -w`)',
+          )
+        }
+        this.#pcapng = new PcapngReader(this.#onPacket, this.#onHeader)
+        this.#pcapng.push(this.#carry.subarray(0, 4))
+        this.#carryLength = 0
+        return pos
+      }
       pos = this.#take(chunk, pos, GLOBAL_HEADER_LENGTH)
       if (this.#carryLength < GLOBAL_HEADER_LENGTH) return pos
-      this.#setHeader(parseGlobalHeader(this.#carry, 0))
+      this.#setHeader(parseGlobalHeader(this.#carry, 0, this.#acceptPcapng))
       this.#carryLength = 0
       return pos // records continue in the fast path
     }
@@ -325,17 +324,29 @@ export class PcapReader {
 /** Read size for files: large sequential reads, one buffer reused for the whole file. */
 const FILE_READ_SIZE = 4 * 1024 * 1024
 
+export interface CaptureFileSummary {
+  format: CaptureFormat
+  /** The global header; for pcapng, the first interface's. */
+  header: PcapHeader
+  packets: number
+  /** Bytes of a record or block cut short at the end of the file. */
+  truncatedBytes: number
+  /** pcapng's block counts; undefined for classic pcap. */
+  pcapng: PcapngStats | undefined
+}
+
 /**
- * Streams a classic pcap file through a PcapReader with large reads into one reused buffer
- * (the file is never held in memory whole). Rejects with PcapFormatError for a file that is not
- * classic pcap, is corrupt, or is too short to hold the global header.
+ * Streams a capture file, classic pcap or pcapng, through a PcapReader with large reads into
+ * one reused buffer (the file is never held in memory whole). Rejects with PcapFormatError for
+ * a file that is neither, whose framing is corrupt, or that describes no interface (too short
+ * for a pcap header, or a pcapng without an interface description block).
  */
 export async function readPcapFile(
   path: string,
   onPacket: PacketSink,
   onHeader?: (h: PcapHeader) => void,
-): Promise<{ header: PcapHeader; packets: number; truncatedBytes: number }> {
-  const reader = new PcapReader(onPacket, onHeader)
+): Promise<CaptureFileSummary> {
+  const reader = new PcapReader(onPacket, onHeader, { pcapng: true })
   const handle = await open(path, 'r')
   try {
     const buffer = new Uint8Array(FILE_READ_SIZE)
@@ -349,10 +360,13 @@ export async function readPcapFile(
   }
   const { truncatedBytes } = reader.end()
   const header = reader.header
-  if (header === undefined) {
+  const format = reader.format
+  if (header === undefined || format === undefined) {
     throw new PcapFormatError(
-      `${path} is not a pcap file: ${truncatedBytes} bytes, shorter than the 24-byte pcap header`,
+      format === 'pcapng'
+        ? `${path} is a pcapng file without an interface description block: no packets to read`
+        : `${path} is not a pcap file: ${truncatedBytes} bytes, shorter than the 24-byte pcap header`,
     )
   }
-  return { header, packets: reader.packets, truncatedBytes }
+  return { format, header, packets: reader.packets, truncatedBytes, pcapng: reader.pcapngStats }
 }
