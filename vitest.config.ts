@@ -7,5 +7,8 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // No process a test starts may outlive its file, nor the run (see test/setup/leftovers.ts).
+    globalSetup: ['test/setup/global.ts'],
+    setupFiles: ['test/setup/per-file.ts'],
   },
 })

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { createSocket } from 'node:dgram'
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
@@ -23,6 +23,8 @@ const records: PcapRecord[] = [0, 1, 2, 3, 4].map((i) => ({
   data: udpFrame(50_000 + i, 9999, new Uint8Array(20 + i)),
 }))
 const pcapPath = join(dir, 'input.pcap')
+/** Where each fake tcpdump writes its pid, which is also its process group's id. */
+const groupsFile = join(dir, 'groups')
 writeFileSync(pcapPath, buildPcap(records, { snaplen: 128 }))
 
 let scriptCount = 0
@@ -31,6 +33,10 @@ let scriptCount = 0
  * does), announces "listening on" on stderr, writes the pcap file to stdout, then either exits
  * with `exitCode` (printing its final counters, as tcpdump does at exit) or waits for SIGTERM.
  * SIGUSR1 prints the counters in tcpdump's one-line format.
+ *
+ * It makes itself the leader of a process group of its own (setsid, which keeps the pid when the
+ * caller is not a group leader), so that the test can kill it and the sleeper it waits on in one
+ * go, whatever state a failed test left it in.
  */
 function fakeTcpdump(opts: {
   exitCode?: number
@@ -54,10 +60,16 @@ cat ${shellQuote(opts.pcap ?? pcapPath)}
 ${
   opts.exitCode !== undefined
     ? `final; exit ${opts.exitCode}`
-    : `while :; do sleep 3600 </dev/null >/dev/null 2>&1 & SLEEPER=$!; wait $SLEEPER; done`
+    : // One sleeper: a signal (SIGUSR1) ends the wait, not the sleeper, so wait on it again.
+      `sleep 3600 </dev/null >/dev/null 2>&1 & SLEEPER=$!\nwhile kill -0 $SLEEPER 2>/dev/null; do wait $SLEEPER; done`
 }
 `
-  writeFileSync(path, `#!/bin/sh\nprintf '%s\\n' "$@" > ${shellQuote(argsFile)}\n${body}`)
+  const ownGroup = `[ "$TALLY_FAKE_TCPDUMP_GROUP" = 1 ] || TALLY_FAKE_TCPDUMP_GROUP=1 exec setsid "$0" "$@"
+echo $$ >> ${shellQuote(groupsFile)}`
+  writeFileSync(
+    path,
+    `#!/bin/sh\n${ownGroup}\nprintf '%s\\n' "$@" > ${shellQuote(argsFile)}\n${body}`,
+  )
   chmodSync(path, 0o755)
   return { path, argsFile }
 }
@@ -76,7 +88,20 @@ interface Harness {
 
 const live: LiveCapture[] = []
 afterEach(async () => {
-  await Promise.all(live.splice(0).map((c) => c.stop()))
+  try {
+    await Promise.all(live.splice(0).map((c) => c.stop()))
+  } finally {
+    // Whatever a test left, each fake and its sleeper go with their group.
+    const groups = existsSync(groupsFile) ? readFileSync(groupsFile, 'utf8') : ''
+    for (const group of groups.split('\n').filter((g) => /^\d+$/.test(g))) {
+      try {
+        process.kill(-Number(group), 'SIGKILL')
+      } catch {
+        // the group has ended
+      }
+    }
+    rmSync(groupsFile, { force: true })
+  }
 })
 
 function harness(options: Partial<LiveCaptureOptions> & { interface?: string }): Harness {
