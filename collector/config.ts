@@ -42,6 +42,19 @@ export const CollectorConfig = z.strictObject({
         .positive()
         .default(16 * MiB),
       retry_after_seconds: z.number().int().positive().default(5),
+      /**
+       * The time window a batch must fall in (else 422 implausible_time). Oldest accepted start,
+       * as an age: above the agent spool's age limit, so a batch spooled through a long outage
+       * still lands. Default 14 days.
+       */
+      max_batch_age_hours: z.number().positive().default(336),
+      /** How far past the collector's clock a batch may end: the hosts' clocks drift. */
+      max_clock_skew_seconds: z.number().int().min(0).default(300),
+      /**
+       * The longest interval one batch may cover (an agent paused or suspended sends one long
+       * batch when it wakes). At most 4294967 s: interval_ms is stored as UInt32 milliseconds.
+       */
+      max_interval_seconds: z.number().int().min(1).max(4_294_967).default(86_400),
     })
     .prefault({}),
   enrollment: z

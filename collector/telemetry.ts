@@ -55,6 +55,8 @@ export const REJECT_REASONS = [
   'json',
   'identity',
   'schema',
+  'time',
+  'seq_conflict',
 ] as const
 export type RejectReason = (typeof REJECT_REASONS)[number]
 

@@ -166,23 +166,75 @@ export type UsageContribution = z.infer<typeof UsageContribution>
 
 const epochMs = z.number().int().min(0).max(8_640_000_000_000)
 
-/** One interval's worth of tier T data from one agent. `(agent_id, seq)` identifies it. */
-export const HostBatch = z
-  .strictObject({
-    version: z.literal(PROTOCOL_VERSION),
-    agent_id: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must be an agent id issued at enrollment'),
-    seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-    agent_version: z.string().min(1).max(64),
-    interval: z.strictObject({ start: epochMs, end: epochMs }),
-    samples: z.array(HostSample).max(20_000),
-    usage: z.array(UsageContribution).max(10_000).optional(),
-    inventory: HostInventory.optional(),
-  })
-  .refine((b) => b.interval.end > b.interval.start, {
-    message: 'interval.end must be after interval.start',
-    path: ['interval', 'end'],
-  })
+/**
+ * One interval's worth of tier T data from one agent. `(agent_id, seq)` identifies it. Whether
+ * its interval is plausible (ends after it starts, not too old, not in the future, not too long)
+ * is checked against the collector's clock by `implausibleTime`, with its own answer (422).
+ */
+export const HostBatch = z.strictObject({
+  version: z.literal(PROTOCOL_VERSION),
+  agent_id: z.string().regex(/^[a-z0-9-]{1,64}$/, 'must be an agent id issued at enrollment'),
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  agent_version: z.string().min(1).max(64),
+  interval: z.strictObject({ start: epochMs, end: epochMs }),
+  samples: z.array(HostSample).max(20_000),
+  usage: z.array(UsageContribution).max(10_000).optional(),
+  inventory: HostInventory.optional(),
+})
 export type HostBatch = z.infer<typeof HostBatch>
+
+/**
+ * The times a collector accepts a batch for, relative to its own clock. A spooled batch after a
+ * long outage is legitimately old, so the age limit must stay above the agent spool's; the
+ * span bounds `interval_ms` (stored as UInt32 milliseconds, which would wrap after 49.7 days).
+ */
+export interface TimeWindow {
+  /** The oldest start accepted, as an age. */
+  maxAgeMs: number
+  /** How far past the collector's clock an interval may end (the hosts' clocks drift). */
+  maxSkewMs: number
+  /** The longest interval one batch may cover. */
+  maxSpanMs: number
+}
+
+/** The longest span any window may allow: interval_ms is UInt32 milliseconds. */
+export const MAX_SPAN_MS = 0xffff_ffff
+
+export const DEFAULT_TIME_WINDOW: TimeWindow = {
+  maxAgeMs: 336 * 3_600_000,
+  maxSkewMs: 300_000,
+  maxSpanMs: 86_400_000,
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString()
+
+function duration(ms: number): string {
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000} h`
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`
+}
+
+/** Why a batch's interval is implausible at `now`, in one sentence; undefined when it is not. */
+export function implausibleTime(
+  interval: { start: number; end: number },
+  now: number,
+  window: TimeWindow = DEFAULT_TIME_WINDOW,
+): string | undefined {
+  const { start, end } = interval
+  if (end <= start) {
+    return `interval ends ${iso(end)}, ${end === start ? 'when' : 'before'} it starts (${iso(start)}); it must end after it starts`
+  }
+  const span = end - start
+  if (span > Math.min(window.maxSpanMs, MAX_SPAN_MS)) {
+    return `interval spans ${duration(span)} (${iso(start)} to ${iso(end)}), more than the ${duration(window.maxSpanMs)} one batch may cover`
+  }
+  if (start < now - window.maxAgeMs) {
+    return `interval starts ${iso(start)}, more than ${duration(window.maxAgeMs)} before the collector's clock (${iso(now)})`
+  }
+  if (end > now + window.maxSkewMs) {
+    return `interval ends ${iso(end)}, more than ${duration(window.maxSkewMs)} after the collector's clock (${iso(now)})`
+  }
+  return undefined
+}
 
 /** The collector's answer to an accepted batch; the agent deletes it from its spool on this. */
 export const IngestAck = z.strictObject({
@@ -200,6 +252,35 @@ export const ErrorBody = z.strictObject({
 })
 export type ErrorBody = z.infer<typeof ErrorBody>
 
+/**
+ * 409 from POST /v1/ingest: a batch with this `(agent_id, seq)` is stored with other content, so
+ * the agent's numbering went backwards (a lost or damaged counter). Nothing was written or
+ * acknowledged; the agent numbers its unacknowledged batches from `last_seq + 1` and sends them
+ * again.
+ */
+export const SeqConflict = ErrorBody.extend({
+  error: z.literal('seq_conflict'),
+  /** The highest seq the collector has stored for this agent. */
+  last_seq: z.number().int().min(0),
+})
+export type SeqConflict = z.infer<typeof SeqConflict>
+
+/**
+ * 422 from POST /v1/ingest: the batch's interval is implausible by the collector's clock (see
+ * `implausibleTime`). Sending the same batch again cannot succeed.
+ */
+export const ImplausibleTime = ErrorBody.extend({ error: z.literal('implausible_time') })
+export type ImplausibleTime = z.infer<typeof ImplausibleTime>
+
+/**
+ * The secret an agent makes once, before its first enrollment attempt, and keeps in its state
+ * directory: 32 random bytes or more, base64url. Sent again with the same token, it gets the same
+ * enrollment back (with a new credential), so a lost answer does not burn the token.
+ */
+export const InstanceSecret = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{43,128}$/, 'must be 32 to 96 random bytes, base64url')
+
 export const EnrollRequest = z.strictObject({
   hostname: z
     .string()
@@ -207,6 +288,8 @@ export const EnrollRequest = z.strictObject({
     .max(253)
     .regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'must be a host name'),
   agent_version: z.string().min(1).max(64),
+  /** The agent's instance secret; without it a lost answer cannot be asked for again. */
+  instance: InstanceSecret.optional(),
 })
 export type EnrollRequest = z.infer<typeof EnrollRequest>
 

@@ -3,18 +3,28 @@
  *
  * Caps: the compressed body (before reading it whole) and the decompressed size (while
  * inflating, so a gzip bomb stops at the cap instead of filling memory).
+ *
+ * Time: a batch whose interval is implausible by this collector's clock (config `ingest`) is
+ * 422 implausible_time. Sequence: a stored seq sent again with other content is 409
+ * seq_conflict with the agent's last stored seq (see store/host-batches.ts).
  */
 
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
 import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
-import { HostBatch, type IngestAck } from '../../protocol/v1.ts'
+import {
+  HostBatch,
+  type IngestAck,
+  implausibleTime,
+  type SeqConflict,
+  type TimeWindow,
+} from '../../protocol/v1.ts'
 import { requireAgent } from '../auth/middleware.ts'
 import type { CollectorConfig } from '../config.ts'
 import { type CollectorEnv, problem, zodIssues } from '../http.ts'
 import type { Store } from '../store/client.ts'
-import { writeHostBatch } from '../store/host-batches.ts'
+import { batchDigest, writeHostBatch } from '../store/host-batches.ts'
 import { Mutex } from '../store/rows.ts'
 import type { IngestCounters, RejectReason } from '../telemetry.ts'
 
@@ -31,6 +41,11 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
     return lock
   }
   const rejected = (reason: RejectReason) => counters.rejected(reason)
+  const window: TimeWindow = {
+    maxAgeMs: config.ingest.max_batch_age_hours * 3_600_000,
+    maxSkewMs: config.ingest.max_clock_skew_seconds * 1000,
+    maxSpanMs: config.ingest.max_interval_seconds * 1000,
+  }
 
   return new Hono<CollectorEnv>().post(
     '/v1/ingest',
@@ -119,10 +134,33 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
           `batch names agent ${batch.agent_id} but the credential belongs to another agent`,
         )
       }
+      const implausible = implausibleTime(batch.interval, Date.now(), window)
+      if (implausible !== undefined) {
+        rejected('time')
+        return problem(c, 422, 'implausible_time', implausible)
+      }
+      const digest = batchDigest(raw)
       try {
-        const status = await lockFor(agent.agent_id).run(() => writeHostBatch(store, agent, batch))
-        counters.batch(status, batch.samples.length)
-        const ack: IngestAck = { agent_id: agent.agent_id, seq: batch.seq, status }
+        const outcome = await lockFor(agent.agent_id).run(() =>
+          writeHostBatch(store, agent, batch, digest),
+        )
+        if (outcome.status === 'conflict') {
+          rejected('seq_conflict')
+          c.get('log').warn(
+            { agent_id: agent.agent_id, seq: batch.seq, last_seq: outcome.lastSeq },
+            'batch reuses a stored seq with other content: the agent numbering went backwards',
+          )
+          const conflict: SeqConflict = {
+            error: 'seq_conflict',
+            message:
+              `seq ${batch.seq} is already stored for this agent with other content: its ` +
+              `numbering went backwards; number unacknowledged batches from ${outcome.lastSeq + 1}`,
+            last_seq: outcome.lastSeq,
+          }
+          return c.json(conflict, 409)
+        }
+        counters.batch(outcome.status, batch.samples.length)
+        const ack: IngestAck = { agent_id: agent.agent_id, seq: batch.seq, status: outcome.status }
         return c.json(ack, 200)
       } catch (err) {
         counters.unavailable()

@@ -6,8 +6,9 @@
 import { randomBytes } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { batchDigest, dedupToken } from '../../collector/store/host-batches.ts'
 import { insertRows, selectRows } from '../../collector/store/rows.ts'
-import { type HostBatch, IngestAck } from '../../protocol/v1.ts'
+import { type HostBatch, IngestAck, SeqConflict } from '../../protocol/v1.ts'
 import {
   type App,
   batchEnd,
@@ -236,7 +237,7 @@ describe('a valid batch', () => {
         agent_id: agentA.agent_id,
         seq: batch.seq,
       })),
-      `${agentA.agent_id}:${batch.seq}:host_metrics`,
+      dedupToken(agentA.agent_id, batchDigest(batch), 'host_metrics'),
     )
     expect(await batchRows(agentA, batch.seq)).toEqual({
       host_metrics: 4,
@@ -331,17 +332,6 @@ describe('a malformed body', () => {
     }
   })
 
-  it('with an interval that ends before it starts is 400 invalid_batch', async () => {
-    const batch = makeBatch(agentA.agent_id, 900_003)
-    const body = await expectRefused(
-      () => post({ ...batch, interval: { start: batch.interval.end, end: batch.interval.start } }),
-      { status: 400, error: 'invalid_batch', message: /protocol v1/ },
-    )
-    expect(body.issues).toEqual([
-      { path: 'interval.end', message: 'interval.end must be after interval.start' },
-    ])
-  })
-
   it('with an unknown field at the top level is 400 naming the field', async () => {
     const body = await expectRefused(
       () => post({ ...makeBatch(agentA.agent_id, 900_004), hostname: 'smuggled' }),
@@ -402,6 +392,221 @@ describe('a malformed body', () => {
       message: new RegExp(agentB.agent_id),
     })
     expect(await count(h.store, 'tally.ingest_batches', 'seq = 900008')).toBe(0)
+  })
+})
+
+describe('time', () => {
+  const DAY = 86_400_000
+  /** A batch of agent A ending at `end`, covering `spanMs` before it. */
+  const timed = (end: number, spanMs = 10_000): HostBatch => ({
+    ...makeBatch(agentA.agent_id, nextSeq()),
+    interval: { start: end - spanMs, end },
+  })
+
+  it('an interval that ends before or when it starts is 422 implausible_time', async () => {
+    const batch = makeBatch(agentA.agent_id, 900_003)
+    const { start, end } = batch.interval
+    const body = await expectRefused(
+      () => post({ ...batch, interval: { start: end, end: start } }),
+      {
+        status: 422,
+        error: 'implausible_time',
+        message: /^interval ends .*, before it starts .*; it must end after it starts$/,
+      },
+    )
+    expect(body.issues).toBeUndefined()
+    await expectRefused(() => post({ ...batch, interval: { start: end, end } }), {
+      status: 422,
+      error: 'implausible_time',
+      message: /when it starts/,
+    })
+  })
+
+  it('an interval starting in 1970 is 422 naming the start and the limit', async () => {
+    const batch = { ...makeBatch(agentA.agent_id, 900_010), interval: { start: 0, end: 10_000 } }
+    await expectRefused(() => post(batch), {
+      status: 422,
+      error: 'implausible_time',
+      message:
+        /^interval starts 1970-01-01T00:00:00\.000Z, more than 336 h before the collector's clock/,
+    })
+  })
+
+  it('an interval spanning years is 422, and none can wrap interval_ms', async () => {
+    const now = Date.now()
+    const batch = makeBatch(agentA.agent_id, 900_011)
+    await expectRefused(
+      () => post({ ...batch, interval: { start: now - 3 * 365 * DAY, end: now } }),
+      {
+        status: 422,
+        error: 'implausible_time',
+        message: /^interval spans \d+ h .*, more than the 24 h/,
+      },
+    )
+    // Even a collector told to accept old batches cannot be told to accept a span that wraps the
+    // UInt32 interval_ms (49.7 days): the setting stops below it.
+    const lenient = { ingest: { max_batch_age_hours: 24 * 400, max_interval_seconds: 4_294_967 } }
+    expect(() => h.appWith({ ingest: { max_interval_seconds: 4_294_968 } })).toThrow()
+    const app = h.appWith(lenient)
+    await expectRefused(
+      () => post({ ...batch, interval: { start: now - 60 * DAY, end: now } }, agentA, app),
+      { status: 422, error: 'implausible_time', message: /spans 1440 h/ },
+      app,
+    )
+    // Just under the wrap it is stored, with interval_ms exact.
+    const long = timed(now - 1000, 4_294_967_000)
+    await expectStored(long, agentA, app)
+    const [row] = await selectRows<{ interval_ms: number }>(
+      h.store,
+      'SELECT any(interval_ms) AS interval_ms FROM tally.host_metrics WHERE agent_id = {a:String} AND seq = {s:UInt64}',
+      { a: agentA.agent_id, s: long.seq },
+    )
+    expect(Number(row?.interval_ms)).toBe(4_294_967_000)
+  })
+
+  it('an interval ending past the clock skew is 422 naming the end', async () => {
+    const batch = makeBatch(agentA.agent_id, 900_012)
+    const end = Date.now() + 3_600_000
+    await expectRefused(() => post({ ...batch, interval: { start: end - 10_000, end } }), {
+      status: 422,
+      error: 'implausible_time',
+      message: /^interval ends \S+, more than 300 s after the collector's clock/,
+    })
+  })
+
+  it('a batch spooled through a 13-day outage, or from a clock 4 min ahead, is stored', async () => {
+    await expectStored(timed(Date.now() - 13 * DAY))
+    await expectStored(timed(Date.now() + 240_000))
+    // A batch after a suspended host's long pause: one interval of several hours.
+    await expectStored(timed(Date.now() - 60_000, 8 * 3_600_000))
+  })
+
+  it('follows ingest.max_batch_age_hours and ingest.max_clock_skew_seconds', async () => {
+    const app = h.appWith({ ingest: { max_batch_age_hours: 1, max_clock_skew_seconds: 0 } })
+    await expectRefused(() => post(timed(Date.now() - 2 * 3_600_000), agentA, app), {
+      status: 422,
+      error: 'implausible_time',
+      message: /more than 1 h before/,
+    })
+    await expectRefused(() => post(timed(Date.now() + 60_000), agentA, app), {
+      status: 422,
+      error: 'implausible_time',
+      message: /more than 0 s after/,
+    })
+    // Both are stored by a collector with the default window.
+    await expectStored(timed(Date.now() - 2 * 3_600_000))
+    await expectStored(timed(Date.now() + 60_000))
+  })
+})
+
+describe('sequence numbers', () => {
+  /** Agent A's batch `seq` with other content than makeBatch's (another value, same interval). */
+  const other = (seq: number): HostBatch => {
+    const batch = makeBatch(agentA.agent_id, seq)
+    return { ...batch, samples: batch.samples.map((s) => ({ ...s, value: s.value + 1 })) }
+  }
+
+  async function expectConflict(batch: HostBatch, lastSeq: number) {
+    const before = await counts()
+    const res = await post(batch)
+    expect(res.status).toBe(409)
+    const body = SeqConflict.parse(await res.json())
+    expect(body.last_seq).toBe(lastSeq)
+    expect(body.message).toContain(`seq ${batch.seq} is already stored`)
+    expect(body.message).toContain(`from ${lastSeq + 1}`)
+    expect(await counts()).toEqual(before)
+  }
+
+  it('a stored seq with other content is 409 seq_conflict with last_seq; renumbered, it is stored', async () => {
+    const first = makeBatch(agentA.agent_id, nextSeq())
+    await expectStored(first)
+    await expectStored(makeBatch(agentA.agent_id, nextSeq()))
+    const last = seqA
+    // The agent lost its counter and starts again below: refused, not taken for a duplicate.
+    const restarted = other(first.seq)
+    await expectConflict(restarted, last)
+    await expectConflict(restarted, last)
+    // The same content as stored is still a duplicate.
+    expect(await (await post(first)).json()).toMatchObject({ status: 'duplicate' })
+    // Numbered after last_seq, the refused batch is stored whole: nothing was lost.
+    seqA = last
+    const renumbered = { ...restarted, seq: nextSeq() }
+    await expectStored(renumbered)
+    const [sum] = await selectRows<{ n: number; total: number }>(
+      h.store,
+      `SELECT count() AS n, sum(value) AS total FROM tally.host_metrics
+       WHERE agent_id = {a:String} AND seq = {s:UInt64}`,
+      { a: agentA.agent_id, s: renumbered.seq },
+    )
+    expect({ n: Number(sum?.n), total: Number(sum?.total) }).toEqual({
+      n: 4,
+      total: SAMPLE_SUM + 4,
+    })
+  })
+
+  it('a lower seq never stored is stored (a late spooled batch)', async () => {
+    const late = makeBatch(agentA.agent_id, nextSeq())
+    await expectStored(makeBatch(agentA.agent_id, nextSeq()))
+    await expectStored(late)
+    expect(await batchRows(agentA, late.seq)).toMatchObject({ host_metrics: 4, ingest_batches: 1 })
+  })
+
+  it('a seq stored before digests were kept is a duplicate, as it was', async () => {
+    const seq = nextSeq()
+    await insertRows(h.store, 'tally.ingest_batches', [
+      {
+        agent_id: agentA.agent_id,
+        seq,
+        site: agentA.site,
+        host: agentA.host,
+        agent_version: 'old',
+        interval_start: batchEnd(seq) - 10_000,
+        interval_end: batchEnd(seq),
+        received_at: Date.now(),
+        samples: 4,
+      },
+    ])
+    expect(await (await post(other(seq))).json()).toMatchObject({ status: 'duplicate' })
+    await expectStored(makeBatch(agentA.agent_id, nextSeq()))
+  })
+
+  it('cut short by a crash, then renumbered, a batch counts once, and its old seq stays free', async () => {
+    const crashed = makeBatch(agentA.agent_id, nextSeq())
+    // The collector died after the samples and before the batch's record.
+    await insertRows(
+      h.store,
+      'tally.host_metrics',
+      crashed.samples.map((s) => ({
+        ts: crashed.interval.end,
+        interval_ms: 10_000,
+        site: agentA.site,
+        host: agentA.host,
+        metric: s.metric,
+        attributes: s.attributes,
+        value: s.value,
+        agent_id: agentA.agent_id,
+        seq: crashed.seq,
+      })),
+      dedupToken(agentA.agent_id, batchDigest(crashed), 'host_metrics'),
+    )
+    await expectStored(makeBatch(agentB.agent_id, 101), agentB)
+    // Another batch that reused the seq is written whole, not dropped as the crashed one's rest.
+    const reuse = other(crashed.seq)
+    await expectStored(reuse)
+    // The crashed batch, renumbered by its agent, is not counted twice.
+    const renumbered = { ...crashed, seq: nextSeq() }
+    await expectStored(renumbered)
+    const [minute] = await selectRows<{ n: number; total: number; rollup: number }>(
+      h.store,
+      `SELECT count() AS n, sum(value) AS total FROM tally.host_metrics
+       WHERE agent_id = {a:String} AND ts = fromUnixTimestamp64Milli({end:Int64}, 'UTC')`,
+      { a: agentA.agent_id, end: crashed.interval.end },
+    )
+    expect({ n: Number(minute?.n), total: Number(minute?.total) }).toEqual({
+      n: 8,
+      total: 2 * SAMPLE_SUM + 4,
+    })
+    expect((await batchRows(agentA, crashed.seq)).rollup_samples).toBe(8)
   })
 })
 

@@ -138,6 +138,18 @@ interface RenderedTable {
 function renderedTables(sql: string[]): Map<string, RenderedTable> {
   const tables = new Map<string, RenderedTable>()
   for (const statement of sql) {
+    const added = /^ALTER TABLE (\S+) ON CLUSTER \w+ ADD COLUMN (?:IF NOT EXISTS )?([\s\S]+)$/.exec(
+      statement,
+    )
+    if (added !== null) {
+      const table = tables.get(added[1] as string)
+      if (table === undefined) throw new Error(`${added[1]} altered before it was created`)
+      const column = parseColumn(added[2] as string)
+      // A new array: an `AS other` table shares its source's until its own ALTER.
+      if (!table.columns.some((c) => c.name === column.name))
+        table.columns = [...table.columns, column]
+      continue
+    }
     const head = /^CREATE TABLE (?:IF NOT EXISTS )?(\S+) ON CLUSTER (\w+)/.exec(statement)
     if (head === null) continue
     expect(head[2]).toBe(CLUSTER)
