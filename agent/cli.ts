@@ -43,12 +43,11 @@ export function agentCommand(): Command {
     .requiredOption('-c, --config <file>', 'YAML config file to check')
     .action(async (options: { config: string }) => {
       const { loadAgentConfig } = await import('./config.ts')
+      const { maskSecrets } = await import('../common/config.ts')
       const config = loadAgentConfig(options.config)
-      const shown = {
-        ...config,
-        enrollment: { ...config.enrollment, token: config.enrollment.token ? '(set)' : undefined },
-      }
-      process.stdout.write(`${options.config}: valid\n${JSON.stringify(shown, null, 2)}\n`)
+      process.stdout.write(
+        `${options.config}: valid\n${JSON.stringify(maskSecrets(config), null, 2)}\n`,
+      )
     })
   agent
     .command('aggregate')

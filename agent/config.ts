@@ -1,6 +1,6 @@
 /** The agent's settings. An empty file is valid: defaults enroll against a collector on this host. */
 import { z } from 'zod'
-import { loadConfig } from '../common/config.ts'
+import { httpUrl, loadConfig } from '../common/config.ts'
 import { DEFAULT_ORGANISATION_PREFIXES, parsePrefix } from './aggregate/prefixes.ts'
 
 const MiB = 1024 * 1024
@@ -37,7 +37,7 @@ export type CaptureConfig = z.output<typeof CaptureConfig>
 export const AgentConfig = z.strictObject({
   collector: z
     .strictObject({
-      url: z.url().default('http://127.0.0.1:8080'),
+      url: httpUrl().default('http://127.0.0.1:8080'),
       timeout_seconds: z.number().positive().default(15),
     })
     .prefault({}),

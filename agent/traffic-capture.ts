@@ -7,12 +7,18 @@ import type { Logger } from 'pino'
 import type { HostSample, UsageContribution } from '../protocol/v1.ts'
 import { aggregatorOptions, defaultInterface } from './aggregate/site.ts'
 import { TrafficCounter } from './aggregate/traffic.ts'
-import { type CaptureStats, LiveCapture } from './capture/tcpdump.ts'
+import { type CaptureStats, LiveCapture, tcpdumpSaid } from './capture/tcpdump.ts'
 import type { CaptureConfig } from './config.ts'
 
 export interface TrafficInterval {
   usage: UsageContribution[]
   samples: HostSample[]
+}
+
+export interface CaptureStatus {
+  /** restarting: tcpdump exited for a reason a restart may cure; unavailable: it cannot capture. */
+  state: 'starting' | 'running' | 'restarting' | 'unavailable'
+  reason?: string
 }
 
 export class TrafficCapture {
@@ -22,8 +28,11 @@ export class TrafficCapture {
   #last: CaptureStats = { received: 0, droppedByKernel: 0, droppedByInterface: 0, packets: 0 }
   #available = true
   #runningBeforeStop: boolean | undefined
-  /** What an operator should know: capturing, or why not. */
-  status: { state: 'starting' | 'running' | 'unavailable'; reason?: string } = { state: 'starting' }
+  /** What an operator should know: capturing, or why not (in tcpdump's own words too). */
+  status: CaptureStatus = { state: 'starting' }
+  #settledWaiters: Array<() => void> = []
+  /** What tcpdump said when it last exited, to go with the reason we give. */
+  #lastSaid: string | undefined
 
   constructor(config: CaptureConfig, log: Logger) {
     const name = config.interface === 'auto' ? defaultInterface() : config.interface
@@ -39,21 +48,37 @@ export class TrafficCapture {
       onEvent: (event) => {
         if (event.kind === 'started') {
           this.#available = true
-          this.status = { state: 'running' }
+          this.#lastSaid = undefined
+          this.#setStatus({ state: 'running' })
           log.info({ interface: name, pid: event.pid }, 'traffic capture started')
         } else if (event.kind === 'unavailable') {
           this.#available = false
-          this.status = { state: 'unavailable', reason: event.reason }
-          log.warn(
-            { interface: name, reason: event.reason },
-            'traffic capture unavailable; host metrics go on',
-          )
+          const reason =
+            this.#lastSaid === undefined
+              ? event.reason
+              : `${event.reason} (tcpdump said: ${this.#lastSaid})`
+          this.#setStatus({ state: 'unavailable', reason })
+          log.warn({ interface: name, reason }, 'traffic capture unavailable; host metrics go on')
+        } else if (event.restartInMs < 0) {
+          // Our own stop(): the end of a run, not a problem.
+          log.info({ interface: name, code: event.code, signal: event.signal }, 'tcpdump stopped')
         } else {
+          const said = tcpdumpSaid(event.stderr)
+          this.#lastSaid = said
+          const how = event.signal === null ? `code ${event.code}` : `signal ${event.signal}`
+          this.#setStatus({
+            state: 'restarting',
+            reason:
+              said === undefined
+                ? `tcpdump exited (${how}) without saying why; restarting`
+                : `tcpdump exited (${how}): ${said}`,
+          })
           log.warn(
             {
               interface: name,
               code: event.code,
               signal: event.signal,
+              tcpdump_said: said,
               restart_in_ms: event.restartInMs,
             },
             'tcpdump exited',
@@ -61,6 +86,28 @@ export class TrafficCapture {
         }
       },
     })
+  }
+
+  #setStatus(status: CaptureStatus): void {
+    this.status = status
+    for (const resolve of this.#settledWaiters.splice(0)) resolve()
+  }
+
+  /**
+   * The status once tcpdump has either started capturing or failed, or after `timeoutMs`
+   * (still 'starting' then): what the demo may truthfully say about the capture.
+   */
+  async settled(timeoutMs: number): Promise<CaptureStatus> {
+    if (this.status.state !== 'starting') return this.status
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs)
+      function done() {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.#settledWaiters.push(done)
+    })
+    return this.status
   }
 
   start(): void {

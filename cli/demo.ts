@@ -4,12 +4,14 @@
  * directory; the screen shows where things are and what the fleet API reports.
  */
 import { existsSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { loadAgentConfig } from '../agent/config.ts'
 import { readCredential } from '../agent/enroll.ts'
 import { startAgent } from '../agent/run.ts'
+import type { CaptureStatus } from '../agent/traffic-capture.ts'
 import { callApi, readTokenFile } from '../collector/admin-client.ts'
 import { formatFleet } from '../collector/cli.ts'
+import { DEFAULT_COLLECTOR_URL, DEFAULT_TOKEN_FILE } from '../collector/cli-api.ts'
 import { loadCollectorConfig } from '../collector/config.ts'
 import { startCollector } from '../collector/server.ts'
 import type { FleetAgent } from '../collector/store/fleet.ts'
@@ -60,6 +62,15 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const agent = await startAgent(agentConfig, agentLog, stop.signal)
 
   const interval = config.enrollment.interval_seconds
+  // Say what the capture does only once tcpdump has started or failed: never claim a capture
+  // that is not happening.
+  const capture = await agent.traffic?.settled(CAPTURE_SETTLE_MS)
+  const hints = demoHints({
+    url: collector.url,
+    tokenFile: collector.adminTokenFile,
+    k: config.usage.k,
+    options,
+  })
   process.stdout.write(
     [
       'Tally demo: a collector and an agent for this host.',
@@ -70,25 +81,16 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       `  logs        ${join(collector.dataDir, 'logs')}/`,
       '',
       `The agent (${agent.agentId}) sends host metrics every ${interval} s. See the fleet:`,
-      `  curl -s -H "Authorization: Bearer $(cat ${collector.adminTokenFile})" ${collector.url}/v1/fleet`,
-      '  npm run tally -- fleet',
+      ...hints.fleet.map((line) => `  ${line}`),
       '',
-      agent.traffic === undefined
-        ? 'Traffic capture is off (capture.interface: none).'
-        : `Traffic: captured on ${agent.traffic.interface} with tcpdump (headers only) into site usage:`,
-      ...(agent.traffic === undefined
-        ? []
-        : [
-            `  curl -s -H "Authorization: Bearer $(cat ${collector.adminTokenFile})" "${collector.url}/v1/usage?by=service"`,
-            `  A usage bucket is shown only when k=${config.usage.k} hosts or more contributed;` +
-              ' to see this one host alone: TALLY_USAGE_K=1 npm start',
-          ]),
+      ...captureLines(agent.traffic?.interface, capture),
+      ...hints.usage.map((line) => `  ${line}`),
       '',
       'Ctrl-C stops both and delivers what is in flight.',
       '',
     ].join('\n'),
   )
-  let captureState = ''
+  let captureState = capture?.state ?? ''
   const report = setInterval(() => {
     const status = agent.traffic?.status
     if (status !== undefined && status.state !== captureState && status.state !== 'starting') {
@@ -96,7 +98,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       process.stdout.write(
         status.state === 'running'
           ? `traffic capture running on ${agent.traffic?.interface}\n`
-          : `traffic capture unavailable: ${status.reason}; host metrics go on\n`,
+          : `traffic capture not running: ${status.reason}; host metrics go on\n`,
       )
     }
     callApi<{ agents: FleetAgent[] }>(api, 'GET', '/v1/fleet')
@@ -116,3 +118,68 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   await collector.close()
   process.stdout.write('stopped.\n')
 }
+
+/** How long the banner waits for tcpdump to start capturing or to fail. */
+const CAPTURE_SETTLE_MS = 5_000
+
+/** The banner's lines about the capture, true to its state. */
+export function captureLines(
+  iface: string | undefined,
+  status: CaptureStatus | undefined,
+): string[] {
+  if (iface === undefined || status === undefined)
+    return ['Traffic capture is off (capture.interface: none).']
+  switch (status.state) {
+    case 'running':
+      return [`Traffic: capturing packet headers on ${iface} with tcpdump, into site usage:`]
+    case 'starting':
+      return [
+        `Traffic: tcpdump is starting on ${iface}; a line below says when it captures, or why not.`,
+      ]
+    default:
+      return [
+        `Traffic capture on ${iface} is not running: ${status.reason}`,
+        'Host metrics go on. Site usage, once capture works:',
+      ]
+  }
+}
+
+/**
+ * The commands the banner suggests, for the collector and token file actually in effect: the
+ * CLI's defaults are http://127.0.0.1:8080 and ./data/admin.token, so anything else is spelled
+ * out, and a restart hint repeats the demo's own options.
+ */
+export function demoHints(what: {
+  url: string
+  tokenFile: string
+  k: number
+  options: DemoOptions
+}): { fleet: string[]; usage: string[] } {
+  const target = [
+    ...(what.url === DEFAULT_COLLECTOR_URL ? [] : ['--collector', what.url]),
+    ...(resolve(what.tokenFile) === resolve(DEFAULT_TOKEN_FILE)
+      ? []
+      : ['--token-file', shellWord(what.tokenFile)]),
+  ]
+  const tally = (command: string) => ['npm run tally --', command, ...target].join(' ')
+  const bearer = `-H "Authorization: Bearer $(cat ${shellWord(what.tokenFile)})"`
+  const again = [
+    ...(what.options.config === undefined ? [] : ['--config', shellWord(what.options.config)]),
+    ...(what.options.port === undefined ? [] : ['--port', String(what.options.port)]),
+    ...(what.options.dataDir === undefined ? [] : ['--data-dir', shellWord(what.options.dataDir)]),
+    ...(what.options.interval === undefined ? [] : ['--interval', String(what.options.interval)]),
+  ]
+  return {
+    fleet: [tally('fleet'), `curl -s ${bearer} ${what.url}/v1/fleet`],
+    usage: [
+      tally('usage --by service'),
+      `curl -s ${bearer} "${what.url}/v1/usage?by=service"`,
+      `A usage bucket is shown only when k=${what.k} hosts or more contributed;` +
+        ` to see this one host alone: TALLY_USAGE_K=1 npm start${again.length === 0 ? '' : ` -- ${again.join(' ')}`}`,
+    ],
+  }
+}
+
+/** A path as one shell word (the banner's lines are meant to be pasted). */
+const shellWord = (text: string): string =>
+  /^[\w./:@%+=-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`

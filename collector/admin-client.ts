@@ -3,6 +3,7 @@
  * embedded engine belongs to the collector process, and a server deployment has no local files.
  */
 import { readFileSync } from 'node:fs'
+import { httpUrlProblem } from '../common/config.ts'
 import { ErrorBody } from '../protocol/v1.ts'
 
 export interface ApiTarget {
@@ -25,6 +26,17 @@ export function readTokenFile(file: string): string {
   }
 }
 
+/** The URL of `path` on the collector; a collector URL without its scheme is named as such. */
+function collectorUrlOf(target: ApiTarget, path: string): URL {
+  const problem = httpUrlProblem(target.collectorUrl)
+  if (problem !== undefined) {
+    throw new ApiError(
+      `the collector URL ${target.collectorUrl} (--collector or TALLY_COLLECTOR_URL) ${problem}`,
+    )
+  }
+  return new URL(path, target.collectorUrl)
+}
+
 export async function callApi<T>(
   target: ApiTarget,
   method: 'GET' | 'POST',
@@ -32,7 +44,7 @@ export async function callApi<T>(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<T> {
-  const url = new URL(path, target.collectorUrl)
+  const url = collectorUrlOf(target, path)
   let response: Response
   try {
     response = await fetch(url, {
@@ -51,7 +63,17 @@ export async function callApi<T>(
     )
   }
   const text = await response.text()
-  const parsed: unknown = text === '' ? undefined : JSON.parse(text)
+  let parsed: unknown
+  try {
+    parsed = text === '' ? undefined : JSON.parse(text)
+  } catch {
+    // A proxy's HTML error page, or not a collector at all: said below with the status.
+    if (response.ok)
+      throw new ApiError(
+        `${method} ${path}: the answer is not JSON; is ${target.collectorUrl} a Tally collector?`,
+      )
+    parsed = undefined
+  }
   if (!response.ok) {
     const problem = ErrorBody.safeParse(parsed)
     const detail = problem.success
@@ -71,7 +93,7 @@ export async function downloadFile(
   path: string,
   headers: Record<string, string> = {},
 ): Promise<Buffer> {
-  const url = new URL(path, target.collectorUrl)
+  const url = collectorUrlOf(target, path)
   let response: Response
   try {
     response = await fetch(url, {

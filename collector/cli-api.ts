@@ -8,20 +8,23 @@ export interface ApiOptions {
   json?: boolean
 }
 
+/** Where the API commands go without --collector: the demo's and a default collector's address. */
+export const DEFAULT_COLLECTOR_URL = 'http://127.0.0.1:8080'
+/** The token file they read without --token-file: the demo's admin token. */
+export const DEFAULT_TOKEN_FILE = './data/admin.token'
+
 export const apiOptions = (command: Command): Command =>
   command
     .addOption(
-      new Option('--collector <url>', 'collector URL')
+      new Option('--collector <url>', 'collector URL, with its scheme (http:// or https://)')
         .env('TALLY_COLLECTOR_URL')
-        .default('http://127.0.0.1:8080'),
+        .default(DEFAULT_COLLECTOR_URL),
     )
     .addOption(
       new Option('--token <token>', 'bearer token (instead of --token-file)').env('TALLY_TOKEN'),
     )
     .addOption(
-      new Option('--token-file <file>', 'file holding a bearer token').default(
-        './data/admin.token',
-      ),
+      new Option('--token-file <file>', 'file holding a bearer token').default(DEFAULT_TOKEN_FILE),
     )
     .option('--json', 'print the JSON answer, for scripts')
 

@@ -43,8 +43,11 @@ export function collectorCommand(): Command {
     .requiredOption('-c, --config <file>', 'YAML config file to check')
     .action(async (options: { config: string }) => {
       const { loadCollectorConfig } = await import('./config.ts')
+      const { maskSecrets } = await import('../common/config.ts')
       const config = loadCollectorConfig(options.config)
-      process.stdout.write(`${options.config}: valid\n${JSON.stringify(config, null, 2)}\n`)
+      process.stdout.write(
+        `${options.config}: valid\n${JSON.stringify(maskSecrets(config), null, 2)}\n`,
+      )
     })
   collector.addCommand(migrateCommand())
   return collector

@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { parse as parseYaml } from 'yaml'
-import type { z } from 'zod'
+import { z } from 'zod'
 
 export class ConfigError extends Error {
   override name = 'ConfigError'
@@ -18,21 +18,41 @@ type Tree = { [key: string]: unknown }
 
 const isTree = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v)
 
-/** Every leaf path of the defaults, as the environment variable that overrides it. */
-function overridesFromEnv(defaults: Tree, env: NodeJS.ProcessEnv, prefix: string[] = []): Tree {
+/**
+ * Every leaf path of the defaults, as the environment variable that overrides it. `fromEnv`
+ * collects the paths actually set, so that a value that does not validate names its variable.
+ */
+function overridesFromEnv(
+  defaults: Tree,
+  env: NodeJS.ProcessEnv,
+  fromEnv: Map<string, string>,
+  prefix: string[] = [],
+): Tree {
   const out: Tree = {}
   for (const [key, value] of Object.entries(defaults)) {
     const path = [...prefix, key]
     if (isTree(value)) {
-      const nested = overridesFromEnv(value, env, path)
+      const nested = overridesFromEnv(value, env, fromEnv, path)
       if (Object.keys(nested).length > 0) out[key] = nested
       continue
     }
-    const raw = env[envName(path)]
-    if (raw !== undefined) out[key] = raw === '' ? undefined : parseYaml(raw)
+    const name = envName(path)
+    const raw = env[name]
+    if (raw === undefined) continue
+    fromEnv.set(path.join('.'), name)
+    try {
+      out[key] = raw === '' ? undefined : parseYaml(raw)
+    } catch (err) {
+      // The value itself is not repeated: it may be a password.
+      throw new ConfigError(
+        `${name} (the environment override of ${path.join('.')}) is not valid YAML: ${firstLine((err as Error).message)}`,
+      )
+    }
   }
   return out
 }
+
+const firstLine = (text: string): string => text.split('\n')[0] ?? text
 
 export const envName = (path: string[]): string => `TALLY_${path.join('_').toUpperCase()}`
 
@@ -55,12 +75,91 @@ function merge(base: Tree, over: Tree): Tree {
   return out
 }
 
-/** `path.to.field: message` lines, one per problem, for an operator to fix the file. */
-export function describeIssues(error: z.ZodError): string[] {
+/**
+ * `path.to.field: message` lines, one per problem, for an operator to fix the file; a setting
+ * that came from the environment is named by its variable, since the file is not where it is.
+ */
+export function describeIssues(
+  error: z.ZodError,
+  fromEnv: ReadonlyMap<string, string> = new Map(),
+): string[] {
   return error.issues.map((issue) => {
     const where = issue.path.length > 0 ? issue.path.join('.') : '(top level)'
-    return `${where}: ${issue.message}`
+    const variable = envVariableOf(issue.path, fromEnv)
+    return variable === undefined
+      ? `${where}: ${issue.message}`
+      : `${variable} (environment, sets ${where}): ${issue.message}`
   })
+}
+
+/** The variable that set this path or one of its parents (an array's element, say). */
+function envVariableOf(
+  path: readonly PropertyKey[],
+  fromEnv: ReadonlyMap<string, string>,
+): string | undefined {
+  for (let n = path.length; n > 0; n--) {
+    const name = fromEnv.get(path.slice(0, n).map(String).join('.'))
+    if (name !== undefined) return name
+  }
+  return undefined
+}
+
+/**
+ * An http:// or https:// URL: what both programs can actually call. `127.0.0.1:8080` is refused
+ * with the scheme it lacks, not as a URL with the scheme "127.0.0.1".
+ */
+export const httpUrl = (): z.ZodString =>
+  z.string().superRefine((text, ctx) => {
+    const problem = httpUrlProblem(text)
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem })
+  })
+
+/** Why `text` is not an http(s) URL, or undefined when it is one. */
+export function httpUrlProblem(text: string): string | undefined {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+    return `must be an http:// or https:// URL; the scheme is missing (http://${text} ?)`
+  }
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return 'is not a valid URL'
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return `must be an http:// or https:// URL, not ${url.protocol}//`
+  }
+  return undefined
+}
+
+const SECRET_KEY = /(^|_)(password|pass|secret|token|key|credential)$/i
+const SHOWN = '(set, not shown)'
+
+/**
+ * The settings as `check` prints them: secret values replaced, and so are the credentials and
+ * the path of URLs (a webhook URL's path is often its secret). Names and numbers stay.
+ */
+export function maskSecrets(value: unknown, key = ''): unknown {
+  if (Array.isArray(value)) return value.map((v) => maskSecrets(v, key))
+  if (isTree(value)) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, k)]))
+  }
+  if (typeof value !== 'string' || value === '') return value
+  if (SECRET_KEY.test(key)) return SHOWN
+  if (/(^|_)url$/i.test(key)) return maskUrl(value, /webhook/i.test(key))
+  return value
+}
+
+function maskUrl(text: string, pathIsSecret: boolean): string {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return text
+  }
+  if (url.password !== '') url.password = 'hidden'
+  if (url.search !== '') url.search = '?hidden'
+  if (pathIsSecret && url.pathname !== '/') url.pathname = '/hidden'
+  return url.toString()
 }
 
 export interface LoadOptions {
@@ -104,11 +203,20 @@ export function loadConfig<S extends z.ZodType>(
     }
     node[path.at(-1) as string] ??= null
   }
-  const merged = merge(withoutNulls(fromFile as Tree), overridesFromEnv(defaults, env))
+  const fromEnv = new Map<string, string>()
+  const merged = merge(withoutNulls(fromFile as Tree), overridesFromEnv(defaults, env, fromEnv))
   const result = schema.safeParse(merged)
   if (!result.success) {
-    const source = options.file ?? 'configuration'
-    throw new ConfigError(`${source} is invalid:\n  ${describeIssues(result.error).join('\n  ')}`)
+    const variables = new Set(
+      result.error.issues.map((issue) => envVariableOf(issue.path, fromEnv) ?? ''),
+    )
+    // Blame the file only for what it set; an override that does not parse is the environment's.
+    const source = variables.has('')
+      ? (options.file ?? 'configuration')
+      : `the environment (${[...variables].join(', ')})`
+    throw new ConfigError(
+      `${source} is invalid:\n  ${describeIssues(result.error, fromEnv).join('\n  ')}`,
+    )
   }
   return result.data
 }

@@ -395,11 +395,39 @@ export function unavailableReason(
   if (/No such device|doesn't exist|SIOCGIFHWADDR/i.test(stderr)) {
     return `capture interface ${iface} does not exist on this host: check the configured interface (ip link lists them)`
   }
+  const user = /Couldn't find user '([^']*)'/.exec(stderr)
+  if (user !== null) {
+    // tcpdump built --with-user drops root to that user after opening the device.
+    return (
+      `tcpdump cannot switch to its user '${user[1]}' after opening ${iface}: that user does ` +
+      `not exist on this host; create it (useradd --system ${user[1]}) or run the agent unprivileged with CAP_NET_RAW`
+    )
+  }
   if (/can't parse filter expression|syntax error|illegal token|unknown host/i.test(stderr)) {
     const detail = stderr.split('\n').find((l) => /filter|syntax|illegal|unknown/i.test(l)) ?? ''
     return `the capture filter ${JSON.stringify(filter ?? '')} is not valid BPF: ${detail.trim()}`
   }
   return undefined
+}
+
+/**
+ * The lines in which tcpdump explains itself ("tcpdump: eth9: No such device exists"), without
+ * its banner, its statistics and our own `tally:` notes: what an operator needs to read when it
+ * exits; undefined when it said nothing (a signal). Only the aggregate capture's messages reach a log this
+ * way; they name the interface or a user, never a packet.
+ */
+export function tcpdumpSaid(stderr: string): string | undefined {
+  const lines = stderr
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(
+      (line) =>
+        line !== '' &&
+        !line.includes('listening on') &&
+        !line.startsWith('tally:') &&
+        parseStatsLine(line) === undefined,
+    )
+  return lines.length === 0 ? undefined : lines.slice(-3).join(' ')
 }
 
 /** Numbers from one line of tcpdump's statistics output, whichever of them the line has. */
