@@ -65,6 +65,11 @@ export const AgentConfig = z.strictObject({
         .int()
         .positive()
         .default(64 * MiB),
+      /** A batch not delivered within this many days is dropped (and counted): the collector
+       * refuses batches older than its own limit (14 days by default), so keep this below it. */
+      max_age_days: z.number().positive().max(3650).default(7),
+      /** Batches held in memory while the state dir is full or read-only; the oldest go beyond. */
+      memory_batches: z.number().int().min(1).max(100_000).default(60),
     })
     .prefault({}),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

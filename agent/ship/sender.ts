@@ -1,17 +1,37 @@
 /**
  * Drains the spool to the collector: oldest record first, removed only once acknowledged.
  *
+ * A `seq_conflict` answer (409: the collector holds other batches under these numbers, after a
+ * lost next-seq file) renumbers every waiting record after the collector's last seq and sends
+ * again; nothing is discarded. A batch whose interval a backwards clock step broke is repaired
+ * before it is sent (see batch-body.ts). A batch the collector refuses for good (another 4xx,
+ * such as 422 `implausible_time`) is removed and counted as rejected.
+ *
  * Failures back off exponentially with full jitter (the wait is uniform in [0, cap], cap doubling
  * from `baseDelayMs` up to `maxDelayMs`) so that agents cut off by the same outage do not all come
  * back at the same instant; the cap resets after the collector answers.
  */
+import { z } from 'zod'
 import { ErrorBody, IngestAck } from '../../protocol/v1.ts'
+import { repairInterval, withSeq } from './batch-body.ts'
 import type { Spool, SpoolRecord } from './spool.ts'
+
+/**
+ * The collector's 409 when it already stored another batch under this (agent, seq): where its
+ * numbering for this agent ends. Parsed here until protocol/v1.ts exports the same schema.
+ */
+const SeqConflict = z.object({
+  error: z.literal('seq_conflict'),
+  message: z.string(),
+  last_seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+})
 
 export type DeliveryOutcome =
   | { kind: 'acknowledged' }
-  /** A 4xx other than 401/408/429: sending it again will never succeed. */
+  /** A 4xx other than 401/408/429 and seq_conflict: sending it again will never succeed. */
   | { kind: 'rejected'; status: number; message: string }
+  /** 409 seq_conflict: the collector's numbering for this agent ends at `lastSeq`. */
+  | { kind: 'conflict'; lastSeq: number; message: string }
   /** 401: the credential is revoked or unknown; an operator may fix it, so keep retrying slowly. */
   | { kind: 'unauthorized'; message: string }
   /** Network error, timeout, 5xx, 408, 429, or an answer that is not a matching IngestAck. */
@@ -72,6 +92,10 @@ export function httpDeliver(options: HttpDeliverOptions): Deliver {
     }
 
     const message = errorMessage(status, text)
+    if (status === 409) {
+      const conflict = SeqConflict.safeParse(parseJson(text))
+      if (conflict.success) return { kind: 'conflict', lastSeq: conflict.data.last_seq, message }
+    }
     if (status === 401) return { kind: 'unauthorized', message }
     if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
       return { kind: 'rejected', status, message }
@@ -140,6 +164,15 @@ function describeError(error: unknown): string {
 
 export type SenderEvent =
   | { kind: 'acknowledged'; seq: number }
+  /** The waiting records now carry `first`..`last`, after the collector's `lastSeq`. */
+  | { kind: 'renumbered'; seq: number; lastSeq: number; count: number; first: number; last: number }
+  /** Said once per record: its interval ended before it started, and was rebuilt. */
+  | {
+      kind: 'repaired'
+      seq: number
+      was: { start: number; end: number }
+      now: { start: number; end: number }
+    }
   | { kind: 'rejected'; seq: number; status: number; message: string }
   | { kind: 'failure'; seq: number; message: string; delayMs: number }
 
@@ -151,6 +184,11 @@ export interface SenderOptions {
   onEvent?: (event: SenderEvent) => void
   /** Uniform in [0, 1); injectable so tests can pin the jitter. */
   random?: () => number
+  /**
+   * The agent's interval: a record whose interval is broken (end not after start) is sent with
+   * its start set to end minus this. Without it records are sent as they are.
+   */
+  nominalIntervalMs?: number
 }
 
 const DEFAULT_BASE_DELAY_MS = 500
@@ -177,6 +215,9 @@ export class Sender {
   readonly #maxDelayMs: number
   readonly #onEvent: (event: SenderEvent) => void
   readonly #random: () => number
+  readonly #nominalIntervalMs: number | undefined
+  /** Records whose repair was already reported, so each is logged once. */
+  readonly #repairsNoted = new Set<number>()
   #failures = 0
   #rejected = 0
   /** Failures since the collector last answered; sets the backoff cap. */
@@ -194,6 +235,7 @@ export class Sender {
     this.#maxDelayMs = options.maxDelayMs ?? DEFAULT_MAX_DELAY_MS
     this.#onEvent = options.onEvent ?? (() => {})
     this.#random = options.random ?? Math.random
+    this.#nominalIntervalMs = options.nominalIntervalMs
   }
 
   /** Delivery failures since start: network errors, retryable answers, 401s. */
@@ -201,7 +243,7 @@ export class Sender {
     return this.#failures
   }
 
-  /** Batches the collector refused for good, removed from the spool. */
+  /** Batches the collector refused for good since start (the spool keeps the lasting count). */
   get rejected(): number {
     return this.#rejected
   }
@@ -269,19 +311,21 @@ export class Sender {
   async #attempt(record: SpoolRecord): Promise<number> {
     let outcome: DeliveryOutcome
     try {
-      outcome = await this.#deliver(record)
+      outcome = await this.#deliver(this.#repaired(record))
     } catch (error) {
       outcome = { kind: 'retry', message: error instanceof Error ? error.message : String(error) }
     }
     switch (outcome.kind) {
       case 'acknowledged':
         await this.#spool.remove(record.seq)
+        this.#repairsNoted.delete(record.seq)
         this.#consecutiveFailures = 0
         this.#onEvent({ kind: 'acknowledged', seq: record.seq })
         return 0
       case 'rejected':
         // Out of the way, so one bad batch cannot block every later one.
-        await this.#spool.remove(record.seq)
+        await this.#spool.reject(record.seq)
+        this.#repairsNoted.delete(record.seq)
         this.#rejected += 1
         this.#consecutiveFailures = 0
         this.#onEvent({
@@ -291,11 +335,48 @@ export class Sender {
           message: outcome.message,
         })
         return 0
+      case 'conflict':
+        return this.#renumber(record.seq, outcome)
       case 'unauthorized':
         return this.#failed(record.seq, `unauthorized: ${outcome.message}`, 0)
       case 'retry':
         return this.#failed(record.seq, outcome.message, outcome.retryAfterMs ?? 0)
     }
+  }
+
+  /** The record as it should be sent: with its interval rebuilt if a clock step broke it. */
+  #repaired(record: SpoolRecord): SpoolRecord {
+    if (this.#nominalIntervalMs === undefined) return record
+    const repair = repairInterval(record.body, this.#nominalIntervalMs)
+    if (!repair) return record
+    if (!this.#repairsNoted.has(record.seq)) {
+      this.#repairsNoted.add(record.seq)
+      this.#onEvent({ kind: 'repaired', seq: record.seq, was: repair.was, now: repair.now })
+    }
+    return { seq: record.seq, body: repair.body }
+  }
+
+  /** Resumes numbering after the collector's last seq; every waiting record is kept. */
+  async #renumber(seq: number, conflict: { lastSeq: number; message: string }): Promise<number> {
+    // A collector whose last seq is below the one it says conflicts contradicts itself:
+    // renumbering could not help, so wait and ask again rather than loop.
+    if (conflict.lastSeq < seq) {
+      return this.#failed(seq, `${conflict.message} (last_seq ${conflict.lastSeq})`, 0)
+    }
+    let result: { count: number; first: number; last: number }
+    try {
+      result = await this.#spool.renumber(conflict.lastSeq + 1, withSeq)
+    } catch (error) {
+      return this.#failed(
+        seq,
+        `renumbering the spool failed: ${error instanceof Error ? error.message : String(error)}`,
+        0,
+      )
+    }
+    this.#repairsNoted.clear()
+    this.#consecutiveFailures = 0
+    this.#onEvent({ kind: 'renumbered', seq, lastSeq: conflict.lastSeq, ...result })
+    return 0
   }
 
   #failed(seq: number, message: string, retryAfterMs: number): number {

@@ -1,5 +1,8 @@
 /**
- * A bounded on-disk spool of batches waiting for the collector's acknowledgement.
+ * A bounded on-disk spool of batches waiting for the collector's acknowledgement. The spool also
+ * hands out the batches' sequence numbers, inside the write, so that a number and its batch
+ * become durable together: a crash before the write leaves the number free for the next batch,
+ * never a gap.
  *
  * One file per record, `<seq zero-padded to 16 digits>.batch`, so that lexical order is seq order
  * and 16 digits hold every safe integer. A record file is a 52-byte header then the body:
@@ -13,25 +16,72 @@
  *       20    32  SHA-256 of the body
  *       52     n  body (gzip'd JSON, opaque here)
  *
- * A record is written to a temp file, fsync'd, renamed into place and the directory fsync'd, so a
- * `kill -9` at any moment leaves either the whole record or none (plus perhaps a temp file, which
- * `open()` deletes).
+ * Every file (records, the next-seq file, the counters file) is written atomically (temp file,
+ * fsync, rename, directory fsync), so a `kill -9` at any moment leaves either the whole file or
+ * the previous one (plus perhaps a record's temp file, which `open()` deletes).
+ *
+ * The next seq is the larger of the next-seq file and the newest record + 1, so a lost or damaged
+ * next-seq file costs nothing while records are spooled; with an empty spool it restarts low and
+ * the collector's `seq_conflict` answer tells the agent where to resume (`renumber()`).
+ *
+ * A full or read-only disk (ENOSPC, EDQUOT, EROFS) is not fatal: records then wait in memory, at
+ * most `maxMemoryRecords` of them (the oldest beyond are dropped and counted), are sent from
+ * there, and go to disk first thing once a write succeeds again.
+ *
+ * The loss counters (dropped, corrupted, rejected) are persisted, with how much of each was
+ * already reported in a spooled batch, so a restart neither forgets nor repeats a loss.
  *
  * Corruption is detected lazily, in `oldest()`, when a record is about to be sent: `open()` only
  * lists names and sizes, so it stays cheap on a large spool, and every record is still verified
- * exactly once before it can leave. A corrupted record is removed and counted, never fatal. Until
- * then a corrupted file counts in `depth`/`bytes`, and its name counts in `maxSeq()`, which at
- * worst makes the agent skip some sequence numbers.
+ * exactly once before it can leave. A corrupted record is removed and counted, never fatal.
  */
-import { createHash, randomBytes } from 'node:crypto'
-import { lstat, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { lstat, mkdir, readdir, readFile, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
+import { z } from 'zod'
+import {
+  errorCode,
+  isNoSpaceError,
+  readStateFileAsync,
+  StateFileError,
+  writeFileAtomicAsync,
+} from '../../common/atomic-file.ts'
 
 export interface SpoolOptions {
-  /** Most records kept; appending beyond drops the oldest. */
+  /** Most records kept on disk; appending beyond drops the oldest. */
   maxRecords: number
   /** Most bytes kept on disk, headers included; appending beyond drops the oldest. */
   maxBytes: number
+  /** A record older than this (since it was first spooled) is dropped unsent. Default 7 days. */
+  maxAgeMs?: number
+  /** Records held in memory while the disk refuses writes; beyond, the oldest go. Default 60. */
+  maxMemoryRecords?: number
+  /** Where the next seq is kept. Default: `next-seq` in the spool directory. */
+  seqFile?: string
+  /** Where the loss counters are kept. Default: `counters.json` in the spool directory. */
+  countersFile?: string
+  /** Wall clock for record ages; injectable for tests. */
+  now?: () => number
+  onEvent?: (event: SpoolEvent) => void
+}
+
+export type DropReason = 'full' | 'expired' | 'memory-full'
+
+export type SpoolEvent =
+  /** A write failed for lack of space (or a read-only disk): records now wait in memory. */
+  | { kind: 'disk-full'; code: string; message: string }
+  /** Writes succeed again; `flushed` records moved from memory to disk. */
+  | { kind: 'disk-recovered'; flushed: number }
+  | { kind: 'dropped'; seq: number; reason: DropReason }
+  | { kind: 'corrupted'; seq: number; problem: string }
+
+export interface LossCounters {
+  /** Records dropped unsent: spool full, too old, or beyond the memory bound on a full disk. */
+  dropped: number
+  /** Records found damaged on disk (and removed). */
+  corrupted: number
+  /** Records the collector refused for good. */
+  rejected: number
 }
 
 export interface SpoolRecord {
@@ -39,15 +89,27 @@ export interface SpoolRecord {
   body: Buffer
 }
 
-export interface SpoolStats {
+export interface SpoolStats extends LossCounters {
+  /** Records waiting, on disk and in memory. */
   depth: number
   /** On-disk size of the records, headers included. */
   bytes: number
-  /** Records dropped to make room since the spool was opened. */
-  dropped: number
-  /** Records found corrupted (and removed) since the spool was opened. */
-  corrupted: number
+  /** Records held in memory because the disk refused them. */
+  inMemory: number
+  /** True while the last write to the state directory failed for lack of space. */
+  diskFull: boolean
 }
+
+/** What `open()` found wrong in the state files and recovered from. */
+export interface SpoolRecovery {
+  /** The next-seq file was missing or unreadable: why, and where numbering resumes. */
+  seq?: { problem: string; next: number }
+  /** The counters file was unreadable: why; the counters restarted from 0. */
+  counters?: string
+}
+
+/** Builds a record's body once its seq is known; `unreported` is the losses to report in it. */
+export type BuildRecord = (seq: number, unreported: LossCounters) => Buffer | Promise<Buffer>
 
 const MAGIC = Buffer.from('TLYB', 'ascii')
 const FORMAT_VERSION = 1
@@ -55,11 +117,35 @@ export const RECORD_HEADER_BYTES = 52
 const SEQ_DIGITS = 16
 const RECORD_NAME = /^(\d{16})\.batch$/
 const TEMP_NAME = /^\d{16}\.batch\.[0-9a-z.-]+\.tmp$/
+const DAY_MS = 86_400_000
+export const DEFAULT_MAX_AGE_MS = 7 * DAY_MS
+export const DEFAULT_MAX_MEMORY_RECORDS = 60
 
-interface IndexEntry {
+interface DiskEntry {
   seq: number
   size: number
+  /** When the record was first spooled (its file's mtime, kept across renumbering). */
+  writtenAt: number
 }
+
+type ResolvedOptions = Required<Omit<SpoolOptions, 'onEvent'>>
+
+interface MemoryEntry {
+  seq: number
+  body: Buffer
+  writtenAt: number
+}
+
+const LOSSES = ['dropped', 'corrupted', 'rejected'] as const
+const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
+const CountersFile = z.object({
+  dropped: count,
+  corrupted: count,
+  rejected: count,
+  reported: z.object({ dropped: count, corrupted: count, rejected: count }),
+})
+
+const zero = (): LossCounters => ({ dropped: 0, corrupted: 0, rejected: 0 })
 
 function recordName(seq: number): string {
   return `${String(seq).padStart(SEQ_DIGITS, '0')}.batch`
@@ -69,9 +155,10 @@ function isValidSeq(seq: number): boolean {
   return Number.isSafeInteger(seq) && seq >= 1
 }
 
-function errorCode(error: unknown): string | undefined {
-  if (error instanceof Error && 'code' in error && typeof error.code === 'string') return error.code
-  return undefined
+function parseSeq(data: Buffer): number {
+  const seq = Number(data.toString('utf8').trim())
+  if (!isValidSeq(seq)) throw new Error('not a positive integer')
+  return seq
 }
 
 function encodeRecord(seq: number, body: Buffer): Buffer {
@@ -104,47 +191,81 @@ function decodeRecord(seq: number, file: Buffer): { body: Buffer } | { problem: 
   return { body }
 }
 
-async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
+/** Removes a file; a missing one, or a disk that refuses (read-only), is not an error here. */
+async function removeFile(path: string): Promise<void> {
+  await unlink(path).catch((error: unknown) => {
+    if (errorCode(error) !== 'ENOENT' && !isNoSpaceError(error)) throw error
+  })
 }
 
 export class Spool {
   readonly #dir: string
-  readonly #options: SpoolOptions
-  /** Sorted by seq, oldest first. */
-  readonly #index: IndexEntry[]
+  readonly #options: ResolvedOptions
+  readonly #onEvent: (event: SpoolEvent) => void
+  /** On-disk records, sorted by seq, oldest first. */
+  readonly #index: DiskEntry[]
+  /** Records the disk refused; every seq here is above every seq in #index. */
+  #memory: MemoryEntry[] = []
   #bytes: number
-  #dropped = 0
-  #corrupted = 0
+  #next: number
+  #counters: LossCounters
+  /** How much of each counter already went out in a spooled batch. */
+  #reported: LossCounters
+  #diskFull: { code: string } | undefined
+  readonly recovery: SpoolRecovery
   /**
    * The agent appends while the sender reads and removes: operations run one at a time so the
    * index and the files never disagree mid-operation.
    */
   #tail: Promise<unknown> = Promise.resolve()
 
-  private constructor(dir: string, options: SpoolOptions, index: IndexEntry[]) {
+  private constructor(
+    dir: string,
+    options: ResolvedOptions,
+    onEvent: (event: SpoolEvent) => void,
+    index: DiskEntry[],
+    state: { next: number; counters: LossCounters; reported: LossCounters },
+    recovery: SpoolRecovery,
+  ) {
     this.#dir = dir
     this.#options = options
+    this.#onEvent = onEvent
     this.#index = index
     this.#bytes = index.reduce((sum, entry) => sum + entry.size, 0)
+    this.#next = state.next
+    this.#counters = state.counters
+    this.#reported = state.reported
+    this.recovery = recovery
   }
 
   static async open(dir: string, options: SpoolOptions): Promise<Spool> {
-    if (!Number.isSafeInteger(options.maxRecords) || options.maxRecords < 1) {
-      throw new Error(`spool maxRecords must be a positive integer, got ${options.maxRecords}`)
+    const resolved: ResolvedOptions = {
+      maxRecords: options.maxRecords,
+      maxBytes: options.maxBytes,
+      maxAgeMs: options.maxAgeMs ?? DEFAULT_MAX_AGE_MS,
+      maxMemoryRecords: options.maxMemoryRecords ?? DEFAULT_MAX_MEMORY_RECORDS,
+      seqFile: options.seqFile ?? join(dir, 'next-seq'),
+      countersFile: options.countersFile ?? join(dir, 'counters.json'),
+      now: options.now ?? Date.now,
     }
-    if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes <= RECORD_HEADER_BYTES) {
+    if (!Number.isSafeInteger(resolved.maxRecords) || resolved.maxRecords < 1) {
+      throw new Error(`spool maxRecords must be a positive integer, got ${resolved.maxRecords}`)
+    }
+    if (!Number.isSafeInteger(resolved.maxBytes) || resolved.maxBytes <= RECORD_HEADER_BYTES) {
       throw new Error(
-        `spool maxBytes must be an integer above ${RECORD_HEADER_BYTES}, got ${options.maxBytes}`,
+        `spool maxBytes must be an integer above ${RECORD_HEADER_BYTES}, got ${resolved.maxBytes}`,
+      )
+    }
+    if (!(resolved.maxAgeMs > 0)) {
+      throw new Error(`spool maxAgeMs must be positive, got ${resolved.maxAgeMs}`)
+    }
+    if (!Number.isSafeInteger(resolved.maxMemoryRecords) || resolved.maxMemoryRecords < 1) {
+      throw new Error(
+        `spool maxMemoryRecords must be a positive integer, got ${resolved.maxMemoryRecords}`,
       )
     }
     await mkdir(dir, { recursive: true, mode: 0o700 })
-    const index: IndexEntry[] = []
+    const index: DiskEntry[] = []
     for (const name of await readdir(dir)) {
       if (TEMP_NAME.test(name)) {
         // A write interrupted before its rename: the record never existed.
@@ -157,23 +278,74 @@ export class Spool {
       if (!isValidSeq(seq)) continue
       const info = await lstat(join(dir, name))
       if (!info.isFile()) continue
-      index.push({ seq, size: info.size })
+      index.push({ seq, size: info.size, writtenAt: info.mtimeMs })
     }
     index.sort((a, b) => a.seq - b.seq)
-    const spool = new Spool(dir, options, index)
+
+    const recovery: SpoolRecovery = {}
+    const afterNewest = (index.at(-1)?.seq ?? 0) + 1
+    let stored: number | undefined
+    try {
+      stored = await readStateFileAsync(resolved.seqFile, { parse: parseSeq })
+      if (stored === undefined) recovery.seq = { problem: `${resolved.seqFile}: missing`, next: 0 }
+    } catch (error) {
+      if (!(error instanceof StateFileError)) throw error
+      recovery.seq = { problem: error.message, next: 0 }
+    }
+    const next = Math.max(stored ?? 1, afterNewest)
+    if (recovery.seq) recovery.seq.next = next
+
+    let counters = zero()
+    let reported = zero()
+    try {
+      const file = await readStateFileAsync(resolved.countersFile, {
+        parse: (data) => CountersFile.parse(JSON.parse(data.toString('utf8'))),
+      })
+      if (file) {
+        counters = { dropped: file.dropped, corrupted: file.corrupted, rejected: file.rejected }
+        reported = file.reported
+      }
+    } catch (error) {
+      if (!(error instanceof StateFileError)) throw error
+      recovery.counters = error.message
+    }
+
+    const spool = new Spool(
+      dir,
+      resolved,
+      options.onEvent ?? (() => {}),
+      index,
+      { next, counters, reported },
+      recovery,
+    )
     // The limits may have been lowered since these records were written.
-    await spool.#exclusive(() => spool.#makeRoom(0, 0))
+    await spool.#exclusive(async () => {
+      const before = spool.#counters.dropped
+      await spool.#expire()
+      await spool.#makeRoom(0, 0)
+      if (spool.#counters.dropped !== before) await spool.#persistState()
+    })
     return spool
   }
 
-  /** Stores a record; it is durable once this resolves. `seq` must be above every seq present. */
-  append(seq: number, body: Buffer): Promise<void> {
+  /**
+   * Stores a new record under the next seq, which it passes to `build`; resolves once the record
+   * and the advanced seq are durable (or held in memory, if the disk is full: `inMemory`).
+   */
+  append(build: BuildRecord): Promise<{ seq: number; inMemory: boolean }> {
     return this.#exclusive(async () => {
-      if (!isValidSeq(seq)) throw new Error(`spool seq must be a positive safe integer, got ${seq}`)
-      const newest = this.#index.at(-1)
-      if (newest && seq <= newest.seq) {
-        throw new Error(`spool seq ${seq} is not above the newest record's seq ${newest.seq}`)
+      await this.#expire()
+      let diskProblem: unknown
+      let flushed = 0
+      if (this.#memory.length > 0) {
+        const result = await this.#flushMemory()
+        flushed = result.flushed
+        diskProblem = result.problem
       }
+
+      const seq = this.#next
+      const unreported = this.#unreported()
+      const body = await build(seq, unreported)
       const size = RECORD_HEADER_BYTES + body.length
       if (size > this.#options.maxBytes) {
         throw new Error(
@@ -181,52 +353,40 @@ export class Spool {
             `exceeds the spool's maxBytes of ${this.#options.maxBytes}`,
         )
       }
-      // Drop before writing so the disk never holds more than the bound.
-      await this.#makeRoom(1, size)
-
-      const name = recordName(seq)
-      const finalPath = join(this.#dir, name)
-      const tempPath = join(
-        this.#dir,
-        `${name}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
-      )
-      const handle = await open(tempPath, 'wx', 0o600)
-      try {
-        await handle.writeFile(encodeRecord(seq, body))
-        await handle.sync()
-      } catch (error) {
-        await handle.close().catch(() => {})
-        await unlink(tempPath).catch(() => {})
-        throw error
+      const writtenAt = this.#options.now()
+      let inMemory = true
+      if (this.#memory.length === 0) {
+        try {
+          await this.#writeToDisk(seq, body, writtenAt)
+          inMemory = false
+        } catch (error) {
+          if (!isNoSpaceError(error)) throw error
+          diskProblem = error
+        }
       }
-      await handle.close()
-      await rename(tempPath, finalPath)
-      await fsyncDirectory(this.#dir)
-      this.#index.push({ seq, size })
-      this.#bytes += size
+      if (inMemory) this.#holdInMemory({ seq, body, writtenAt })
+      this.#next = seq + 1
+      for (const loss of LOSSES) this.#reported[loss] += unreported[loss]
+
+      diskProblem = (await this.#persistState()) ?? diskProblem
+      this.#noteDisk(diskProblem, flushed)
+      return { seq, inMemory }
     })
   }
 
   /** The oldest intact record; corrupted ones met on the way are removed and counted. */
   oldest(): Promise<SpoolRecord | undefined> {
     return this.#exclusive(async () => {
+      await this.#expire()
       for (;;) {
         const entry = this.#index[0]
-        if (!entry) return undefined
-        const path = join(this.#dir, recordName(entry.seq))
-        let file: Buffer | undefined
-        try {
-          file = await readFile(path)
-        } catch (error) {
-          // Deleted behind our back: the record is lost, which is what `corrupted` counts.
-          if (errorCode(error) !== 'ENOENT') throw error
+        if (!entry) {
+          const held = this.#memory[0]
+          return held ? { seq: held.seq, body: held.body } : undefined
         }
-        const decoded = file ? decodeRecord(entry.seq, file) : { problem: 'missing' }
-        if ('body' in decoded) return { seq: entry.seq, body: decoded.body }
-        this.#forget(0)
-        this.#corrupted += 1
-        // Best effort: if it cannot be deleted, the next open() finds and counts it again.
-        await unlink(path).catch(() => {})
+        const read = await this.#read(entry.seq)
+        if ('body' in read) return { seq: entry.seq, body: read.body }
+        await this.#discardCorrupted(0, read.problem)
       }
     })
   }
@@ -234,28 +394,232 @@ export class Spool {
   /** Deletes a record the collector acknowledged; a seq no longer present is not an error. */
   remove(seq: number): Promise<void> {
     return this.#exclusive(async () => {
-      const position = this.#index.findIndex((entry) => entry.seq === seq)
-      if (position < 0) return
-      this.#forget(position)
-      // No directory fsync: if the removal is lost in a crash the batch is resent, and the
-      // collector answers a resent (agent_id, seq) with `duplicate`.
-      await unlink(join(this.#dir, recordName(seq))).catch((error: unknown) => {
-        if (errorCode(error) !== 'ENOENT') throw error
-      })
+      await this.#remove(seq)
+    })
+  }
+
+  /** Deletes a record the collector refused for good, and counts it. */
+  reject(seq: number): Promise<void> {
+    return this.#exclusive(async () => {
+      if (!(await this.#remove(seq))) return
+      this.#counters.rejected += 1
+      this.#noteDisk(await this.#persistState(), 0)
+    })
+  }
+
+  /**
+   * Gives every waiting record a new seq, `first`, `first + 1`, ... in their order, and makes
+   * `first + count` the next seq: what the agent does when the collector says it already holds
+   * other batches under these numbers. `rewrite` puts the new seq into a record's body.
+   *
+   * Records are moved one by one (the new record is written, then the old one removed), those
+   * moving down in ascending order and then those moving up in descending order: no move ever
+   * lands on a record not yet moved, and the seq order of the records is their original order at
+   * every step, so a crash part way leaves a spool that a later renumbering simply finishes.
+   */
+  renumber(
+    first: number,
+    rewrite: (body: Buffer, seq: number) => Buffer,
+  ): Promise<{ count: number; first: number; last: number }> {
+    return this.#exclusive(async () => {
+      if (!isValidSeq(first)) throw new Error(`renumber: first seq must be positive, got ${first}`)
+      // Damaged records would shift the numbering mid-way: take them out first.
+      const bodies = new Map<number, Buffer>()
+      for (let position = 0; position < this.#index.length; ) {
+        const entry = this.#index[position] as DiskEntry
+        const read = await this.#read(entry.seq)
+        if ('body' in read) {
+          bodies.set(entry.seq, read.body)
+          position += 1
+        } else await this.#discardCorrupted(position, read.problem)
+      }
+      const disk = this.#index.map((entry, i) => ({ entry, to: first + i }))
+      const moves = [
+        ...disk.filter((m) => m.to < m.entry.seq),
+        ...disk.filter((m) => m.to > m.entry.seq).reverse(),
+      ]
+      for (const { entry, to } of moves) {
+        const from = entry.seq
+        const body = rewrite(bodies.get(from) as Buffer, to)
+        try {
+          await writeFileAtomicAsync(join(this.#dir, recordName(to)), encodeRecord(to, body))
+        } catch (error) {
+          if (!isNoSpaceError(error)) throw error
+          // Left part way, in order; the next conflict finishes it.
+          this.#noteDisk(error, 0)
+          throw error
+        }
+        const writtenAt = new Date(entry.writtenAt)
+        await utimes(join(this.#dir, recordName(to)), writtenAt, writtenAt).catch(() => {})
+        await removeFile(join(this.#dir, recordName(from)))
+        this.#bytes += RECORD_HEADER_BYTES + body.length - entry.size
+        entry.seq = to
+        entry.size = RECORD_HEADER_BYTES + body.length
+      }
+      const base = first + this.#index.length
+      this.#memory = this.#memory.map((held, i) => ({
+        ...held,
+        seq: base + i,
+        body: rewrite(held.body, base + i),
+      }))
+      const count = this.#index.length + this.#memory.length
+      this.#next = first + count
+      this.#noteDisk(await this.#persistState(), 0)
+      return { count, first, last: first + count - 1 }
     })
   }
 
   maxSeq(): number | undefined {
-    return this.#index.at(-1)?.seq
+    return this.#memory.at(-1)?.seq ?? this.#index.at(-1)?.seq
+  }
+
+  /** The seq the next append will use. */
+  get nextSeq(): number {
+    return this.#next
   }
 
   stats(): SpoolStats {
     return {
-      depth: this.#index.length,
+      depth: this.#index.length + this.#memory.length,
       bytes: this.#bytes,
-      dropped: this.#dropped,
-      corrupted: this.#corrupted,
+      inMemory: this.#memory.length,
+      diskFull: this.#diskFull !== undefined,
+      ...this.#counters,
     }
+  }
+
+  #unreported(): LossCounters {
+    const out = zero()
+    for (const loss of LOSSES) out[loss] = Math.max(0, this.#counters[loss] - this.#reported[loss])
+    return out
+  }
+
+  async #read(seq: number): Promise<{ body: Buffer } | { problem: string }> {
+    let file: Buffer | undefined
+    try {
+      file = await readFile(join(this.#dir, recordName(seq)))
+    } catch (error) {
+      // Deleted behind our back: the record is lost, which is what `corrupted` counts.
+      if (errorCode(error) !== 'ENOENT') throw error
+    }
+    return file ? decodeRecord(seq, file) : { problem: 'missing' }
+  }
+
+  async #discardCorrupted(position: number, problem: string): Promise<void> {
+    const entry = this.#index[position]
+    if (!entry) return
+    this.#forget(position)
+    this.#counters.corrupted += 1
+    this.#onEvent({ kind: 'corrupted', seq: entry.seq, problem })
+    // Best effort: if it cannot be deleted, the next open() finds and counts it again.
+    await unlink(join(this.#dir, recordName(entry.seq))).catch(() => {})
+    this.#noteDisk(await this.#persistState(), 0)
+  }
+
+  async #remove(seq: number): Promise<boolean> {
+    const held = this.#memory.findIndex((entry) => entry.seq === seq)
+    if (held >= 0) {
+      this.#memory.splice(held, 1)
+      return true
+    }
+    const position = this.#index.findIndex((entry) => entry.seq === seq)
+    if (position < 0) return false
+    this.#forget(position)
+    // No directory fsync: if the removal is lost in a crash the batch is resent, and the
+    // collector answers a resent (agent_id, seq) with `duplicate`. A read-only disk keeps the
+    // file for the same outcome after a restart.
+    await removeFile(join(this.#dir, recordName(seq)))
+    return true
+  }
+
+  async #writeToDisk(seq: number, body: Buffer, writtenAt: number): Promise<void> {
+    const size = RECORD_HEADER_BYTES + body.length
+    // Drop before writing so the disk never holds more than the bound.
+    await this.#makeRoom(1, size)
+    await writeFileAtomicAsync(join(this.#dir, recordName(seq)), encodeRecord(seq, body))
+    this.#index.push({ seq, size, writtenAt })
+    this.#bytes += size
+  }
+
+  /** Moves held records to disk, oldest first, until one is refused. */
+  async #flushMemory(): Promise<{ flushed: number; problem?: unknown }> {
+    let flushed = 0
+    while (this.#memory.length > 0) {
+      const held = this.#memory[0] as MemoryEntry
+      try {
+        await this.#writeToDisk(held.seq, held.body, held.writtenAt)
+      } catch (error) {
+        if (!isNoSpaceError(error)) throw error
+        return { flushed, problem: error }
+      }
+      this.#memory.shift()
+      flushed += 1
+    }
+    return { flushed }
+  }
+
+  #holdInMemory(entry: MemoryEntry): void {
+    this.#memory.push(entry)
+    while (this.#memory.length > this.#options.maxMemoryRecords) {
+      const dropped = this.#memory.shift() as MemoryEntry
+      this.#counters.dropped += 1
+      this.#onEvent({ kind: 'dropped', seq: dropped.seq, reason: 'memory-full' })
+    }
+  }
+
+  /** Says once when the disk starts refusing writes, and once when it takes them again. */
+  #noteDisk(problem: unknown, flushed: number): void {
+    if (problem !== undefined) {
+      if (this.#diskFull) return
+      const code = errorCode(problem) ?? 'ENOSPC'
+      this.#diskFull = { code }
+      this.#onEvent({
+        kind: 'disk-full',
+        code,
+        message: problem instanceof Error ? problem.message : String(problem),
+      })
+    } else if (this.#diskFull && this.#memory.length === 0) {
+      this.#diskFull = undefined
+      this.#onEvent({ kind: 'disk-recovered', flushed })
+    }
+  }
+
+  /** Writes the next seq and the counters; a full disk is returned, not thrown. */
+  async #persistState(): Promise<unknown> {
+    try {
+      await writeFileAtomicAsync(
+        this.#options.countersFile,
+        `${JSON.stringify({ ...this.#counters, reported: this.#reported })}\n`,
+      )
+      await writeFileAtomicAsync(this.#options.seqFile, `${this.#next}\n`)
+      return undefined
+    } catch (error) {
+      if (!isNoSpaceError(error)) throw error
+      return error
+    }
+  }
+
+  /** Drops records spooled longer ago than maxAgeMs: the collector would refuse them anyway. */
+  async #expire(): Promise<void> {
+    const cutoff = this.#options.now() - this.#options.maxAgeMs
+    for (let position = 0; position < this.#index.length; ) {
+      const entry = this.#index[position] as DiskEntry
+      if (entry.writtenAt >= cutoff) {
+        position += 1
+        continue
+      }
+      this.#forget(position)
+      this.#counters.dropped += 1
+      this.#onEvent({ kind: 'dropped', seq: entry.seq, reason: 'expired' })
+      await removeFile(join(this.#dir, recordName(entry.seq)))
+    }
+    const kept = this.#memory.filter((held) => held.writtenAt >= cutoff)
+    for (const held of this.#memory) {
+      if (held.writtenAt >= cutoff) continue
+      this.#counters.dropped += 1
+      this.#onEvent({ kind: 'dropped', seq: held.seq, reason: 'expired' })
+    }
+    this.#memory = kept
   }
 
   /** Drops the oldest records until `records` more records of `bytes` more bytes fit. */
@@ -268,10 +632,9 @@ export class Spool {
       const oldest = this.#index[0]
       if (!oldest) break
       this.#forget(0)
-      this.#dropped += 1
-      await unlink(join(this.#dir, recordName(oldest.seq))).catch((error: unknown) => {
-        if (errorCode(error) !== 'ENOENT') throw error
-      })
+      this.#counters.dropped += 1
+      this.#onEvent({ kind: 'dropped', seq: oldest.seq, reason: 'full' })
+      await removeFile(join(this.#dir, recordName(oldest.seq)))
     }
   }
 

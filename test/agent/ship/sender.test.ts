@@ -109,7 +109,7 @@ afterEach(async () => {
 
 async function spoolOf(seqs: number[]): Promise<Spool> {
   const spool = await Spool.open(dir, { maxRecords: 100, maxBytes: 1_000_000 })
-  for (const seq of seqs) await spool.append(seq, batchBody(seq))
+  for (const seq of seqs) expect((await spool.append(batchBody)).seq).toBe(seq)
   return spool
 }
 
@@ -301,10 +301,10 @@ describe('Sender with httpDeliver against a local collector', () => {
     const controller = new AbortController()
     const running = sender.run(controller.signal)
     await new Promise((resolve) => setTimeout(resolve, 20))
-    await spool.append(1, batchBody(1))
+    await spool.append(batchBody)
     sender.wake()
     await until(() => spool.stats().depth === 0)
-    await spool.append(2, batchBody(2))
+    await spool.append(batchBody)
     sender.wake()
     await until(() => spool.stats().depth === 0)
     controller.abort()

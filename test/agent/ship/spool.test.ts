@@ -26,6 +26,22 @@ function fileOf(seq: number): string {
   return join(dir, `${String(seq).padStart(16, '0')}.batch`)
 }
 
+/** Appends a record and checks the spool gave it the expected seq. */
+async function put(spool: Spool, seq: number, size = 10): Promise<void> {
+  const result = await spool.append((assigned) => bodyOf(assigned, size))
+  expect(result.seq).toBe(seq)
+}
+
+const emptyStats = {
+  depth: 0,
+  bytes: 0,
+  inMemory: 0,
+  diskFull: false,
+  dropped: 0,
+  corrupted: 0,
+  rejected: 0,
+}
+
 async function drainSeqs(spool: Spool): Promise<number[]> {
   const seqs: number[] = []
   for (let record = await spool.oldest(); record; record = await spool.oldest()) {
@@ -40,7 +56,7 @@ describe('Spool', () => {
     const spool = await Spool.open(dir, roomy)
     expect(await spool.oldest()).toBeUndefined()
     expect(spool.maxSeq()).toBeUndefined()
-    for (const seq of [1, 2, 3]) await spool.append(seq, bodyOf(seq))
+    for (const seq of [1, 2, 3]) await put(spool, seq)
 
     const first = await spool.oldest()
     expect(first?.seq).toBe(1)
@@ -51,58 +67,63 @@ describe('Spool', () => {
     expect((await spool.oldest())?.seq).toBe(2)
     await spool.remove(3)
     await spool.remove(3)
-    expect(spool.stats()).toEqual({
-      depth: 1,
-      bytes: RECORD_HEADER_BYTES + 10,
-      dropped: 0,
-      corrupted: 0,
-    })
+    expect(spool.stats()).toEqual({ ...emptyStats, depth: 1, bytes: RECORD_HEADER_BYTES + 10 })
     expect(await drainSeqs(spool)).toEqual([2])
-    expect(await readdir(dir)).toEqual([])
+    expect((await readdir(dir)).sort()).toEqual(['counters.json', 'next-seq'])
   })
 
   it('creates a private directory and private files', async () => {
     const spool = await Spool.open(dir, roomy)
-    await spool.append(7, bodyOf(7))
+    await put(spool, 1)
     expect((await stat(dir)).mode & 0o777).toBe(0o700)
-    expect((await stat(fileOf(7))).mode & 0o777).toBe(0o600)
+    for (const file of [fileOf(1), join(dir, 'next-seq'), join(dir, 'counters.json')]) {
+      expect((await stat(file)).mode & 0o777).toBe(0o600)
+    }
   })
 
   it('keeps its records across a reopen', async () => {
     const before = await Spool.open(dir, roomy)
-    for (const seq of [5, 6, 9]) await before.append(seq, bodyOf(seq, 100 + seq))
-    await before.remove(5)
+    for (const seq of [1, 2, 3]) await put(before, seq, 100 + seq)
+    await before.remove(1)
 
     const after = await Spool.open(dir, roomy)
-    expect(after.maxSeq()).toBe(9)
+    expect(after.maxSeq()).toBe(3)
+    expect(after.nextSeq).toBe(4)
     expect(after.stats()).toEqual({
+      ...emptyStats,
       depth: 2,
-      bytes: 2 * RECORD_HEADER_BYTES + 106 + 109,
-      dropped: 0,
-      corrupted: 0,
+      bytes: 2 * RECORD_HEADER_BYTES + 102 + 103,
     })
     const record = await after.oldest()
-    expect(record?.seq).toBe(6)
-    expect(record?.body).toEqual(bodyOf(6, 106))
-    expect(await drainSeqs(after)).toEqual([6, 9])
+    expect(record?.seq).toBe(2)
+    expect(record?.body).toEqual(bodyOf(2, 102))
+    expect(await drainSeqs(after)).toEqual([2, 3])
+    // Numbering goes on after the acknowledged ones, even with the spool empty.
+    const third = await Spool.open(dir, roomy)
+    await put(third, 4)
   })
 
   it('deletes a temp file left by an interrupted write, and ignores foreign files', async () => {
     const spool = await Spool.open(dir, roomy)
-    await spool.append(1, bodyOf(1))
+    await put(spool, 1)
     const leftover = join(dir, '0000000000000002.batch.1234.abcdef.tmp')
     await writeFile(leftover, 'half a record')
     await writeFile(join(dir, 'README'), 'not a record')
 
     const reopened = await Spool.open(dir, roomy)
-    expect((await readdir(dir)).sort()).toEqual(['0000000000000001.batch', 'README'])
+    expect((await readdir(dir)).sort()).toEqual([
+      '0000000000000001.batch',
+      'README',
+      'counters.json',
+      'next-seq',
+    ])
     expect(reopened.stats().depth).toBe(1)
     expect(reopened.maxSeq()).toBe(1)
   })
 
   it('drops the oldest records when full by count', async () => {
     const spool = await Spool.open(dir, { maxRecords: 3, maxBytes: 1_000_000 })
-    for (let seq = 1; seq <= 5; seq += 1) await spool.append(seq, bodyOf(seq))
+    for (let seq = 1; seq <= 5; seq += 1) await put(spool, seq)
     expect(spool.stats()).toMatchObject({ depth: 3, dropped: 2 })
     expect(await drainSeqs(spool)).toEqual([3, 4, 5])
     expect(spool.stats().dropped).toBe(2)
@@ -111,48 +132,59 @@ describe('Spool', () => {
   it('drops the oldest records when full by bytes', async () => {
     const recordBytes = RECORD_HEADER_BYTES + 100
     const spool = await Spool.open(dir, { maxRecords: 100, maxBytes: recordBytes * 3 + 10 })
-    for (let seq = 1; seq <= 4; seq += 1) await spool.append(seq, bodyOf(seq, 100))
-    expect(spool.stats()).toEqual({ depth: 3, bytes: recordBytes * 3, dropped: 1, corrupted: 0 })
+    for (let seq = 1; seq <= 4; seq += 1) await put(spool, seq, 100)
+    expect(spool.stats()).toEqual({ ...emptyStats, depth: 3, bytes: recordBytes * 3, dropped: 1 })
     // A larger batch pushes out as many old ones as it needs.
-    await spool.append(5, bodyOf(5, 250))
+    await put(spool, 5, 250)
     expect(spool.stats()).toMatchObject({ depth: 2, dropped: 3 })
     expect(await drainSeqs(spool)).toEqual([4, 5])
   })
 
-  it('enforces lowered limits on the records it finds at open, and counts only its own drops', async () => {
+  it('enforces lowered limits on the records it finds at open, and keeps the count across reopens', async () => {
     const big = await Spool.open(dir, roomy)
-    for (let seq = 1; seq <= 4; seq += 1) await big.append(seq, bodyOf(seq))
+    for (let seq = 1; seq <= 4; seq += 1) await put(big, seq)
     const small = await Spool.open(dir, { maxRecords: 2, maxBytes: 1_000_000 })
     expect(small.stats()).toMatchObject({ depth: 2, dropped: 2 })
     const again = await Spool.open(dir, { maxRecords: 2, maxBytes: 1_000_000 })
-    expect(again.stats()).toMatchObject({ depth: 2, dropped: 0, corrupted: 0 })
+    expect(again.stats()).toMatchObject({ depth: 2, dropped: 2, corrupted: 0 })
   })
 
   it('rejects a batch larger than the whole spool without touching the others', async () => {
     const spool = await Spool.open(dir, { maxRecords: 10, maxBytes: 1000 })
-    await spool.append(1, bodyOf(1))
-    await expect(spool.append(2, bodyOf(2, 1000))).rejects.toThrow(/exceeds the spool's maxBytes/)
+    await put(spool, 1)
+    await expect(spool.append(() => bodyOf(2, 1000))).rejects.toThrow(
+      /exceeds the spool's maxBytes/,
+    )
     expect(spool.stats()).toMatchObject({ depth: 1, dropped: 0 })
     expect(spool.maxSeq()).toBe(1)
+    // The refused batch took no number.
+    await put(spool, 2)
   })
 
-  it('rejects a seq that is not above the newest record', async () => {
+  it('gives a number only to a batch it wrote: a build that fails takes none', async () => {
     const spool = await Spool.open(dir, roomy)
-    await spool.append(3, bodyOf(3))
-    await expect(spool.append(3, bodyOf(3))).rejects.toThrow(/not above/)
-    await expect(spool.append(2, bodyOf(2))).rejects.toThrow(/not above/)
-    await expect(spool.append(0, bodyOf(0))).rejects.toThrow(/positive/)
-    await expect(spool.append(1.5, bodyOf(1))).rejects.toThrow(/positive/)
+    await put(spool, 1)
+    await expect(
+      spool.append(() => {
+        throw new Error('inventory failed')
+      }),
+    ).rejects.toThrow('inventory failed')
+    await put(spool, 2)
+    expect((await readFile(join(dir, 'next-seq'), 'utf8')).trim()).toBe('3')
   })
 
   it('rejects impossible limits', async () => {
     await expect(Spool.open(dir, { maxRecords: 0, maxBytes: 1000 })).rejects.toThrow(/maxRecords/)
     await expect(Spool.open(dir, { maxRecords: 1, maxBytes: 10 })).rejects.toThrow(/maxBytes/)
+    await expect(Spool.open(dir, { ...roomy, maxAgeMs: 0 })).rejects.toThrow(/maxAgeMs/)
+    await expect(Spool.open(dir, { ...roomy, maxMemoryRecords: 0 })).rejects.toThrow(
+      /maxMemoryRecords/,
+    )
   })
 
   it('serializes concurrent appends, reads and removes', async () => {
     const spool = await Spool.open(dir, roomy)
-    const appends = Array.from({ length: 20 }, (_, i) => spool.append(i + 1, bodyOf(i + 1)))
+    const appends = Array.from({ length: 20 }, () => spool.append((seq) => bodyOf(seq)))
     const reads = [spool.oldest(), spool.oldest()]
     await Promise.all([...appends, ...reads, spool.remove(1)])
     expect(spool.stats().depth).toBe(19)
@@ -162,7 +194,7 @@ describe('Spool', () => {
   describe('corrupted records are removed, counted, and skipped', () => {
     async function spoolWithFive(): Promise<Spool> {
       const spool = await Spool.open(dir, roomy)
-      for (let seq = 1; seq <= 5; seq += 1) await spool.append(seq, bodyOf(seq, 64))
+      for (let seq = 1; seq <= 5; seq += 1) await put(spool, seq, 64)
       return spool
     }
 
