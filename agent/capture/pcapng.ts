@@ -90,7 +90,7 @@ interface Interface {
   bigUnits: bigint
   /** Output fraction = remainder × multiplier when that is exact; 0: computed by division. */
   multiplier: number
-  /** if_tsoffset: seconds added to every timestamp. */
+  /** if_tsoffset modulo 2^32 (its low word): seconds are only given modulo 2^32. */
   offsetSeconds: number
   /** Raw IDB snaplen (0: no limit), for simple packet blocks. */
   snaplen: number
@@ -327,11 +327,8 @@ export class PcapngReader {
         } else malformed = true
       } else if (code === OPTION_IF_TSOFFSET) {
         if (length === 8) {
-          const first = bigEndian ? readBE32(b, o + 4) : readLE32(b, o + 4)
-          const second = bigEndian ? readBE32(b, o + 8) : readLE32(b, o + 8)
-          const high = bigEndian ? first : second
-          const low = bigEndian ? second : first
-          offsetSeconds = (high >= 0x8000_0000 ? high - TWO_32 : high) * TWO_32 + low
+          // Only the low word matters: an int64 modulo 2^32, two's complement included.
+          offsetSeconds = bigEndian ? readBE32(b, o + 8) : readLE32(b, o + 4)
         } else malformed = true
       }
       o += 4 + ((length + 3) & ~3)
@@ -425,6 +422,7 @@ export class PcapngReader {
       this.#fraction = Number(((t % big) * 1_000_000_000n) / big)
       return
     }
+    /** Seconds modulo 2^32, below 2^53 so that the sum is exact. */
     let seconds: number
     let remainder: number
     if (high < 0x10_0000) {
@@ -433,14 +431,15 @@ export class PcapngReader {
       seconds = floorDiv(t, units)
       remainder = t - seconds * units
     } else {
-      // Long division in 32- and 16-bit digits, each step exact in a double.
+      // Long division in 32- and 16-bit digits, each step exact in a double. The quotient is
+      // qh·2^32 + qm·2^16 + ql; modulo 2^32 the first term vanishes and qm keeps 16 bits.
       const qh = floorDiv(high, units)
       const mid = (high - qh * units) * 65_536 + (low >>> 16)
       const qm = floorDiv(mid, units)
       const last = (mid - qm * units) * 65_536 + (low & 0xffff)
       const ql = floorDiv(last, units)
       remainder = last - ql * units
-      seconds = qh * TWO_32 + qm * 65_536 + ql
+      seconds = (qm % 65_536) * 65_536 + ql
     }
     this.#seconds = (seconds + itf.offsetSeconds) >>> 0
     this.#fraction =

@@ -193,14 +193,22 @@ describe('PcapReader', () => {
     expect(reader.header).toBeUndefined()
   })
 
-  it('rejects pcapng with advice to convert', () => {
-    const pcapng = Uint8Array.from([0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a])
+  it('refuses pcapng with advice to convert unless asked to read it', () => {
+    const shb = Uint8Array.from([
+      ...[0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a],
+      ...[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1c, 0, 0, 0],
+    ])
     const reader = new PcapReader(() => {})
-    reader.push(pcapng)
-    expect(() => reader.push(new Uint8Array(12))).toThrow(PcapFormatError)
-    expect(() => new PcapReader(() => {}).push(concatBytes([pcapng, new Uint8Array(12)]))).toThrow(
-      /pcapng is not supported; convert with `editcap -F pcap/,
+    reader.push(shb.subarray(0, 3))
+    expect(() => reader.push(shb.subarray(3, 12))).toThrow(PcapFormatError)
+    expect(() => new PcapReader(() => {}).push(shb)).toThrow(
+      /pcapng where classic pcap was expected; convert with `editcap -F pcap/,
     )
+    const reading = new PcapReader(() => {}, undefined, { pcapng: true })
+    reading.push(shb)
+    expect(reading.end()).toEqual({ truncatedBytes: 0 })
+    expect(reading.format).toBe('pcapng')
+    expect(reading.pcapngStats).toMatchObject({ sections: 1, interfaces: 0 })
   })
 
   it('rejects a foreign magic, naming the bytes seen', () => {
