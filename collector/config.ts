@@ -1,6 +1,6 @@
 /** The collector's settings, with defaults that run on one machine with the embedded engine. */
 import { z } from 'zod'
-import { loadConfig } from '../common/config.ts'
+import { httpUrl, loadConfig } from '../common/config.ts'
 
 const MiB = 1024 * 1024
 
@@ -16,7 +16,7 @@ export const CollectorConfig = z.strictObject({
   clickhouse: z
     .strictObject({
       /** A ClickHouse server (http://host:8123). Unset: the embedded engine in data_dir. */
-      url: z.url().optional(),
+      url: httpUrl().optional(),
       username: z.string().default('default'),
       password: z.string().default(''),
       /**
@@ -82,7 +82,7 @@ export const CollectorConfig = z.strictObject({
       /** Where notices go. Neither set: only in-person notices can be recorded. */
       outbox: z
         .strictObject({
-          webhook_url: z.url().optional(),
+          webhook_url: httpUrl().optional(),
           smtp: z
             .strictObject({
               host: z.string().min(1),

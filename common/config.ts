@@ -207,15 +207,15 @@ export function loadConfig<S extends z.ZodType>(
   const merged = merge(withoutNulls(fromFile as Tree), overridesFromEnv(defaults, env, fromEnv))
   const result = schema.safeParse(merged)
   if (!result.success) {
-    const variables = new Set(
-      result.error.issues.map((issue) => envVariableOf(issue.path, fromEnv) ?? ''),
-    )
+    const blamed = result.error.issues.map((issue) => envVariableOf(issue.path, fromEnv))
+    const variables = [...new Set(blamed.filter((name) => name !== undefined))]
     // Blame the file only for what it set; an override that does not parse is the environment's.
-    const source = variables.has('')
-      ? (options.file ?? 'configuration')
-      : `the environment (${[...variables].join(', ')})`
+    const sources = [
+      ...(blamed.includes(undefined) ? [options.file ?? 'the configuration'] : []),
+      ...(variables.length > 0 ? [`the environment (${variables.join(', ')})`] : []),
+    ]
     throw new ConfigError(
-      `${source} is invalid:\n  ${describeIssues(result.error, fromEnv).join('\n  ')}`,
+      `${sources.join(' and ')} ${sources.length > 1 ? 'are' : 'is'} invalid:\n  ${describeIssues(result.error, fromEnv).join('\n  ')}`,
     )
   }
   return result.data

@@ -51,7 +51,7 @@ describe('config checks', () => {
     expect(result.code).toBe(1)
     expect(result.stderr).toContain('listen.port: Invalid input: expected number, received string')
     expect(result.stderr).toContain('listen: Unrecognized key: "hots"')
-    expect(result.stderr).toContain('clickhouse.url: Invalid URL')
+    expect(result.stderr).toContain('clickhouse.url: must be an http:// or https:// URL')
   })
 
   it('applies environment overrides and reports a missing file', async () => {
@@ -59,7 +59,9 @@ describe('config checks', () => {
       TALLY_INTERVAL_SECONDS: '0',
     })
     expect(result.code).toBe(1)
-    expect(result.stderr).toMatch(/interval_seconds: .*>=1/)
+    expect(result.stderr).toMatch(
+      /TALLY_INTERVAL_SECONDS \(environment, sets interval_seconds\): .*>=1/,
+    )
     const missing = await tally(['agent', 'check', '-c', '/nonexistent/agent.yaml'])
     expect(missing.stderr).toContain('cannot read config file /nonexistent/agent.yaml')
   })
