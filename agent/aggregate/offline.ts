@@ -1,16 +1,19 @@
 /**
- * `tally agent aggregate FILE.pcap`: the aggregates of a capture file, and how fast they were
- * made. This is how correctness is compared with tshark and speed with other tools. The report
- * holds the same classes as the live agent sends, so it never shows an address.
+ * `tally agent aggregate FILE`: the aggregates of a capture file (classic pcap or pcapng), and
+ * how fast they were made. This is how correctness is compared with tshark and speed with other
+ * tools. The report holds the same classes as the live agent sends, so it never shows an address.
  */
 import type { UsageContribution } from '../../protocol/v1.ts'
-import { readPcapFile } from '../capture/pcap-reader.ts'
+import { type CaptureFormat, readPcapFile } from '../capture/pcap-reader.ts'
 import type { AggregatorOptions } from './aggregator.ts'
 import { TrafficCounter } from './traffic.ts'
 
 export interface AggregateReport {
   file: string
+  format: CaptureFormat
+  /** The first interface's link type (pcapng may have several: link_types). */
   link_type: number
+  link_types: number[]
   stats: {
     packets: number
     bytes: number
@@ -18,6 +21,10 @@ export interface AggregateReport {
     non_ip: number
     malformed: Record<string, number>
     truncated_bytes: number
+    /** pcapng blocks without packets (statistics, names, custom), skipped as they should be. */
+    skipped_blocks: number
+    /** pcapng blocks whose content was unusable, skipped with their packets. */
+    malformed_blocks: number
     seconds: number
     packets_per_second: number
   }
@@ -50,7 +57,9 @@ export async function aggregateFile(
   }
   return {
     file,
+    format: read.format,
     link_type: read.header.linkType,
+    link_types: read.pcapng?.linkTypes ?? [read.header.linkType],
     stats: {
       packets: total.packets,
       bytes: total.bytes,
@@ -58,6 +67,8 @@ export async function aggregateFile(
       non_ip: total.nonIp,
       malformed: Object.fromEntries([...total.malformed].sort()),
       truncated_bytes: read.truncatedBytes,
+      skipped_blocks: read.pcapng?.skippedBlocks ?? 0,
+      malformed_blocks: read.pcapng?.malformedBlocks ?? 0,
       seconds: Number(seconds.toFixed(6)),
       packets_per_second: seconds > 0 ? Math.round(total.packets / seconds) : 0,
     },
@@ -71,12 +82,19 @@ export function formatReport(report: AggregateReport): string {
   const { stats } = report
   const malformed = Object.entries(stats.malformed)
   const lines = [
-    `${report.file}: ${stats.packets} packets, ${stats.bytes} bytes (link type ${report.link_type})`,
+    `${report.file}: ${stats.packets} packets, ${stats.bytes} bytes (${report.format}, ` +
+      `link type${report.link_types.length > 1 ? 's' : ''} ${report.link_types.join(', ')})`,
     `  decoded ${stats.decoded}, non-IP ${stats.non_ip}, malformed ${malformed.reduce((n, [, c]) => n + c, 0)}` +
       (malformed.length > 0 ? ` (${malformed.map(([r, c]) => `${r} ${c}`).join(', ')})` : ''),
     `  ${stats.seconds.toFixed(3)} s, ${stats.packets_per_second} packets/s`,
-    '',
   ]
+  if (stats.truncated_bytes > 0 || stats.malformed_blocks > 0) {
+    lines.push(
+      `  unreadable: ${stats.truncated_bytes} bytes cut at the end, ` +
+        `${stats.malformed_blocks} malformed blocks skipped`,
+    )
+  }
+  lines.push('')
   const header = [
     'direction',
     'ip',
