@@ -68,3 +68,31 @@ export async function revokeAgent(
   ])
   return true
 }
+
+/**
+ * Replaces an agent's credential (its enrollment answered again): the previous one stops
+ * working, so an agent has one valid credential at most. A revoked agent stays revoked.
+ */
+export async function reissueCredential(
+  store: Store,
+  agentId: string,
+  credentialSha256: string,
+  now = Date.now(),
+): Promise<AgentIdentity | 'revoked' | undefined> {
+  const row = await findAgent(store, agentId)
+  if (row === undefined) return undefined
+  if (row.revoked) return 'revoked'
+  await insertRows(store, 'tally.agents', [
+    {
+      agent_id: row.agent_id,
+      site: row.site,
+      host: row.host,
+      credential_sha256: credentialSha256,
+      enroll_token_id: row.enroll_token_id,
+      enrolled_at: row.enrolled_at,
+      revoked_at: null,
+      version: Math.max(now, Number(row.version) + 1),
+    },
+  ])
+  return { agent_id: row.agent_id, host: row.host, site: row.site }
+}

@@ -6,7 +6,8 @@
 import type { EnrollRequest, EnrollResponse } from '../../protocol/v1.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, Mutex, selectRows } from '../store/rows.ts'
-import { issueSecret, newId, secretId, secretMatches } from './tokens.ts'
+import { reissueCredential } from './agents.ts'
+import { issueSecret, newId, secretId, secretMatches, sha256Hex } from './tokens.ts'
 
 export const SITE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/
 
@@ -67,8 +68,24 @@ interface TokenRow {
   uses: number
 }
 
+/** An enrollment answered: `replayed` when it was the same agent's earlier one, given again. */
+export interface Enrollment {
+  response: EnrollResponse
+  replayed: boolean
+}
+
 const enrollments = new Mutex()
 
+/**
+ * Trades a token for a credential. With an instance secret, the use of the token is recorded
+ * with the secret's hash, and the same secret with the same token (still valid: known, not
+ * revoked, not expired) gets the same enrollment again with a new credential that replaces the
+ * previous one; it spends no further use. A used-up token without the secret, or with another,
+ * is refused.
+ *
+ * The use is written before the agent: if the collector dies between the two, the replay finds
+ * the use and writes the agent then, so no orphan agent is left and no use is spent twice.
+ */
 export async function enroll(
   store: Store,
   token: string,
@@ -76,7 +93,7 @@ export async function enroll(
   grantPublicKey: Record<string, string>,
   intervalSeconds: number,
   now = Date.now(),
-): Promise<EnrollResponse> {
+): Promise<Enrollment> {
   const tokenId = secretId('e', token)
   if (tokenId === undefined) throw new EnrollmentRefused('not an enrollment token')
   return enrollments.run(async () => {
@@ -94,35 +111,100 @@ export async function enroll(
     if (row.revoked) throw new EnrollmentRefused('this enrollment token was revoked')
     if (Number(row.expires_at) <= now)
       throw new EnrollmentRefused('this enrollment token has expired')
+    const instanceSha256 = request.instance === undefined ? '' : sha256Hex(request.instance)
+    const answer = (agentId: string, host: string, credential: string): EnrollResponse => ({
+      agent_id: agentId,
+      host,
+      site: row.site,
+      credential,
+      grant_public_key: grantPublicKey,
+      interval_seconds: intervalSeconds,
+    })
+
+    if (instanceSha256 !== '') {
+      const [use] = await selectRows<{ agent_id: string; used_at: number }>(
+        store,
+        `SELECT agent_id, toUnixTimestamp64Milli(used_at) AS used_at FROM tally.enroll_token_uses
+         WHERE token_id = {id:String} AND instance_sha256 = {instance:String}
+         ORDER BY used_at LIMIT 1`,
+        { id: tokenId, instance: instanceSha256 },
+      )
+      if (use !== undefined) {
+        const credential = issueSecret('a', use.agent_id)
+        const agent = await reissueCredential(store, use.agent_id, credential.sha256, now)
+        if (agent === 'revoked') {
+          throw new EnrollmentRefused(
+            `the agent this token and instance enrolled (${use.agent_id}) was revoked`,
+          )
+        }
+        if (agent === undefined) {
+          // The collector died after recording the use and before writing the agent.
+          await writeAgent(store, {
+            agentId: use.agent_id,
+            site: row.site,
+            host: request.hostname.toLowerCase(),
+            credentialSha256: credential.sha256,
+            tokenId,
+            enrolledAt: Number(use.used_at),
+            version: now,
+          })
+          return {
+            response: answer(use.agent_id, request.hostname.toLowerCase(), credential.secret),
+            replayed: true,
+          }
+        }
+        return { response: answer(use.agent_id, agent.host, credential.secret), replayed: true }
+      }
+    }
+
     if (Number(row.uses) >= Number(row.max_uses)) {
       throw new EnrollmentRefused(
-        `this enrollment token was already used ${row.uses} time(s), its maximum`,
+        `this enrollment token was already used ${row.uses} time(s), its maximum` +
+          (request.instance === undefined
+            ? ''
+            : '; this instance secret is not the one it was used with'),
       )
     }
     const agentId = newId('a')
     const credential = issueSecret('a', agentId)
-    await insertRows(store, 'tally.agents', [
-      {
-        agent_id: agentId,
-        site: row.site,
-        host: request.hostname.toLowerCase(),
-        credential_sha256: credential.sha256,
-        enroll_token_id: tokenId,
-        enrolled_at: now,
-        revoked_at: null,
-        version: now,
-      },
-    ])
+    const host = request.hostname.toLowerCase()
     await insertRows(store, 'tally.enroll_token_uses', [
-      { token_id: tokenId, agent_id: agentId, used_at: now },
+      { token_id: tokenId, agent_id: agentId, used_at: now, instance_sha256: instanceSha256 },
     ])
-    return {
-      agent_id: agentId,
-      host: request.hostname.toLowerCase(),
+    await writeAgent(store, {
+      agentId,
       site: row.site,
-      credential: credential.secret,
-      grant_public_key: grantPublicKey,
-      interval_seconds: intervalSeconds,
-    }
+      host,
+      credentialSha256: credential.sha256,
+      tokenId,
+      enrolledAt: now,
+      version: now,
+    })
+    return { response: answer(agentId, host, credential.secret), replayed: false }
   })
+}
+
+interface AgentRecord {
+  agentId: string
+  site: string
+  host: string
+  credentialSha256: string
+  tokenId: string
+  enrolledAt: number
+  version: number
+}
+
+async function writeAgent(store: Store, agent: AgentRecord): Promise<void> {
+  await insertRows(store, 'tally.agents', [
+    {
+      agent_id: agent.agentId,
+      site: agent.site,
+      host: agent.host,
+      credential_sha256: agent.credentialSha256,
+      enroll_token_id: agent.tokenId,
+      enrolled_at: agent.enrolledAt,
+      revoked_at: null,
+      version: agent.version,
+    },
+  ])
 }

@@ -28,7 +28,7 @@ export function agentRoutes(store: Store, config: CollectorConfig, signingKey: G
       const request = await readJson(c, EnrollRequest)
       if (!request.ok) return request.response
       try {
-        const enrolled = await enroll(
+        const { response: enrolled, replayed } = await enroll(
           store,
           token,
           request.value,
@@ -36,8 +36,10 @@ export function agentRoutes(store: Store, config: CollectorConfig, signingKey: G
           config.enrollment.interval_seconds,
         )
         c.get('log').info(
-          { agent_id: enrolled.agent_id, host: enrolled.host, site: enrolled.site },
-          'agent enrolled',
+          { agent_id: enrolled.agent_id, host: enrolled.host, site: enrolled.site, replayed },
+          replayed
+            ? 'agent enrolled again with the same token and instance: new credential, the previous one revoked'
+            : 'agent enrolled',
         )
         return c.json(enrolled, 201)
       } catch (err) {

@@ -3,10 +3,18 @@
  * embedded engine.
  */
 import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createEnrollToken, type IssuedEnrollToken } from '../../collector/auth/enrollment.ts'
+import { createApp } from '../../collector/app.ts'
+import {
+  createEnrollToken,
+  enroll as enrollDirectly,
+  type IssuedEnrollToken,
+} from '../../collector/auth/enrollment.ts'
+import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { sha256Hex } from '../../collector/auth/tokens.ts'
-import { selectRows } from '../../collector/store/rows.ts'
+import { insertRows, selectRows } from '../../collector/store/rows.ts'
 import { EnrollResponse } from '../../protocol/v1.ts'
 import {
   count,
@@ -161,6 +169,199 @@ describe('enrollment', () => {
     expect((await errorBody(res)).error).toBe('unauthenticated')
     // The token still works: refusals spent none of its uses.
     expect((await enroll(token.token, 'after-refusals')).status).toBe(201)
+  })
+})
+
+describe('enrollment replay (same token, same instance secret)', () => {
+  const secret = () => randomBytes(32).toString('base64url')
+  const enrollAs = (token: string, hostname: string, instance?: string, app = h.app) =>
+    app.request('/v1/agents/enroll', {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ hostname, agent_version: '0.1.0', instance }),
+    })
+  const ingest = (agentId: string, credential: string, seq: number) =>
+    postIngest(h.app, gz(makeBatch(agentId, seq)), { credential })
+  const usesOf = (tokenId: string) =>
+    count(h.store, 'tally.enroll_token_uses', 'token_id = {id:String}', { id: tokenId })
+
+  it('answers a lost 201 again: same agent, new credential, the old one revoked', async () => {
+    const token = await makeToken('replay-site', 1)
+    const instance = secret()
+    const agents = await agentCount()
+    const first = await enrollAs(token.token, 'Replay-Host', instance)
+    expect(first.status).toBe(201)
+    const lost = EnrollResponse.parse(await first.json())
+    // The answer never reached the agent; it asks again with the same token and instance.
+    const again = await enrollAs(token.token, 'Replay-Host', instance)
+    expect(again.status).toBe(201)
+    const body = EnrollResponse.parse(await again.json())
+    expect(body).toEqual({ ...lost, credential: body.credential })
+    expect(body.credential).not.toBe(lost.credential)
+    expect(body.host).toBe('replay-host')
+    expect(body.site).toBe('replay-site')
+    expect(await agentCount()).toBe(agents + 1)
+    expect(await usesOf(token.token_id)).toBe(1)
+
+    // At most one valid credential: the lost one is refused, the new one works.
+    expect((await ingest(body.agent_id, lost.credential, 1)).status).toBe(401)
+    expect((await ingest(body.agent_id, body.credential, 1)).status).toBe(200)
+    // Only hashes are kept: neither the instance secret nor a credential is stored.
+    const [use] = await selectRows<{ instance_sha256: string }>(
+      h.store,
+      'SELECT instance_sha256 FROM tally.enroll_token_uses WHERE token_id = {id:String}',
+      { id: token.token_id },
+    )
+    expect(use?.instance_sha256).toBe(sha256Hex(instance))
+
+    // A third time, with another host name: still the same agent, under its first name.
+    const third = EnrollResponse.parse(
+      await (await enrollAs(token.token, 'renamed-host', instance)).json(),
+    )
+    expect(third).toMatchObject({ agent_id: body.agent_id, host: 'replay-host' })
+    expect((await ingest(body.agent_id, body.credential, 2)).status).toBe(401)
+    expect((await ingest(body.agent_id, third.credential, 2)).status).toBe(200)
+  })
+
+  it('refuses a used token with another instance or none, and an expired one even for the same', async () => {
+    const token = await makeToken('replay-site', 1)
+    const instance = secret()
+    expect((await enrollAs(token.token, 'owner', instance)).status).toBe(201)
+    for (const other of [secret(), undefined]) {
+      const before = await agentCount()
+      const res = await enrollAs(token.token, 'thief', other)
+      expect(res.status).toBe(401)
+      const refusal = await errorBody(res)
+      expect(refusal.error).toBe('enrollment_refused')
+      expect(refusal.message).toMatch(/already used 1 time/)
+      expect(await agentCount()).toBe(before)
+    }
+    expect(await usesOf(token.token_id)).toBe(1)
+
+    // Used while valid (an hour ago, by a token made two hours ago with a 1.5 h life), then
+    // expired: the same instance is refused too.
+    const old = await createEnrollToken(
+      h.store,
+      { site: 'replay-site', ttlHours: 1.5, maxUses: 1, createdBy: 'test' },
+      Date.now() - 2 * 3_600_000,
+    )
+    const oldInstance = secret()
+    const used = await enrollDirectly(
+      h.store,
+      old.token,
+      { hostname: 'late', agent_version: '0.1.0', instance: oldInstance },
+      {},
+      10,
+      Date.now() - 3_600_000,
+    )
+    expect(used.replayed).toBe(false)
+    const expired = await enrollAs(old.token, 'late', oldInstance)
+    expect(expired.status).toBe(401)
+    expect((await errorBody(expired)).message).toMatch(/expired/)
+  })
+
+  it('refuses a replay for an agent an admin revoked', async () => {
+    const token = await makeToken('replay-site', 1)
+    const instance = secret()
+    const first = EnrollResponse.parse(await (await enrollAs(token.token, 'gone', instance)).json())
+    const revoked = await request(`/v1/admin/agents/${first.agent_id}/revoke`, {
+      method: 'POST',
+      token: adminToken,
+    })
+    expect(revoked.status).toBe(200)
+    const res = await enrollAs(token.token, 'gone', instance)
+    expect(res.status).toBe(401)
+    expect((await errorBody(res)).message).toContain(`(${first.agent_id}) was revoked`)
+  })
+
+  it('spends no further use of a multi-use token on a replay and makes no second agent', async () => {
+    const token = await makeToken('replay-site', 2)
+    const [one, two, three] = [secret(), secret(), secret()]
+    const agents = await agentCount()
+    const a = EnrollResponse.parse(await (await enrollAs(token.token, 'multi-1', one)).json())
+    for (let i = 0; i < 3; i++) {
+      const replay = EnrollResponse.parse(
+        await (await enrollAs(token.token, 'multi-1', one)).json(),
+      )
+      expect(replay.agent_id).toBe(a.agent_id)
+    }
+    expect(await usesOf(token.token_id)).toBe(1)
+    const b = EnrollResponse.parse(await (await enrollAs(token.token, 'multi-2', two)).json())
+    expect(b.agent_id).not.toBe(a.agent_id)
+    expect(await usesOf(token.token_id)).toBe(2)
+    expect(await agentCount()).toBe(agents + 2)
+    const full = await enrollAs(token.token, 'multi-3', three)
+    expect(full.status).toBe(401)
+    expect((await errorBody(full)).message).toMatch(/already used 2 time/)
+    // Both instances still get their own enrollment back once the token is used up.
+    const again = EnrollResponse.parse(await (await enrollAs(token.token, 'multi-2', two)).json())
+    expect(again.agent_id).toBe(b.agent_id)
+    expect(await agentCount()).toBe(agents + 2)
+  })
+
+  it('finishes an enrollment the collector died in, after recording the use', async () => {
+    const token = await makeToken('replay-site', 1)
+    const instance = secret()
+    const agentId = 'a-00000000c0ffee00'
+    // What the collector had written when it died: the use, not yet the agent.
+    await insertRows(h.store, 'tally.enroll_token_uses', [
+      {
+        token_id: token.token_id,
+        agent_id: agentId,
+        used_at: Date.now() - 5_000,
+        instance_sha256: sha256Hex(instance),
+      },
+    ])
+    const res = await enrollAs(token.token, 'Half-Done', instance)
+    expect(res.status).toBe(201)
+    const body = EnrollResponse.parse(await res.json())
+    expect(body).toMatchObject({ agent_id: agentId, host: 'half-done', site: 'replay-site' })
+    expect((await ingest(agentId, body.credential, 1)).status).toBe(200)
+    expect(await usesOf(token.token_id)).toBe(1)
+  })
+
+  it('logs a replay as an enrollment, never the instance secret or a credential', async () => {
+    const lines: string[] = []
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) })
+    const app = createApp({
+      store: h.store,
+      config: h.config,
+      logger,
+      signingKey: loadOrCreateSigningKey(join(h.dir, 'grant-signing.pem')),
+    })
+    const token = await makeToken('replay-site', 1)
+    const instance = secret()
+    const first = EnrollResponse.parse(
+      await (await enrollAs(token.token, 'logged', instance, app)).json(),
+    )
+    const second = EnrollResponse.parse(
+      await (await enrollAs(token.token, 'logged', instance, app)).json(),
+    )
+    const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+    const enrolled = entries.filter(
+      (e) => e.agent_id === first.agent_id && e.replayed !== undefined,
+    )
+    expect(enrolled.map((e) => [e.msg, e.replayed, e.host, e.site])).toEqual([
+      ['agent enrolled', false, 'logged', 'replay-site'],
+      [
+        'agent enrolled again with the same token and instance: new credential, the previous one revoked',
+        true,
+        'logged',
+        'replay-site',
+      ],
+    ])
+    const text = lines.join('')
+    for (const secretText of [instance, first.credential, second.credential, token.token]) {
+      expect(text).not.toContain(secretText)
+    }
+  })
+
+  it('refuses an instance secret that is too short to be one', async () => {
+    const token = await makeToken('replay-site', 1)
+    const res = await enrollAs(token.token, 'weak', 'abc')
+    expect(res.status).toBe(400)
+    expect((await errorBody(res)).issues?.map((i) => i.path)).toEqual(['instance'])
+    expect(await usesOf(token.token_id)).toBe(0)
   })
 })
 
