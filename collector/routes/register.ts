@@ -16,7 +16,7 @@ import { type Context, Hono } from 'hono'
 import { z } from 'zod'
 import { requireUser } from '../auth/middleware.ts'
 import { ROLES, type Role } from '../auth/roles.ts'
-import { type CollectorEnv, problem, readJson } from '../http.ts'
+import { type CollectorEnv, problem, readJson, zodIssues } from '../http.ts'
 import {
   BadCountersignature,
   CheckpointNotFound,
@@ -47,7 +47,7 @@ export const CountersignRequest = z.strictObject({
 })
 
 const EntriesQuery = z.strictObject({
-  from: z.coerce.number().int().min(1).optional(),
+  from: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
   limit: z.coerce.number().int().min(1).max(MAX_PAGE).optional(),
   case_id: z.string().min(1).max(200).optional(),
 })
@@ -100,7 +100,8 @@ export function registerRoutes(store: Store, register: Register) {
           c,
           400,
           'invalid_request',
-          'query parameters: from (seq, >= 1), limit (1-10000), case_id',
+          `query parameters: from (seq, >= 1), limit (1-${MAX_PAGE}), case_id`,
+          zodIssues(query.error),
         )
       }
       const page = await register.entriesPage(name, query.data)

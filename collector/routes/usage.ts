@@ -8,14 +8,28 @@ import { type CollectorEnv, problem, zodIssues } from '../http.ts'
 import type { Store } from '../store/client.ts'
 import { queryUsage, USAGE_DIMENSIONS } from '../store/usage.ts'
 
-/** A time as ISO 8601 or seconds since the epoch, to whole seconds. */
+/**
+ * The instants the store can hold and bucket: DateTime is seconds since 1970 in a UInt32, and a
+ * bucket's start is `from + n * step`, so both ends stay before 2100 with room to spare.
+ */
+const EARLIEST = 0
+const LATEST = Date.UTC(2100, 0, 1) / 1000
+const DAY = 86_400
+const MAX_RANGE = 800 * DAY
+
+/** A time as ISO 8601 or seconds since the epoch, to whole seconds, from 1970 to 2100. */
 const instant = z.string().transform((text, ctx) => {
-  const ms = /^\d+$/.test(text) ? Number(text) * 1000 : Date.parse(text)
+  const ms = /^\d{1,12}$/.test(text) ? Number(text) * 1000 : Date.parse(text)
   if (!Number.isFinite(ms)) {
     ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 time or seconds since the epoch' })
     return z.NEVER
   }
-  return Math.floor(ms / 1000)
+  const seconds = Math.floor(ms / 1000)
+  if (seconds < EARLIEST || seconds > LATEST) {
+    ctx.addIssue({ code: 'custom', message: 'must be between 1970 and 2100' })
+    return z.NEVER
+  }
+  return seconds
 })
 
 const MAX_BUCKETS = 10_000
@@ -26,14 +40,17 @@ export const UsageParams = z
     from: instant.optional(),
     to: instant.optional(),
     by: z.enum(USAGE_DIMENSIONS).default('service'),
-    step: z.coerce.number().int().min(10).optional(),
+    step: z.coerce.number().int().min(10).max(MAX_RANGE).optional(),
   })
   .transform((p, ctx) => {
     const to = p.to ?? Math.floor(Date.now() / 1000)
     const from = p.from ?? to - 3600
     const step = p.step ?? to - from
     if (from >= to) ctx.addIssue({ code: 'custom', path: ['from'], message: 'must be before to' })
-    if (to - from > 800 * 86_400)
+    if (from < EARLIEST) {
+      ctx.addIssue({ code: 'custom', path: ['from'], message: 'must not be before 1970' })
+    }
+    if (to - from > MAX_RANGE)
       ctx.addIssue({ code: 'custom', path: ['from'], message: 'range is over 800 days' })
     if ((to - from) / Math.max(step, 1) > MAX_BUCKETS) {
       ctx.addIssue({

@@ -92,7 +92,12 @@ export async function queryUsage(store: Store, query: UsageQuery): Promise<Usage
     store,
     `SELECT toUnixTimestamp(ts) AS ts, site, toString(${query.by}) AS value, bytes, packets, flows, hosts
      FROM ${usageView(query.by)}(site = {site:String}, from = {from:DateTime}, to = {to:DateTime}, step = {step:UInt32})`,
-    { site: query.site, from: query.from, to: query.to, step: query.step },
+    {
+      site: query.site,
+      from: dateTimeParam(query.from),
+      to: dateTimeParam(query.to),
+      step: query.step,
+    },
   )
   return rows.map((r) => ({
     ts: new Date(Number(r.ts) * 1000).toISOString(),
@@ -104,3 +109,10 @@ export async function queryUsage(store: Store, query: UsageQuery): Promise<Usage
     hosts: Number(r.hosts),
   }))
 }
+
+/**
+ * A DateTime query parameter from seconds since the epoch. ClickHouse reads a parameter of fewer
+ * than five digits as a year, not a timestamp ("value 3600 cannot be parsed as DateTime"), so
+ * it gets ten, which is read as seconds whatever the session's time zone.
+ */
+export const dateTimeParam = (seconds: number): string => String(seconds).padStart(10, '0')
