@@ -11,20 +11,9 @@
  * from `baseDelayMs` up to `maxDelayMs`) so that agents cut off by the same outage do not all come
  * back at the same instant; the cap resets after the collector answers.
  */
-import { z } from 'zod'
-import { ErrorBody, IngestAck } from '../../protocol/v1.ts'
+import { ErrorBody, IngestAck, SeqConflict } from '../../protocol/v1.ts'
 import { repairInterval, withSeq } from './batch-body.ts'
 import type { Spool, SpoolRecord } from './spool.ts'
-
-/**
- * The collector's 409 when it already stored another batch under this (agent, seq): where its
- * numbering for this agent ends. Parsed here until protocol/v1.ts exports the same schema.
- */
-const SeqConflict = z.object({
-  error: z.literal('seq_conflict'),
-  message: z.string(),
-  last_seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-})
 
 export type DeliveryOutcome =
   | { kind: 'acknowledged' }

@@ -377,7 +377,7 @@ export class Spool {
   /** The oldest intact record; corrupted ones met on the way are removed and counted. */
   oldest(): Promise<SpoolRecord | undefined> {
     return this.#exclusive(async () => {
-      await this.#expire()
+      if ((await this.#expire()) > 0) this.#noteDisk(await this.#persistState(), 0)
       for (;;) {
         const entry = this.#index[0]
         if (!entry) {
@@ -600,7 +600,8 @@ export class Spool {
   }
 
   /** Drops records spooled longer ago than maxAgeMs: the collector would refuse them anyway. */
-  async #expire(): Promise<void> {
+  async #expire(): Promise<number> {
+    const before = this.#counters.dropped
     const cutoff = this.#options.now() - this.#options.maxAgeMs
     for (let position = 0; position < this.#index.length; ) {
       const entry = this.#index[position] as DiskEntry
@@ -620,6 +621,7 @@ export class Spool {
       this.#onEvent({ kind: 'dropped', seq: held.seq, reason: 'expired' })
     }
     this.#memory = kept
+    return this.#counters.dropped - before
   }
 
   /** Drops the oldest records until `records` more records of `bytes` more bytes fit. */

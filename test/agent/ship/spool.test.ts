@@ -1,7 +1,9 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { RECORD_HEADER_BYTES, Spool } from '../../../agent/ship/spool.ts'
 
 let root: string
@@ -251,5 +253,196 @@ describe('Spool', () => {
       expect(await drainSeqs(reopened)).toEqual([1, 2, 3, 5])
       expect(reopened.stats().corrupted).toBe(1)
     })
+  })
+})
+
+describe('Spool numbering', () => {
+  it('recovers a lost or damaged next-seq file from its newest record, and says so', async () => {
+    const spool = await Spool.open(dir, roomy)
+    expect(spool.recovery.seq?.problem).toMatch(/next-seq: missing$/)
+    for (const seq of [1, 2, 3]) await put(spool, seq)
+    await spool.remove(1)
+
+    await rm(join(dir, 'next-seq'))
+    const lost = await Spool.open(dir, roomy)
+    expect(lost.recovery.seq).toEqual({ problem: `${join(dir, 'next-seq')}: missing`, next: 4 })
+    await put(lost, 4)
+
+    await writeFile(join(dir, 'next-seq'), '')
+    const empty = await Spool.open(dir, roomy)
+    expect(empty.recovery.seq).toEqual({ problem: `${join(dir, 'next-seq')}: is empty`, next: 5 })
+    await writeFile(join(dir, 'next-seq'), 'x7\n')
+    const garbage = await Spool.open(dir, roomy)
+    expect(garbage.recovery.seq?.problem).toMatch(/next-seq: is corrupt/)
+    await put(garbage, 5)
+
+    const sound = await Spool.open(dir, roomy)
+    expect(sound.recovery).toEqual({})
+  })
+
+  it('renumbers every waiting record in order after a given seq, moving up and down', async () => {
+    const spool = await Spool.open(dir, roomy)
+    await put(spool, 1)
+    // Records 1, 5, 6: renumbered from 3, record 1 moves up and the others down.
+    await writeFile(join(dir, 'next-seq'), '5\n')
+    const gapped = await Spool.open(dir, roomy)
+    await put(gapped, 5)
+    await put(gapped, 6)
+    const rewrite = (body: Buffer, seq: number) => Buffer.concat([body, Buffer.from(`>${seq}`)])
+    expect(await gapped.renumber(3, rewrite)).toEqual({ count: 3, first: 3, last: 5 })
+    expect(gapped.nextSeq).toBe(6)
+    expect((await readFile(join(dir, 'next-seq'), 'utf8')).trim()).toBe('6')
+    const bodies: string[] = []
+    for (let record = await gapped.oldest(); record; record = await gapped.oldest()) {
+      bodies.push(`${record.seq}:${record.body.subarray(10).toString()}`)
+      await gapped.remove(record.seq)
+    }
+    // Original order kept: the first record (body of 1s) is now 3, and so on.
+    expect(bodies).toEqual(['3:>3', '4:>4', '5:>5'])
+    const reopened = await Spool.open(dir, roomy)
+    expect(reopened.nextSeq).toBe(6)
+  })
+
+  it('renumbers records moving down by more than the spool holds', async () => {
+    await writeFile(join(root, 'seq'), '100\n')
+    const spool = await Spool.open(dir, { ...roomy, seqFile: join(root, 'seq') })
+    for (const seq of [100, 101, 102]) await put(spool, seq)
+    expect(await spool.renumber(101, (body) => body)).toEqual({ count: 3, first: 101, last: 103 })
+    expect(await drainSeqs(spool)).toEqual([101, 102, 103])
+  })
+})
+
+describe('Spool losses and age', () => {
+  it('passes the losses not yet reported to the next record, once, across reopens', async () => {
+    const seen: unknown[] = []
+    const spool = await Spool.open(dir, { maxRecords: 2, maxBytes: 1_000_000 })
+    const build = (seq: number, unreported: unknown) => {
+      seen.push(unreported)
+      return bodyOf(seq)
+    }
+    for (let i = 0; i < 4; i += 1) await spool.append(build)
+    await spool.reject(4)
+    // Writing 3 dropped 1 (reported in 4); writing 4 dropped 2; then 4 was rejected.
+    expect(seen).toEqual([
+      { dropped: 0, corrupted: 0, rejected: 0 },
+      { dropped: 0, corrupted: 0, rejected: 0 },
+      { dropped: 0, corrupted: 0, rejected: 0 },
+      { dropped: 1, corrupted: 0, rejected: 0 },
+    ])
+    // What was not reported yet survives a restart, and what was is not reported again.
+    const reopened = await Spool.open(dir, { maxRecords: 2, maxBytes: 1_000_000 })
+    expect(reopened.stats()).toMatchObject({ dropped: 2, rejected: 1, depth: 1 })
+    await reopened.append(build)
+    expect(seen.at(-1)).toEqual({ dropped: 1, corrupted: 0, rejected: 1 })
+    await reopened.append(build)
+    expect(seen.at(-1)).toEqual({ dropped: 0, corrupted: 0, rejected: 0 })
+  })
+
+  it('restarts damaged counters from 0 and says why', async () => {
+    const spool = await Spool.open(dir, { maxRecords: 1, maxBytes: 1_000_000 })
+    await put(spool, 1)
+    await put(spool, 2)
+    await writeFile(join(dir, 'counters.json'), '{"dropped":')
+    const reopened = await Spool.open(dir, roomy)
+    expect(reopened.recovery.counters).toMatch(/counters\.json: is corrupt/)
+    expect(reopened.stats()).toMatchObject({ dropped: 0, depth: 1 })
+  })
+
+  it('drops records older than maxAgeMs, at open and before sending, and counts them', async () => {
+    let now = Date.now()
+    const events: unknown[] = []
+    const options = {
+      ...roomy,
+      maxAgeMs: 60_000,
+      now: () => now,
+      onEvent: (e: unknown) => events.push(e),
+    }
+    const spool = await Spool.open(dir, options)
+    await put(spool, 1)
+    now += 30_000
+    await put(spool, 2)
+    now += 40_000
+    expect((await spool.oldest())?.seq).toBe(2)
+    expect(spool.stats()).toMatchObject({ depth: 1, dropped: 1 })
+    expect(events).toEqual([{ kind: 'dropped', seq: 1, reason: 'expired' }])
+    await expect(stat(fileOf(1))).rejects.toThrow(/ENOENT/)
+    // At open the file's time counts: record 2's file is over a minute old by then.
+    now = Date.now() + 61_000
+    const reopened = await Spool.open(dir, options)
+    expect(reopened.stats()).toMatchObject({ depth: 0, dropped: 2 })
+  })
+})
+
+/** A real small file system to fill: tmpfs needs root (and no container forbidding mounts). */
+function mountTmpfs(): string | undefined {
+  const mountPoint = mkdtempSync(join(tmpdir(), 'tally-full-'))
+  const result = spawnSync('mount', [
+    '-t',
+    'tmpfs',
+    '-o',
+    'size=256k,mode=0700',
+    'tmpfs',
+    mountPoint,
+  ])
+  return result.status === 0 ? mountPoint : undefined
+}
+const fullDisk = mountTmpfs()
+if (!fullDisk) console.warn('*** SKIPPED: the full-disk spool test needs to mount a tmpfs (root)')
+afterAll(() => {
+  if (!fullDisk) return
+  spawnSync('umount', [fullDisk])
+  rmSync(fullDisk, { recursive: true, force: true })
+})
+
+describe.skipIf(!fullDisk)('Spool on a full disk (a real 256 KiB tmpfs)', () => {
+  const mountPoint = fullDisk as string
+
+  it('holds records in memory, bounded, sends from there, and goes back to disk when space returns', async () => {
+    const spoolDir = join(mountPoint, 'spool')
+    const events: { kind: string }[] = []
+    const spool = await Spool.open(spoolDir, {
+      ...roomy,
+      maxMemoryRecords: 3,
+      onEvent: (e) => events.push(e),
+    })
+    await put(spool, 1, 8_000)
+    // Fill the file system up to the last byte.
+    const filler = join(mountPoint, 'filler')
+    spawnSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=4k'])
+    const appended: { seq: number; inMemory: boolean }[] = []
+    for (let i = 0; i < 5; i += 1) appended.push(await spool.append((seq) => bodyOf(seq, 8_000)))
+    expect(appended).toEqual([2, 3, 4, 5, 6].map((seq) => ({ seq, inMemory: true })))
+    expect(events.filter((e) => e.kind === 'disk-full')).toHaveLength(1)
+    expect(events.filter((e) => e.kind === 'dropped')).toEqual([
+      { kind: 'dropped', seq: 2, reason: 'memory-full' },
+      { kind: 'dropped', seq: 3, reason: 'memory-full' },
+    ])
+    expect(spool.stats()).toMatchObject({ depth: 4, inMemory: 3, diskFull: true, dropped: 2 })
+    // No temp file was left behind by the failed writes.
+    expect((await readdir(spoolDir)).filter((n) => n.endsWith('.tmp'))).toEqual([])
+
+    // Sent from memory as from disk, oldest first.
+    expect((await spool.oldest())?.seq).toBe(1)
+    await spool.remove(1)
+    const held = await spool.oldest()
+    expect(held?.seq).toBe(4)
+    expect(held?.body).toEqual(bodyOf(4, 8_000))
+    await spool.remove(4)
+
+    await rm(filler)
+    expect((await spool.append((seq) => bodyOf(seq, 8_000))).inMemory).toBe(false)
+    expect(events.filter((e) => e.kind === 'disk-recovered')).toEqual([
+      { kind: 'disk-recovered', flushed: 2 },
+    ])
+    expect(spool.stats()).toMatchObject({ depth: 3, inMemory: 0, diskFull: false, dropped: 2 })
+    expect((await readdir(spoolDir)).filter((n) => n.endsWith('.batch')).sort()).toEqual([
+      '0000000000000005.batch',
+      '0000000000000006.batch',
+      '0000000000000007.batch',
+    ])
+    // The drops were persisted once the disk took writes again.
+    const reopened = await Spool.open(spoolDir, roomy)
+    expect(reopened.stats()).toMatchObject({ depth: 3, dropped: 2 })
+    expect(reopened.nextSeq).toBe(8)
   })
 })
