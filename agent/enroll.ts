@@ -1,12 +1,19 @@
 /**
  * The agent's identity: enrolled once with a site-scoped token, then its own credential and the
  * collector's grant-signing public key, kept in the state directory (0600).
+ *
+ * Before its first enrollment attempt the agent makes an instance secret and keeps it in the
+ * state directory. It goes with every attempt: if an answer is lost (a timeout, a dropped
+ * connection, the agent killed before it wrote the credential), the next attempt with the same
+ * token gets the same enrollment again, with a new credential, instead of "already used".
  */
-import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { EnrollResponse, ErrorBody } from '../protocol/v1.ts'
+import { readStateFile, writeFileAtomic } from '../common/atomic-file.ts'
+import { EnrollResponse, ErrorBody, InstanceSecret } from '../protocol/v1.ts'
 import type { AgentConfig } from './config.ts'
 import { AGENT_VERSION } from './version.ts'
 
@@ -24,14 +31,34 @@ export class EnrollmentError extends Error {
 }
 
 export const credentialPath = (stateDir: string): string => join(stateDir, 'credential.json')
+export const instancePath = (stateDir: string): string => join(stateDir, 'instance')
 
+/** The stored credential; undefined when there is none. An unusable file is one line naming it. */
 export function readCredential(stateDir: string): AgentCredential | undefined {
-  const file = credentialPath(stateDir)
-  if (!existsSync(file)) return undefined
-  const parsed = AgentCredential.safeParse(JSON.parse(readFileSync(file, 'utf8')))
-  if (!parsed.success)
-    throw new EnrollmentError(`${file} is not a valid agent credential; remove it to enroll again`)
-  return parsed.data
+  return readStateFile(credentialPath(stateDir), {
+    parse: (data) => {
+      const parsed = AgentCredential.safeParse(JSON.parse(data.toString('utf8')))
+      if (!parsed.success) throw new Error('not an agent credential')
+      return parsed.data
+    },
+    remedy: 'remove it to enroll again (with a new enrollment token)',
+  })
+}
+
+/**
+ * The agent's instance secret, made (and durably written) on first use. It must exist before the
+ * first attempt: written after, a lost answer could not be asked for again.
+ */
+export function ensureInstance(stateDir: string): string {
+  const file = instancePath(stateDir)
+  const existing = readStateFile(file, {
+    parse: (data) => InstanceSecret.parse(data.toString('utf8').trim()),
+    remedy: 'remove it (and enroll with a new enrollment token if the agent is not enrolled yet)',
+  })
+  if (existing !== undefined) return existing
+  const secret = randomBytes(32).toString('base64url')
+  writeFileAtomic(file, `${secret}\n`, 0o600)
+  return secret
 }
 
 function enrollmentToken(config: AgentConfig): string {
@@ -57,8 +84,11 @@ export async function ensureEnrolled(config: AgentConfig): Promise<AgentCredenti
   const existing = readCredential(config.state_dir)
   if (existing !== undefined) return existing
   const token = enrollmentToken(config)
+  mkdirSync(config.state_dir, { recursive: true, mode: 0o700 })
+  const instance = ensureInstance(config.state_dir)
   const url = new URL('/v1/agents/enroll', config.collector.url)
   let response: Response
+  let body: unknown
   try {
     response = await fetch(url, {
       method: 'POST',
@@ -66,16 +96,18 @@ export async function ensureEnrolled(config: AgentConfig): Promise<AgentCredenti
       body: JSON.stringify({
         hostname: config.enrollment.hostname ?? hostname(),
         agent_version: AGENT_VERSION,
+        instance,
       }),
       signal: AbortSignal.timeout(config.collector.timeout_seconds * 1000),
     })
+    // Read within the same timeout: an answer cut off half way is a lost answer, asked again.
+    body = await response.json().catch(() => undefined)
   } catch (err) {
     throw new EnrollmentError(
       `cannot reach the collector at ${url}: ${(err as Error).message}`,
       true,
     )
   }
-  const body: unknown = await response.json().catch(() => undefined)
   if (!response.ok) {
     const reason = ErrorBody.safeParse(body)
     throw new EnrollmentError(
@@ -83,11 +115,19 @@ export async function ensureEnrolled(config: AgentConfig): Promise<AgentCredenti
       response.status >= 500,
     )
   }
-  const enrolled = EnrollResponse.parse(body)
-  const credential: AgentCredential = { ...enrolled, collector_url: config.collector.url }
-  const file = credentialPath(config.state_dir)
-  writeFileSync(`${file}.tmp`, `${JSON.stringify(credential, null, 2)}\n`, { mode: 0o600 })
-  chmodSync(`${file}.tmp`, 0o600)
-  renameSync(`${file}.tmp`, file)
+  const enrolled = EnrollResponse.safeParse(body)
+  if (!enrolled.success) {
+    // A 201 whose body did not arrive whole: the same token and instance get it again.
+    throw new EnrollmentError(
+      `the collector at ${url} answered ${response.status} without a whole enrollment`,
+      true,
+    )
+  }
+  const credential: AgentCredential = { ...enrolled.data, collector_url: config.collector.url }
+  writeFileAtomic(
+    credentialPath(config.state_dir),
+    `${JSON.stringify(credential, null, 2)}\n`,
+    0o600,
+  )
   return credential
 }
