@@ -83,7 +83,10 @@ export function httpDeliver(options: HttpDeliverOptions): Deliver {
     const message = errorMessage(status, text)
     if (status === 409) {
       const conflict = SeqConflict.safeParse(parseJson(text))
-      if (conflict.success) return { kind: 'conflict', lastSeq: conflict.data.last_seq, message }
+      if (conflict.success) {
+        const { error, message: said, last_seq } = conflict.data
+        return { kind: 'conflict', lastSeq: last_seq, message: clip(`HTTP 409 ${error}: ${said}`) }
+      }
     }
     if (status === 401) return { kind: 'unauthorized', message }
     if (status >= 400 && status < 500 && status !== 408 && status !== 429) {

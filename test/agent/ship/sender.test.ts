@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -19,6 +19,7 @@ const CREDENTIAL = 'tly_test-credential'
 
 interface ReceivedRequest {
   seq: number
+  batch: { seq: number; interval?: { start: number; end: number } }
   headers: IncomingMessage['headers']
   /** Whether the record was still in the spool when the collector received it. */
   spooled: boolean
@@ -62,12 +63,13 @@ class FakeCollector {
     const chunks: Buffer[] = []
     request.on('data', (chunk: Buffer) => chunks.push(chunk))
     request.on('end', () => {
-      const batch = JSON.parse(gunzipSync(Buffer.concat(chunks)).toString('utf8')) as {
-        seq: number
-      }
+      const batch = JSON.parse(
+        gunzipSync(Buffer.concat(chunks)).toString('utf8'),
+      ) as ReceivedRequest['batch']
       const attempt = this.received.filter((r) => r.seq === batch.seq).length
       this.received.push({
         seq: batch.seq,
+        batch,
         headers: request.headers,
         spooled: existsSync(fileOf(batch.seq)),
       })
@@ -324,6 +326,121 @@ describe('Sender with httpDeliver against a local collector', () => {
   })
 })
 
+describe("Sender and the collector's judgement on numbering and time", () => {
+  it('renumbers every waiting batch after last_seq on a seq_conflict, and loses none', async () => {
+    const spool = await spoolOf([1, 2, 3])
+    collector.answer = (seq) =>
+      seq <= 10
+        ? {
+            status: 409,
+            body: {
+              error: 'seq_conflict',
+              message: `seq ${seq} is stored with other content`,
+              last_seq: 10,
+            },
+          }
+        : { status: 200, body: ack(seq) }
+    const events: SenderEvent[] = []
+    const sender = new Sender({
+      spool,
+      deliver: httpDeliver({ ingestUrl: collector.url, credential: CREDENTIAL }),
+      onEvent: (event) => events.push(event),
+    })
+    await runUntil(sender, () => spool.stats().depth === 0)
+    expect(collector.received.map((r) => r.seq)).toEqual([1, 11, 12, 13])
+    // The seq inside each body is the one it was sent under.
+    expect(collector.received.map((r) => r.batch.seq)).toEqual([1, 11, 12, 13])
+    expect(events.filter((e) => e.kind === 'renumbered')).toEqual([
+      { kind: 'renumbered', seq: 1, lastSeq: 10, count: 3, first: 11, last: 13 },
+    ])
+    expect(spool.stats()).toMatchObject({ rejected: 0, dropped: 0 })
+    expect(spool.nextSeq).toBe(14)
+    expect((await readFile(join(dir, 'next-seq'), 'utf8')).trim()).toBe('14')
+    expect(sender.failures).toBe(0)
+  })
+
+  it('does not renumber when the collector contradicts itself (last_seq below the seq)', async () => {
+    const spool = await spoolOf([5, 6].map((_, i) => i + 1))
+    collector.answer = (seq, attempt) =>
+      attempt === 0
+        ? { status: 409, body: { error: 'seq_conflict', message: 'conflict', last_seq: 0 } }
+        : { status: 200, body: ack(seq) }
+    const sender = new Sender({
+      spool,
+      deliver: httpDeliver({ ingestUrl: collector.url, credential: CREDENTIAL }),
+      baseDelayMs: 1,
+    })
+    await runUntil(sender, () => spool.stats().depth === 0)
+    expect(collector.received.map((r) => r.seq)).toEqual([1, 1, 2, 2])
+    expect(sender.failures).toBe(2)
+  })
+
+  it('removes a batch refused as implausible_time (422) and counts it, across a restart', async () => {
+    const spool = await spoolOf([1, 2])
+    collector.answer = (seq) =>
+      seq === 1
+        ? {
+            status: 422,
+            body: {
+              error: 'implausible_time',
+              message: 'interval starts 1970-01-01T00:00:00.000Z',
+            },
+          }
+        : { status: 200, body: ack(seq) }
+    const events: SenderEvent[] = []
+    const sender = new Sender({
+      spool,
+      deliver: httpDeliver({ ingestUrl: collector.url, credential: CREDENTIAL }),
+      onEvent: (event) => events.push(event),
+    })
+    await runUntil(sender, () => spool.stats().depth === 0)
+    expect(collector.received.map((r) => r.seq)).toEqual([1, 2])
+    expect(events[0]).toEqual({
+      kind: 'rejected',
+      seq: 1,
+      status: 422,
+      message: 'HTTP 422 implausible_time: interval starts 1970-01-01T00:00:00.000Z',
+    })
+    expect(spool.stats().rejected).toBe(1)
+    const reopened = await Spool.open(dir, { maxRecords: 100, maxBytes: 1_000_000 })
+    expect(reopened.stats().rejected).toBe(1)
+  })
+
+  it('repairs a spooled batch whose interval ends before it starts, the same way on every try', async () => {
+    const spool = await Spool.open(dir, { maxRecords: 100, maxBytes: 1_000_000 })
+    const end = 1_764_000_000_000
+    // As an agent before the monotonic interval wrote it after the clock stepped back 5 s.
+    const broken = { version: 1, agent_id: 'agent-1', interval: { start: end + 5_000, end } }
+    await spool.append((seq) => gzipSync(JSON.stringify({ ...broken, seq })))
+    collector.answer = (seq, attempt) =>
+      attempt === 0
+        ? { status: 503, body: { error: 'unavailable', message: 'later' } }
+        : { status: 200, body: ack(seq) }
+    const events: SenderEvent[] = []
+    const sender = new Sender({
+      spool,
+      deliver: httpDeliver({ ingestUrl: collector.url, credential: CREDENTIAL }),
+      baseDelayMs: 1,
+      nominalIntervalMs: 10_000,
+      onEvent: (event) => events.push(event),
+    })
+    await runUntil(sender, () => spool.stats().depth === 0)
+    expect(collector.received.map((r) => r.batch.interval)).toEqual([
+      { start: end - 10_000, end },
+      { start: end - 10_000, end },
+    ])
+    expect(events.filter((e) => e.kind === 'repaired')).toEqual([
+      {
+        kind: 'repaired',
+        seq: 1,
+        was: { start: end + 5_000, end },
+        now: { start: end - 10_000, end },
+      },
+    ])
+    expect(spool.stats().rejected).toBe(0)
+  })
+})
+
 describe('httpDeliver outcomes', () => {
   const record = { seq: 7, body: batchBody(7) }
 
@@ -351,6 +468,17 @@ describe('httpDeliver outcomes', () => {
       await deliverWith({ status: 429, headers: { 'retry-after': '3' }, body: undefined }),
     ).toEqual({ kind: 'retry', message: 'HTTP 429', retryAfterMs: 3000 })
     expect(await deliverWith({ status: 408 })).toEqual({ kind: 'retry', message: 'HTTP 408' })
+    expect(
+      await deliverWith({
+        status: 409,
+        body: { error: 'seq_conflict', message: 'other content', last_seq: 9 },
+      }),
+    ).toEqual({ kind: 'conflict', lastSeq: 9, message: 'HTTP 409 seq_conflict: other content' })
+    expect(await deliverWith({ status: 409, body: { error: 'other', message: 'm' } })).toEqual({
+      kind: 'rejected',
+      status: 409,
+      message: 'HTTP 409 other: m',
+    })
     expect(await deliverWith({ status: 500, body: 'oops' })).toEqual({
       kind: 'retry',
       message: 'HTTP 500: "oops"',
