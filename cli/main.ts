@@ -3,7 +3,7 @@ import { Command, CommanderError } from 'commander'
 import { agentCommand } from '../agent/cli.ts'
 import { AGENT_VERSION } from '../agent/version.ts'
 import { caseCommand, oiosCommand } from '../collector/cases/cli.ts'
-import { adminCommand, collectorCommand, fleetCommand } from '../collector/cli.ts'
+import { adminCommand, collectorCommand, fleetCommand, usageCommand } from '../collector/cli.ts'
 import { registerCommand } from '../collector/register/cli.ts'
 
 export function program(): Command {
@@ -33,6 +33,7 @@ export function program(): Command {
   tally.addCommand(agentCommand())
   tally.addCommand(adminCommand())
   tally.addCommand(fleetCommand())
+  tally.addCommand(usageCommand())
   tally.addCommand(caseCommand())
   tally.addCommand(oiosCommand())
   tally.addCommand(registerCommand())

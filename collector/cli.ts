@@ -1,5 +1,5 @@
 /** `tally collector ...`, `tally admin ...` and `tally fleet`. */
-import { Command } from 'commander'
+import { Command, Option } from 'commander'
 import { ROLE_DESCRIPTIONS, ROLES } from './auth/roles.ts'
 import { type ApiOptions, api, apiOptions, print } from './cli-api.ts'
 import { migrateCommand } from './migrate-cli.ts'
@@ -170,6 +170,102 @@ export function fleetCommand(): Command {
     const answer = await api<{ agents: FleetAgent[] }>(options, 'GET', `/v1/fleet${query}`)
     print(options, answer, () => formatFleet(answer.agents))
   })
+}
+
+/** The groupings of GET /v1/usage (store/usage.ts USAGE_DIMENSIONS; a test keeps them equal). */
+export const USAGE_GROUPINGS = ['service', 'peer_class', 'transport', 'ip_version', 'direction']
+
+/** What GET /v1/usage answers. */
+export interface UsageAnswer {
+  site: string | null
+  from: string
+  to: string
+  by: string
+  step: number
+  k: number
+  buckets: Array<{
+    ts: string
+    site: string
+    bytes: number
+    packets: number
+    flows: number
+    hosts: number
+    [grouping: string]: string | number
+  }>
+}
+
+export function usageCommand(): Command {
+  return apiOptions(
+    new Command('usage')
+      .description(
+        'Site usage (tier A) as GET /v1/usage answers it: bytes, packets and new flows per site, ' +
+          'time step and grouping, only for buckets to which at least k hosts contributed ' +
+          '(usage.k); smaller ones are folded into "other", itself shown only from k hosts ' +
+          '(operator or admin)',
+      )
+      .addOption(
+        new Option('--by <grouping>', 'what to group by')
+          .choices(USAGE_GROUPINGS)
+          .default('service'),
+      )
+      .option('--site <name>', 'only this site (default: every site)')
+      .option(
+        '--from <time>',
+        'start, ISO 8601 or seconds since 1970 (default: an hour before --to)',
+      )
+      .option('--to <time>', 'end, ISO 8601 or seconds since 1970 (default: now)')
+      .option(
+        '--step <seconds>',
+        'bucket length in seconds, at least 10 (default: the whole range)',
+      ),
+  ).action(
+    async (
+      options: ApiOptions & {
+        by: string
+        site?: string
+        from?: string
+        to?: string
+        step?: string
+      },
+    ) => {
+      const query = new URLSearchParams({ by: options.by })
+      for (const key of ['site', 'from', 'to', 'step'] as const) {
+        const value = options[key]
+        if (value !== undefined) query.set(key, value)
+      }
+      const answer = await api<UsageAnswer>(options, 'GET', `/v1/usage?${query}`)
+      print(options, answer, () => formatUsage(answer))
+    },
+  )
+}
+
+export function formatUsage(answer: UsageAnswer): string {
+  const head =
+    `site usage by ${answer.by}${answer.site === null ? '' : ` for ${answer.site}`}, ` +
+    `${answer.from} to ${answer.to}, step ${answer.step} s; ` +
+    `a bucket is shown only when at least k=${answer.k} hosts contributed`
+  if (answer.buckets.length === 0)
+    return `${head}\nno bucket reaches k=${answer.k} hosts in this range`
+  const rows = [
+    ['time', 'site', answer.by, 'bytes', 'packets', 'flows', 'hosts'],
+    ...answer.buckets.map((b) => [
+      b.ts,
+      b.site,
+      String(b[answer.by]),
+      String(b.bytes),
+      String(b.packets),
+      String(b.flows),
+      String(b.hosts),
+    ]),
+  ]
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? []
+  // Text columns left, numbers right, as a reader scans them.
+  const line = (row: string[]) =>
+    row
+      .map((cell, i) => (i < 3 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd()
+  return [head, ...rows.map(line)].join('\n')
 }
 
 export function formatFleet(agents: FleetAgent[]): string {

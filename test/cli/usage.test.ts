@@ -1,0 +1,147 @@
+/**
+ * `tally usage` against a real collector process: the same buckets as GET /v1/usage, the same
+ * k rule (a service used by fewer than k hosts is not shown, not even folded into `other` when
+ * that stays under k), as a table and as JSON.
+ */
+import { gzipSync } from 'node:zlib'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { USAGE_GROUPINGS } from '../../collector/cli.ts'
+import { USAGE_DIMENSIONS } from '../../collector/store/usage.ts'
+import type { HostBatch, UsageContribution } from '../../protocol/v1.ts'
+import { CollectorProcess, freePort, tmp } from '../e2e/harness.ts'
+import { tally } from './run-tally.ts'
+
+const usage = (service: string, bytes: number): UsageContribution => ({
+  direction: 'outbound',
+  ip_version: 4,
+  transport: 'tcp',
+  service,
+  peer_class: 'internet',
+  bytes,
+  packets: 2,
+  flows: 1,
+})
+
+describe('tally usage', () => {
+  let collector: CollectorProcess
+  let admin: string[]
+  // Two minutes ago on a 10 s boundary: inside every ingest window and the 10 s table's life.
+  const start = Math.floor((Date.now() - 120_000) / 10_000) * 10
+  const from = new Date((start - 600) * 1000).toISOString()
+  const to = new Date((start + 600) * 1000).toISOString()
+
+  beforeAll(async () => {
+    collector = await new CollectorProcess(tmp('usage-cli'), await freePort(), {
+      TALLY_USAGE_K: '3',
+    }).ready()
+    admin = ['--collector', collector.url, '--token', collector.adminToken()]
+    const token = await collector.enrollToken('lyon-pm', 4)
+    // https from four hosts; ssh from one, ftp from one: "other" has two hosts, under k = 3.
+    const plan: UsageContribution[][] = [
+      [usage('https', 1000), usage('ssh', 50)],
+      [usage('https', 2000), usage('ftp', 60)],
+      [usage('https', 3000)],
+      [usage('https', 4000)],
+    ]
+    for (const [i, contributions] of plan.entries()) {
+      const enrolled = await fetch(`${collector.url}/v1/agents/enroll`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ hostname: `ws-${i}`, agent_version: '0.1.0-test' }),
+      })
+      expect(enrolled.status).toBe(201)
+      const { agent_id, credential } = (await enrolled.json()) as {
+        agent_id: string
+        credential: string
+      }
+      const batch: HostBatch = {
+        version: 1,
+        agent_id,
+        seq: 1,
+        agent_version: '0.1.0-test',
+        interval: { start: start * 1000, end: (start + 10) * 1000 },
+        samples: [],
+        usage: contributions,
+      }
+      const ingested = await fetch(`${collector.url}/v1/ingest`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${credential}`,
+          'content-type': 'application/json',
+          'content-encoding': 'gzip',
+        },
+        body: gzipSync(JSON.stringify(batch)),
+      })
+      expect(ingested.status, await ingested.text()).toBe(200)
+    }
+  })
+  afterAll(async () => {
+    await collector?.stop('SIGKILL')
+  })
+
+  it('prints what the API answers, with the k rule applied', async () => {
+    const json = await tally([
+      'usage',
+      '--by',
+      'service',
+      '--from',
+      from,
+      '--to',
+      to,
+      '--json',
+      ...admin,
+    ])
+    expect(json.code, json.stderr).toBe(0)
+    const answer = JSON.parse(json.stdout)
+    const direct = await collector.api<unknown>(
+      'GET',
+      `/v1/usage?by=service&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`,
+    )
+    expect(answer).toEqual(direct)
+    expect(answer.k).toBe(3)
+    expect(answer.buckets).toEqual([
+      expect.objectContaining({ site: 'lyon-pm', service: 'https', bytes: 10_000, hosts: 4 }),
+    ])
+  })
+
+  it('prints a table an operator can read, without the buckets under k', async () => {
+    const table = await tally(['usage', '--from', from, '--to', to, ...admin])
+    expect(table.code, table.stderr).toBe(0)
+    const lines = table.stdout.trimEnd().split('\n')
+    expect(lines[0]).toContain('site usage by service')
+    expect(lines[0]).toContain('at least k=3 hosts')
+    expect(lines[1]).toMatch(/^time\s+site\s+service\s+bytes\s+packets\s+flows\s+hosts$/)
+    expect(lines.slice(2)).toHaveLength(1)
+    expect(lines[2]).toMatch(/lyon-pm\s+https\s+10000\s+8\s+4\s+4$/)
+    expect(table.stdout).not.toMatch(/ssh|ftp|other/)
+  })
+
+  it("says so when no bucket reaches k, and refuses a bad query in the API's words", async () => {
+    const empty = await tally([
+      'usage',
+      '--site',
+      'nowhere-pm',
+      '--from',
+      from,
+      '--to',
+      to,
+      ...admin,
+    ])
+    expect(empty.code).toBe(0)
+    expect(empty.stdout).toContain('no bucket reaches k=3 hosts in this range')
+    const bad = await tally(['usage', '--step', '5', ...admin])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toContain('failed (400)')
+    expect(bad.stderr).toContain('step')
+  })
+
+  it('needs an operator or admin token', async () => {
+    const result = await tally(['usage', '--collector', collector.url, '--token', 'tly_u_nobody'])
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain('failed (401)')
+  })
+
+  it('offers the groupings the API has', () => {
+    expect(USAGE_GROUPINGS).toEqual([...USAGE_DIMENSIONS])
+  })
+})
