@@ -383,7 +383,10 @@ export class PcapngReader {
     this.#deliver(itf, b, p + 28, captured, original)
   }
 
-  /** SPB: interface 0, no timestamp (given as 0); captured = min(original, snaplen, body). */
+  /**
+   * SPB: interface 0, no timestamp (given as 0). The captured length is min(original, snaplen);
+   * a block too short to hold that many bytes is malformed (as Wireshark holds too).
+   */
   #simplePacket(b: Uint8Array, p: number, total: number): void {
     const itf = total < MIN_SIMPLE_PACKET ? undefined : this.#interfaces[0]
     if (itf == null) {
@@ -391,9 +394,12 @@ export class PcapngReader {
       return
     }
     const original = this.#bigEndian ? readBE32(b, p + 8) : readLE32(b, p + 8)
-    let captured = total - MIN_SIMPLE_PACKET
-    if (original < captured) captured = original
+    let captured = original
     if (itf.snaplen !== 0 && itf.snaplen < captured) captured = itf.snaplen
+    if (captured > total - MIN_SIMPLE_PACKET) {
+      this.#malformed++
+      return
+    }
     this.#seconds = 0
     this.#fraction = 0
     this.#deliver(itf, b, p + 12, captured, original)

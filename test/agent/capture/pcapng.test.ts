@@ -394,6 +394,7 @@ describe('PcapngReader', () => {
       badTsresolLength, // interface 3: the bad option is ignored, the default kept
       good(3),
       block(3, new Uint8Array(0)), // an SPB without its length field
+      simplePacket({ data: frame(10, 1), originalLength: 100 }), // 100 bytes are not there
       good(),
     ])
     for (const sizes of [[file.length], [1], [9]]) {
@@ -405,7 +406,7 @@ describe('PcapngReader', () => {
         [E, false],
         [E, false],
       ])
-      expect(result.stats).toMatchObject({ packets: 4, interfaces: 4, malformedBlocks: 11 })
+      expect(result.stats).toMatchObject({ packets: 4, interfaces: 4, malformedBlocks: 12 })
     }
   })
 
@@ -599,11 +600,10 @@ function build(items: readonly Item[]) {
       const data = frame(item.length, 1)
       parts.push(simplePacket({ ...o, data, originalLength: item.length + item.extra }))
       const itf = interfaces[0]
-      if (itf !== undefined) {
-        // The block holds `length` bytes padded to 4: the padding counts when no snaplen cuts.
-        const body = (item.length + 3) & ~3
-        let captured = Math.min(item.length + item.extra, body)
-        if (itf.snaplen !== 0) captured = Math.min(captured, itf.snaplen)
+      // Captured: min(original, snaplen), which the block (`length` bytes padded to 4) must hold.
+      let captured = item.length + item.extra
+      if (itf !== undefined && itf.snaplen !== 0) captured = Math.min(captured, itf.snaplen)
+      if (itf !== undefined && captured <= ((item.length + 3) & ~3)) {
         packets.push({
           linkType: itf.linkType,
           nanosecond: expectedTime(itf.tsresol, 0n).nanosecond,
