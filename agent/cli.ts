@@ -52,11 +52,11 @@ export function agentCommand(): Command {
   agent
     .command('aggregate')
     .description(
-      'Print the aggregates of a capture file (classic pcap) and how fast they were made: ' +
+      'Print the aggregates of a capture file (pcap or pcapng) and how fast they were made: ' +
         'bytes, packets and new flows by direction, IP version, transport, service and peer class, ' +
         'as the live agent sends them. Never prints an address.',
     )
-    .argument('<file>', 'a pcap file (tcpdump -w); pcapng must be converted with editcap -F pcap')
+    .argument('<file>', 'a pcap (tcpdump -w) or pcapng (Wireshark, dumpcap) file')
     .option('--json', 'print one JSON document')
     .option(
       '--mode <mode>',
