@@ -24,6 +24,7 @@ import {
   IngestAck,
   PROTOCOL_VERSION,
   SampleAttributes,
+  SeqConflict,
 } from '../protocol/v1.ts'
 import type { IssuedEnrollToken } from './auth/enrollment.ts'
 import { ROLES } from './auth/roles.ts'
@@ -289,6 +290,7 @@ const REQUESTS: Record<string, z.ZodType> = {
 const RESPONSES: Record<string, z.ZodType> = {
   IngestAck,
   ErrorBody,
+  SeqConflict,
   EnrollResponse,
   FleetAgent: FleetAgentSchema,
   FleetResponse,
@@ -491,11 +493,17 @@ function build() {
           security: [{ enrollmentToken: [] }],
           requestBody: body('EnrollRequest'),
           responses: {
-            '201': { description: 'enrolled', content: json('EnrollResponse') },
+            '201': {
+              description:
+                'enrolled; or, for a token already used with the same `instance` secret (and ' +
+                'still known, unrevoked and unexpired), the same enrollment again with a new ' +
+                'credential that replaces the previous one, spending no further use',
+              content: json('EnrollResponse'),
+            },
             ...errors({
               '400': 'the body is not JSON or does not match the schema',
               '401':
-                'no token (`unauthenticated`), or a token unknown, expired, used up or revoked (`enrollment_refused`)',
+                'no token (`unauthenticated`), or a token unknown, expired, used up (without the `instance` it was used with) or revoked, or the agent it enrolled was revoked (`enrollment_refused`)',
             }),
           },
         },
@@ -506,8 +514,11 @@ function build() {
           summary: 'One agent batch; acknowledged only once its rows are stored',
           description:
             'The body is a HostBatch, gzip-compressed (`Content-Encoding: gzip`) or plain. ' +
-            'A retried batch, same `(agent_id, seq)`, is acknowledged as `duplicate` and not ' +
-            'written again.',
+            'A retried batch, same `(agent_id, seq)` and same content, is acknowledged as ' +
+            '`duplicate` and not written again. A stored `(agent_id, seq)` with other content is ' +
+            '409 `seq_conflict`. The interval must be plausible by the collector clock ' +
+            '(`ingest.max_batch_age_hours`, `ingest.max_clock_skew_seconds`, ' +
+            '`ingest.max_interval_seconds`), else 422 `implausible_time`.',
           security: [{ agentCredential: [] }],
           parameters: [
             {
@@ -530,7 +541,19 @@ function build() {
               '403': 'the batch names another agent (`wrong_agent`)',
               '413': 'the body exceeds the compressed or decompressed size cap (`body_too_large`)',
               '415': 'a Content-Encoding other than gzip (`unsupported_encoding`)',
+              '422':
+                'the interval ends at or before its start, spans more than ' +
+                '`ingest.max_interval_seconds`, starts more than `ingest.max_batch_age_hours` ' +
+                'ago or ends more than `ingest.max_clock_skew_seconds` ahead of the collector ' +
+                'clock (`implausible_time`); the message says which. Sending it again cannot succeed',
             }),
+            '409': {
+              description:
+                'the seq is stored for this agent with other content: its numbering went ' +
+                'backwards (`seq_conflict`). Nothing was written; `last_seq` is the highest seq ' +
+                'stored for the agent: number unacknowledged batches from `last_seq + 1`',
+              content: json('SeqConflict'),
+            },
             '503': {
               ...error('the store could not take the batch (`store_unavailable`); retry later'),
               headers: {
