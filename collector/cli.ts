@@ -132,7 +132,10 @@ export function adminCommand(): Command {
     },
   )
   apiOptions(
-    user.command('revoke').description('Revoke a user token at once').argument('<user-id>'),
+    user
+      .command('revoke')
+      .description('Revoke a user token at once')
+      .argument('<user-id>', 'the user id (u-...), as `tally admin user list` shows it'),
   ).action(async (userId: string, options: ApiOptions) => {
     const answer = await api(
       options,
@@ -146,7 +149,7 @@ export function adminCommand(): Command {
     agent
       .command('revoke')
       .description("Revoke an agent's credential: its next batch is refused with 401")
-      .argument('<agent-id>'),
+      .argument('<agent-id>', 'the agent id (a-...), as `tally fleet` shows it'),
   ).action(async (agentId: string, options: ApiOptions) => {
     const answer = await api(
       options,

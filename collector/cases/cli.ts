@@ -9,6 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Command } from 'commander'
 import { type ApiOptions, api, apiOptions, print } from '../cli-api.ts'
+import { type CaseFileKind, caseFileExample } from './examples.ts'
 import type { Case } from './model.ts'
 
 async function readBody(file: string): Promise<unknown> {
@@ -30,6 +31,8 @@ const summary = (c: Case): string =>
 
 type Step = (command: Command) => Command
 
+const CASE_ID = 'the case id (c-..., as `tally case list` shows it)'
+
 function caseStep(
   parent: Command,
   name: string,
@@ -38,27 +41,37 @@ function caseStep(
   path: (id: string) => string,
   body: (options: Record<string, unknown>) => unknown,
 ): void {
-  apiOptions(define(parent.command(name).description(description).argument('<case-id>'))).action(
-    async (caseId: string, options: ApiOptions & Record<string, unknown>) => {
-      const answer = await api<Case>(
-        options,
-        'POST',
-        path(encodeURIComponent(caseId)),
-        body(options),
-      )
-      print(options, answer, () => summary(answer))
-    },
-  )
+  apiOptions(
+    define(parent.command(name).description(description).argument('<case-id>', CASE_ID)),
+  ).action(async (caseId: string, options: ApiOptions & Record<string, unknown>) => {
+    const answer = await api<Case>(options, 'POST', path(encodeURIComponent(caseId)), body(options))
+    print(options, answer, () => summary(answer))
+  })
 }
 
-function fileStep(parent: Command, name: string, description: string, path: string): void {
+const FILE = 'the case file, YAML or JSON (--example prints one to fill in; see docs/cases.md)'
+const EXAMPLE = 'print a commented template of the file and exit'
+
+/** With --example, prints the template of the file instead of calling the collector. */
+function example(kind: CaseFileKind, options: { example?: boolean; file?: string }): boolean {
+  if (options.example === true) {
+    process.stdout.write(caseFileExample(kind))
+    return true
+  }
+  if (options.file === undefined) throw new Error('-f, --file <file> is required (or --example)')
+  return false
+}
+
+function fileStep(parent: Command, name: CaseFileKind, description: string, path: string): void {
   apiOptions(
     parent
       .command(name)
       .description(description)
-      .requiredOption('-f, --file <file>', 'the request, YAML or JSON'),
-  ).action(async (options: ApiOptions & { file: string }) => {
-    const answer = await api<Case>(options, 'POST', path, await readBody(options.file))
+      .option('-f, --file <file>', FILE)
+      .option('--example', EXAMPLE),
+  ).action(async (options: ApiOptions & { file?: string; example?: boolean }) => {
+    if (example(name, options)) return
+    const answer = await api<Case>(options, 'POST', path, await readBody(options.file as string))
     print(options, answer, () => summary(answer))
   })
 }
@@ -78,48 +91,66 @@ async function accessGrant(
 }
 
 export function caseCommand(): Command {
-  const cases = new Command('case').description(
-    'Investigations (bulletin 8 and 9): request, approve, notify, drill down, export, receipt',
-  )
+  const cases = new Command('case')
+    .description(
+      'Investigations (bulletin 8 and 9): request, approve, notify, drill down, export, receipt. ' +
+        'Each step is taken by its own role with its own token; docs/cases.md has the workflow.',
+    )
+    .addHelpText(
+      'after',
+      '\nWho may close a case (tally case close): its approver, its requester or its investigator;' +
+        '\nfor a technical case also the ITSD lead, for an OIOS case also an OIOS investigator or' +
+        '\nthe OIOS Chief. Closing ends the grants at once and purges the tier I data.',
+    )
   fileStep(
     cases,
     'request',
-    'File a written request (8.4a; requester role). See README for the file.',
+    'File a written request (8.4a; requester role). --example prints the file to fill in.',
     '/v1/cases',
   )
   fileStep(
     cases,
     'emergency',
-    'Record a verbal request in an emergency (8.4b; approver role)',
+    'Record a verbal request in an emergency (8.4b; approver role, naming who asked). --example prints the file.',
     '/v1/cases/emergency',
   )
   fileStep(
     cases,
     'technical',
-    'Open a technical case on a disruption (8.2; ITSD lead): flows only, 72 h at most',
+    'Open a technical case on a disruption (8.2; ITSD lead): flows only, 72 h at most. --example prints the file.',
     '/v1/cases/technical',
   )
   fileStep(
     cases,
     'oios',
-    'Open an OIOS case (section 9; OIOS investigator): no approval, no notice',
+    'Open an OIOS case (section 9; OIOS investigator): no approval, no notice. --example prints the file.',
     '/v1/cases/oios',
   )
   apiOptions(
     cases
       .command('written-request')
-      .description('File the written request after a verbal one (8.4b)')
-      .argument('<case-id>')
-      .requiredOption('-f, --file <file>', 'the request, YAML or JSON'),
-  ).action(async (caseId: string, options: ApiOptions & { file: string }) => {
-    const answer = await api<Case>(
-      options,
-      'POST',
-      `/v1/cases/${encodeURIComponent(caseId)}/written-request`,
-      await readBody(options.file),
-    )
-    print(options, answer, () => summary(answer))
-  })
+      .description(
+        'File the written request after a verbal one (8.4b; the person who asked). --example prints the file.',
+      )
+      .argument('[case-id]', CASE_ID)
+      .option('-f, --file <file>', FILE)
+      .option('--example', EXAMPLE),
+  ).action(
+    async (
+      caseId: string | undefined,
+      options: ApiOptions & { file?: string; example?: boolean },
+    ) => {
+      if (example('written-request', options)) return
+      if (caseId === undefined) throw new Error('the case id is required')
+      const answer = await api<Case>(
+        options,
+        'POST',
+        `/v1/cases/${encodeURIComponent(caseId)}/written-request`,
+        await readBody(options.file as string),
+      )
+      print(options, answer, () => summary(answer))
+    },
+  )
   caseStep(
     cases,
     'consult',
@@ -139,22 +170,22 @@ export function caseCommand(): Command {
           'an ITSD investigator, neither requester nor approver',
         )
         .option('--until <time>', 'an earlier end than requested (ISO 8601)')
-        .option('--comment <text>'),
+        .option('--comment <text>', 'a comment for the register'),
     (id) => `/v1/cases/${id}/approval`,
     (o) => ({ investigator: o.investigator, until: o.until, comment: o.comment }),
   )
   caseStep(
     cases,
     'deny',
-    'Deny a request (approver role)',
-    (c) => c.requiredOption('--reason <text>'),
+    'Deny a request (approver role, not the requester)',
+    (c) => c.requiredOption('--reason <text>', 'why, for the register and the requester'),
     (id) => `/v1/cases/${id}/denial`,
     (o) => ({ reason: o.reason }),
   )
   caseStep(
     cases,
     'notice',
-    'Record the notice to the staff member and supervisor (8.5a): --outbox sends it, or give it in person',
+    'Record the notice to the staff member and supervisor (8.5a; an approver or the case investigator): --outbox sends it, or give it in person. Grants are issued only then.',
     (c) =>
       c
         .option('--outbox', 'send through the configured webhook or SMTP; on record once delivered')
@@ -171,15 +202,22 @@ export function caseCommand(): Command {
     cases,
     'extend',
     'Extend the window: a new approval (8.5f; approver role)',
-    (c) => c.requiredOption('--until <time>').requiredOption('--justification <text>'),
+    (c) =>
+      c
+        .requiredOption('--until <time>', 'the new end (ISO 8601)')
+        .requiredOption('--justification <text>', 'why the case needs longer'),
     (id) => `/v1/cases/${id}/extension`,
     (o) => ({ until: o.until, justification: o.justification }),
   )
   caseStep(
     cases,
     'close',
-    'Close the case with its outcome (8.5f): grants end, tier I data is purged',
-    (c) => c.requiredOption('--outcome <text>'),
+    'Close the case with its outcome (8.5f): grants end, tier I data is purged, the staff ' +
+      'member is told. Who may close: the approver, the requester or the investigator of the ' +
+      'case; for a technical case also the ITSD lead, for an OIOS case also an OIOS ' +
+      'investigator or the OIOS Chief.',
+    (c) =>
+      c.requiredOption('--outcome <text>', 'how the case ended, for the register and the notice'),
     (id) => `/v1/cases/${id}/closing`,
     (o) => ({ outcome: o.outcome }),
   )
@@ -192,7 +230,7 @@ export function caseCommand(): Command {
       )
     },
   )
-  apiOptions(cases.command('show').description('One case').argument('<case-id>')).action(
+  apiOptions(cases.command('show').description('One case').argument('<case-id>', CASE_ID)).action(
     async (caseId: string, options: ApiOptions) => {
       const answer = await api<Case>(options, 'GET', `/v1/cases/${encodeURIComponent(caseId)}`)
       print(options, answer, () => summary(answer))
@@ -202,7 +240,7 @@ export function caseCommand(): Command {
     cases
       .command('access-grant')
       .description("Print the case's access grant (its investigator only)")
-      .argument('<case-id>'),
+      .argument('<case-id>', CASE_ID),
   ).action(async (caseId: string, options: ApiOptions) => {
     const answer = await api<{ token: string }>(
       options,
@@ -218,13 +256,13 @@ export function caseCommand(): Command {
         .description(
           `Retrieve the case's ${category} records (investigator; every call is registered)`,
         )
-        .argument('<case-id>')
+        .argument('<case-id>', CASE_ID)
         .option('--grant <token>', 'the access grant (default: fetched with your token)')
-        .option('--from <time>')
-        .option('--to <time>')
-        .option('--address <ip>')
-        .option('--port <n>')
-        .option('--limit <n>'),
+        .option('--from <time>', 'records from this time (ISO 8601), inside the case window')
+        .option('--to <time>', 'records until this time (ISO 8601)')
+        .option('--address <ip>', 'only records with this address at either end')
+        .option('--port <n>', 'only records with this port at either end')
+        .option('--limit <n>', 'at most this many records'),
     ).action(
       async (
         caseId: string,
@@ -262,8 +300,8 @@ export function caseCommand(): Command {
     cases
       .command('export')
       .description('Make an export bundle (investigator)')
-      .argument('<case-id>')
-      .option('--grant <token>'),
+      .argument('<case-id>', CASE_ID)
+      .option('--grant <token>', 'the access grant (default: fetched with your token)'),
   ).action(async (caseId: string, options: ApiOptions & { grant?: string }) => {
     const grant = await accessGrant(options, caseId)
     const answer = await api<{ export_id: string; manifest: unknown }>(
@@ -283,9 +321,12 @@ export function caseCommand(): Command {
     cases
       .command('download')
       .description('Download an export bundle into a folder (investigator or receiving official)')
-      .argument('<case-id>')
-      .argument('<export-id>')
-      .requiredOption('--out <dir>'),
+      .argument('<case-id>', CASE_ID)
+      .argument('<export-id>', 'the export id `tally case export` printed')
+      .requiredOption(
+        '--out <dir>',
+        'a private folder for the bundle (made 0700; files 0600); not inside a git checkout',
+      ),
   ).action(async (caseId: string, exportId: string, options: ApiOptions & { out: string }) => {
     const { downloadFile, readTokenFile } = await import('../admin-client.ts')
     const target = {
@@ -321,8 +362,8 @@ export function caseCommand(): Command {
       .description(
         "Acknowledge a downloaded bundle (8.5c; the receiving official named in the case): the case's tier I data is then purged",
       )
-      .argument('<case-id>')
-      .argument('<export-id>')
+      .argument('<case-id>', CASE_ID)
+      .argument('<export-id>', 'the export id `tally case export` printed')
       .requiredOption('--dir <dir>', 'the folder `tally case download` wrote'),
   ).action(async (caseId: string, exportId: string, options: ApiOptions & { dir: string }) => {
     const manifestBytes = readFileSync(join(options.dir, 'manifest.json'))
@@ -359,7 +400,7 @@ export function oiosCommand(): Command {
         'Designate an ITSD officer (one per category) or alternate (two at most) to assist OIOS (9.2e; admin)',
       )
       .requiredOption('--category <name>', 'resource category, e.g. network')
-      .requiredOption('--user <user-id>')
+      .requiredOption('--user <user-id>', 'the ITSD officer, a user id (u-...)')
       .requiredOption('--position <position>', 'designee or alternate'),
   ).action(async (options: ApiOptions & { category: string; user: string; position: string }) => {
     const answer = await api(options, 'POST', '/v1/oios/designations', {
