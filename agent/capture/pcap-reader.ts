@@ -240,8 +240,9 @@ export class PcapReader {
       if (readLE32(this.#carry, 0) === PCAPNG_SECTION_HEADER) {
         if (!this.#acceptPcapng) {
           throw new PcapFormatError(
-            'pcapng where classic pcap was expected; convert with ' +
-              '`editcap -F pcap IN.pcapng OUT.pcap` (or capture with `tcpdump -w`)',
+            'pcapng is not supported where classic pcap is expected (files are read with ' +
+              'readPcapFile); convert with `editcap -F pcap IN.pcapng OUT.pcap` (or capture ' +
+              'with `tcpdump -w`, which writes classic pcap)',
           )
         }
         this.#pcapng = new PcapngReader(this.#onPacket, this.#onHeader)

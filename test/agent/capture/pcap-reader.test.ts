@@ -202,7 +202,7 @@ describe('PcapReader', () => {
     reader.push(shb.subarray(0, 3))
     expect(() => reader.push(shb.subarray(3, 12))).toThrow(PcapFormatError)
     expect(() => new PcapReader(() => {}).push(shb)).toThrow(
-      /pcapng where classic pcap was expected; convert with `editcap -F pcap/,
+      /pcapng is not supported where classic pcap is expected .*convert with `editcap -F pcap/,
     )
     const reading = new PcapReader(() => {}, undefined, { pcapng: true })
     reading.push(shb)
