@@ -52,7 +52,12 @@ export function readCredential(stateDir: string): AgentCredential | undefined {
 export function ensureInstance(stateDir: string): string {
   const file = instancePath(stateDir)
   const existing = readStateFile(file, {
-    parse: (data) => InstanceSecret.parse(data.toString('utf8').trim()),
+    parse: (data) => {
+      const parsed = InstanceSecret.safeParse(data.toString('utf8').trim())
+      if (!parsed.success)
+        throw new Error('not an instance secret (32 or more random bytes, base64url)')
+      return parsed.data
+    },
     remedy: 'remove it (and enroll with a new enrollment token if the agent is not enrolled yet)',
   })
   if (existing !== undefined) return existing
