@@ -1,6 +1,6 @@
 /**
  * User roles. `admin` and `operator` run the system; the others are the people of the bulletin's
- * investigation workflow (DESIGN.md section 1), declared now so tokens can carry them.
+ * investigation workflow (bulletin sections 8 and 9; docs/cases.md), so tokens can carry them.
  */
 export const ROLES = [
   'admin',

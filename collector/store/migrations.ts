@@ -46,6 +46,16 @@ export function splitStatements(sql: string): string[] {
     .filter((s) => s.length > 0)
 }
 
+/**
+ * Checksums an applied migration may still carry from an earlier text that differed from the
+ * current one only in its comments (the statements are the same, which a test checks): the
+ * database is what the files describe.
+ */
+export const COMMENT_ONLY_EDITS: Readonly<Record<number, readonly string[]>> = {
+  // 006: its first comment cited a document outside the repository.
+  6: ['680e22b3e024e543450a29b473728b60b61c6fe4c69f3ed0335bcf15108f357b'],
+}
+
 export class MigrationError extends Error {
   override name = 'MigrationError'
 }
@@ -69,7 +79,10 @@ export async function migrate(store: Store, migrations = readMigrations()): Prom
   for (const migration of migrations) {
     const previous = byVersion.get(migration.version)
     if (previous !== undefined) {
-      if (previous.checksum !== migration.checksum) {
+      if (
+        previous.checksum !== migration.checksum &&
+        !COMMENT_ONLY_EDITS[migration.version]?.includes(previous.checksum)
+      ) {
         throw new MigrationError(
           `migration ${migration.version}_${migration.name} was changed after it was applied; ` +
             'add a new migration instead of editing an applied one',

@@ -1,5 +1,5 @@
 /**
- * The investigation workflow end to end (bulletin 8.4 and 8.5, DESIGN.md section 8), with real
+ * The investigation workflow end to end (bulletin 8.4 and 8.5; docs/cases.md), with real
  * processes and real traffic. A bridge tlybr3 joins three network namespaces: tlyA3 (10.99.3.2,
  * host A, the subject), tlyB3 (10.99.3.3, host B, not a subject) and tlyC3 (10.99.3.4: an HTTP
  * server and a DNS responder). One agent in the root namespace captures on the bridge in gateway

@@ -1,4 +1,4 @@
--- Tier I (DESIGN.md sections 2 and 7): individual records, stored only under a grant, apart
+-- Tier I (per-person records: flows, DNS names, visited sites, packets): stored only under a grant, apart
 -- from everything else, in `tally_restricted`. Every table is partitioned by case, so the purge
 -- after delivery or at the end of a case (bulletin 8.5e) is one DROP PARTITION per table.
 -- Each insert carries a deduplication token made of (agent_id, grant_id, seq, table), so a batch
