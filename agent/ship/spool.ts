@@ -28,8 +28,10 @@
  * most `maxMemoryRecords` of them (the oldest beyond are dropped and counted), are sent from
  * there, and go to disk first thing once a write succeeds again.
  *
- * The loss counters (dropped, corrupted, rejected) are persisted, with how much of each was
- * already reported in a spooled batch, so a restart neither forgets nor repeats a loss.
+ * The loss counters (dropped, corrupted, rejected) are persisted, with what each waiting record
+ * carries of them and what acknowledged records delivered: a loss is reported by the next batch
+ * built, and if that batch is itself lost (dropped, rejected, damaged) the next one reports it
+ * again; so every loss reaches the collector once, across restarts too.
  *
  * Corruption is detected lazily, in `oldest()`, when a record is about to be sent: `open()` only
  * lists names and sizes, so it stays cheap on a large spool, and every record is still verified
@@ -143,6 +145,9 @@ const CountersFile = z.object({
   corrupted: count,
   rejected: count,
   reported: z.object({ dropped: count, corrupted: count, rejected: count }),
+  carried: z
+    .record(z.string(), z.object({ dropped: count, corrupted: count, rejected: count }))
+    .default({}),
 })
 
 const zero = (): LossCounters => ({ dropped: 0, corrupted: 0, rejected: 0 })
@@ -209,8 +214,10 @@ export class Spool {
   #bytes: number
   #next: number
   #counters: LossCounters
-  /** How much of each counter already went out in a spooled batch. */
+  /** How much of each counter went out in batches the collector acknowledged. */
   #reported: LossCounters
+  /** What each waiting record reports; back to unreported if the record is lost. */
+  #carried: Map<number, LossCounters>
   #diskFull: { code: string } | undefined
   readonly recovery: SpoolRecovery
   /**
@@ -224,7 +231,12 @@ export class Spool {
     options: ResolvedOptions,
     onEvent: (event: SpoolEvent) => void,
     index: DiskEntry[],
-    state: { next: number; counters: LossCounters; reported: LossCounters },
+    state: {
+      next: number
+      counters: LossCounters
+      reported: LossCounters
+      carried: Map<number, LossCounters>
+    },
     recovery: SpoolRecovery,
   ) {
     this.#dir = dir
@@ -235,6 +247,7 @@ export class Spool {
     this.#next = state.next
     this.#counters = state.counters
     this.#reported = state.reported
+    this.#carried = state.carried
     this.recovery = recovery
   }
 
@@ -297,6 +310,7 @@ export class Spool {
 
     let counters = zero()
     let reported = zero()
+    const carried = new Map<number, LossCounters>()
     try {
       const file = await readStateFileAsync(resolved.countersFile, {
         parse: (data) => CountersFile.parse(JSON.parse(data.toString('utf8'))),
@@ -304,6 +318,13 @@ export class Spool {
       if (file) {
         counters = { dropped: file.dropped, corrupted: file.corrupted, rejected: file.rejected }
         reported = file.reported
+        const waiting = new Set(index.map((entry) => entry.seq))
+        for (const [key, losses] of Object.entries(file.carried)) {
+          // A record gone while the agent was down went by acknowledgement (every other way out
+          // is persisted when it happens): what it carried was delivered.
+          if (waiting.has(Number(key))) carried.set(Number(key), losses)
+          else for (const loss of LOSSES) reported[loss] += losses[loss]
+        }
       }
     } catch (error) {
       if (!(error instanceof StateFileError)) throw error
@@ -315,7 +336,7 @@ export class Spool {
       resolved,
       options.onEvent ?? (() => {}),
       index,
-      { next, counters, reported },
+      { next, counters, reported, carried },
       recovery,
     )
     // The limits may have been lowered since these records were written.
@@ -366,7 +387,7 @@ export class Spool {
       }
       if (inMemory) this.#holdInMemory({ seq, body, writtenAt })
       this.#next = seq + 1
-      for (const loss of LOSSES) this.#reported[loss] += unreported[loss]
+      if (LOSSES.some((loss) => unreported[loss] > 0)) this.#carried.set(seq, unreported)
 
       diskProblem = (await this.#persistState()) ?? diskProblem
       this.#noteDisk(diskProblem, flushed)
@@ -394,6 +415,14 @@ export class Spool {
   /** Deletes a record the collector acknowledged; a seq no longer present is not an error. */
   remove(seq: number): Promise<void> {
     return this.#exclusive(async () => {
+      const carried = this.#carried.get(seq)
+      if (carried) {
+        // Counted as delivered before the record goes: a crash in between resends it, and the
+        // collector's `duplicate` then adds nothing.
+        for (const loss of LOSSES) this.#reported[loss] += carried[loss]
+        this.#carried.delete(seq)
+        this.#noteDisk(await this.#persistState(), 0)
+      }
       await this.#remove(seq)
     })
   }
@@ -402,7 +431,7 @@ export class Spool {
   reject(seq: number): Promise<void> {
     return this.#exclusive(async () => {
       if (!(await this.#remove(seq))) return
-      this.#counters.rejected += 1
+      this.#lost(seq, 'rejected')
       this.#noteDisk(await this.#persistState(), 0)
     })
   }
@@ -433,6 +462,16 @@ export class Spool {
           position += 1
         } else await this.#discardCorrupted(position, read.problem)
       }
+      // Disk entries are renumbered in place, so what they carry follows them by identity.
+      const carriedBy = new Map<DiskEntry, LossCounters>()
+      for (const entry of this.#index) {
+        const losses = this.#carried.get(entry.seq)
+        if (losses) carriedBy.set(entry, losses)
+      }
+      const rekeyCarried = (memory: Map<number, LossCounters>): void => {
+        this.#carried = new Map(memory)
+        for (const [entry, losses] of carriedBy) this.#carried.set(entry.seq, losses)
+      }
       const disk = this.#index.map((entry, i) => ({ entry, to: first + i }))
       const moves = [
         ...disk.filter((m) => m.to < m.entry.seq),
@@ -444,9 +483,16 @@ export class Spool {
         try {
           await writeFileAtomicAsync(join(this.#dir, recordName(to)), encodeRecord(to, body))
         } catch (error) {
-          if (!isNoSpaceError(error)) throw error
           // Left part way, in order; the next conflict finishes it.
-          this.#noteDisk(error, 0)
+          rekeyCarried(
+            new Map(
+              this.#memory.flatMap((held) => {
+                const losses = this.#carried.get(held.seq)
+                return losses ? [[held.seq, losses] as const] : []
+              }),
+            ),
+          )
+          if (isNoSpaceError(error)) this.#noteDisk(error, 0)
           throw error
         }
         const writtenAt = new Date(entry.writtenAt)
@@ -457,11 +503,13 @@ export class Spool {
         entry.size = RECORD_HEADER_BYTES + body.length
       }
       const base = first + this.#index.length
-      this.#memory = this.#memory.map((held, i) => ({
-        ...held,
-        seq: base + i,
-        body: rewrite(held.body, base + i),
-      }))
+      const heldCarried = new Map<number, LossCounters>()
+      this.#memory = this.#memory.map((held, i) => {
+        const losses = this.#carried.get(held.seq)
+        if (losses) heldCarried.set(base + i, losses)
+        return { ...held, seq: base + i, body: rewrite(held.body, base + i) }
+      })
+      rekeyCarried(heldCarried)
       const count = this.#index.length + this.#memory.length
       this.#next = first + count
       this.#noteDisk(await this.#persistState(), 0)
@@ -488,9 +536,20 @@ export class Spool {
     }
   }
 
+  /** Counts a record lost; what it carried goes back to be reported by a later one. */
+  #lost(seq: number, loss: keyof LossCounters): void {
+    this.#counters[loss] += 1
+    this.#carried.delete(seq)
+  }
+
+  /** Losses neither delivered nor carried by a waiting record. */
   #unreported(): LossCounters {
     const out = zero()
-    for (const loss of LOSSES) out[loss] = Math.max(0, this.#counters[loss] - this.#reported[loss])
+    for (const loss of LOSSES) {
+      let carried = 0
+      for (const losses of this.#carried.values()) carried += losses[loss]
+      out[loss] = Math.max(0, this.#counters[loss] - this.#reported[loss] - carried)
+    }
     return out
   }
 
@@ -509,7 +568,7 @@ export class Spool {
     const entry = this.#index[position]
     if (!entry) return
     this.#forget(position)
-    this.#counters.corrupted += 1
+    this.#lost(entry.seq, 'corrupted')
     this.#onEvent({ kind: 'corrupted', seq: entry.seq, problem })
     // Best effort: if it cannot be deleted, the next open() finds and counts it again.
     await unlink(join(this.#dir, recordName(entry.seq))).catch(() => {})
@@ -562,7 +621,7 @@ export class Spool {
     this.#memory.push(entry)
     while (this.#memory.length > this.#options.maxMemoryRecords) {
       const dropped = this.#memory.shift() as MemoryEntry
-      this.#counters.dropped += 1
+      this.#lost(dropped.seq, 'dropped')
       this.#onEvent({ kind: 'dropped', seq: dropped.seq, reason: 'memory-full' })
     }
   }
@@ -589,7 +648,11 @@ export class Spool {
     try {
       await writeFileAtomicAsync(
         this.#options.countersFile,
-        `${JSON.stringify({ ...this.#counters, reported: this.#reported })}\n`,
+        `${JSON.stringify({
+          ...this.#counters,
+          reported: this.#reported,
+          carried: Object.fromEntries(this.#carried),
+        })}\n`,
       )
       await writeFileAtomicAsync(this.#options.seqFile, `${this.#next}\n`)
       return undefined
@@ -610,14 +673,14 @@ export class Spool {
         continue
       }
       this.#forget(position)
-      this.#counters.dropped += 1
+      this.#lost(entry.seq, 'dropped')
       this.#onEvent({ kind: 'dropped', seq: entry.seq, reason: 'expired' })
       await removeFile(join(this.#dir, recordName(entry.seq)))
     }
     const kept = this.#memory.filter((held) => held.writtenAt >= cutoff)
     for (const held of this.#memory) {
       if (held.writtenAt >= cutoff) continue
-      this.#counters.dropped += 1
+      this.#lost(held.seq, 'dropped')
       this.#onEvent({ kind: 'dropped', seq: held.seq, reason: 'expired' })
     }
     this.#memory = kept
@@ -634,7 +697,7 @@ export class Spool {
       const oldest = this.#index[0]
       if (!oldest) break
       this.#forget(0)
-      this.#counters.dropped += 1
+      this.#lost(oldest.seq, 'dropped')
       this.#onEvent({ kind: 'dropped', seq: oldest.seq, reason: 'full' })
       await removeFile(join(this.#dir, recordName(oldest.seq)))
     }
