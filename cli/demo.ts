@@ -12,6 +12,7 @@ import type { CaptureStatus } from '../agent/traffic-capture.ts'
 import { callApi, readTokenFile } from '../collector/admin-client.ts'
 import { formatFleet } from '../collector/cli.ts'
 import { DEFAULT_COLLECTOR_URL, DEFAULT_TOKEN_FILE } from '../collector/cli-api.ts'
+import { refuseSharedDataDir } from '../collector/cli-preflight.ts'
 import { loadCollectorConfig } from '../collector/config.ts'
 import { startCollector } from '../collector/server.ts'
 import type { FleetAgent } from '../collector/store/fleet.ts'
@@ -30,6 +31,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   if (options.port !== undefined) config.listen.port = options.port
   if (options.dataDir !== undefined) config.data_dir = options.dataDir
   if (options.interval !== undefined) config.enrollment.interval_seconds = options.interval
+  refuseSharedDataDir(config.data_dir)
   const collectorLog = createLogger(
     config.log_level,
     'collector',

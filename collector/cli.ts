@@ -25,9 +25,13 @@ export function collectorCommand(): Command {
       const { createLogger } = await import('../common/log.ts')
       const { untilSignal } = await import('../common/signals.ts')
       const { startCollector } = await import('./server.ts')
+      const { explainStartFailure, refuseSharedDataDir } = await import('./cli-preflight.ts')
       const config = loadCollectorConfig(options.config)
+      if (config.clickhouse.url === undefined) refuseSharedDataDir(config.data_dir)
       const logger = createLogger(config.log_level, 'collector')
-      const running = await startCollector(config, logger)
+      const running = await startCollector(config, logger).catch((err: unknown) => {
+        throw explainStartFailure(err, config.clickhouse.url)
+      })
       process.stderr.write(
         `collector listening on ${running.url} (${running.engine} engine, data in ${running.dataDir})\n` +
           `admin token: ${running.adminTokenFile}\n`,

@@ -4,7 +4,7 @@
  */
 import { closeSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { type ClickHouseClient, createClient } from '@clickhouse/client'
+import { type ClickHouseClient, ClickHouseLogLevel, createClient } from '@clickhouse/client'
 import { createChdbConnection } from 'chdb/connection'
 
 export interface StoreOptions {
@@ -29,6 +29,9 @@ export function openStore(options: StoreOptions): Store {
       password: options.password ?? '',
       compression: { request: true, response: true },
       clickhouse_settings: SETTINGS,
+      // Every failure reaches its caller, which logs it as JSON or says it in one line; the
+      // client's own console logger would print each one again as a multi-line block.
+      log: { level: ClickHouseLogLevel.OFF },
     })
   }
   const path = join(options.dataDir, 'clickhouse')
