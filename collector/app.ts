@@ -6,6 +6,7 @@ import { Hono } from 'hono'
 import type { Logger } from 'pino'
 import type { GrantSigningKey } from './auth/signing-key.ts'
 import { rolesOf } from './auth/users.ts'
+import { bodyCapMiddleware, bodyCaps } from './body-caps.ts'
 import { GrantIssuer } from './cases/grants.ts'
 import { Outbox } from './cases/outbox.ts'
 import { CaseService, type Purger } from './cases/workflow.ts'
@@ -103,6 +104,9 @@ function buildApp(
       'request',
     )
   })
+  // Before every route, so before any authentication: an oversized body is refused unread.
+  const caps = bodyCaps(config)
+  app.use(bodyCapMiddleware(caps))
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
   app.get('/readyz', async (c) => {
     const ping = await store.ping()
@@ -113,7 +117,8 @@ function buildApp(
   app.get('/metrics', async (c) =>
     c.text(await telemetry.prometheus(), 200, { 'content-type': PROMETHEUS_CONTENT_TYPE }),
   )
-  app.get('/v1/openapi.json', (c) => c.json(openApiDocument()))
+  const document = openApiDocument(caps)
+  app.get('/v1/openapi.json', (c) => c.json(document))
   app.route('/', ingestRoutes(store, config, telemetry))
   app.route('/', agentRoutes(store, config, signingKey))
   app.route('/', adminRoutes(store, config))

@@ -29,6 +29,7 @@ import {
 import type { IssuedEnrollToken } from './auth/enrollment.ts'
 import { ROLES } from './auth/roles.ts'
 import type { User, UserRecord } from './auth/users.ts'
+import { capFor, type RouteKey } from './body-caps.ts'
 import {
   Approval,
   CASE_KINDS,
@@ -1007,8 +1008,40 @@ export type OpenApiDocument = ReturnType<typeof build>
 
 let built: OpenApiDocument | undefined
 
-/** The document, built once. */
-export const openApiDocument = (): OpenApiDocument => {
+/**
+ * The document, built once; with `caps` (collector/body-caps.ts, the table the app enforces),
+ * every operation that may carry a body states its cap as `x-max-body-bytes` and its 413.
+ */
+export const openApiDocument = (caps?: Record<RouteKey, number>): OpenApiDocument => {
   built ??= build()
-  return built
+  return caps === undefined ? built : withBodyCaps(built, caps)
+}
+
+const BODY_METHODS = ['post', 'put', 'patch', 'delete'] as const
+
+function withBodyCaps(doc: OpenApiDocument, caps: Record<RouteKey, number>): OpenApiDocument {
+  const paths: Record<string, Record<string, unknown>> = {}
+  for (const [path, item] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) {
+    const capped: Record<string, unknown> = { ...item }
+    for (const method of BODY_METHODS) {
+      const operation = item[method] as { responses?: Record<string, unknown> } | undefined
+      if (operation === undefined) continue
+      const maxBytes = capFor(caps, method.toUpperCase(), path)
+      const capText = `the body exceeds ${maxBytes} bytes (\`body_too_large\`), refused before it is read`
+      const own = operation.responses?.['413'] as { description: string } | undefined
+      capped[method] = {
+        ...operation,
+        'x-max-body-bytes': maxBytes,
+        responses: {
+          ...operation.responses,
+          '413':
+            own === undefined
+              ? { description: capText, content: json('ErrorBody') }
+              : { ...own, description: `${capText}; ${own.description}` },
+        },
+      }
+    }
+    paths[path] = capped
+  }
+  return { ...doc, paths: paths as OpenApiDocument['paths'] }
 }

@@ -6,6 +6,7 @@
 import Ajv2020 from 'ajv/dist/2020.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
+import { bodyCaps, capFor, DEFAULT_CAP } from '../../collector/body-caps.ts'
 import { type Harness, makeBatch, openHarness } from './harness.ts'
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'] as const
@@ -168,5 +169,33 @@ describe('GET /v1/openapi.json', () => {
     expect(doc.paths['/v1/fleet']?.get?.parameters).toEqual([
       { name: 'site', in: 'query', required: false, schema: { type: 'string', maxLength: 63 } },
     ])
+  })
+
+  it('states the cap and the 413 of every route that takes a body, from the table the app enforces', () => {
+    const caps = bodyCaps(h.config)
+    const withBody = served().filter((r) => !r.startsWith('GET '))
+    expect(withBody).toContain('POST /v1/agents/enroll')
+    for (const route of withBody) {
+      const [method = '', path = ''] = route.split(' ')
+      const operation = doc.paths[path]?.[method.toLowerCase() as (typeof METHODS)[number]]
+      expect(operation?.['x-max-body-bytes'], route).toBe(capFor(caps, method, path))
+      expect(operation?.responses['413'], route).toMatchObject({
+        content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } },
+      })
+      expect(operation?.responses['413']?.description, route).toContain(
+        `${capFor(caps, method, path)} bytes`,
+      )
+    }
+    // Every operation with a request body is in the table: none falls to the default by mistake.
+    for (const route of withBody) {
+      const [method = '', path = ''] = route.split(' ')
+      const operation = doc.paths[path]?.[method.toLowerCase() as (typeof METHODS)[number]]
+      if (operation?.requestBody !== undefined) expect(Object.keys(caps), route).toContain(route)
+    }
+    // And the table names only routes the app serves.
+    for (const key of Object.keys(caps)) expect(withBody, key).toContain(key)
+    expect(caps['POST /v1/agents/enroll']).toBeLessThanOrEqual(8 * 1024)
+    expect(caps['POST /v1/ingest']).toBe(h.config.ingest.max_body_bytes)
+    expect(DEFAULT_CAP).toBeLessThanOrEqual(4096)
   })
 })
