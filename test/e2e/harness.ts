@@ -2,12 +2,12 @@
  * Real processes for end-to-end tests: the collector and the agent started from bin/tally.ts as an
  * operator would, configured through the environment, with their JSON logs captured.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
+import { runQueryStore } from './store-dump.ts'
 
 const ROOT = new URL('../../', import.meta.url).pathname
 const TALLY = join(ROOT, 'bin', 'tally.ts')
@@ -171,6 +171,10 @@ export class AgentProcess extends TallyProcess {
       TALLY_COLLECTOR_URL: collectorUrl,
       TALLY_INTERVAL_SECONDS: '1',
       TALLY_LOG_LEVEL: 'info',
+      // No capture unless a test names its interface (a bridge or lo of its own): otherwise the
+      // agent would capture on this machine's real interface, and a kill -9 of the agent would
+      // leave its tcpdump running.
+      TALLY_CAPTURE_INTERFACE: 'none',
       ...env,
     })
   }
@@ -186,12 +190,5 @@ export class AgentProcess extends TallyProcess {
  * directory per process, and a test may look at several.
  */
 export async function queryStore<T>(dataDir: string, sql: string): Promise<T[]> {
-  const { stdout } = await promisify(execFile)(
-    process.execPath,
-    [join(ROOT, 'test', 'e2e', 'query-store.ts'), dataDir, sql],
-    {
-      maxBuffer: 64 * 1024 * 1024,
-    },
-  )
-  return JSON.parse(stdout) as T[]
+  return JSON.parse(await runQueryStore([dataDir, sql])) as T[]
 }
