@@ -36,7 +36,7 @@ export async function startTcpdump(
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => resolve(code)),
   )
-  await new Promise<void>((resolve, reject) => {
+  const started = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${stderr}`)), 10_000)
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk
@@ -49,6 +49,11 @@ export async function startTcpdump(
       clearTimeout(timer)
       reject(new Error(`tcpdump exited (${code}) before listening: ${stderr}`))
     })
+  })
+  // A tcpdump that never said it listens is not the caller's to stop: it must not outlive this.
+  await started.catch((error: unknown) => {
+    child.kill('SIGKILL')
+    throw error
   })
   return {
     stop: async () => {
