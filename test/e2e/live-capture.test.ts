@@ -8,8 +8,9 @@
  */
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { AgentProcess, CollectorProcess, freePort, queryStore, tmp, waitFor } from './harness.ts'
+import { AgentProcess, CollectorProcess, freePort, tmp, waitFor } from './harness.ts'
 import { type Counted, Lan, lanUnavailable, RefCapture, tsharkCount } from './netns/lan.ts'
+import { queryStoreEach } from './store-dump.ts'
 
 const unavailable = lanUnavailable(['ip', 'sysctl', 'tcpdump', 'tshark', 'curl', 'dig', 'ping'])
 if (unavailable !== undefined) {
@@ -223,31 +224,28 @@ describe.skipIf(unavailable !== undefined)('live capture on a bridge, against ts
     expect(fleet[0]?.batches).toBeGreaterThanOrEqual(2)
     expect(await collector.stop('SIGTERM')).toEqual({ code: 0, signal: null })
 
-    const running = await queryStore<{ value: number }>(
-      dataDir,
+    // One engine process for the three queries.
+    const [running, outcomes, totals] = (await queryStoreEach(dataDir, [
       "SELECT value FROM tally.host_metrics WHERE metric = 'tally.capture.running'",
-    )
-    expect(running.length).toBeGreaterThanOrEqual(2)
-    for (const row of running) expect(row.value).toBe(1)
-
-    const outcomes = await queryStore<{ outcome: string; value: number }>(
-      dataDir,
       `SELECT attributes['tally.capture.outcome'] AS outcome, sum(value) AS value
        FROM tally.host_metrics WHERE metric = 'tally.capture.packets' GROUP BY outcome`,
-    )
-    const outcome = (name: string) => outcomes.find((o) => o.outcome === name)?.value
-    expect(outcome('dropped_kernel'), 'the agent dropped nothing').toBe(0)
-    expect(outcome('malformed')).toBe(0)
-
-    // Tier T, the gateway's traffic totals by transport: the same frames.
-    const totals = await queryStore<{ metric: string; transport: string; value: number }>(
-      dataDir,
       `SELECT metric, attributes['network.transport'] AS transport, sum(value) AS value
        FROM tally.host_metrics
        WHERE metric IN ('tally.traffic.bytes', 'tally.traffic.packets')
          AND attributes['tally.direction'] = 'internal'
        GROUP BY metric, transport ORDER BY metric, transport`,
-    )
+    ])) as [
+      Array<{ value: number }>,
+      Array<{ outcome: string; value: number }>,
+      Array<{ metric: string; transport: string; value: number }>,
+    ]
+    expect(running.length).toBeGreaterThanOrEqual(2)
+    for (const row of running) expect(row.value).toBe(1)
+    const outcome = (name: string) => outcomes.find((o) => o.outcome === name)?.value
+    expect(outcome('dropped_kernel'), 'the agent dropped nothing').toBe(0)
+    expect(outcome('malformed')).toBe(0)
+
+    // Tier T, the gateway's traffic totals by transport: the same frames.
     const want = {
       tcp: await reference(`${between} && tcp && !icmp`),
       udp: await reference(`${between} && udp && !icmp`),

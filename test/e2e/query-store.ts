@@ -2,6 +2,7 @@
  * Reads a collector's embedded engine from a process of its own, as JSON on stdout:
  *
  *   query-store.ts DATA_DIR SQL          the rows of one query, as an array
+ *   query-store.ts DATA_DIR --each SQL…  the rows of each query, as an array of arrays
  *   query-store.ts DATA_DIR --dump DB…   every row of every table of the databases (not views,
  *                                        not Null tables), as { "db.table": rows }
  *
@@ -11,13 +12,17 @@
 import { openStore } from '../../collector/store/client.ts'
 
 const [dataDir, sql, ...databases] = process.argv.slice(2)
-if (dataDir === undefined || sql === undefined || (sql === '--dump' && databases.length === 0))
-  throw new Error('usage: query-store.ts DATA_DIR SQL | query-store.ts DATA_DIR --dump DB...')
+if (dataDir === undefined || sql === undefined || (sql.startsWith('--') && databases.length === 0))
+  throw new Error('usage: query-store.ts DATA_DIR (SQL | --each SQL... | --dump DB...)')
 const store = openStore({ dataDir })
 try {
   const rows = async (query: string): Promise<unknown[]> =>
     (await store.query({ query, format: 'JSONEachRow' })).json()
-  if (sql !== '--dump') {
+  if (sql === '--each') {
+    const results: unknown[][] = []
+    for (const query of databases) results.push(await rows(query))
+    process.stdout.write(JSON.stringify(results))
+  } else if (sql !== '--dump') {
     process.stdout.write(JSON.stringify(await rows(sql)))
   } else {
     const tables = (await (

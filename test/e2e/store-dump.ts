@@ -42,3 +42,8 @@ export async function dumpStore(
   >
   return new Map(Object.entries(dump))
 }
+
+/** The rows of each query, read by one process. */
+export async function queryStoreEach(dataDir: string, queries: string[]): Promise<unknown[][]> {
+  return JSON.parse(await runQueryStore([dataDir, '--each', ...queries])) as unknown[][]
+}
