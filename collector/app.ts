@@ -23,6 +23,7 @@ import { registerRoutes } from './routes/register.ts'
 import { restrictedRoutes } from './routes/restricted.ts'
 import { usageRoutes } from './routes/usage.ts'
 import type { Store } from './store/client.ts'
+import { isStoreUnavailable, WriteProbe } from './store/health.ts'
 import { createTelemetry, PROMETHEUS_CONTENT_TYPE, type Telemetry } from './telemetry.ts'
 
 export interface CollectorDeps {
@@ -39,6 +40,8 @@ export interface CollectorDeps {
   registerKey?: GrantSigningKey
   /** Deletes a case's tier I data (closing, expiry, receipt). */
   purge?: Purger
+  /** How long /readyz trusts its last write probe (default 5 s). */
+  readyProbeMs?: number
 }
 
 /** The collector's app and the services behind it, for the server's periodic work and tests. */
@@ -108,10 +111,25 @@ function buildApp(
   const caps = bodyCaps(config)
   app.use(bodyCapMiddleware(caps))
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  const writes = new WriteProbe(store, { maxAgeMs: deps.readyProbeMs })
+  const retryAfter = String(config.ingest.retry_after_seconds)
+  // Ready means writes succeed: a full disk leaves reads and pings working.
   app.get('/readyz', async (c) => {
     const ping = await store.ping()
-    if (!ping.success)
+    if (!ping.success) {
+      c.header('Retry-After', retryAfter)
       return problem(c, 503, 'store_unavailable', `store is not reachable: ${ping.error.message}`)
+    }
+    const health = await writes.check()
+    if (!health.ok) {
+      c.header('Retry-After', retryAfter)
+      return problem(
+        c,
+        503,
+        'store_not_writable',
+        `the store does not take writes (${health.reason})`,
+      )
+    }
     return c.json({ status: 'ready' })
   })
   app.get('/metrics', async (c) =>
@@ -139,6 +157,14 @@ function buildApp(
   )
   app.notFound((c) => problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`))
   app.onError((err, c) => {
+    // A store that cannot work now (full, read-only, unreachable, overloaded) is a 503 the
+    // client may retry, and makes /readyz say so; anything else is a bug of ours.
+    if (isStoreUnavailable(err)) {
+      writes.failed(err)
+      logger.warn({ err, path: c.req.routePath }, 'store unavailable')
+      c.header('Retry-After', retryAfter)
+      return problem(c, 503, 'store_unavailable', 'the store is unavailable; retry later')
+    }
     logger.error({ err, path: c.req.routePath }, 'request failed')
     return problem(
       c,

@@ -966,11 +966,26 @@ function build() {
       '/readyz': {
         get: {
           operationId: 'readyz',
-          summary: 'The store is reachable',
+          summary: 'The store is reachable and takes writes',
+          description:
+            'A tiny write, at most every few seconds, decides: a full or read-only store still ' +
+            'answers reads. A store failure seen by any request also counts until a write succeeds.',
           security: [],
           responses: {
             '200': { description: 'ready', content: json('Ready') },
-            ...errors({ '503': 'the store is not reachable (`store_unavailable`)' }),
+            ...errors({}),
+            '503': {
+              ...error(
+                'the store is not reachable (`store_unavailable`) or does not take writes ' +
+                  '(`store_not_writable`)',
+              ),
+              headers: {
+                'Retry-After': {
+                  description: 'seconds to wait before asking again',
+                  schema: { type: 'integer', minimum: 0 },
+                },
+              },
+            },
           },
         },
       },

@@ -35,26 +35,34 @@ export interface Harness {
   close(): Promise<void>
 }
 
-export async function openHarness(): Promise<Harness> {
-  const dir = await mkdtemp(join(tmpdir(), 'tally-collector-test-'))
+export interface HarnessOptions {
+  /** A data directory the caller made and removes (a tmpfs mount, say); default a temp dir. */
+  dir?: string
+  /** How long /readyz trusts its last write probe. */
+  readyProbeMs?: number
+}
+
+export async function openHarness(options: HarnessOptions = {}): Promise<Harness> {
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'tally-collector-test-')))
   const store = openStore({ dataDir: dir })
   await migrate(store)
   const signingKey = loadOrCreateSigningKey(join(dir, 'grant-signing.pem'))
   const logger = pino({ level: 'silent' })
+  const probe = options.readyProbeMs === undefined ? {} : { readyProbeMs: options.readyProbeMs }
   const appWith = (input: Record<string, unknown>): App => {
     const config = CollectorConfig.parse({ data_dir: dir, log_level: 'silent', ...input })
-    return createApp({ store, config, logger, signingKey })
+    return createApp({ store, config, logger, signingKey, ...probe })
   }
   const config = CollectorConfig.parse({ data_dir: dir, log_level: 'silent' })
   return {
     dir,
     store,
     config,
-    app: createApp({ store, config, logger, signingKey }),
+    app: createApp({ store, config, logger, signingKey, ...probe }),
     appWith,
     close: async () => {
       await store.close()
-      await rm(dir, { recursive: true, force: true })
+      if (options.dir === undefined) await rm(dir, { recursive: true, force: true })
     },
   }
 }
