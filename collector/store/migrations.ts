@@ -4,6 +4,12 @@
  * A migration is a file `NNN_name.sql` in ./migrations; statements are separated by a semicolon
  * at the end of a line. An applied migration whose text has changed is an error: the database
  * would no longer be what the files describe.
+ *
+ * Resumable: a migration is recorded only after all its statements succeeded, and every statement
+ * is idempotent (`CREATE ... IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS`; a test holds every file
+ * to it), so a start that failed or was killed half way leaves a data directory the next start
+ * completes by running the unrecorded migration again from its first statement. A failure names
+ * the file, the statement and the engine's reason.
  */
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -60,6 +66,32 @@ export class MigrationError extends Error {
   override name = 'MigrationError'
 }
 
+export const migrationFile = (m: Pick<Migration, 'version' | 'name'>): string =>
+  `${String(m.version).padStart(3, '0')}_${m.name}.sql`
+
+/** The first line of a statement, short, to name it in an error. */
+const headline = (statement: string): string => {
+  const line = statement.split('\n')[0]?.trim() ?? ''
+  return line.length > 80 ? `${line.slice(0, 77)}...` : line
+}
+
+async function applyStatements(store: Store, migration: Migration): Promise<void> {
+  const total = migration.statements.length
+  for (const [i, statement] of migration.statements.entries()) {
+    try {
+      await store.command({ query: statement })
+    } catch (err) {
+      const reason = ((err as Error).message ?? String(err)).split('\n')[0]?.trim()
+      throw new MigrationError(
+        `migration ${migrationFile(migration)} failed at statement ${i + 1} of ${total} ` +
+          `(${headline(statement)}): ${reason}. It is not recorded as applied; the next start ` +
+          'runs it again from its first statement (every statement is idempotent)',
+        { cause: err },
+      )
+    }
+  }
+}
+
 /** Applies what is missing, in order. Returns the versions it applied. */
 export async function migrate(store: Store, migrations = readMigrations()): Promise<number[]> {
   await store.command({ query: 'CREATE DATABASE IF NOT EXISTS tally' })
@@ -90,19 +122,27 @@ export async function migrate(store: Store, migrations = readMigrations()): Prom
       }
       continue
     }
-    for (const statement of migration.statements) await store.command({ query: statement })
-    await store.insert({
-      table: 'tally.schema_migrations',
-      values: [
-        {
-          version: migration.version,
-          name: migration.name,
-          checksum: migration.checksum,
-          applied_at: Date.now(),
-        },
-      ],
-      format: 'JSONEachRow',
-    })
+    await applyStatements(store, migration)
+    try {
+      await store.insert({
+        table: 'tally.schema_migrations',
+        values: [
+          {
+            version: migration.version,
+            name: migration.name,
+            checksum: migration.checksum,
+            applied_at: Date.now(),
+          },
+        ],
+        format: 'JSONEachRow',
+      })
+    } catch (err) {
+      throw new MigrationError(
+        `migration ${migrationFile(migration)} ran but could not be recorded: ` +
+          `${((err as Error).message ?? String(err)).split('\n')[0]?.trim()}. The next start runs it again`,
+        { cause: err },
+      )
+    }
     done.push(migration.version)
   }
   return done

@@ -9,6 +9,7 @@ import {
   type Migration,
   MigrationError,
   migrate,
+  migrationFile,
   readMigrations,
   splitStatements,
 } from '../../collector/store/migrations.ts'
@@ -119,6 +120,82 @@ describe('migrate', () => {
       ).rejects.toThrow(MigrationError)
     }
     // The real files still pass.
+    expect(await migrate(store)).toEqual([])
+  })
+})
+
+describe('a migration that fails', () => {
+  const resumeDir = () => join(dir, 'resume')
+  const write = async (files: Record<string, string>) => {
+    await rm(resumeDir(), { recursive: true, force: true })
+    await mkdir(resumeDir())
+    for (const [name, text] of Object.entries(files)) await writeFile(join(resumeDir(), name), text)
+    return readMigrations(pathToFileURL(`${resumeDir()}/`))
+  }
+  const FIRST =
+    'CREATE TABLE IF NOT EXISTS tally.resume_a (x UInt8) ENGINE = MergeTree ORDER BY x;\n'
+  const second = (middle: string) =>
+    'CREATE TABLE IF NOT EXISTS tally.resume_b (x UInt8) ENGINE = MergeTree ORDER BY x;\n' +
+    `${middle};\n` +
+    'CREATE TABLE IF NOT EXISTS tally.resume_d (x UInt8) ENGINE = MergeTree ORDER BY x;\n'
+
+  it('names its file, statement and reason, is not recorded, and the next start completes it', async () => {
+    const failing = await write({
+      '950_resume_first.sql': FIRST,
+      '951_resume_second.sql': second(
+        'CREATE TABLE IF NOT EXISTS tally.resume_c (x UInt8) ENGINE = NoSuchEngine',
+      ),
+    })
+    const attempt = migrate(store, failing)
+    await expect(attempt).rejects.toBeInstanceOf(MigrationError)
+    await expect(attempt).rejects.toThrow(
+      /^migration 951_resume_second\.sql failed at statement 2 of 3 \(CREATE TABLE IF NOT EXISTS tally\.resume_c .*\): .*NoSuchEngine/,
+    )
+    const versions = (await recorded()).map((r) => Number(r.version))
+    expect(versions).toContain(950)
+    expect(versions).not.toContain(951)
+    // Half applied: the statement before the failure ran, the one after did not.
+    expect(await tableExists('resume_b')).toBe(true)
+    expect(await tableExists('resume_d')).toBe(false)
+
+    // The operator fixes the file; the next start runs 951 again from its first statement.
+    const fixed = await write({
+      '950_resume_first.sql': FIRST,
+      '951_resume_second.sql': second(
+        'CREATE TABLE IF NOT EXISTS tally.resume_c (x UInt8) ENGINE = MergeTree ORDER BY x',
+      ),
+    })
+    expect(await migrate(store, fixed)).toEqual([951])
+    for (const table of ['resume_a', 'resume_b', 'resume_c', 'resume_d']) {
+      expect(await tableExists(table), table).toBe(true)
+    }
+    expect(await migrate(store, fixed)).toEqual([])
+  })
+
+  it('names migration files as they are on disk', () => {
+    expect(migrationFile({ version: 7, name: 'collector_metrics' })).toBe(
+      '007_collector_metrics.sql',
+    )
+  })
+})
+
+describe('every statement of every migration file is idempotent', () => {
+  const IDEMPOTENT =
+    /^(CREATE (DATABASE|TABLE|(MATERIALIZED )?VIEW|DICTIONARY) IF NOT EXISTS |CREATE OR REPLACE |ALTER TABLE \S+ (ADD|DROP|MODIFY|CLEAR) (COLUMN|INDEX|PROJECTION|CONSTRAINT) IF (NOT )?EXISTS |DROP (DATABASE|TABLE|VIEW|DICTIONARY) IF EXISTS )/
+
+  it('by its form, so a half-applied migration can run again', () => {
+    for (const migration of readMigrations()) {
+      migration.statements.forEach((statement, i) => {
+        expect(statement, `${migrationFile(migration)} statement ${i + 1}`).toMatch(IDEMPOTENT)
+      })
+    }
+  })
+
+  it('on the engine: every statement runs again after the whole schema is there', async () => {
+    await migrate(store)
+    for (const migration of readMigrations()) {
+      for (const statement of migration.statements) await store.command({ query: statement })
+    }
     expect(await migrate(store)).toEqual([])
   })
 })
