@@ -1,5 +1,5 @@
 /** People who call the API, each with a bearer token and roles. */
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { readStateFile, writeFileAtomic } from '../../common/atomic-file.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
 import type { Role } from './roles.ts'
@@ -98,15 +98,26 @@ export async function revokeUser(store: Store, userId: string, now = Date.now())
  * is missing or its token no longer works (the database was reset), a new admin is created. The
  * file holds the bearer token and nothing else, readable by its owner only.
  */
+/**
+ * Keeps the admin token file if its token is an admin's, else makes a new admin and writes the
+ * file (atomically). An empty or unreadable file stops the collector with one line naming it:
+ * something went wrong there, and silently minting a new admin would hide it.
+ */
 export async function ensureAdminToken(store: Store, file: string): Promise<'kept' | 'created'> {
-  if (existsSync(file)) {
-    const token = readFileSync(file, 'utf8').trim()
+  const token = readStateFile(file, {
+    parse: (data) => {
+      const text = data.toString('utf8').trim()
+      if (!/^tly_u_[A-Za-z0-9._-]+$/.test(text)) throw new Error('not a user token (tly_u_...)')
+      return text
+    },
+    remedy: 'remove it and restart: the collector then makes a new admin token',
+  })
+  if (token !== undefined) {
     const user = await authenticateUser(store, token)
     if (user?.roles.includes('admin')) return 'kept'
   }
-  const { token } = await createUser(store, 'admin', ['admin'], 'collector bootstrap')
-  writeFileSync(file, `${token}\n`, { mode: 0o600 })
-  chmodSync(file, 0o600)
+  const created = await createUser(store, 'admin', ['admin'], 'collector bootstrap')
+  writeFileAtomic(file, `${created.token}\n`, 0o600)
   return 'created'
 }
 
