@@ -42,6 +42,8 @@ export interface CollectorDeps {
   purge?: Purger
   /** How long /readyz trusts its last write probe (default 5 s). */
   readyProbeMs?: number
+  /** This collector's name in tally.collector_metrics (host:port once listening). */
+  instance?: () => string
 }
 
 /** The collector's app and the services behind it, for the server's periodic work and tests. */
@@ -111,7 +113,7 @@ function buildApp(
   const caps = bodyCaps(config)
   app.use(bodyCapMiddleware(caps))
   app.get('/healthz', (c) => c.json({ status: 'ok' }))
-  const writes = new WriteProbe(store, { maxAgeMs: deps.readyProbeMs })
+  const writes = new WriteProbe(store, { maxAgeMs: deps.readyProbeMs, instance: deps.instance })
   const retryAfter = String(config.ingest.retry_after_seconds)
   // Ready means writes succeed: a full disk leaves reads and pings working.
   app.get('/readyz', async (c) => {

@@ -51,7 +51,17 @@ export async function startCollector(
   // Prometheus on /metrics; OTLP too when OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT is set.
   const telemetry = createTelemetry({ env: process.env, logger })
   const registerKey = loadOrCreateSigningKey(join(dataDir, REGISTER_KEY_FILE))
-  const collector = createCollector({ store, config, logger, signingKey, registerKey, telemetry })
+  // Known once the server listens; /readyz's write probe reports under it, as self-metrics do.
+  let instance = hostname()
+  const collector = createCollector({
+    store,
+    config,
+    logger,
+    signingKey,
+    registerKey,
+    telemetry,
+    instance: () => instance,
+  })
   const app = collector.app
   // Time moves cases on even when nobody calls: expiry and overdue written requests revoke
   // grants and purge; notices that could not be delivered are retried.
@@ -71,12 +81,13 @@ export async function startCollector(
     s.once('error', fail)
   })
   const { port } = server.address() as AddressInfo
+  instance = `${hostname()}:${port}`
   // The collector's counters and the ITSD register's status, for the Grafana dashboards.
   const selfMetrics = startSelfMetrics({
     store,
     telemetry,
     register: collector.register,
-    instance: `${hostname()}:${port}`,
+    instance,
     logger,
   })
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host

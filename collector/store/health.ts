@@ -3,10 +3,12 @@
  *
  * A full disk leaves reads (and so a ping) working while every insert fails, so readiness is a
  * write: one tiny row in tally.collector_metrics (a table every deployment has, single node or
- * cluster), done at most every few seconds and only when someone asks, so an idle collector
- * writes nothing. A store failure seen by any request counts too: it marks the store not ready
+ * cluster; under this collector's own instance name and a metric of its own, so the dashboards'
+ * instance and counter panels are unchanged), done at most every few seconds and only when
+ * someone asks, so an idle collector writes nothing. A store failure seen by any request counts too: it marks the store not ready
  * until the next probe succeeds.
  */
+import { hostname } from 'node:os'
 import type { Store } from './client.ts'
 import { insertRows } from './rows.ts'
 
@@ -71,18 +73,20 @@ export function isStoreUnavailable(err: unknown): boolean {
 
 export type WriteHealth = { ok: true } | { ok: false; reason: string }
 
-export const PROBE_METRIC = 'tally.collector.write_probe'
+export const PROBE_METRIC = 'collector.write_probe'
 
 /** The store's write health, probed at most every `maxAgeMs`. */
 export class WriteProbe {
   readonly #store: Store
   readonly #maxAgeMs: number
+  readonly #instance: () => string
   #last: { at: number; health: WriteHealth } | undefined
   #running: Promise<WriteHealth> | undefined
 
-  constructor(store: Store, options: { maxAgeMs?: number } = {}) {
+  constructor(store: Store, options: { maxAgeMs?: number; instance?: () => string } = {}) {
     this.#store = store
     this.#maxAgeMs = options.maxAgeMs ?? 5_000
+    this.#instance = options.instance ?? hostname
   }
 
   /** A request saw the store fail: not ready until a probe succeeds. */
@@ -106,7 +110,7 @@ export class WriteProbe {
       await insertRows(this.#store, 'tally.collector_metrics', [
         {
           ts: Math.floor(now / 1000),
-          instance: 'readyz',
+          instance: this.#instance(),
           metric: PROBE_METRIC,
           labels: {},
           // Unique, so no deduplication can turn a failing write into a silent no-op.
