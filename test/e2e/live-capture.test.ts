@@ -1,6 +1,6 @@
 /**
  * Live capture end to end, compared with tshark. Two test hosts in network namespaces on a bridge
- * (tlyA1 10.99.1.2, tlyB1 10.99.1.3 on tlybr1); B runs an HTTP server on port 80 and a DNS
+ * (tlyA1… 10.99.1.2, tlyB1… 10.99.1.3 on tlybr1…, each name ending in the test process's mark); B runs an HTTP server on port 80 and a DNS
  * responder on UDP 53, A runs curl, dig and ping against it. The agent runs in gateway mode,
  * capturing on the bridge, and sends to a collector process (k = 1). A reference tcpdump captures
  * the same bridge from before the agent starts until after the traffic; the site usage the

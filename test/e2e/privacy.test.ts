@@ -4,8 +4,8 @@
  * in the logs, not in any API answer, not in any row of the store. And the k threshold: three
  * hosts' usage is shown at k = 3 and not at all at k = 5.
  *
- * Two test hosts in network namespaces on a bridge (tlyA2 10.99.2.2, tlyB2 10.99.2.3 on
- * tlybr2). B runs an HTTP server on port 47913 and a DNS responder on UDP 53; A fetches
+ * Two test hosts in network namespaces on a bridge (tlyA2… 10.99.2.2, tlyB2… 10.99.2.3 on
+ * tlybr2…, each name ending in the test process's mark). B runs an HTTP server on port 47913 and a DNS responder on UDP 53; A fetches
  * http://10.99.2.3:47913/canary-path-q7 with Host secret-host.example and a distinctive
  * User-Agent, asks for very-secret-name.example and pings B. Four agents capture the bridge in
  * gateway mode at the same time: one sends to collector 1 (k = 1) through a recording proxy,

@@ -63,20 +63,40 @@ export interface LanHost {
 }
 
 /**
- * `new Lan('1', '10.99.1', 2)`: bridge `tlybr1`, namespaces `tlyA1` (10.99.1.2) and `tlyB1`
- * (10.99.1.3), veths `tlyA1h` (root side, on the bridge) and `tlyA1n` (in the namespace).
+ * The owner's mark in every name: this process's pid in base 36 (at most 5 characters, so that
+ * a veth name stays within the kernel's 15). Two runs of the same test at once (two checkouts,
+ * two people on one machine) get a LAN each instead of tearing down each other's.
+ */
+const OWNER = process.pid.toString(36)
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * `new Lan('1', '10.99.1', 2)` in process 1234 (`ya` in base 36): bridge `tlybr1ya`, namespaces
+ * `tlyA1ya` (10.99.1.2) and `tlyB1ya` (10.99.1.3), veths `tlyA1yah` (root side, on the bridge)
+ * and `tlyA1yan` (in the namespace).
  */
 export class Lan {
+  readonly id: string
   readonly bridge: string
   readonly subnet: string
   readonly hosts: LanHost[]
   readonly #children: ChildProcess[] = []
 
-  constructor(id: string, subnet: string, hostCount: number) {
+  constructor(id: string, subnet: string, hostCount: number, owner = OWNER) {
+    if (!/^[0-9]$/.test(id)) throw new RangeError(`a LAN id is one digit, not ${id}`)
+    this.id = id
     this.subnet = subnet
-    this.bridge = `tlybr${id}`
+    this.bridge = `tlybr${id}${owner}`
     this.hosts = Array.from({ length: hostCount }, (_, i) => ({
-      ns: `tly${String.fromCharCode(65 + i)}${id}`,
+      ns: `tly${String.fromCharCode(65 + i)}${id}${owner}`,
       address: `${subnet}.${i + 2}`,
     }))
   }
@@ -93,6 +113,7 @@ export class Lan {
 
   /** Builds the LAN, first removing what a crashed earlier run may have left. */
   async setup(): Promise<void> {
+    await this.#removeAbandoned()
     await this.teardown()
     const bridge = this.bridge
     await run('ip', ['link', 'add', bridge, 'type', 'bridge'])
@@ -139,6 +160,28 @@ export class Lan {
     }
     for (const { ns } of this.hosts) await quietly('ip', ['link', 'del', `${ns}h`])
     await quietly('ip', ['link', 'del', this.bridge])
+  }
+
+  /**
+   * Removes the LANs with this id whose owner is no longer running (a run killed before its
+   * teardown), and those of older runs that put no owner in the names.
+   */
+  async #removeAbandoned(): Promise<void> {
+    const namespaces = (await run('ip', ['netns', 'list']).catch(() => ''))
+      .split('\n')
+      .map((line) => /^tly[A-Z](\d)([0-9a-z]*)(?: |$)/.exec(line))
+    const bridges = (await run('ip', ['-o', 'link', 'show', 'type', 'bridge']).catch(() => ''))
+      .split('\n')
+      .map((line) => /^\d+: tlybr(\d)([0-9a-z]*)[:@]/.exec(line))
+    const owners = new Set<string>()
+    for (const match of [...namespaces, ...bridges]) {
+      const [, id, owner] = match ?? []
+      if (id !== this.id || owner === undefined || owner === OWNER) continue
+      if (owner === '' || !alive(Number.parseInt(owner, 36))) owners.add(owner)
+    }
+    for (const owner of owners) {
+      await new Lan(this.id, this.subnet, this.hosts.length, owner).teardown()
+    }
   }
 
   /** Runs a program inside a namespace and resolves with its stdout. */
