@@ -1,7 +1,8 @@
 /**
  * A reporter that prints, after the run, the slowest tests and the slowest beforeAll/afterAll
- * hooks with the share of their timeout they used (for hooks: the configured hookTimeout): a test that creeps towards its timeout shows
- * here long before it fails on a slower machine. Figures only; it never fails the run.
+ * hooks with the share of their timeout they used (for hooks: the configured hookTimeout): a test
+ * that creeps towards its timeout shows here long before it fails on a slower machine. Figures
+ * only; it never fails the run.
  */
 import type { ReportedHookContext, Reporter, TestCase, TestModule } from 'vitest/node'
 
