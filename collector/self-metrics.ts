@@ -13,7 +13,9 @@
  *   ingest.duration.sum{status}    their summed time, in seconds (mean = sum / count)
  *   ingest.duration.p50, .p95      quantiles of the snapshot's requests, estimated from the
  *                                  histogram's buckets as Prometheus' histogram_quantile does
- *   http.requests{route,status}    every request, by route template (only series that moved)
+ *   http.requests{route,status}    every request, by route label (only series that moved): the
+ *                                  template, or `cases` for every route of the case family, OIOS's
+ *                                  included, so no row tells OIOS work from ITSD work (telemetry.ts)
  * The ingest series are written also when they did not move (as 0), so their panels have a
  * point in every interval. A snapshot that could not be written is not lost: the baseline moves
  * on only once a snapshot is stored, so the next one carries the increase (503s are counted

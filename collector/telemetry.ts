@@ -23,11 +23,18 @@
  *   tally_ingest_rejected_total{reason}      ingest requests refused with a 4xx
  *   tally_ingest_unavailable_total           ingest requests answered 503 (store failed)
  *   tally_ingest_duration_seconds{status}    POST /v1/ingest, request start to answer (histogram)
- *   tally_http_requests_total{route,status}  every request, by route template and status
+ *   tally_http_requests_total{route,status}  every request, by route label and status
  * plus `target_info` (the resource: service.name and the SDK's attributes).
  *
- * Labels hold only values this code chooses (route templates, status codes, fixed reasons):
+ * Labels hold only values this code chooses (route labels, status codes, fixed reasons):
  * never a path, a query, a host, an agent or anything from a body.
+ *
+ * Nothing of OIOS outside OIOS: /metrics answers anyone, and its counters go on to
+ * tally.collector_metrics, which ITSD's dashboards read. Every route of the case family (the
+ * workflow of every kind of case, OIOS's designations, both registers, tier I ingest, drill-down,
+ * exports and the agents' grants poll) is counted under the one label `cases`, so an OIOS step
+ * and the same step on an ITSD case add to the same series, and no label says which kind of case,
+ * which register or which tier I category a request was for.
  */
 
 import type { Counter, Histogram } from '@opentelemetry/api'
@@ -40,7 +47,7 @@ import {
   PeriodicExportingMetricReader,
   type PushMetricExporter,
 } from '@opentelemetry/sdk-metrics'
-import type { MiddlewareHandler } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { matchedRoutes } from 'hono/route'
 import type { Logger } from 'pino'
 import type { IngestAck } from '../protocol/v1.ts'
@@ -83,6 +90,36 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 export const INGEST_ROUTE = '/v1/ingest'
 /** The `route` label of a request no route matched (404), so paths never become labels. */
 export const UNMATCHED_ROUTE = 'unmatched'
+/** The one `route` label of every route of the case family (see the file comment). */
+export const CASES_ROUTE = 'cases'
+
+/** Route templates counted as `cases`: the whole family, whatever kind of case it serves. */
+const CASE_FAMILY = [
+  /^\/v1\/cases(\/|$)/,
+  /^\/v1\/oios(\/|$)/,
+  /^\/v1\/register(\/|$)/,
+  /^\/v1\/restricted(\/|$)/,
+]
+const CASE_FAMILY_ROUTES = new Set(['/v1/agents/grants'])
+
+/**
+ * The label a route template is counted under: the template itself, or `cases` for the case
+ * family, so that OIOS work and ITSD work are one series.
+ */
+export function routeLabel(template: string | undefined): string {
+  if (template === undefined) return UNMATCHED_ROUTE
+  if (CASE_FAMILY_ROUTES.has(template) || CASE_FAMILY.some((family) => family.test(template))) {
+    return CASES_ROUTE
+  }
+  return template
+}
+
+/** The label of the endpoint that answered a request (for metrics and request logs). */
+export function requestRouteLabel(c: Context): string {
+  // The template of the endpoint that matched (never the path itself); middleware entries
+  // (`use`, method ALL) match every request and name no endpoint.
+  return routeLabel(matchedRoutes(c).findLast((r) => r.method !== 'ALL')?.path)
+}
 
 /** Seconds; an ingest answer waits for the store, so the buckets reach well past a second. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -182,7 +219,7 @@ export function createTelemetry(options: TelemetryOptions = {}): Telemetry {
     advice: { explicitBucketBoundaries: DURATION_BUCKETS },
   })
   const requests: Counter = meter.createCounter('tally_http_requests', {
-    description: 'HTTP requests answered, by route template and status.',
+    description: 'HTTP requests answered, by route label (template, or cases) and status.',
   })
 
   // Every series the ingest counters can have starts at 0, so rate() sees their first increase.
@@ -195,10 +232,7 @@ export function createTelemetry(options: TelemetryOptions = {}): Telemetry {
     const started = performance.now()
     await next()
     const status = String(c.res.status)
-    // The template of the endpoint that matched (never the path itself); middleware entries
-    // (`use`, method ALL) match every request and name no endpoint.
-    const endpoint = matchedRoutes(c).findLast((r) => r.method !== 'ALL')
-    const route = endpoint?.path ?? UNMATCHED_ROUTE
+    const route = requestRouteLabel(c)
     requests.add(1, { route, status })
     if (route === INGEST_ROUTE) duration.record((performance.now() - started) / 1000, { status })
   }

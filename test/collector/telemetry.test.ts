@@ -6,7 +6,12 @@ import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { createTelemetry, otlpMetricsUrl } from '../../collector/telemetry.ts'
+import {
+  CASES_ROUTE,
+  createTelemetry,
+  otlpMetricsUrl,
+  routeLabel,
+} from '../../collector/telemetry.ts'
 import { IngestAck } from '../../protocol/v1.ts'
 import {
   type App,
@@ -140,6 +145,33 @@ describe('GET /metrics after ingest on the real engine', () => {
     expect(value(other, 'tally_http_requests_total{route="/v1/ingest",status="200"}')).toBe(
       undefined,
     )
+  })
+})
+
+describe('route labels', () => {
+  it('count every route of the case family, OIOS included, under the one label cases', () => {
+    const templates = [
+      ...new Set(h.app.routes.filter((r) => r.method !== 'ALL').map((r) => r.path)),
+    ]
+    const family = templates.filter((t) =>
+      /^\/v1\/(cases|oios|register|restricted)(\/|$)|^\/v1\/agents\/grants$/.test(t),
+    )
+    // The family is really there: OIOS's own routes and tier I among it.
+    expect(family).toEqual(
+      expect.arrayContaining([
+        '/v1/cases/oios',
+        '/v1/oios/designations',
+        '/v1/cases/:id/flows',
+        '/v1/restricted/ingest',
+        '/v1/register/:register/entries',
+      ]),
+    )
+    for (const t of family) expect(routeLabel(t), t).toBe(CASES_ROUTE)
+    // No label of any route names OIOS; other routes keep their template.
+    for (const t of templates) expect(routeLabel(t), t).not.toMatch(/oios/i)
+    expect(routeLabel('/v1/ingest')).toBe('/v1/ingest')
+    expect(routeLabel('/v1/admin/users/:id/revoke')).toBe('/v1/admin/users/:id/revoke')
+    expect(routeLabel(undefined)).toBe('unmatched')
   })
 })
 
