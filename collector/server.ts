@@ -34,23 +34,30 @@ export async function startCollector(
 ): Promise<RunningCollector> {
   const dataDir = resolve(config.data_dir)
   mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  // The key files first: an empty or corrupt one stops the start before the store is touched.
+  const signingKey = loadOrCreateSigningKey(join(dataDir, 'grant-signing-key.pem'))
+  const registerKey = loadOrCreateSigningKey(join(dataDir, REGISTER_KEY_FILE))
   const store = openStore({
     dataDir,
     url: config.clickhouse.url,
     username: config.clickhouse.username,
     password: config.clickhouse.password,
   })
-  const applied = await migrate(store)
-  if (applied.length > 0) logger.info({ applied }, 'migrations applied')
-  await createUsageViews(store, config.usage.k, config.clickhouse.cluster)
   const adminTokenFile = join(dataDir, 'admin.token')
-  if ((await ensureAdminToken(store, adminTokenFile)) === 'created') {
-    logger.info({ file: adminTokenFile }, 'admin token written')
+  try {
+    const applied = await migrate(store)
+    if (applied.length > 0) logger.info({ applied }, 'migrations applied')
+    await createUsageViews(store, config.usage.k, config.clickhouse.cluster)
+    if ((await ensureAdminToken(store, adminTokenFile)) === 'created') {
+      logger.info({ file: adminTokenFile }, 'admin token written')
+    }
+  } catch (err) {
+    // Release the engine (and its data directory) so the caller can report and exit cleanly.
+    await store.close().catch(() => undefined)
+    throw err
   }
-  const signingKey = loadOrCreateSigningKey(join(dataDir, 'grant-signing-key.pem'))
   // Prometheus on /metrics; OTLP too when OTEL_EXPORTER_OTLP_(METRICS_)ENDPOINT is set.
   const telemetry = createTelemetry({ env: process.env, logger })
-  const registerKey = loadOrCreateSigningKey(join(dataDir, REGISTER_KEY_FILE))
   // Known once the server listens; /readyz's write probe reports under it, as self-metrics do.
   let instance = hostname()
   const collector = createCollector({
