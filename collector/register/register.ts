@@ -15,21 +15,28 @@
  * - Reads verify, they do not trust: `verify` reads every stored column and recomputes
  *   everything; `verifyEntries` is the pure check an auditor runs on their own machine.
  */
+import { createPublicKey, type KeyObject, sign as signBytes, type webcrypto } from 'node:crypto'
+import { leafHashOfBytes, MerkleTree, sha256 } from '../../common/merkle.ts'
 import {
-  createHash,
-  createPublicKey,
-  KeyObject,
-  sign as signBytes,
-  verify as verifySignatureBytes,
-  type webcrypto,
-} from 'node:crypto'
-import canonicalizeModule from 'canonicalize'
+  canonicalJson,
+  checkpointBytes,
+  checkpointSignatureValid,
+  ed25519PublicKey,
+  type PublicKeyInput,
+} from '../../common/register-head.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, Mutex, selectRows } from '../store/rows.ts'
 
-// `canonicalize` is CommonJS (module.exports = serialize) but declares an ES default export, so
-// under nodenext the default import is typed as the module object; at run time it is the function.
-const canonicalizeFn = canonicalizeModule as unknown as (input: unknown) => string | undefined
+export { EMPTY_ROOT, MerkleTree, verifyConsistency } from '../../common/merkle.ts'
+export {
+  canonicalJson,
+  checkHeadExtends,
+  checkpointBytes,
+  checkpointSignatureValid,
+  ed25519PublicKey,
+  type HeadCheck,
+  type PublicKeyInput,
+} from '../../common/register-head.ts'
 
 export const REGISTERS = ['itsd', 'oios'] as const
 export type RegisterName = (typeof REGISTERS)[number]
@@ -82,6 +89,10 @@ export type VerifyProblemKind =
   | 'reordered'
   | 'checkpoint-mismatch'
   | 'bad-signature'
+  /** Fewer entries than a head the verifier kept from an earlier run. */
+  | 'rolled-back'
+  /** No valid consistency proof from a kept head: its entries were rewritten. */
+  | 'inconsistent'
 
 export interface VerifyProblem {
   seq: number
@@ -130,18 +141,6 @@ export const GENESIS_HASH = '0'.repeat(64)
 // ---------------------------------------------------------------------------------------------
 // Canonical bytes, hashes, Merkle tree, signatures: pure functions, shared with the auditor's CLI.
 
-export function canonicalJson(value: unknown): string {
-  const text = canonicalizeFn(value)
-  if (text === undefined) throw new TypeError('value has no JSON form')
-  return text
-}
-
-const sha256 = (...parts: (Buffer | Uint8Array)[]): Buffer => {
-  const h = createHash('sha256')
-  for (const p of parts) h.update(p)
-  return h.digest()
-}
-
 const HEX64 = /^[0-9a-f]{64}$/
 
 /** SHA-256(prev_hash bytes || canonical entry without `hash`), hex. */
@@ -159,69 +158,7 @@ export function leafHash(entry: RegisterEntry): Buffer {
 }
 
 const leafHashOfText = (canonical: string): Buffer =>
-  sha256(Buffer.from([0]), Buffer.from(canonical, 'utf8'))
-
-const nodeHash = (left: Buffer, right: Buffer): Buffer => sha256(Buffer.from([1]), left, right)
-
-/**
- * An RFC 6962 Merkle tree over leaf hashes, with the root of every prefix in O(log n): the
- * prefix of size n splits into the perfect subtrees of n's binary digits, which RFC 6962's
- * "largest power of two below n" rule combines from the right.
- */
-export class MerkleTree {
-  /** levels[j][i]: the perfect subtree of 2^j leaves starting at leaf i * 2^j. */
-  readonly #levels: Buffer[][] = [[]]
-
-  constructor(leafHashes: Iterable<Buffer> = []) {
-    for (const leaf of leafHashes) this.push(leaf)
-  }
-
-  get size(): number {
-    return this.#levels[0]?.length ?? 0
-  }
-
-  push(leaf: Buffer): void {
-    let hash = leaf
-    for (let j = 0; ; j++) {
-      let level = this.#levels[j]
-      if (level === undefined) {
-        level = []
-        this.#levels[j] = level
-      }
-      level.push(hash)
-      if (level.length % 2 === 1) return
-      hash = nodeHash(level[level.length - 2] as Buffer, hash)
-    }
-  }
-
-  /** The root of the first `n` leaves (all by default), hex. SHA-256 of nothing when n is 0. */
-  root(n = this.size): string {
-    if (n < 0 || n > this.size || !Number.isInteger(n)) {
-      throw new RangeError(`tree has ${this.size} leaves, no prefix of ${n}`)
-    }
-    if (n === 0) return sha256().toString('hex')
-    const parts: Buffer[] = []
-    let start = 0
-    for (let j = this.#levels.length - 1; j >= 0; j--) {
-      const width = 2 ** j
-      if (n - start >= width) {
-        parts.push((this.#levels[j] as Buffer[])[start / width] as Buffer)
-        start += width
-      }
-    }
-    let acc = parts[parts.length - 1] as Buffer
-    for (let i = parts.length - 2; i >= 0; i--) acc = nodeHash(parts[i] as Buffer, acc)
-    return acc.toString('hex')
-  }
-}
-
-/** The bytes a checkpoint's signature and every countersignature cover. */
-export function checkpointBytes(
-  checkpoint: Pick<SignedCheckpoint, 'register' | 'size' | 'root' | 'ts'>,
-): Buffer {
-  const { register, size, root, ts } = checkpoint
-  return Buffer.from(canonicalJson({ register, size, root, ts }), 'utf8')
-}
+  leafHashOfBytes(Buffer.from(canonical, 'utf8'))
 
 /** RFC 7638 thumbprint of an Ed25519 public JWK, base64url. */
 export function jwkThumbprint(jwk: { crv?: string; kty?: string; x?: string }): string {
@@ -232,53 +169,11 @@ export function jwkThumbprint(jwk: { crv?: string; kty?: string; x?: string }): 
 
 export type JsonWebKey = webcrypto.JsonWebKey
 
-export type PublicKeyInput = KeyObject | JsonWebKey | Record<string, string> | string
-
-/** An Ed25519 public key from a KeyObject, a JWK, a PEM, or a bare JWK `x`. */
-export function ed25519PublicKey(input: PublicKeyInput): KeyObject {
-  let key: KeyObject
-  if (typeof input === 'string') {
-    key = input.includes('-----BEGIN')
-      ? createPublicKey(input)
-      : createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: input }, format: 'jwk' })
-  } else if (input instanceof KeyObject) {
-    key = input.type === 'private' ? createPublicKey(input) : input
-  } else {
-    const jwk = input as JsonWebKey
-    key = createPublicKey({
-      key: { kty: jwk.kty ?? 'OKP', crv: jwk.crv ?? 'Ed25519', x: jwk.x ?? '' },
-      format: 'jwk',
-    })
-  }
-  if (key.asymmetricKeyType !== 'ed25519') {
-    throw new TypeError(`not an Ed25519 key: ${key.asymmetricKeyType}`)
-  }
-  return key
-}
-
 export function signCheckpointBytes(
   checkpoint: Pick<SignedCheckpoint, 'register' | 'size' | 'root' | 'ts'>,
   privateKey: KeyObject,
 ): string {
   return signBytes(null, checkpointBytes(checkpoint), privateKey).toString('base64url')
-}
-
-/** Whether `signature` (base64url) is `key`'s Ed25519 signature over the checkpoint's bytes. */
-export function checkpointSignatureValid(
-  checkpoint: Pick<SignedCheckpoint, 'register' | 'size' | 'root' | 'ts'>,
-  signature: string,
-  key: PublicKeyInput,
-): boolean {
-  try {
-    return verifySignatureBytes(
-      null,
-      checkpointBytes(checkpoint),
-      ed25519PublicKey(key),
-      Buffer.from(signature, 'base64url'),
-    )
-  } catch {
-    return false
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,6 +348,11 @@ export function verifyEntries(
   }
   let checked = 0
   let lastGood = 0
+  // One checkpoint per append batch: a cut tail or a rewrite would otherwise be reported once
+  // per later checkpoint. The largest cut and the first mismatch say it, the rest are counted.
+  let beyond: SignedCheckpoint | undefined
+  let firstMismatch: { cp: SignedCheckpoint; root: string; after: number } | undefined
+  let laterMismatches = 0
   const sorted = [...checkpoints].sort((a, b) => a.size - b.size)
   for (const cp of sorted) {
     const at = `checkpoint at size ${cp.size} (${cp.ts})`
@@ -471,25 +371,34 @@ export function verifyEntries(
       }
     }
     if (cp.size > maxSeq) {
-      add(
-        maxSeq + 1,
-        'removed',
-        `${at} covers ${cp.size} entries but only ${maxSeq} are stored: ` +
-          `entries ${maxSeq + 1} to ${cp.size} are missing`,
-      )
+      beyond = cp
       continue
     }
     const root = tree.root(countUpTo(cp.size))
     if (root !== cp.root) {
-      add(
-        cp.size,
-        'checkpoint-mismatch',
-        `${at} signed root ${cp.root.slice(0, 16)}…, the entries give ${root.slice(0, 16)}…: ` +
-          `entries ${lastGood + 1} to ${cp.size} were rewritten`,
-      )
-    } else {
+      if (firstMismatch === undefined) firstMismatch = { cp, root, after: lastGood }
+      else laterMismatches++
+    } else if (firstMismatch === undefined) {
       lastGood = cp.size
     }
+  }
+  if (firstMismatch !== undefined) {
+    const { cp, root, after } = firstMismatch
+    add(
+      cp.size,
+      'checkpoint-mismatch',
+      `checkpoint at size ${cp.size} (${cp.ts}) signed root ${cp.root.slice(0, 16)}…, the ` +
+        `entries give ${root.slice(0, 16)}…: entries ${after + 1} to ${cp.size} were rewritten` +
+        (laterMismatches > 0 ? ` (and ${laterMismatches} later checkpoints do not match)` : ''),
+    )
+  }
+  if (beyond !== undefined) {
+    add(
+      maxSeq + 1,
+      'removed',
+      `checkpoint at size ${beyond.size} (${beyond.ts}) covers ${beyond.size} entries but only ` +
+        `${maxSeq} are stored: entries ${maxSeq + 1} to ${beyond.size} are missing`,
+    )
   }
 
   const seen = new Set<string>()
@@ -636,12 +545,12 @@ interface Head {
 interface TreeState {
   tree: MerkleTree
   lastHash: string
+  /** The latest head signed over this tree (size <= tree.size), if any. */
+  signed: SignedCheckpoint | undefined
 }
 
 export interface RegisterOptions {
-  /** Sign a checkpoint every this many entries (default 100). */
-  checkpointEvery?: number
-  /** A checkpoint that could not be signed after an append (the entry itself is written). */
+  /** A checkpoint that could not be signed after an append (the entries themselves are written). */
   onCheckpointError?: (err: unknown, register: RegisterName) => void
   now?: () => number
 }
@@ -652,19 +561,39 @@ export interface EntriesPage {
   next_from: number | null
 }
 
+/** RFC 6962 PROOF(from, D[to]), hex hashes, for a verifier who kept the head at `from`. */
+export interface ConsistencyProof {
+  register: RegisterName
+  from: number
+  to: number
+  proof: string[]
+}
+
+/** A size the register's tree does not have (asked beyond its head, or below 0). */
+export class SizeBeyondHead extends Error {
+  override name = 'SizeBeyondHead'
+}
+
 export const MAX_PAGE = 10_000
+
+interface PendingAppend {
+  input: Omit<RegisterEntryInput, 'register'>
+  resolve: (entry: RegisterEntry) => void
+  reject: (err: unknown) => void
+}
 
 export class Register {
   readonly #store: Store
   readonly #key: KeyObject
   readonly #publicJwk: Record<string, string>
   readonly #keyId: string
-  readonly #every: number
   readonly #onCheckpointError: (err: unknown, register: RegisterName) => void
   readonly #now: () => number
   readonly #locks = new Map<RegisterName, Mutex>()
   readonly #heads = new Map<RegisterName, Head>()
   readonly #trees = new Map<RegisterName, TreeState>()
+  /** Appends waiting for the batch being written: they go together in the next one. */
+  readonly #waiting = new Map<RegisterName, PendingAppend[]>()
 
   constructor(store: Store, signingKey: KeyObject, options: RegisterOptions = {}) {
     if (signingKey.type !== 'private' || signingKey.asymmetricKeyType !== 'ed25519') {
@@ -677,7 +606,6 @@ export class Register {
     for (const [k, v] of Object.entries(jwk)) if (typeof v === 'string') publicJwk[k] = v
     this.#keyId = jwkThumbprint(publicJwk)
     this.#publicJwk = { ...publicJwk, alg: 'EdDSA', use: 'sig', kid: this.#keyId }
-    this.#every = Math.max(1, Math.floor(options.checkpointEvery ?? 100))
     this.#onCheckpointError = options.onCheckpointError ?? (() => undefined)
     this.#now = options.now ?? Date.now
   }
@@ -696,9 +624,14 @@ export class Register {
   }
 
   /**
-   * Appends an entry and returns it once it is stored. Throws RegisterUnavailable (with the
-   * store's error as cause) when it cannot be written: the caller must then not do what the
-   * entry records.
+   * Appends an entry and returns it once it is stored and a checkpoint over it is signed.
+   * Throws RegisterUnavailable (with the store's error as cause) when it cannot be written: the
+   * caller must then not do what the entry records.
+   *
+   * Every append batch gets its own signed checkpoint, so no entry waits unsigned for a later
+   * one (an unsigned tail is what a holder of the data directory could cut unnoticed). Appends
+   * that arrive while a batch is being written go together into the next batch: one insert of
+   * entries and one checkpoint however many callers wait.
    */
   async append(input: RegisterEntryInput): Promise<RegisterEntry> {
     const register = checkName(input.register)
@@ -716,56 +649,112 @@ export class Register {
     }
     // The JSON form of the details, as they will be hashed and read back (throws on NaN etc.).
     const details = JSON.parse(canonicalJson(input.details)) as { [k: string]: JsonValue }
-    return this.#lock(register).run(async () => {
-      let head: Head
-      try {
-        head = await this.#head(register)
-      } catch (err) {
-        throw new RegisterUnavailable(`register ${register}: cannot read its last entry`, {
-          cause: err,
-        })
+    const { kind, actor, case_id } = input
+    return new Promise<RegisterEntry>((resolve, reject) => {
+      let waiting = this.#waiting.get(register)
+      if (waiting === undefined) {
+        waiting = []
+        this.#waiting.set(register, waiting)
       }
-      const now = this.#now()
+      waiting.push({
+        input: { kind, actor, ...(case_id === undefined ? {} : { case_id }), details },
+        resolve,
+        reject,
+      })
+      // The first to wait schedules the batch; the others ride along with it.
+      if (waiting.length === 1) {
+        this.#lock(register)
+          .run(() => this.#writeBatch(register))
+          .catch(() => undefined)
+      }
+    })
+  }
+
+  async #writeBatch(register: RegisterName): Promise<void> {
+    const batch = this.#waiting.get(register)?.splice(0) ?? []
+    if (batch.length === 0) return
+    let entries: RegisterEntry[]
+    try {
+      entries = await this.#insertEntries(
+        register,
+        batch.map((p) => p.input),
+      )
+    } catch (err) {
+      for (const p of batch) p.reject(err)
+      return
+    }
+    try {
+      await this.#checkpoint(register)
+    } catch (err) {
+      this.#onCheckpointError(err, register)
+    }
+    batch.forEach((p, i) => {
+      p.resolve(entries[i] as RegisterEntry)
+    })
+  }
+
+  async #insertEntries(
+    register: RegisterName,
+    inputs: Omit<RegisterEntryInput, 'register'>[],
+  ): Promise<RegisterEntry[]> {
+    let head: Head
+    try {
+      head = await this.#head(register)
+    } catch (err) {
+      throw new RegisterUnavailable(`register ${register}: cannot read its last entry`, {
+        cause: err,
+      })
+    }
+    const now = this.#now()
+    const entries: RegisterEntry[] = []
+    let previous = head
+    for (const input of inputs) {
       const unsigned: Omit<RegisterEntry, 'hash'> = {
         register,
-        seq: head.seq + 1,
+        seq: previous.seq + 1,
         ts: new Date(now).toISOString(),
         kind: input.kind,
         actor: input.actor,
         ...(input.case_id === undefined ? {} : { case_id: input.case_id }),
-        details,
-        prev_hash: head.hash,
+        details: input.details,
+        prev_hash: previous.hash,
       }
       const entry: RegisterEntry = { ...unsigned, hash: entryHash(unsigned) }
-      try {
-        await insertRows(this.#store, 'tally.register_entries', [
-          {
-            register,
-            seq: entry.seq,
-            ts: now,
-            kind: entry.kind,
-            actor: entry.actor,
-            case_id: entry.case_id ?? '',
-            entry: canonicalJson(entry),
-            prev_hash: entry.prev_hash,
-            hash: entry.hash,
-          },
-        ])
-      } catch (err) {
-        throw new RegisterUnavailable(`register ${register}: entry ${entry.seq} was not written`, {
-          cause: err,
-        })
-      }
-      this.#heads.set(register, { seq: entry.seq, hash: entry.hash })
-      if (entry.seq % this.#every === 0) {
-        try {
-          await this.#checkpoint(register)
-        } catch (err) {
-          this.#onCheckpointError(err, register)
-        }
-      }
-      return entry
-    })
+      entries.push(entry)
+      previous = { seq: entry.seq, hash: entry.hash }
+    }
+    const first = entries[0]?.seq
+    const last = entries.at(-1)?.seq
+    try {
+      await insertRows(
+        this.#store,
+        'tally.register_entries',
+        entries.map((entry) => ({
+          register,
+          seq: entry.seq,
+          ts: now,
+          kind: entry.kind,
+          actor: entry.actor,
+          case_id: entry.case_id ?? '',
+          entry: canonicalJson(entry),
+          prev_hash: entry.prev_hash,
+          hash: entry.hash,
+        })),
+      )
+    } catch (err) {
+      throw new RegisterUnavailable(
+        `register ${register}: ${first === last ? `entry ${first}` : `entries ${first} to ${last}`} not written`,
+        { cause: err },
+      )
+    }
+    this.#heads.set(register, previous)
+    // The tree follows without reading back what this process just wrote, when it was in step.
+    const state = this.#trees.get(register)
+    if (state !== undefined && state.tree.size === head.seq && state.lastHash === head.hash) {
+      for (const entry of entries) state.tree.push(leafHash(entry))
+      state.lastHash = previous.hash
+    }
+    return entries
   }
 
   /**
@@ -827,20 +816,71 @@ export class Register {
     return this.#lock(register).run(() => this.#checkpoint(register))
   }
 
-  async #checkpoint(register: RegisterName): Promise<SignedCheckpoint> {
-    let state: TreeState
+  /**
+   * The latest signed head and, for a verifier that kept the head at `keptSize`, the proof that
+   * it extends that one. What agents get with their grants poll and auditors with
+   * `tally register verify`. Throws SizeBeyondHead when `keptSize` is above the head (the
+   * register was cut below what the verifier saw: there is no proof to give).
+   */
+  async signedHead(
+    register: RegisterName,
+    keptSize?: number,
+  ): Promise<{ head: SignedCheckpoint | undefined; proof: string[] }> {
+    checkName(register)
+    return this.#lock(register).run(async () => {
+      const state = await this.#state(register)
+      const head = state.signed
+      if (keptSize === undefined || head === undefined) return { head, proof: [] }
+      return { head, proof: proveConsistency(register, state.tree, keptSize, head.size) }
+    })
+  }
+
+  /** RFC 6962 PROOF(from, D[to]) over the register's entries; `to` defaults to the signed head. */
+  async consistency(register: RegisterName, from: number, to?: number): Promise<ConsistencyProof> {
+    checkName(register)
+    return this.#lock(register).run(async () => {
+      const state = await this.#state(register)
+      const size = to ?? state.signed?.size ?? state.tree.size
+      return {
+        register,
+        from,
+        to: size,
+        proof: proveConsistency(register, state.tree, from, size),
+      }
+    })
+  }
+
+  /** The verified tree, brought up to what is stored. */
+  async #state(register: RegisterName): Promise<TreeState> {
     try {
-      state = await this.#extendTree(register)
+      return await this.#extendTree(register)
     } catch (err) {
       if (err instanceof RegisterIntegrityError) throw err
       throw new RegisterUnavailable(`register ${register}: cannot read its entries`, { cause: err })
     }
+  }
+
+  async #checkpoint(register: RegisterName): Promise<SignedCheckpoint> {
+    const state = await this.#state(register)
     const size = state.tree.size
+    const root = state.tree.root()
+    if (state.signed?.size === size && state.signed.root === root) return state.signed
     try {
       const existing = await this.#checkpointAt(register, size)
-      if (existing !== undefined) return existing.checkpoint
+      if (existing !== undefined) {
+        // A head already signed at this size over other entries: the entries were replaced.
+        if (existing.checkpoint.root !== root) {
+          throw new RegisterIntegrityError(
+            size,
+            `register ${register}: the checkpoint stored at size ${size} signs another root ` +
+              'than the entries give; no checkpoint is signed over them: run `tally register verify`',
+          )
+        }
+        state.signed = existing.checkpoint
+        return existing.checkpoint
+      }
       const now = this.#now()
-      const head = { register, size, root: state.tree.root(), ts: new Date(now).toISOString() }
+      const head = { register, size, root, ts: new Date(now).toISOString() }
       const checkpoint: SignedCheckpoint = {
         ...head,
         key_id: this.#keyId,
@@ -850,8 +890,10 @@ export class Register {
       await insertRows(this.#store, 'tally.register_checkpoints', [
         { ...checkpointRow(checkpoint, now), version: now },
       ])
+      state.signed = checkpoint
       return checkpoint
     } catch (err) {
+      if (err instanceof RegisterIntegrityError) throw err
       throw new RegisterUnavailable(`register ${register}: the checkpoint was not stored`, {
         cause: err,
       })
@@ -861,11 +903,16 @@ export class Register {
   /**
    * Adds the entries stored since the tree was last extended, checking each one first: a
    * checkpoint signs only a chain that verifies, or it would vouch for a tampered register.
+   * The first time (a restart), the tree must also give the root of the latest checkpoint
+   * signed with this key: entries under a signed head that are gone or changed stop the
+   * register from signing anything over them.
    */
   async #extendTree(register: RegisterName): Promise<TreeState> {
-    let state = this.#trees.get(register)
-    if (state === undefined) {
-      state = { tree: new MerkleTree(), lastHash: GENESIS_HASH }
+    const known = this.#trees.get(register)
+    const state: TreeState = known ?? {
+      tree: new MerkleTree(),
+      lastHash: GENESIS_HASH,
+      signed: undefined,
     }
     const tree = state.tree
     let lastHash = state.lastHash
@@ -903,11 +950,56 @@ export class Register {
       }
       if (rows.length < MAX_PAGE) break
     }
+    if (known === undefined) {
+      // Checked on a scratch tree: a refused load leaves nothing cached, so it is refused again.
+      const candidate = new MerkleTree(pending.map((p) => p.leaf))
+      state.signed = await this.#latestOwnCheckpoint(register, candidate)
+    }
     // Only a fully checked batch joins the cached tree.
     for (const p of pending) tree.push(p.leaf)
     state.lastHash = lastHash
     this.#trees.set(register, state)
     return state
+  }
+
+  /** The latest checkpoint this key signed, which the entries must still give. */
+  async #latestOwnCheckpoint(
+    register: RegisterName,
+    tree: MerkleTree,
+  ): Promise<SignedCheckpoint | undefined> {
+    const [row] = await selectRows<CheckpointRow>(
+      this.#store,
+      `SELECT ${CHECKPOINT_COLUMNS} FROM tally.register_checkpoints FINAL
+       WHERE register = {register:String} AND key_id = {key_id:String}
+       ORDER BY size DESC LIMIT 1`,
+      { register, key_id: this.#keyId },
+    )
+    if (row === undefined) return undefined
+    const latest = checkpointOfRow(row)
+    if (!checkpointSignatureValid(latest, latest.signature, this.#publicJwk)) {
+      throw new RegisterIntegrityError(
+        latest.size,
+        `register ${register}: the latest checkpoint (size ${latest.size}) does not verify ` +
+          'with the register key; nothing is signed: run `tally register verify`',
+      )
+    }
+    if (latest.size > tree.size) {
+      throw new RegisterIntegrityError(
+        tree.size + 1,
+        `register ${register}: a checkpoint was signed at size ${latest.size} but only ` +
+          `${tree.size} entries are stored (entries ${tree.size + 1} to ${latest.size} were ` +
+          'removed); nothing is signed over them: run `tally register verify`',
+      )
+    }
+    if (tree.root(latest.size) !== latest.root) {
+      throw new RegisterIntegrityError(
+        latest.size,
+        `register ${register}: the entries no longer give the root signed at size ` +
+          `${latest.size} (they were rewritten); nothing is signed over them: run ` +
+          '`tally register verify`',
+      )
+    }
+    return latest
   }
 
   async #checkpointAt(
@@ -1047,6 +1139,21 @@ function checkpointRow(checkpoint: SignedCheckpoint, tsMs: number): Record<strin
     signature: checkpoint.signature,
     countersignatures: JSON.stringify(checkpoint.countersignatures),
   }
+}
+
+function proveConsistency(
+  register: RegisterName,
+  tree: MerkleTree,
+  from: number,
+  to: number,
+): string[] {
+  if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 0 || to < from) {
+    throw new SizeBeyondHead(`register ${register}: no consistency proof from ${from} to ${to}`)
+  }
+  if (to > tree.size) {
+    throw new SizeBeyondHead(`register ${register} has ${tree.size} entries, no tree of size ${to}`)
+  }
+  return tree.consistencyProof(from, to)
 }
 
 function checkName(register: string): RegisterName {

@@ -52,7 +52,6 @@ let register: Register
 let publicJwk: Record<string, string>
 let app: Hono<CollectorEnv>
 const N = 50
-const EVERY = 10
 
 let signingKey: KeyObject
 const log = pino({ level: 'silent' })
@@ -62,7 +61,7 @@ const log = pino({ level: 'silent' })
  * tree it signed; after a test puts the tables back, a new one starts from what is stored.
  */
 function build(): void {
-  register = new Register(h.store, signingKey, { checkpointEvery: EVERY })
+  register = new Register(h.store, signingKey)
   publicJwk = register.publicKeyJwk()
   app = new Hono<CollectorEnv>()
     .use(async (c, next) => {
@@ -172,14 +171,14 @@ const problem = (seq: number, kind: VerifyProblem['kind']) => expect.objectConta
 // ------------------------------------------------------------------------------------------------
 
 describe('chains and checkpoints', () => {
-  it('keeps two independent chains of 50 entries that verify, with a signed checkpoint every 10', async () => {
+  it('keeps two independent chains of 50 entries that verify, with a signed checkpoint per append', async () => {
     for (const name of ['itsd', 'oios'] as const) {
       const report = await register.verify(name)
       expect(report, JSON.stringify(report.problems)).toMatchObject({
         register: name,
         ok: true,
         size: N,
-        checked_checkpoints: N / EVERY,
+        checked_checkpoints: N,
         problems: [],
       })
       const entries = await register.entries(name, { limit: 1000 })
@@ -187,7 +186,7 @@ describe('chains and checkpoints', () => {
       expect(entries.every((e) => e.register === name)).toBe(true)
       expect(entries[0]?.prev_hash).toBe(GENESIS_HASH)
       const checkpoints = await register.checkpoints(name)
-      expect(checkpoints.map((c) => c.size)).toEqual([10, 20, 30, 40, 50])
+      expect(checkpoints.map((c) => c.size)).toEqual(Array.from({ length: N }, (_, i) => i + 1))
       expect(checkpoints.at(-1)?.root).toBe(report.root)
     }
     // Nothing of OIOS in ITSD's register and nothing shared between the chains.
@@ -246,7 +245,7 @@ describe('chains and checkpoints', () => {
     expect(tree.root(0)).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
   })
 
-  it('serialises concurrent appends into one chain', async () => {
+  it('serialises concurrent appends into one chain, one checkpoint per batch', async () => {
     await snapshot()
     const appended = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
@@ -257,6 +256,9 @@ describe('chains and checkpoints', () => {
       51, 52, 53, 54, 55, 56, 57, 58,
     ])
     expect((await register.verify('oios')).ok).toBe(true)
+    // Appends made together go in one batch: one insert and one checkpoint for the eight.
+    const sizes = (await register.checkpoints('oios')).map((c) => c.size).filter((s) => s > N)
+    expect(sizes).toEqual([58])
   })
 })
 
@@ -413,8 +415,10 @@ describe('verify detects tampering done in ClickHouse', () => {
     // ...but no signed root matches it.
     const report = await register.verify('itsd')
     expect(kinds(report)).toEqual(['checkpoint-mismatch'])
-    expect(report.problems.map((p) => p.seq)).toEqual([10, 20, 30, 40, 50])
-    expect(report.problems[0]?.message).toContain('entries 1 to 10')
+    // One problem at the first checkpoint over the rewritten entry; the later ones counted.
+    expect(report.problems.map((p) => p.seq)).toEqual([5])
+    expect(report.problems[0]?.message).toContain('entries 5 to 5 were rewritten')
+    expect(report.problems[0]?.message).toContain('and 45 later checkpoints do not match')
 
     // Re-signing the checkpoints with another key does not help: the auditor keeps the real one.
     const mallory = generateKeyPairSync('ed25519').privateKey
@@ -427,7 +431,7 @@ describe('verify detects tampering done in ClickHouse', () => {
     })
     const local = verifyEntries(entries, resigned, publicJwk)
     expect(kinds(local)).toEqual(['bad-signature'])
-    expect(local.problems.map((p) => p.seq)).toEqual([10, 20, 30, 40, 50])
+    expect(local.problems.map((p) => p.seq)).toEqual(Array.from({ length: N }, (_, i) => i + 1))
   })
 
   it('a forged checkpoint signature, and a checkpoint changed in the store', async () => {
@@ -442,7 +446,7 @@ describe('verify detects tampering done in ClickHouse', () => {
     )
     const report = await register.verify('itsd')
     expect(report.problems).toEqual([problem(20, 'bad-signature'), problem(40, 'bad-signature')])
-    expect(report.checked_checkpoints).toBe(3)
+    expect(report.checked_checkpoints).toBe(N - 2)
   })
 })
 
@@ -476,8 +480,8 @@ describe('countersignatures', () => {
     await expect(register.countersign('oios', 20, 'x', other, signature)).rejects.toBeInstanceOf(
       BadCountersignature,
     )
-    await expect(register.countersign('oios', 21, 'x', auditorJwk(), signature)).rejects.toThrow(
-      /no checkpoint at size 21/,
+    await expect(register.countersign('oios', 99, 'x', auditorJwk(), signature)).rejects.toThrow(
+      /no checkpoint at size 99/,
     )
     expect(
       (await register.checkpoints('oios')).find((c) => c.size === 20)?.countersignatures,
@@ -636,12 +640,12 @@ describe('routes', () => {
     const cps = (await (await call('/v1/register/itsd/checkpoints', ['auditor'])).json()) as {
       checkpoints: SignedCheckpoint[]
     }
-    expect(cps.checkpoints.map((c) => c.size)).toEqual([10, 20, 30, 40, 50])
+    expect(cps.checkpoints.map((c) => c.size)).toEqual(Array.from({ length: N }, (_, i) => i + 1))
 
     const verify = (await (
       await call('/v1/register/oios/verify', ['oios_chief'])
     ).json()) as VerifyReport
-    expect(verify).toMatchObject({ register: 'oios', ok: true, size: N, checked_checkpoints: 5 })
+    expect(verify).toMatchObject({ register: 'oios', ok: true, size: N, checked_checkpoints: N })
 
     const key = await call('/v1/register/public-key', ['auditor'])
     expect(key.status).toBe(200)
@@ -745,7 +749,7 @@ describe('the auditor verifies locally', () => {
     const ok = await auditRegister(apiAs(['auditor']), 'itsd')
     expect(ok.report.ok).toBe(true)
     expect(formatAudit(ok)).toMatch(
-      /^register itsd: 50 entries, 5 checkpoints, root [0-9a-f]{16}…: OK$/,
+      /^register itsd: 50 entries, 50 checkpoints, root [0-9a-f]{16}…: OK$/,
     )
 
     await snapshot()
@@ -757,7 +761,7 @@ describe('the auditor verifies locally', () => {
     // A pinned key that is not the collector's: every signature is refused.
     const other = generateKeyPairSync('ed25519').publicKey
     const pinned = await auditRegister(apiAs(['auditor']), 'itsd', { publicKey: other })
-    expect(pinned.report.problems.filter((p) => p.kind === 'bad-signature')).toHaveLength(5)
+    expect(pinned.report.problems.filter((p) => p.kind === 'bad-signature')).toHaveLength(N)
     expect(pinned.key.key_id).not.toBe(pinned.key.collector_key_id)
   })
 
@@ -832,7 +836,7 @@ describe('the auditor verifies locally', () => {
     try {
       const ok = await run('verify', '--public-key', keyFile)
       expect(ok.stdout).toMatch(
-        /^register itsd: 50 entries, 5 checkpoints, root [0-9a-f]{16}…: OK\n$/,
+        /^register itsd: 50 entries, 50 checkpoints, root [0-9a-f]{16}…: OK\n$/,
       )
       expect(ok.code).toBeUndefined()
 
@@ -868,7 +872,7 @@ describe('the auditor verifies locally', () => {
         w.mockRestore()
         e.mockRestore()
       }
-      expect(out).toMatch(/^register oios: 50 entries, 5 checkpoints, .*: OK\n$/)
+      expect(out).toMatch(/^register oios: 50 entries, 50 checkpoints, .*: OK\n$/)
       expect(process.exitCode).toBeUndefined()
     } finally {
       await new Promise<void>((done) => server.close(() => done()))
