@@ -154,6 +154,8 @@ function buildApp(
       register: services.register,
       purge: services.purge,
       dataDir: config.data_dir,
+      masterKeyFile: config.cases.master_key_file,
+      logger,
       cluster: config.clickhouse.cluster,
     }),
   )

@@ -79,6 +79,12 @@ export const CollectorConfig = z.strictObject({
       technical_max_hours: z.number().positive().max(72).default(72),
       /** After a verbal emergency request (8.4b), the written one is due within this time. */
       emergency_written_hours: z.number().positive().default(24),
+      /**
+       * The master key that wraps every case key (tier I at rest). Unset: `case-master.key` in
+       * data_dir, for a single-machine demo only, since whoever holds the data directory then
+       * holds the key too. On a real site a path outside data_dir (another volume, a secret).
+       */
+      master_key_file: z.string().min(1).optional(),
       /** Where notices go. Neither set: only in-person notices can be recorded. */
       outbox: z
         .strictObject({
@@ -103,6 +109,11 @@ export function loadCollectorConfig(file?: string, env?: NodeJS.ProcessEnv): Col
   return loadConfig(CollectorConfig, {
     file,
     env,
-    extraLeaves: ['clickhouse.url', 'clickhouse.cluster', 'cases.outbox.webhook_url'],
+    extraLeaves: [
+      'clickhouse.url',
+      'clickhouse.cluster',
+      'cases.master_key_file',
+      'cases.outbox.webhook_url',
+    ],
   })
 }

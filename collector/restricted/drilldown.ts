@@ -1,10 +1,12 @@
 /**
  * Drill-down: an investigator's reads of tier I records, inside the access grant's scope.
  *
- * The query is built from the grant alone (its case, its subjects' agents and addresses, its
+ * The scope comes from the grant alone (its case, its subjects' agents and addresses, its
  * window); the request may only narrow it (from, to, agent_id, address, port, protocol, limit),
  * every value is checked and then bound as a typed parameter ({name:Type}); no request text is
- * ever part of the SQL. A narrowing that would widen the scope is refused (403 outside_scope),
+ * ever part of the SQL. Records are sealed at rest (sealed.ts): the store selects by case, agent
+ * and time, the collector opens those rows with the case key and keeps the ones inside the
+ * subjects' addresses and the narrowing, reading at most DRILL_SCAN_ROWS stored rows per call. A narrowing that would widen the scope is refused (403 outside_scope),
  * an unknown or malformed parameter is a 400.
  */
 import { z } from 'zod'
@@ -13,6 +15,8 @@ import type { AccessClaims } from '../cases/grants.ts'
 import type { Store } from '../store/client.ts'
 import { selectRows } from '../store/rows.ts'
 import { normalizeAddress } from './common.ts'
+import type { CaseKeys, Sealed } from './keys.ts'
+import { type DnsSecret, type FlowSecret, openRow, type WebSecret } from './sealed.ts'
 
 export const DRILL_CATEGORIES = ['flows', 'dns', 'web'] as const
 export type DrillCategory = (typeof DRILL_CATEGORIES)[number]
@@ -142,49 +146,49 @@ export function parseNarrowing(
   return n
 }
 
+/** Stored rows one drill-down call reads at most, before decryption and filtering. */
+export const DRILL_SCAN_ROWS = 100_000
+
+/** A stored row as read: what is in clear, and the sealed rest. */
+interface StoredRow extends Sealed {
+  grant_id: string
+  agent_id: string
+  key_version: number
+  start_ms?: number
+  end_ms?: number
+  ts_ms?: number
+  flow_key?: string
+  row_id?: string
+}
+
 export interface BuiltQuery {
   sql: string
   params: Record<string, unknown>
 }
 
-const COLUMNS: Record<DrillCategory, string> = {
-  flows: `agent_id, toUnixTimestamp64Milli(start) AS start, toUnixTimestamp64Milli(\`end\`) AS end,
-    ip_version, protocol, src, dst, src_port, dst_port, bytes, packets, tcp_flags, community_id`,
-  dns: 'agent_id, toUnixTimestamp64Milli(ts) AS ts, client, server, query, qtype, rcode',
-  web: 'agent_id, toUnixTimestamp64Milli(ts) AS ts, client, server, server_port, kind, name',
-}
-const ENDPOINTS: Record<DrillCategory, [string, string]> = {
-  flows: ['src', 'dst'],
-  dns: ['client', 'server'],
-  web: ['client', 'server'],
-}
-
 /**
- * The grant's scope as SQL with bound parameters: its case, each subject's agent (and, in
- * gateway mode, the subject's addresses), its window; then the narrowing, if any.
+ * The stored rows that may be in scope, as SQL with bound parameters: the grant's case, its
+ * subjects' agents and window, then the narrowing's time and agent. Addresses, ports and
+ * protocol are sealed, so they are checked after decryption (selectInScope). `scan` bounds the
+ * rows read, in time order.
  */
-export function buildQuery(
+export function buildScan(
   category: DrillCategory,
   caseId: string,
   grant: AccessClaims,
   narrowing: Narrowing | undefined,
-  limit: number,
+  scan: number,
 ): BuiltQuery {
-  const [a, b] = ENDPOINTS[category]
   const params: Record<string, unknown> = {
     case_id: caseId,
+    agents: [...new Set(grant.subjects.map((s) => s.agent_id))],
     w_start: grant.window.start,
     w_end: grant.window.end,
-    limit,
+    scan,
   }
-  const subjects = grant.subjects.map((s, i) => {
-    params[`agent_${i}`] = s.agent_id
-    if (s.addresses.length === 0) return `agent_id = {agent_${i}:String}`
-    params[`addrs_${i}`] = s.addresses.map((x) => normalizeAddress(x) ?? x)
-    return `(agent_id = {agent_${i}:String} AND (has({addrs_${i}:Array(String)}, ${a}) OR has({addrs_${i}:Array(String)}, ${b})))`
-  })
-  const where = ['case_id = {case_id:String}', `(${subjects.join(' OR ')})`]
-  if (category === 'flows') {
+  const where = ['case_id = {case_id:String}', 'has({agents:Array(String)}, agent_id)']
+  const flows = category === 'flows'
+  if (flows) {
     where.push(
       'start >= fromUnixTimestamp64Milli({w_start:Int64})',
       '`end` <= fromUnixTimestamp64Milli({w_end:Int64})',
@@ -197,7 +201,7 @@ export function buildQuery(
   if (narrowing !== undefined) {
     params.from = narrowing.from
     params.to = narrowing.to
-    if (category === 'flows') {
+    if (flows) {
       // A flow is in [from, to] when it was running at some time inside it.
       where.push(
         '`end` >= fromUnixTimestamp64Milli({from:Int64})',
@@ -212,50 +216,184 @@ export function buildQuery(
       params.agent = narrowing.agent_id
       where.push('agent_id = {agent:String}')
     }
-    if (narrowing.address !== undefined) {
-      params.address = narrowing.address
-      where.push(`(${a} = {address:String} OR ${b} = {address:String})`)
-    }
-    if (narrowing.port !== undefined) {
-      params.port = narrowing.port
-      where.push(
-        category === 'flows'
-          ? '(src_port = {port:UInt16} OR dst_port = {port:UInt16})'
-          : 'server_port = {port:UInt16}',
-      )
-    }
-    if (narrowing.protocol !== undefined) {
-      params.protocol = narrowing.protocol
-      where.push('protocol = {protocol:UInt8}')
-    }
   }
-  const table =
-    category === 'flows' ? 'tally_restricted.flows FINAL' : `tally_restricted.${category}`
-  const order = category === 'flows' ? 'start, community_id, agent_id' : 'ts, agent_id'
-  // The filter runs in a subquery: the output's aliases (start, end, ts as epoch ms) would
-  // otherwise shadow the columns of the same name in WHERE.
-  return {
-    sql: `SELECT ${COLUMNS[category]}
-      FROM (SELECT * FROM ${table} WHERE ${where.join(' AND ')})
-      ORDER BY ${order} LIMIT {limit:UInt32}`,
-    params,
-  }
+  const sealed = 'key_version, nonce, ciphertext, tag'
+  const sql = flows
+    ? `SELECT grant_id, agent_id, toUnixTimestamp64Milli(start) AS start_ms,
+         toUnixTimestamp64Milli(\`end\`) AS end_ms, flow_key, ${sealed}
+       FROM tally_restricted.flows FINAL WHERE ${where.join(' AND ')}
+       ORDER BY start, flow_key, agent_id LIMIT {scan:UInt32}`
+    : `SELECT grant_id, agent_id, toUnixTimestamp64Milli(ts) AS ts_ms, row_id, ${sealed}
+       FROM tally_restricted.${category} WHERE ${where.join(' AND ')}
+       ORDER BY ts, agent_id, row_id LIMIT {scan:UInt32}`
+  return { sql, params }
 }
 
 export type DrillRow = Record<string, string | number>
 
-/** The rows of one category in scope; `limit + 1` are fetched to tell whether more exist. */
+/** A stored row that does not open: tampered with, moved, or its key is not the case's. */
+export class UnreadableRow extends Error {
+  override name = 'UnreadableRow'
+}
+
+/** Opens every row, with the case's keys (each version fetched once). */
+async function openRows(
+  keys: CaseKeys,
+  category: DrillCategory,
+  caseId: string,
+  stored: StoredRow[],
+): Promise<DrillRow[]> {
+  const byVersion = new Map<number, Buffer>()
+  const out: DrillRow[] = []
+  for (const row of stored) {
+    const version = Number(row.key_version)
+    let key = byVersion.get(version)
+    if (key === undefined) {
+      key = await keys.get(caseId, version)
+      byVersion.set(version, key)
+    }
+    const id = { case_id: caseId, grant_id: row.grant_id, agent_id: row.agent_id }
+    try {
+      if (category === 'flows') {
+        const clear = {
+          start: Number(row.start_ms),
+          end: Number(row.end_ms),
+          flow_key: row.flow_key ?? '',
+        }
+        const secret = openRow<FlowSecret>(key, category, id, clear, row)
+        out.push({
+          agent_id: row.agent_id,
+          start: clear.start,
+          end: clear.end,
+          ip_version: secret.ip_version,
+          protocol: secret.protocol,
+          src: secret.src,
+          dst: secret.dst,
+          src_port: secret.src_port,
+          dst_port: secret.dst_port,
+          bytes: secret.bytes,
+          packets: secret.packets,
+          tcp_flags: secret.tcp_flags,
+          community_id: secret.community_id,
+        })
+      } else {
+        const clear = { ts: Number(row.ts_ms), row_id: row.row_id ?? '' }
+        if (category === 'dns') {
+          const secret = openRow<DnsSecret>(key, category, id, clear, row)
+          out.push({
+            agent_id: row.agent_id,
+            ts: clear.ts,
+            client: secret.client,
+            server: secret.server,
+            query: secret.query,
+            qtype: secret.qtype,
+            rcode: secret.rcode,
+          })
+        } else {
+          const secret = openRow<WebSecret>(key, category, id, clear, row)
+          out.push({
+            agent_id: row.agent_id,
+            ts: clear.ts,
+            client: secret.client,
+            server: secret.server,
+            server_port: secret.server_port,
+            kind: secret.kind,
+            name: secret.name,
+          })
+        }
+      }
+    } catch {
+      // Never the row's content: only where it is.
+      throw new UnreadableRow(
+        `a stored ${category} row of case ${caseId} (agent ${row.agent_id}) does not open with its case key`,
+      )
+    }
+  }
+  return out
+}
+
+const ENDPOINTS: Record<DrillCategory, [string, string]> = {
+  flows: ['src', 'dst'],
+  dns: ['client', 'server'],
+  web: ['client', 'server'],
+}
+
+/** The opened rows inside the grant's subjects (their addresses in gateway mode) and narrowing. */
+export function selectInScope(
+  category: DrillCategory,
+  grant: AccessClaims,
+  narrowing: Narrowing | undefined,
+  rows: DrillRow[],
+): DrillRow[] {
+  const [a, b] = ENDPOINTS[category]
+  const subjects = grant.subjects.map((s) => ({
+    agent_id: s.agent_id,
+    addresses: new Set(s.addresses.map((x) => normalizeAddress(x) ?? x)),
+  }))
+  const touches = (row: DrillRow, address: string) => row[a] === address || row[b] === address
+  let kept = rows.filter((row) =>
+    subjects.some(
+      (s) =>
+        s.agent_id === row.agent_id &&
+        (s.addresses.size === 0 || [...s.addresses].some((x) => touches(row, x))),
+    ),
+  )
+  if (narrowing?.address !== undefined) {
+    const address = narrowing.address
+    kept = kept.filter((row) => touches(row, address))
+  }
+  if (narrowing?.port !== undefined) {
+    const port = narrowing.port
+    kept = kept.filter((row) =>
+      category === 'flows'
+        ? row.src_port === port || row.dst_port === port
+        : row.server_port === port,
+    )
+  }
+  if (narrowing?.protocol !== undefined) {
+    const protocol = narrowing.protocol
+    kept = kept.filter((row) => row.protocol === protocol)
+  }
+  if (category !== 'flows') return kept
+  // Two collectors may each have made a key for a case, so one flow can be stored under two
+  // flow keys: keep its latest version, as FINAL does for one key.
+  const latest = new Map<string, DrillRow>()
+  for (const row of kept) {
+    const id = `${row.agent_id}\n${row.start}\n${row.community_id}`
+    const seen = latest.get(id)
+    if (seen === undefined || Number(row.end) > Number(seen.end)) latest.set(id, row)
+  }
+  const cmp = (x: string | number | undefined, y: string | number | undefined) =>
+    x === y ? 0 : String(x) < String(y) ? -1 : 1
+  return [...latest.values()].sort(
+    (x, y) =>
+      Number(x.start) - Number(y.start) ||
+      cmp(x.community_id, y.community_id) ||
+      cmp(x.agent_id, y.agent_id),
+  )
+}
+
+/**
+ * The rows of one category in scope. At most `scan` stored rows are read and decrypted per call
+ * (DRILL_SCAN_ROWS), the earliest first: when more are stored in the range, the answer says
+ * `truncated`, as it does when more than `limit` rows match; narrowing the time range reads on.
+ */
 export async function queryRecords(
   store: Store,
+  keys: CaseKeys,
   category: DrillCategory,
   caseId: string,
   grant: AccessClaims,
   narrowing: Narrowing | undefined,
   limit: number,
+  scan = DRILL_SCAN_ROWS,
 ): Promise<{ rows: DrillRow[]; truncated: boolean }> {
-  const q = buildQuery(category, caseId, grant, narrowing, limit + 1)
-  const rows = await selectRows<DrillRow>(store, q.sql, q.params)
-  return { rows: rows.slice(0, limit), truncated: rows.length > limit }
+  const q = buildScan(category, caseId, grant, narrowing, scan + 1)
+  const stored = await selectRows<StoredRow>(store, q.sql, q.params)
+  const scanCut = stored.length > scan
+  const opened = await openRows(keys, category, caseId, stored.slice(0, scan))
+  const rows = selectInScope(category, grant, narrowing, opened)
+  return { rows: rows.slice(0, limit), truncated: scanCut || rows.length > limit }
 }
 
 /** The parameters as they were checked, for the register (never the rows). */

@@ -7,7 +7,9 @@
  * web.json/.csv and packets.pcap (the case's decrypted segments joined into one classic pcap: a
  * single global header, then every record; a further packets-linktype-N.pcap per other link
  * type, since a pcap file has one). Files are stored in `tally_restricted.exports`, encrypted
- * with the case key, so the purge (partition drop, key destruction) takes them too.
+ * with the case key, so the purge (key destruction, partition drop) takes them too. CSV cells
+ * that a spreadsheet would take for a formula are escaped (csvField); the JSON files keep every
+ * value exactly as captured.
  */
 import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
@@ -77,9 +79,20 @@ const CSV_COLUMNS: Record<DrillCategory, string[]> = {
   web: ['agent_id', 'ts', 'client', 'server', 'server_port', 'kind', 'name'],
 }
 
-/** RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled; CRLF line ends. */
-function csvField(value: string | number | undefined): string {
-  const text = value === undefined ? '' : String(value)
+/**
+ * A cell a spreadsheet would take for a formula (OWASP, CSV injection): one starting with = + - @,
+ * a tab or a carriage return. A subject's DNS name or site name is whatever their traffic said.
+ */
+const FORMULA_START = /^[=+\-@\t\r]/
+
+/**
+ * RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled; CRLF line ends.
+ * A text cell that a spreadsheet would run as a formula is prefixed with a single quote, which
+ * makes it text; numbers are written as they are (a negative number is no formula).
+ */
+export function csvField(value: string | number | undefined): string {
+  let text = value === undefined ? '' : String(value)
+  if (typeof value === 'string' && FORMULA_START.test(text)) text = `'${text}`
   return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
 }
 
@@ -145,14 +158,18 @@ export async function buildBundle(
     if (!grant.categories.includes(category)) continue
     const { rows, truncated } = await queryRecords(
       store,
+      keys,
       category,
       grant.case_id,
       grant,
       undefined,
       EXPORT_MAX_ROWS,
+      EXPORT_MAX_ROWS,
     )
     if (truncated) {
-      throw new ExportTooLarge(`more than ${EXPORT_MAX_ROWS} ${category} records are in scope`)
+      throw new ExportTooLarge(
+        `more than ${EXPORT_MAX_ROWS} ${category} records are stored in the grant's window`,
+      )
     }
     files.set(`${category}.json`, Buffer.from(`${JSON.stringify(rows, null, 2)}\n`, 'utf8'))
     files.set(`${category}.csv`, Buffer.from(toCsv(category, rows), 'utf8'))

@@ -6,14 +6,21 @@
  * categories the grant names, and every record's time lies inside the grant's window. Anything
  * else is refused as a whole and the refusal is registered (counts only, never the records).
  *
- * An accepted batch is registered first (fail closed: no entry, no write), then written with a
+ * An accepted batch is registered first (fail closed: no entry, no write), then written sealed
+ * with the case's key (sealed.ts: no tier I value reaches the store in clear) with a
  * deduplication token per table made of (agent_id, grant_id, seq), and recorded last in
  * `tally.restricted_batches`, so a retry after a crash is written once and a retry after the
  * acknowledgement is recognised without a write.
  */
 import { decodeJwt } from 'jose'
 import { z } from 'zod'
-import { type Category, GRANT_AUDIENCE, type RestrictedBatch } from '../../protocol/grants.ts'
+import {
+  type Category,
+  type DnsRecord,
+  GRANT_AUDIENCE,
+  type RestrictedBatch,
+  type WebRecord,
+} from '../../protocol/grants.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { Case } from '../cases/model.ts'
 import type { CaseService, RegisterWriter } from '../cases/workflow.ts'
@@ -22,6 +29,7 @@ import { insertRows, selectRows } from '../store/rows.ts'
 import { type GrantRecord, lookupGrant, normalizeAddress, record, registerOf } from './common.ts'
 import { type CaseKeys, seal } from './keys.ts'
 import { PcapSegmentError, parseSegment } from './pcap.ts'
+import { flowKey, sealRow } from './sealed.ts'
 
 export interface RestrictedIngestDeps {
   store: Store
@@ -244,26 +252,46 @@ async function writeBatch(
     received_at: receivedAt,
   }
   const addr = (a: string) => normalizeAddress(a) ?? a
+  const sealing = batch.flows.length + batch.dns.length + batch.web.length + segments.length > 0
+  // One key for the whole batch, and only when there is something to seal.
+  const { version, key } = sealing
+    ? await deps.keys.current(grant.case_id)
+    : { version: 0, key: Buffer.alloc(0) }
+  const id = { case_id: grant.case_id, grant_id: grant.grant_id, agent_id: agent.agent_id }
   await insertRows(
     store,
     'tally_restricted.flows',
-    batch.flows.map((f) => ({ ...base, ...f, src: addr(f.src), dst: addr(f.dst) })),
+    batch.flows.map(({ start, end, ...secret }) => {
+      const clear = { start, end, flow_key: flowKey(key, secret.community_id) }
+      const normalized = { ...secret, src: addr(secret.src), dst: addr(secret.dst) }
+      return {
+        ...base,
+        ...clear,
+        key_version: version,
+        ...sealRow(key, 'flows', id, clear, normalized),
+      }
+    }),
     token('flows'),
   )
-  await insertRows(
-    store,
-    'tally_restricted.dns',
-    batch.dns.map((d) => ({ ...base, ...d, client: addr(d.client), server: addr(d.server) })),
-    token('dns'),
-  )
-  await insertRows(
-    store,
-    'tally_restricted.web',
-    batch.web.map((w) => ({ ...base, ...w, client: addr(w.client), server: addr(w.server) })),
-    token('web'),
-  )
+  for (const category of ['dns', 'web'] as const) {
+    const records: (DnsRecord | WebRecord)[] = batch[category]
+    await insertRows(
+      store,
+      `tally_restricted.${category}`,
+      records.map(({ ts, ...secret }, i) => {
+        const clear = { ts, row_id: `${batch.seq}:${i}` }
+        const normalized = { ...secret, client: addr(secret.client), server: addr(secret.server) }
+        return {
+          ...base,
+          ...clear,
+          key_version: version,
+          ...sealRow(key, category, id, clear, normalized),
+        }
+      }),
+      token(category),
+    )
+  }
   if (segments.length > 0) {
-    const { version, key } = await deps.keys.current(grant.case_id)
     await insertRows(
       store,
       'tally_restricted.pcap_segments',

@@ -1,7 +1,10 @@
 /**
- * Encryption at rest for tier I bytes (packet segments, export bundles): AES-256-GCM with a key
- * per case. A case key is stored in `tally.case_keys` encrypted with the collector's master key
- * (`<data_dir>/case-master.key`, 32 random bytes, owner-only). Purging a case destroys its keys
+ * Encryption at rest for tier I (flow, DNS and web rows, packet segments, export bundles):
+ * AES-256-GCM with a key per case, one mechanism for all of them. A case key is stored in
+ * `tally.case_keys` wrapped (encrypted) with the collector's master key, 32 random bytes,
+ * owner-only, in the file `cases.master_key_file`, or `<data_dir>/case-master.key` when that is
+ * not set (single-machine demos: whoever holds the data directory then holds the master key as
+ * well, and so every active case's records). Purging a case destroys its keys
  * (crypto-shredding): whatever copy of the ciphertext survives somewhere (an old part, a backup)
  * cannot be read any more.
  *
@@ -21,9 +24,12 @@ const TAG_BYTES = 16
 
 export const masterKeyFile = (dataDir: string): string => join(dataDir, 'case-master.key')
 
-/** Reads the master key, creating it (0600) when missing. */
-export function loadOrCreateMasterKey(dataDir: string): Buffer {
-  const file = masterKeyFile(dataDir)
+/** The master key file in effect: the configured one, else the demo's in the data directory. */
+export const masterKeyPath = (dataDir: string, configured: string | undefined): string =>
+  configured ?? masterKeyFile(dataDir)
+
+/** Reads the master key from `file`, creating it (0600) when missing. */
+export function loadOrCreateMasterKey(file: string): Buffer {
   if (!existsSync(file)) {
     writeFileSync(file, randomBytes(KEY_BYTES), { mode: 0o600, flag: 'wx' })
     chmodSync(file, 0o600)

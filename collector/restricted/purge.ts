@@ -1,12 +1,15 @@
 /**
  * The purge of a case's tier I data (bulletin 8.5e; closing, expiry and the receipt call it
- * through CaseServiceDeps.purge): every `tally_restricted` table drops the case's partition, and
- * the case's keys are destroyed, so any copy of its encrypted segments or export files left
- * anywhere can no longer be read. Export bundles live in `tally_restricted.exports`, so they go
- * with the partitions. The register keeps what was done; nothing of the records is kept.
+ * through CaseServiceDeps.purge). Crypto-shredding first: the case's keys are destroyed, and
+ * since every tier I row, packet segment and export file of the case is sealed with them
+ * (sealed.ts, keys.ts), whatever copy survives from then on is unreadable: a part the engine has
+ * not removed from disk yet (old_parts_lifetime, 60 s), a backup, a copy of the data directory.
+ * Then every `tally_restricted` table drops the case's partition. The register keeps what was
+ * done; nothing of the records is kept.
  *
  * Idempotent: dropping a partition that does not exist is not an error, and destroying keys
- * already destroyed changes nothing.
+ * already destroyed changes nothing. A purge that fails after the keys are gone has left only
+ * unreadable rows, and the next purge drops them.
  */
 import type { Purger } from '../cases/workflow.ts'
 import type { Store } from '../store/client.ts'
@@ -28,6 +31,7 @@ export function purgeStatements(cluster?: string): string[] {
 
 export function createPurger(store: Store, cluster?: string): Purger {
   return async (caseId: string) => {
+    await destroyCaseKeys(store, caseId)
     for (const query of purgeStatements(cluster)) {
       try {
         await store.command({ query, query_params: { case_id: caseId } })
@@ -40,6 +44,5 @@ export function createPurger(store: Store, cluster?: string): Purger {
         }
       }
     }
-    await destroyCaseKeys(store, caseId)
   }
 }

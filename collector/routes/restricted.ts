@@ -5,6 +5,7 @@
  */
 import { type Context, Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import type { Logger } from 'pino'
 import { z } from 'zod'
 import { RestrictedBatch } from '../../protocol/grants.ts'
 import { requireAgent, requireUser } from '../auth/middleware.ts'
@@ -39,7 +40,7 @@ import {
   storeBundle,
 } from '../restricted/export.ts'
 import { ingestRestricted } from '../restricted/ingest.ts'
-import { CaseKeys, loadOrCreateMasterKey } from '../restricted/keys.ts'
+import { CaseKeys, loadOrCreateMasterKey, masterKeyPath } from '../restricted/keys.ts'
 import type { ReceiptSigned, RestrictedIngestAck } from '../restricted/openapi.ts'
 import type { Store } from '../store/client.ts'
 import { Mutex } from '../store/rows.ts'
@@ -51,8 +52,12 @@ export interface RestrictedRoutesDeps {
   register: RegisterWriter
   /** The same purge CaseServiceDeps.purge gets (createPurger). */
   purge: Purger
-  /** Holds `case-master.key`. */
+  /** Holds `case-master.key` when `masterKeyFile` is not given. */
   dataDir: string
+  /** cases.master_key_file: the master key outside the data directory. */
+  masterKeyFile?: string | undefined
+  /** Told, once, when the master key is the data directory's (a demo's). */
+  logger?: Logger
   /** Set on a cluster: bundles are dropped from the `_local` tables ON CLUSTER. */
   cluster?: string | undefined
   limits?: BodyLimits
@@ -66,7 +71,16 @@ const isRegisterDown = (err: unknown) => err instanceof Error && err.name === 'R
 export function restrictedRoutes(deps: RestrictedRoutesDeps) {
   const { store, cases, register } = deps
   // Loaded on first use: building the app touches no file.
-  const keys = new CaseKeys(store, () => loadOrCreateMasterKey(deps.dataDir))
+  const masterFile = masterKeyPath(deps.dataDir, deps.masterKeyFile)
+  const keys = new CaseKeys(store, () => loadOrCreateMasterKey(masterFile))
+  if (deps.masterKeyFile === undefined) {
+    deps.logger?.warn(
+      { master_key_file: masterFile },
+      'cases.master_key_file is not set: the case master key is kept in the data directory, so ' +
+        'whoever holds the data directory can read the tier I records of active cases. This is ' +
+        'for single-machine demos only; set cases.master_key_file to a path outside data_dir',
+    )
+  }
   const limits = deps.limits ?? RESTRICTED_BODY_LIMITS
   const retryAfter = String(deps.retryAfterSeconds ?? 5)
   const investigator = requireUser(store, INVESTIGATORS)
@@ -187,6 +201,7 @@ export function restrictedRoutes(deps: RestrictedRoutesDeps) {
       }
       const { rows, truncated } = await queryRecords(
         store,
+        keys,
         category,
         doc.case_id,
         grant,

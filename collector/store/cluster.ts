@@ -107,6 +107,7 @@ const CREATE_MV = new RegExp(
 )
 const CREATE_VIEW = new RegExp(`^CREATE (OR REPLACE )?VIEW (IF NOT EXISTS )?${NAME}(\\s[\\s\\S]*)$`)
 const ALTER_TABLE = new RegExp(`^ALTER TABLE ${NAME}(\\s[\\s\\S]*)$`)
+const DROP_TABLE = new RegExp(`^DROP TABLE IF EXISTS ${NAME}( SYNC)?$`)
 const ENGINE = /^ENGINE\s*=\s*([A-Za-z]+)(?:\(([^()]*)\))?[ \t]*$/m
 const MERGE_TREE = /^(|Replacing|Aggregating|Summing|Collapsing|VersionedCollapsing)MergeTree$/
 const SETTINGS = /\n?SETTINGS[ \t]+([^\n]+)\s*$/
@@ -240,6 +241,17 @@ export function renderClusterStatement(
     return COLUMN_ALTER.test(action)
       ? [local, `ALTER TABLE ${name} ON CLUSTER ${cluster}${action}`]
       : [local]
+  }
+  const drop = DROP_TABLE.exec(sql)
+  if (drop !== null) {
+    const name = drop[1] as string
+    const sync = drop[2] ?? ''
+    const dropped = [`DROP TABLE IF EXISTS ${name} ON CLUSTER ${cluster}${sync}`]
+    // A sharded table is the Distributed one and, under it, the shards' own.
+    if (placementOf(name) === 'sharded') {
+      dropped.push(`DROP TABLE IF EXISTS ${localName(name)} ON CLUSTER ${cluster}${sync}`)
+    }
+    return dropped
   }
   throw new ClusterRenderError(`no cluster rendering for: ${head(sql)}`)
 }

@@ -441,13 +441,20 @@ describe('tier I', () => {
       await ok(
         ingest(agentA, batch(agentA, c1.grant_id, 2, { flows: [flow(t0, t0 + 9_000, 5_000)] })),
       )
-      const [row] = await selectRows<{ bytes: number; n: number }>(
+      // Sealed: the flow is named by its keyed flow_key; one row of it is left, the latest.
+      const [row] = await selectRows<{ end: number; n: number }>(
         h.store,
-        `SELECT any(bytes) AS bytes, count() AS n FROM tally_restricted.flows FINAL
-         WHERE case_id = {id:String} AND community_id = {cid:String}`,
-        { id: c1.case_id, cid: flow(0, 0, 0).community_id },
+        `SELECT toUnixTimestamp64Milli(any(\`end\`)) AS end, count() AS n
+         FROM tally_restricted.flows FINAL
+         WHERE case_id = {id:String} AND start = fromUnixTimestamp64Milli({t0:Int64})`,
+        { id: c1.case_id, t0 },
       )
-      expect(row).toEqual({ bytes: 5_000, n: 1 })
+      expect(row).toEqual({ end: t0 + 9_000, n: 1 })
+      // Its counts, opened with the case key, are the resent ones.
+      const drilled = await ok<{ rows: { start: number; bytes: number }[] }>(
+        drill(`/v1/cases/${c1.case_id}/flows`, people.investigator, c1.access),
+      )
+      expect(drilled.rows.filter((r) => r.start === t0).map((r) => r.bytes)).toEqual([5_000])
     })
 
     it('takes records for case 2 too', async () => {
