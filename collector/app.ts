@@ -143,7 +143,7 @@ function buildApp(
   app.route('/', agentRoutes(store, config, signingKey))
   app.route('/', adminRoutes(store, config))
   app.route('/', usageRoutes(store, config))
-  app.route('/', caseRoutes(store, services.cases, services.grants))
+  app.route('/', caseRoutes(store, services.cases, services.grants, services.register))
   app.route('/', registerRoutes(store, services.register))
   app.route(
     '/',

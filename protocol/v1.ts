@@ -8,6 +8,7 @@
  */
 import { z } from 'zod'
 import { DIRECTIONS, PEER_CLASSES, TRANSPORTS } from './classes.ts'
+import { AgentGrants } from './grants.ts'
 import { SERVICE_NAMES } from './services.ts'
 
 export { DIRECTIONS, PEER_CLASSES, TRANSPORTS }
@@ -40,6 +41,7 @@ export const HOST_METRICS = [
   'tally.agent.batches.rejected',
   'tally.agent.spool.in_memory',
   'tally.agent.spool.disk_full',
+  'tally.agent.register.inconsistent',
   'tally.traffic.bytes',
   'tally.traffic.packets',
   'tally.capture.packets',
@@ -304,3 +306,40 @@ export const EnrollResponse = z.strictObject({
   interval_seconds: z.number().int().positive(),
 })
 export type EnrollResponse = z.infer<typeof EnrollResponse>
+
+/**
+ * ITSD's register head as agents see it with their grants poll: they keep the latest one and
+ * demand that each next one extends it. Never OIOS's register.
+ */
+export const RegisterHead = z.strictObject({
+  register: z.literal('itsd'),
+  size: z.number().int().min(0),
+  /** RFC 6962 Merkle root, hex. */
+  root: z.string().regex(/^[0-9a-f]{64}$/),
+  ts: z.string().max(64),
+  /** base64url Ed25519 signature over canonical {register, size, root, ts}. */
+  signature: z.string().regex(/^[A-Za-z0-9_-]{86}$/),
+})
+export type RegisterHead = z.infer<typeof RegisterHead>
+
+export const RegisterHeadAnswer = z.strictObject({
+  head: RegisterHead,
+  /** RFC 6962 PROOF(register_size, head.size), hex; empty when the agent kept none (size 0). */
+  proof: z.array(z.string().regex(/^[0-9a-f]{64}$/)).max(128),
+  /** The register's public key (JWK); an agent that has none pinned pins it (trust on first use). */
+  public_key: z.record(z.string(), z.string()),
+})
+export type RegisterHeadAnswer = z.infer<typeof RegisterHeadAnswer>
+
+/**
+ * GET /v1/agents/grants query: the size of the register head the agent kept (0: none yet). An
+ * agent that sends it gets `register` in the answer; one that does not (older agents, whose
+ * strict schema would refuse an unknown field) gets the grants alone.
+ */
+export const GrantsPollQuery = z.strictObject({
+  register_size: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+})
+
+/** The grants poll's answer to an agent that sent `register_size`. */
+export const AgentGrantsPoll = AgentGrants.extend({ register: RegisterHeadAnswer.optional() })
+export type AgentGrantsPoll = z.infer<typeof AgentGrantsPoll>

@@ -3,10 +3,20 @@
  * here, with verifyEntries, instead of trusting the collector's own /verify. A collector that
  * rewrote its register and re-signed it with a new key is caught by a pinned public key
  * (`--public-key`) and by checkpoints kept elsewhere (`--checkpoints`).
+ *
+ * The auditor also keeps the last head it verified (a state file of its own). The next run
+ * demands an RFC 6962 consistency proof from that head to the collector's current one and checks
+ * it here: a register cut below the kept size, or whose kept prefix was rewritten, cannot give
+ * one, even re-signed with the register's own (stolen) key.
  */
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { readStateFile, writeFileAtomic } from '../../common/atomic-file.ts'
 import {
+  checkHeadExtends,
+  checkpointSignatureValid,
   ed25519PublicKey,
   jwkThumbprint,
   looksLikeEntry,
@@ -15,6 +25,7 @@ import {
   type RegisterName,
   type SignedCheckpoint,
   signCheckpointBytes,
+  type VerifyProblem,
   type VerifyReport,
   verifyEntries,
 } from './register.ts'
@@ -153,6 +164,8 @@ export interface AuditOptions {
   publicKey?: PublicKeyInput | undefined
   /** Checkpoints the auditor kept elsewhere, checked alongside the collector's. */
   keptCheckpoints?: SignedCheckpoint[] | undefined
+  /** The head this auditor verified last time: the new head must extend it. */
+  keptHead?: KeptHead | undefined
 }
 
 export interface AuditResult {
@@ -162,6 +175,150 @@ export interface AuditResult {
   /** Where the key came from, and whether the collector still serves the pinned one. */
   key: { source: 'pinned' | 'collector'; key_id: string; collector_key_id: string }
   fetched: FetchedRegister
+  /** The latest signed head the collector serves (the one to keep when the report is OK). */
+  head: SignedCheckpoint | undefined
+  /** Entries stored after that head (no checkpoint covers them yet). */
+  unsigned: number
+}
+
+/** What an auditor keeps between runs: the last head it verified, and of which collector. */
+export interface KeptHead {
+  version: 1
+  collector: string
+  register: RegisterName
+  key_id: string
+  head: Pick<SignedCheckpoint, 'register' | 'size' | 'root' | 'ts' | 'signature'>
+  verified_at: string
+}
+
+/** Where `tally register verify` keeps its head without --state: the XDG state directory. */
+export function defaultStatePath(
+  register: RegisterName,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state')
+  return join(base, 'tally', `register-${register}.json`)
+}
+
+const HEX64 = /^[0-9a-f]{64}$/
+
+/** The kept head, or undefined when there is none yet; a damaged file is an AuditError. */
+export function readKeptHead(file: string): KeptHead | undefined {
+  try {
+    return readStateFile(file, {
+      parse: (data) => {
+        const v = JSON.parse(data.toString('utf8')) as Partial<KeptHead> | null
+        const head = v?.head
+        if (
+          v?.version !== 1 ||
+          typeof v.collector !== 'string' ||
+          typeof v.register !== 'string' ||
+          typeof v.key_id !== 'string' ||
+          typeof v.verified_at !== 'string' ||
+          typeof head !== 'object' ||
+          head === null ||
+          head.register !== v.register ||
+          !Number.isSafeInteger(head.size) ||
+          typeof head.root !== 'string' ||
+          !HEX64.test(head.root) ||
+          typeof head.ts !== 'string' ||
+          typeof head.signature !== 'string'
+        ) {
+          throw new Error('not a kept register head')
+        }
+        return v as KeptHead
+      },
+      remedy: 'restore it from your own copy; removing it starts over and loses what it proves',
+    })
+  } catch (err) {
+    throw new AuditError((err as Error).message)
+  }
+}
+
+/** Replaces the kept head atomically (a crash leaves the old one or the new one). */
+export function writeKeptHead(file: string, kept: KeptHead): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 })
+  writeFileAtomic(file, `${JSON.stringify(kept, null, 2)}\n`, 0o600)
+}
+
+/** The latest checkpoint whose signature verifies with `key`. */
+function latestSigned(
+  checkpoints: readonly SignedCheckpoint[],
+  register: RegisterName,
+  key: PublicKeyInput,
+): SignedCheckpoint | undefined {
+  let latest: SignedCheckpoint | undefined
+  for (const cp of checkpoints) {
+    if (cp.register !== register || (latest !== undefined && cp.size <= latest.size)) continue
+    if (checkpointSignatureValid(cp, cp.signature, key)) latest = cp
+  }
+  return latest
+}
+
+/**
+ * The kept head against the collector's current one: signed by the key in use, not larger,
+ * and extended by the consistency proof the collector gives (checked here).
+ */
+async function checkKeptHead(
+  api: RegisterApi,
+  register: RegisterName,
+  kept: KeptHead,
+  head: SignedCheckpoint | undefined,
+  key: PublicKeyInput,
+): Promise<VerifyProblem[]> {
+  const at = `the head you kept (size ${kept.head.size}, ${kept.head.ts})`
+  if (!checkpointSignatureValid(kept.head, kept.head.signature, key)) {
+    return [
+      {
+        seq: kept.head.size,
+        kind: 'bad-signature',
+        message: `${at} does not verify with the register key in use: the key was replaced`,
+      },
+    ]
+  }
+  if (head === undefined) {
+    return [
+      {
+        seq: 1,
+        kind: 'rolled-back',
+        message: `the collector serves no signed head, but ${at} covers ${kept.head.size} entries`,
+      },
+    ]
+  }
+  if (head.size < kept.head.size) {
+    return [
+      {
+        seq: head.size + 1,
+        kind: 'rolled-back',
+        message:
+          `the collector's latest signed head covers ${head.size} entries, fewer than ${at}: ` +
+          `entries ${head.size + 1} to ${kept.head.size} were removed`,
+      },
+    ]
+  }
+  let proof: string[]
+  try {
+    const answer = await api.get<{ proof?: unknown }>(
+      `${base(register)}/consistency?from=${kept.head.size}&to=${head.size}`,
+    )
+    if (!Array.isArray(answer?.proof) || !answer.proof.every((p) => typeof p === 'string')) {
+      throw new AuditError('the answer holds no proof')
+    }
+    proof = answer.proof as string[]
+  } catch (err) {
+    return [
+      {
+        seq: kept.head.size,
+        kind: 'inconsistent',
+        message:
+          `the collector gives no consistency proof from ${at} to its head at size ` +
+          `${head.size}: ${(err as Error).message}`,
+      },
+    ]
+  }
+  const check = checkHeadExtends(kept.head, head, proof, key)
+  if (check.ok) return []
+  return [{ seq: kept.head.size, kind: check.problem, message: check.message }]
 }
 
 /** Fetches the register and verifies it here. */
@@ -184,8 +341,32 @@ export async function auditRegister(
     )
     if (!same) checkpoints.push(kept)
   }
-  const report = verifyEntries(fetched.entries, checkpoints, pinned ?? fetched.publicKey, register)
+  const key = pinned ?? fetched.publicKey
+  const kept = options.keptHead
+  if (kept !== undefined) {
+    if (kept.register !== register) {
+      throw new AuditError(`the kept head is of register ${kept.register}, not ${register}`)
+    }
+    // The entries downloaded must give the kept root too (besides the proof below).
+    const keptAsCheckpoint: SignedCheckpoint = {
+      ...kept.head,
+      key_id: kept.key_id,
+      countersignatures: [],
+    }
+    if (
+      !checkpoints.some((c) => c.size === kept.head.size && c.signature === kept.head.signature)
+    ) {
+      checkpoints.push(keptAsCheckpoint)
+    }
+  }
+  const entriesReport = verifyEntries(fetched.entries, checkpoints, key, register)
+  const head = latestSigned(fetched.checkpoints, register, key)
+  const headProblems = kept === undefined ? [] : await checkKeptHead(api, register, kept, head, key)
+  const problems = [...entriesReport.problems, ...headProblems].sort((a, b) => a.seq - b.seq)
+  const report: VerifyReport = { ...entriesReport, ok: problems.length === 0, problems }
   return {
+    head,
+    unsigned: Math.max(0, report.size - (head?.size ?? 0)),
     report,
     entries: fetched.entries.length,
     checkpoints: checkpoints.length,

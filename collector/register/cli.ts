@@ -15,6 +15,8 @@ interface RegisterOptions extends ApiOptions {
 interface VerifyOptions extends RegisterOptions {
   publicKey?: string
   checkpoints?: string
+  /** The kept-head file; false with --no-state. */
+  state?: string | false
 }
 
 /** The options of every command that calls a collector, and which register. */
@@ -70,16 +72,39 @@ export function registerCommand(): Command {
         .command('verify')
         .description(
           'Fetch every entry and checkpoint over the API and verify them on this machine: hash ' +
-            'chain, Merkle roots at each signed checkpoint, signatures. Exits 1 on any problem.',
-        ),
+            'chain, Merkle roots at each signed checkpoint, signatures; and that the head ' +
+            'verified last time (kept in --state) is extended by the current one, by an RFC ' +
+            '6962 consistency proof checked here. Exits 1 on any problem.',
+        )
+        .option(
+          '--state <file>',
+          'where the last verified head is kept (default: $XDG_STATE_HOME or ~/.local/state, ' +
+            'tally/register-<register>.json); keep a copy elsewhere too',
+        )
+        .option('--no-state', 'neither read nor keep a head (a one-off check)'),
     ),
   ).action(async (options: VerifyOptions) => {
-    const { auditRegister, formatAudit } = await import('./audit.ts')
-    const result = await auditRegister(
-      await connect(options),
-      options.register,
-      await trust(options),
-    )
+    const {
+      auditRegister,
+      defaultStatePath,
+      formatAudit,
+      readKeptHead,
+      writeKeptHead,
+      AuditError,
+    } = await import('./audit.ts')
+    const stateFile =
+      options.state === false ? undefined : (options.state ?? defaultStatePath(options.register))
+    const keptHead = stateFile === undefined ? undefined : readKeptHead(stateFile)
+    if (keptHead !== undefined && keptHead.collector !== options.collector) {
+      throw new AuditError(
+        `${stateFile} keeps the head of ${keptHead.collector}, not ${options.collector}: ` +
+          'give each collector its own --state',
+      )
+    }
+    const result = await auditRegister(await connect(options), options.register, {
+      ...(await trust(options)),
+      keptHead,
+    })
     if (options.json) {
       out(
         JSON.stringify(
@@ -88,6 +113,8 @@ export function registerCommand(): Command {
             entries: result.entries,
             checkpoints: result.checkpoints,
             key: result.key,
+            head: result.head ?? null,
+            kept_head: keptHead?.head ?? null,
           },
           null,
           2,
@@ -106,8 +133,37 @@ export function registerCommand(): Command {
             `yours (${result.key.key_id})`,
         )
       }
+      if (result.unsigned > 0) {
+        note(
+          `warning: ${result.unsigned} entries after the latest signed head are not covered by ` +
+            'a checkpoint yet; `tally register checkpoint` signs them',
+        )
+      }
     }
-    if (!result.report.ok) process.exitCode = 1
+    if (!result.report.ok) {
+      // The kept head stays as it was: the next run checks against it again.
+      process.exitCode = 1
+      return
+    }
+    if (stateFile !== undefined && result.head !== undefined) {
+      const { register: name, size, root, ts, signature } = result.head
+      writeKeptHead(stateFile, {
+        version: 1,
+        collector: options.collector,
+        register: options.register,
+        key_id: result.key.key_id,
+        head: { register: name, size, root, ts, signature },
+        verified_at: new Date().toISOString(),
+      })
+      if (!options.json) {
+        note(
+          `kept the head at size ${size} in ${stateFile}` +
+            (keptHead === undefined
+              ? ''
+              : ` (it extends the one kept at size ${keptHead.head.size})`),
+        )
+      }
+    }
   })
 
   apiOptions(

@@ -819,8 +819,9 @@ export class Register {
   /**
    * The latest signed head and, for a verifier that kept the head at `keptSize`, the proof that
    * it extends that one. What agents get with their grants poll and auditors with
-   * `tally register verify`. Throws SizeBeyondHead when `keptSize` is above the head (the
-   * register was cut below what the verifier saw: there is no proof to give).
+   * `tally register verify`. When `keptSize` is above the head (the register was cut below
+   * what the verifier saw) there is no proof to give: the head goes out with none, and its size
+   * tells the verifier.
    */
   async signedHead(
     register: RegisterName,
@@ -830,7 +831,9 @@ export class Register {
     return this.#lock(register).run(async () => {
       const state = await this.#state(register)
       const head = state.signed
-      if (keptSize === undefined || head === undefined) return { head, proof: [] }
+      if (keptSize === undefined || head === undefined || keptSize > head.size) {
+        return { head, proof: [] }
+      }
       return { head, proof: proveConsistency(register, state.tree, keptSize, head.size) }
     })
   }

@@ -1,7 +1,11 @@
-/** /v1/cases/...: the investigation workflow over HTTP. The rules live in cases/workflow.ts. */
+/**
+ * /v1/cases/...: the investigation workflow over HTTP: parse, call the case service, map its
+ * answer. The rules live in cases/transitions.ts (who, when) and cases/workflow.ts (the steps).
+ */
 import { type Context, Hono } from 'hono'
 import type { z } from 'zod'
 import { AgentGrants } from '../../protocol/grants.ts'
+import { AgentGrantsPoll, GrantsPollQuery } from '../../protocol/v1.ts'
 import { requireAgent, requireUser } from '../auth/middleware.ts'
 import { ROLES } from '../auth/roles.ts'
 import type { GrantIssuer } from '../cases/grants.ts'
@@ -13,6 +17,7 @@ import {
   Consultation,
   Denial,
   Designation,
+  EmergencyConfirmation,
   EmergencyRequest,
   Extension,
   Notice,
@@ -21,6 +26,8 @@ import {
 } from '../cases/model.ts'
 import type { CaseService } from '../cases/workflow.ts'
 import { type CollectorEnv, problem, readJson } from '../http.ts'
+import { agentRegisterHead } from '../register/agent-head.ts'
+import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 
 /** Answers a failed step: the rule that refused it, or 503 when the register could not be written. */
@@ -37,7 +44,12 @@ export function caseProblem(c: Context, err: unknown): Response {
   throw err
 }
 
-export function caseRoutes(store: Store, cases: CaseService, grants: GrantIssuer) {
+export function caseRoutes(
+  store: Store,
+  cases: CaseService,
+  grants: GrantIssuer,
+  register?: Register,
+) {
   const anyone = requireUser(store, ROLES)
   const app = new Hono<CollectorEnv>()
   const step =
@@ -93,6 +105,10 @@ export function caseRoutes(store: Store, cases: CaseService, grants: GrantIssuer
     step(Consultation, (c, body) => cases.consult(c.get('user'), id(c), body)),
   )
   app.post(
+    '/v1/cases/:id/emergency-confirmation',
+    step(EmergencyConfirmation, (c, body) => cases.confirmEmergency(c.get('user'), id(c), body)),
+  )
+  app.post(
     '/v1/cases/:id/approval',
     step(Approval, (c, body) => cases.approve(c.get('user'), id(c), body)),
   )
@@ -115,16 +131,7 @@ export function caseRoutes(store: Store, cases: CaseService, grants: GrantIssuer
   app.get('/v1/cases/:id/access-grant', async (c) => {
     try {
       const user = c.get('user')
-      const doc = await cases.get(user, id(c))
-      if (doc.investigator !== user.user_id) {
-        return problem(
-          c,
-          403,
-          'forbidden',
-          "only the case's investigator receives its access grant",
-        )
-      }
-      if (doc.state !== 'active') return problem(c, 409, 'wrong_state', `the case is ${doc.state}`)
+      const doc = await cases.forAccessGrant(user, id(c))
       const token = await grants.accessToken(doc.case_id, user.user_id)
       if (token === undefined) return problem(c, 409, 'wrong_state', 'no access grant is in force')
       return c.json({ case_id: doc.case_id, token, window: doc.window, categories: doc.categories })
@@ -138,13 +145,29 @@ export function caseRoutes(store: Store, cases: CaseService, grants: GrantIssuer
   )
 
   // The agent's side: which grants to run now. Anything not listed must stop.
+  // With `register_size`, also ITSD's register head and the proof that it extends the one the
+  // agent kept (collector/register/agent-head.ts); without it, the grants alone.
   app.get('/v1/agents/grants', requireAgent(store), async (c) => {
+    const query = GrantsPollQuery.safeParse(c.req.query())
+    if (!query.success) {
+      return problem(
+        c,
+        400,
+        'invalid_request',
+        'query parameter: register_size (the size of the register head the agent kept, an integer >= 0)',
+      )
+    }
     const agent = c.get('agent')
     const list = await grants.forAgent(
       agent.agent_id,
       async (caseId) => (await cases.current(caseId))?.state === 'active',
     )
-    return c.json(AgentGrants.parse({ grants: list }))
+    const keptSize = query.data.register_size
+    if (keptSize === undefined || register === undefined) {
+      return c.json(AgentGrants.parse({ grants: list }))
+    }
+    const head = await agentRegisterHead(register, keptSize, c.get('log'))
+    return c.json(AgentGrantsPoll.parse({ grants: list, ...(head ? { register: head } : {}) }))
   })
   return app
 }

@@ -7,7 +7,7 @@
  *   and admin included, gets the same 404 as for a register that does not exist: its existence
  *   is not disclosed.
  *
- * Reading the register (entries, checkpoints, verify, public key) is itself NOT written to the
+ * Reading the register (entries, checkpoints, consistency proofs, verify, public key) is itself NOT written to the
  * register: an entry per read would make every audit grow what it audits, without end. Signing
  * a checkpoint and countersigning one are not registered either: they add signatures over the
  * register, not accesses to anyone's data.
@@ -26,6 +26,7 @@ import {
   RegisterIntegrityError,
   type RegisterName,
   RegisterUnavailable,
+  SizeBeyondHead,
 } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 
@@ -52,6 +53,11 @@ const EntriesQuery = z.strictObject({
   case_id: z.string().min(1).max(200).optional(),
 })
 
+const ConsistencyQuery = z.strictObject({
+  from: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  to: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+})
+
 /** The 404 the app gives for any unknown path, so a hidden register looks like none at all. */
 const notFound = (c: Context) =>
   problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`)
@@ -74,6 +80,7 @@ function registerProblem(c: Context, err: unknown): Response {
   if (err instanceof BadCountersignature) {
     return problem(c, 400, 'bad_countersignature', err.message)
   }
+  if (err instanceof SizeBeyondHead) return problem(c, 409, 'beyond_head', err.message)
   if (err instanceof RegisterIntegrityError) {
     return problem(c, 409, 'register_does_not_verify', err.message)
   }
@@ -87,69 +94,97 @@ export function registerRoutes(store: Store, register: Register) {
   // Authenticate anyone; which register they may see is decided per request, so that `oios`
   // answers 404 (not 403) to ITSD roles.
   const anyone = requireUser(store, ROLES)
-  return new Hono<CollectorEnv>()
-    .get('/v1/register/public-key', requireUser(store, ALL_READERS), (c) =>
-      c.json(register.publicKeyJwk()),
-    )
-    .get('/v1/register/:register/entries', anyone, async (c) => {
-      const name = registerFor(c)
-      if (typeof name !== 'string') return name
-      const query = EntriesQuery.safeParse(c.req.query())
-      if (!query.success) {
-        return problem(
-          c,
-          400,
-          'invalid_request',
-          `query parameters: from (seq, >= 1), limit (1-${MAX_PAGE}), case_id`,
-          zodIssues(query.error),
-        )
-      }
-      const page = await register.entriesPage(name, query.data)
-      return c.json(page)
-    })
-    .get('/v1/register/:register/checkpoints', anyone, async (c) => {
-      const name = registerFor(c)
-      if (typeof name !== 'string') return name
-      return c.json({ checkpoints: await register.checkpoints(name) })
-    })
-    .post('/v1/register/:register/checkpoints', anyone, async (c) => {
-      const name = registerFor(c)
-      if (typeof name !== 'string') return name
-      try {
-        const checkpoint = await register.checkpoint(name)
-        c.get('log')?.info(
-          { register: name, size: checkpoint.size, user_id: c.get('user').user_id },
-          'register checkpoint signed',
-        )
-        return c.json(checkpoint, 201)
-      } catch (err) {
-        return registerProblem(c, err)
-      }
-    })
-    .post('/v1/register/:register/checkpoints/:size/countersign', anyone, async (c) => {
-      const name = registerFor(c)
-      if (typeof name !== 'string') return name
-      const size = Number(c.req.param('size'))
-      if (!Number.isSafeInteger(size) || size < 0) {
-        return problem(c, 400, 'invalid_request', 'size must be a checkpoint size (an integer)')
-      }
-      const request = await readJson(c, CountersignRequest)
-      if (!request.ok) return request.response
-      const { by, public_key, signature } = request.value
-      try {
-        const checkpoint = await register.countersign(name, size, by, public_key, signature)
-        c.get('log')?.info(
-          { register: name, size, by, user_id: c.get('user').user_id },
-          'register checkpoint countersigned',
-        )
-        return c.json(checkpoint)
-      } catch (err) {
-        return registerProblem(c, err)
-      }
-    })
-    .get('/v1/register/:register/verify', anyone, async (c) => {
-      const name = registerFor(c)
-      if (typeof name !== 'string') return name
-      return c.json(await register.verify(name))
-    })
+  return (
+    new Hono<CollectorEnv>()
+      .get('/v1/register/public-key', requireUser(store, ALL_READERS), (c) =>
+        c.json(register.publicKeyJwk()),
+      )
+      .get('/v1/register/:register/entries', anyone, async (c) => {
+        const name = registerFor(c)
+        if (typeof name !== 'string') return name
+        const query = EntriesQuery.safeParse(c.req.query())
+        if (!query.success) {
+          return problem(
+            c,
+            400,
+            'invalid_request',
+            `query parameters: from (seq, >= 1), limit (1-${MAX_PAGE}), case_id`,
+            zodIssues(query.error),
+          )
+        }
+        const page = await register.entriesPage(name, query.data)
+        return c.json(page)
+      })
+      .get('/v1/register/:register/checkpoints', anyone, async (c) => {
+        const name = registerFor(c)
+        if (typeof name !== 'string') return name
+        return c.json({ checkpoints: await register.checkpoints(name) })
+      })
+      .post('/v1/register/:register/checkpoints', anyone, async (c) => {
+        const name = registerFor(c)
+        if (typeof name !== 'string') return name
+        try {
+          const checkpoint = await register.checkpoint(name)
+          c.get('log')?.info(
+            { register: name, size: checkpoint.size, user_id: c.get('user').user_id },
+            'register checkpoint signed',
+          )
+          return c.json(checkpoint, 201)
+        } catch (err) {
+          return registerProblem(c, err)
+        }
+      })
+      .post('/v1/register/:register/checkpoints/:size/countersign', anyone, async (c) => {
+        const name = registerFor(c)
+        if (typeof name !== 'string') return name
+        const size = Number(c.req.param('size'))
+        if (!Number.isSafeInteger(size) || size < 0) {
+          return problem(c, 400, 'invalid_request', 'size must be a checkpoint size (an integer)')
+        }
+        const request = await readJson(c, CountersignRequest)
+        if (!request.ok) return request.response
+        const { by, public_key, signature } = request.value
+        try {
+          const checkpoint = await register.countersign(name, size, by, public_key, signature)
+          c.get('log')?.info(
+            { register: name, size, by, user_id: c.get('user').user_id },
+            'register checkpoint countersigned',
+          )
+          return c.json(checkpoint)
+        } catch (err) {
+          return registerProblem(c, err)
+        }
+      })
+      // RFC 6962 PROOF(from, to) over the stored entries, for a verifier who kept the head at
+      // `from`; `to` defaults to the latest signed head. The verifier checks it against both
+      // signed roots itself: this route is trusted for nothing.
+      .get('/v1/register/:register/consistency', anyone, async (c) => {
+        const name = registerFor(c)
+        if (typeof name !== 'string') return name
+        const query = ConsistencyQuery.safeParse(c.req.query())
+        if (!query.success) {
+          return problem(
+            c,
+            400,
+            'invalid_request',
+            'query parameters: from (a tree size, >= 0, required), to (a tree size >= from)',
+            zodIssues(query.error),
+          )
+        }
+        const { from, to } = query.data
+        if (to !== undefined && to < from) {
+          return problem(c, 400, 'invalid_request', `to (${to}) is below from (${from})`)
+        }
+        try {
+          return c.json(await register.consistency(name, from, to))
+        } catch (err) {
+          return registerProblem(c, err)
+        }
+      })
+      .get('/v1/register/:register/verify', anyone, async (c) => {
+        const name = registerFor(c)
+        if (typeof name !== 'string') return name
+        return c.json(await register.verify(name))
+      })
+  )
 }

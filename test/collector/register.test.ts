@@ -4,7 +4,7 @@
  * countersignatures, fail closed, the routes' access rules and the auditor's own verification.
  */
 import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { ClickHouseLogLevel, createClient } from '@clickhouse/client'
@@ -20,6 +20,7 @@ import {
   auditRegister,
   countersignCheckpoint,
   formatAudit,
+  type KeptHead,
   type RegisterApi,
 } from '../../collector/register/audit.ts'
 import { registerCommand } from '../../collector/register/cli.ts'
@@ -833,20 +834,27 @@ describe('the auditor verifies locally', () => {
       process.exitCode = undefined
       return { stdout, code }
     }
+    const stateFile = join(h.dir, 'auditor-state', 'register-itsd.json')
     try {
-      const ok = await run('verify', '--public-key', keyFile)
+      const ok = await run('verify', '--public-key', keyFile, '--state', stateFile)
       expect(ok.stdout).toMatch(
         /^register itsd: 50 entries, 50 checkpoints, root [0-9a-f]{16}…: OK\n$/,
       )
       expect(ok.code).toBeUndefined()
+      // The verified head is kept for the next run.
+      const kept = JSON.parse(await readFile(stateFile, 'utf8')) as KeptHead
+      expect(kept).toMatchObject({ version: 1, collector: url, register: 'itsd' })
+      expect(kept.head.size).toBe(N)
 
       await snapshot()
       await mutate("ALTER TABLE tally.register_entries DELETE WHERE register = 'itsd' AND seq = 44")
-      const bad = await run('verify', '--json')
+      const bad = await run('verify', '--json', '--state', stateFile)
       expect(bad.code).toBe(1)
       const report = JSON.parse(bad.stdout) as VerifyReport
       expect(report.ok).toBe(false)
       expect(report.problems[0]).toEqual(problem(44, 'removed'))
+      // A failed run leaves the kept head as it was.
+      expect(JSON.parse(await readFile(stateFile, 'utf8'))).toEqual(kept)
 
       // OIOS's register through the same command, with an OIOS token: independent and whole.
       const oiosToken = await tokenFor(['oios_investigator'])
@@ -863,6 +871,7 @@ describe('the auditor verifies locally', () => {
           'verify',
           '--register',
           'oios',
+          '--no-state',
           '--collector',
           url,
           '--token',
