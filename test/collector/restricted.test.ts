@@ -29,6 +29,7 @@ import {
   RegisterUnavailable,
 } from '../../collector/register/register.ts'
 import { RESTRICTED_TABLES } from '../../collector/restricted/common.ts'
+import { csvField, toCsv } from '../../collector/restricted/export.ts'
 import { masterKeyFile } from '../../collector/restricted/keys.ts'
 import {
   RESTRICTED_REQUESTS,
@@ -173,6 +174,7 @@ async function activeCase(
       body: {
         method: 'in_person',
         given_by: 'the approver',
+        witness: 'a colleague of the approver',
         given_at: iso(Date.now()),
         to: ['staff_member', 'supervisor'],
       },
@@ -1157,5 +1159,33 @@ describe('tier I', () => {
         expect.arrayContaining(['RestrictedBatch', 'FlowRows', 'ExportCreated', 'Receipt']),
       )
     })
+  })
+})
+
+describe('CSV cells for spreadsheets', () => {
+  it('prefixes a text cell starting with = + - @ tab or CR with a single quote', () => {
+    for (const start of ['=', '+', '-', '@', '\t', '\r']) {
+      const cell = csvField(`${start}cmd|' /C calc'!A0`)
+      expect(cell.replace(/^"/, ''), JSON.stringify(start)).toMatch(/^'/)
+    }
+    expect(csvField('=1+1')).toBe("'=1+1")
+    expect(csvField('a=b')).toBe('a=b')
+    expect(csvField('example.org')).toBe('example.org')
+    // Numbers are numbers, and quoting still applies after the prefix.
+    expect(csvField(-5)).toBe('-5')
+    expect(csvField('=A1,B1')).toBe(`"'=A1,B1"`)
+    expect(
+      toCsv('dns', [
+        {
+          agent_id: 'a-1',
+          ts: 1,
+          client: '10.0.0.1',
+          server: '10.0.0.2',
+          query: '@SUM(1)',
+          qtype: 'A',
+          rcode: '',
+        },
+      ]),
+    ).toBe("agent_id,ts,client,server,query,qtype,rcode\r\na-1,1,10.0.0.1,10.0.0.2,'@SUM(1),A,\r\n")
   })
 })
