@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import type { RestrictedBatch } from '../protocol/grants.ts'
 import type { AgentCredential } from './enroll.ts'
 import { type GrantDrain, GrantManager } from './grants/manager.ts'
+import { RegisterHeadWatch } from './register-head.ts'
 import { SequenceCounter } from './sequence.ts'
 import { hostAddresses, subjectCaptureFactory } from './subject/capture.ts'
 
@@ -32,12 +33,15 @@ export class Investigations {
   readonly #options: InvestigationOptions
   readonly #manager: GrantManager
   readonly #sequence: SequenceCounter
+  readonly #registerHead: RegisterHeadWatch
   #pending: RestrictedBatch[] = []
 
   constructor(options: InvestigationOptions) {
     this.#options = options
     this.#sequence = new SequenceCounter(options.stateDir, 1, 'next-restricted-seq')
+    this.#registerHead = new RegisterHeadWatch(options.stateDir, options.log)
     this.#manager = new GrantManager({
+      registerHead: this.#registerHead,
       agentId: options.credential.agent_id,
       pinnedKey: options.credential.grant_public_key,
       createCapture: subjectCaptureFactory({
@@ -47,6 +51,11 @@ export class Investigations {
       }),
       log: options.log,
     })
+  }
+
+  /** 1 while the register head the collector gives does not extend the kept one (health). */
+  get registerInconsistent(): number {
+    return this.#registerHead.inconsistent ? 1 : 0
   }
 
   /** The grants being run now (for the agent's health and the tests). */

@@ -260,7 +260,14 @@ export async function startAgent(
     // The seq is taken inside the spool's write (and the health samples made there, with the
     // losses not yet reported): a crash before the write leaves no gap.
     const { seq, inMemory } = await spool.append((seq, unreported) => {
-      const health = healthReport.samples(spool.stats(), unreported, sender.failures)
+      const health = [
+        ...healthReport.samples(spool.stats(), unreported, sender.failures),
+        {
+          metric: 'tally.agent.register.inconsistent' as const,
+          value: investigations.registerInconsistent,
+          attributes: {},
+        },
+      ]
       const complete: HostBatch = { ...batch, seq, samples: [...samples, ...health] }
       return gzipSync(JSON.stringify(complete))
     })

@@ -19,6 +19,8 @@
  * ends with its window) and the failure is reported.
  */
 import { AgentGrants } from '../../protocol/grants.ts'
+import { AgentGrantsPoll } from '../../protocol/v1.ts'
+import type { HeadObservation, RegisterHeadWatch } from '../register-head.ts'
 import type { SubjectCaptureHandle } from '../subject/capture.ts'
 import { recordCount, type SubjectRecords } from '../subject/records.ts'
 import {
@@ -44,6 +46,11 @@ export interface GrantManagerOptions {
   /** Makes (but does not start) the capture for a grant. */
   createCapture: CaptureFactory
   log?: GrantLog
+  /**
+   * Keeps ITSD's register head: each poll asks for the head and the proof that it extends the
+   * kept one. Without it the poll asks for grants alone.
+   */
+  registerHead?: RegisterHeadWatch
 }
 
 export interface GrantDrain {
@@ -88,6 +95,7 @@ export class GrantManager {
   readonly #pinnedKey: Record<string, string>
   readonly #createCapture: CaptureFactory
   readonly #log: GrantLog
+  readonly #registerHead: RegisterHeadWatch | undefined
   readonly #running = new Map<string, SubjectCaptureHandle>()
   /** Captures whose window ended (or stopAll): drained once more after tcpdump has exited. */
   readonly #closing: Closing[] = []
@@ -102,6 +110,7 @@ export class GrantManager {
     this.#pinnedKey = options.pinnedKey
     this.#createCapture = options.createCapture
     this.#log = options.log ?? silent
+    this.#registerHead = options.registerHead
   }
 
   /** The grants with a capture (running, or waiting for their window's start). */
@@ -264,21 +273,39 @@ export class GrantManager {
     credential: string,
     nowMs: number,
     options: FetchGrantsOptions = {},
-  ): Promise<{ ok: true; report: ReconcileReport } | { ok: false; error: string }> {
-    let listing: AgentGrants
+  ): Promise<
+    { ok: true; report: ReconcileReport; register?: HeadObservation } | { ok: false; error: string }
+  > {
+    let listing: AgentGrantsPoll
+    const watch = this.#registerHead
     try {
-      listing = await fetchGrants(collectorUrl, credential, options)
+      listing = await fetchGrants(collectorUrl, credential, {
+        ...options,
+        ...(watch === undefined ? {} : { registerSize: watch.keptSize }),
+      })
     } catch (error) {
       const message = (error as Error).message
       this.#log.warn({ err: message }, 'cannot fetch grants; current grants go on unchanged')
       return { ok: false, error: message }
     }
-    return { ok: true, report: await this.reconcile(listing.grants, nowMs) }
+    let register: HeadObservation | undefined
+    if (watch !== undefined) {
+      try {
+        register = watch.observe(listing.register)
+      } catch (error) {
+        // The head could not be kept (a full state dir): the next poll proves from the old one.
+        this.#log.warn({ err: (error as Error).message }, 'the register head was not kept')
+      }
+    }
+    const report = await this.reconcile(listing.grants, nowMs)
+    return { ok: true, report, ...(register === undefined ? {} : { register }) }
   }
 }
 
 export interface FetchGrantsOptions {
   timeoutMs?: number
+  /** The size of the register head the agent kept (0: none): asks for the head with the grants. */
+  registerSize?: number
   /** For tests; defaults to the global fetch. */
   fetch?: typeof fetch
 }
@@ -292,8 +319,11 @@ export async function fetchGrants(
   collectorUrl: string,
   credential: string,
   options: FetchGrantsOptions = {},
-): Promise<AgentGrants> {
+): Promise<AgentGrantsPoll> {
   const url = new URL('/v1/agents/grants', collectorUrl)
+  if (options.registerSize !== undefined) {
+    url.searchParams.set('register_size', String(options.registerSize))
+  }
   const doFetch = options.fetch ?? fetch
   let response: Response
   try {
@@ -318,7 +348,10 @@ export async function fetchGrants(
   } catch {
     throw new GrantFetchError(`the collector's grant listing is not JSON`, response.status)
   }
-  const parsed = AgentGrants.safeParse(body)
+  // An agent that did not ask for the register head accepts no field beyond the grants.
+  const parsed = (options.registerSize === undefined ? AgentGrants : AgentGrantsPoll).safeParse(
+    body,
+  )
   if (!parsed.success) {
     throw new GrantFetchError(
       `the collector's grant listing is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
