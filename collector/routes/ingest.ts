@@ -26,6 +26,7 @@ import { type CollectorEnv, problem, zodIssues } from '../http.ts'
 import type { Store } from '../store/client.ts'
 import { batchDigest, writeHostBatch } from '../store/host-batches.ts'
 import { Mutex } from '../store/rows.ts'
+import { loadOrCreateUsageHostKey } from '../store/usage-host-key.ts'
 import type { IngestCounters, RejectReason } from '../telemetry.ts'
 
 const inflate = promisify(gunzip)
@@ -41,6 +42,10 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
     return lock
   }
   const rejected = (reason: RejectReason) => counters.rejected(reason)
+  const usage = {
+    hostKey: loadOrCreateUsageHostKey(config.data_dir),
+    releaseAfterSeconds: config.usage.release_after_seconds,
+  }
   const window: TimeWindow = {
     maxAgeMs: config.ingest.max_batch_age_hours * 3_600_000,
     maxSkewMs: config.ingest.max_clock_skew_seconds * 1000,
@@ -142,7 +147,7 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
       const digest = batchDigest(raw)
       try {
         const outcome = await lockFor(agent.agent_id).run(() =>
-          writeHostBatch(store, agent, batch, digest),
+          writeHostBatch(store, agent, batch, digest, usage),
         )
         if (outcome.status === 'conflict') {
           rejected('seq_conflict')

@@ -1,4 +1,8 @@
-/** GET /v1/usage: site usage (tier A) with the k threshold applied, for operators. */
+/**
+ * GET /v1/usage: site usage (tier A) with the k threshold applied, for operators. Answers are
+ * made of whole released minutes (store/usage.ts): the range is widened to whole minutes and
+ * the step is a multiple of a minute.
+ */
 import { Hono } from 'hono'
 import { z } from 'zod'
 import { SITE_NAME } from '../auth/enrollment.ts'
@@ -6,7 +10,7 @@ import { requireUser } from '../auth/middleware.ts'
 import type { CollectorConfig } from '../config.ts'
 import { type CollectorEnv, problem, zodIssues } from '../http.ts'
 import type { Store } from '../store/client.ts'
-import { queryUsage, USAGE_DIMENSIONS } from '../store/usage.ts'
+import { GRID_SECONDS, queryUsage, toGrid, USAGE_DIMENSIONS } from '../store/usage.ts'
 
 /**
  * The instants the store can hold and bucket: DateTime is seconds since 1970 in a UInt32, and a
@@ -43,10 +47,20 @@ export const UsageParams = z
     step: z.coerce.number().int().min(10).max(MAX_RANGE).optional(),
   })
   .transform((p, ctx) => {
-    const to = p.to ?? Math.floor(Date.now() / 1000)
-    const from = p.from ?? to - 3600
+    const asked = p.to ?? Math.floor(Date.now() / 1000)
+    const askedFrom = p.from ?? asked - 3600
+    if (askedFrom >= asked) {
+      ctx.addIssue({ code: 'custom', path: ['from'], message: 'must be before to' })
+    }
+    const { from, to } = toGrid(askedFrom, asked)
     const step = p.step ?? to - from
-    if (from >= to) ctx.addIssue({ code: 'custom', path: ['from'], message: 'must be before to' })
+    if (step % GRID_SECONDS !== 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['step'],
+        message: `must be a whole number of minutes (a multiple of ${GRID_SECONDS} s)`,
+      })
+    }
     if (from < EARLIEST) {
       ctx.addIssue({ code: 'custom', path: ['from'], message: 'must not be before 1970' })
     }

@@ -20,6 +20,7 @@ import { MAX_SPAN_MS } from '../../protocol/v1.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { Store } from './client.ts'
 import { insertRows, selectRows } from './rows.ts'
+import { type UsageIngest, usageContributionRows } from './usage.ts'
 
 export type BatchOutcome =
   | { status: 'stored' }
@@ -90,13 +91,15 @@ export async function lastStoredSeq(store: Store, agentId: string): Promise<numb
 
 /**
  * Stores `batch` (validated) once. `digest` is `batchDigest` of the body as sent; the caller has
- * checked its time (`implausibleTime`), which bounds the interval's span.
+ * checked its time (`implausibleTime`), which bounds the interval's span. Its usage is stored
+ * only when recent enough to count (store/usage.ts), under the host's keyed id.
  */
 export async function writeHostBatch(
   store: Store,
   agent: AgentIdentity,
   batch: HostBatch,
   digest: string,
+  usage: UsageIngest,
   receivedAt = Date.now(),
 ): Promise<BatchOutcome> {
   const stored = await storedBatch(store, agent.agent_id, batch.seq)
@@ -127,16 +130,13 @@ export async function writeHostBatch(
     })),
     token('host_metrics'),
   )
-  if (batch.usage !== undefined && batch.usage.length > 0) {
-    // Per-host rows go to a Null table: only the site-level sums its views write are kept.
-    const intervalStart = Math.floor(batch.interval.start / 1000)
-    await insertRows(
-      store,
-      'tally.usage_contributions',
-      batch.usage.map((u) => ({ ts: intervalStart, site: agent.site, host: agent.host, ...u })),
-      token('usage'),
-    )
-  }
+  // Per-host rows go to a Null table: only the site-level cells its view writes are kept.
+  await insertRows(
+    store,
+    'tally.usage_contributions',
+    usageContributionRows(agent, batch, usage, receivedAt),
+    token('usage'),
+  )
   if (batch.inventory !== undefined) {
     await insertRows(
       store,

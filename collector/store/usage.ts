@@ -1,15 +1,30 @@
 /**
- * Reading tier A: site usage with the k threshold applied.
+ * Tier A: site usage on one fixed grid, released cell by cell with the k threshold.
  *
- * The rule, in one place: for the chosen grouping, a bucket (site, time step, value) is shown
- * only when at least k distinct hosts contributed to it. Smaller buckets are folded together into
- * one `other` bucket per site and step, which is itself shown only when it reaches k hosts. The
- * rule lives in parameterised SQL views that the API and the dashboards both read, created at
- * start with the configured k, so nothing can read tier A without it.
+ * The cell is (site, minute, direction, ip_version, transport, service, peer_class). A host
+ * counts toward a cell's k only with real traffic in that minute: packets and bytes above zero,
+ * from a batch whose interval started at most `release_after_seconds` before the collector
+ * received it (older usage is not stored: it cannot be backdated into a minute already judged).
+ * Its identity in the store is a keyed id (usage-host-key.ts), never its name.
+ *
+ * Once a minute is closed (it ended `release_after_seconds` ago), `releaseUsage` reads it once:
+ * every cell of at least k hosts is released as it is, and the site's other cells are summed
+ * into one `other` cell, released only when its hosts reach k together. The minute is marked,
+ * so it is never read again: a released value never changes, and what arrives later for it is
+ * dropped rather than shown. The hourly table is summed from released minutes only.
+ *
+ * Every answer (the API, the CLI, Grafana) comes from the views `usage_by_<grouping>`, which
+ * sum released cells and nothing else. So any two answers, whatever their groupings, windows or
+ * steps, are sums over the same released cells, and their difference is one too: a suppressed
+ * cell, or a part of the `other` cell, is in no answer and cannot be had by subtracting answers.
+ * The views are SQL SECURITY DEFINER: Grafana's user reads them without any grant on a table.
  */
+import type { HostBatch, UsageContribution } from '../../protocol/v1.ts'
+import type { AgentIdentity } from '../auth/agents.ts'
 import type { Store } from './client.ts'
 import { onClusterView } from './cluster.ts'
 import { selectRows } from './rows.ts'
+import type { UsageHostKey } from './usage-host-key.ts'
 
 export const USAGE_DIMENSIONS = [
   'service',
@@ -20,47 +35,63 @@ export const USAGE_DIMENSIONS = [
 ] as const
 export type UsageDimension = (typeof USAGE_DIMENSIONS)[number]
 
+/** The grid: every answer is made of whole minutes. */
+export const GRID_SECONDS = 60
+const HOUR = 3600
+
+/**
+ * How far back a release catches up after the collector was down. Raw cells are dropped three
+ * hours on (migration 010); minutes older than this are not released at all.
+ */
+export const RELEASE_CATCH_UP_SECONDS = 2 * HOUR
+
 export const usageView = (by: UsageDimension): string => `tally.usage_by_${by}`
+
+function checkK(k: number): number {
+  if (!Number.isInteger(k) || k < 1) throw new Error(`k must be a positive integer, not ${k}`)
+  return k
+}
 
 /**
  * The view for one grouping. Parameters: site ('' for every site), from and to (DateTime, to
- * exclusive) and step (seconds). It reads the coarsest rollup whose resolution divides the step
- * and the range's ends, so a query over months reads hourly rows.
+ * exclusive) and step (seconds). It reads one table for the whole range: the hourly one when
+ * step and both ends are whole hours, else the per-minute one; both hold the same released
+ * cells, so the choice changes nothing but the cost. A released cell lies whole in one step. k
+ * here only hides more: cells released under a smaller k, after k was raised.
  */
 export function usageViewSql(by: UsageDimension, k: number): string {
-  if (!Number.isInteger(k) || k < 1) throw new Error(`k must be a positive integer, not ${k}`)
+  checkK(k)
   const value = by === 'ip_version' ? 'toString(ip_version)' : by
-  const source = (table: string, when: string) => `
-      SELECT ts, site, ${value} AS value, bytes, packets, flows, hosts
-      FROM ${table}
-      WHERE ${when}
-        AND ({site:String} = '' OR site = {site:String})
-        AND ts >= {from:DateTime} AND ts < {to:DateTime}`
-  const aligned = (seconds: number) =>
-    `{step:UInt32} % ${seconds} = 0 AND toUnixTimestamp({from:DateTime}) % ${seconds} = 0 AND toUnixTimestamp({to:DateTime}) % ${seconds} = 0`
-  return `CREATE OR REPLACE VIEW ${usageView(by)} AS
-SELECT bucket AS ts, site, if(host_count >= ${k}, value, 'other') AS ${by},
-       sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows,
-       uniqMerge(host_state) AS hosts
+  const cells = (table: string, when: string) => `
+        SELECT ts, site, folded, direction, ip_version, transport, service, peer_class,
+               sum(bytes) AS cell_bytes, sum(packets) AS cell_packets, sum(flows) AS cell_flows,
+               uniqMergeState(hosts) AS cell_hosts
+        FROM ${table}
+        WHERE ${when}
+          AND ({site:String} = '' OR site = {site:String})
+          AND ts >= {from:DateTime} AND ts < {to:DateTime}
+        GROUP BY ts, site, folded, direction, ip_version, transport, service, peer_class
+        HAVING min(min_cell_hosts) >= ${k}`
+  const hourly = `{step:UInt32} % ${HOUR} = 0 AND toUnixTimestamp({from:DateTime}) % ${HOUR} = 0 AND toUnixTimestamp({to:DateTime}) % ${HOUR} = 0`
+  return `CREATE OR REPLACE VIEW ${usageView(by)} SQL SECURITY DEFINER AS
+SELECT bucket AS ts, site, value AS ${by},
+       sum(cell_bytes) AS bytes, sum(cell_packets) AS packets, sum(cell_flows) AS flows,
+       uniqMerge(cell_hosts) AS hosts
 FROM
 (
     SELECT {from:DateTime} + intDiv(toUInt32(ts) - toUInt32({from:DateTime}), {step:UInt32}) * {step:UInt32} AS bucket,
-           site, value,
-           sum(bytes) AS bytes, sum(packets) AS packets, sum(flows) AS flows,
-           uniqMergeState(hosts) AS host_state, finalizeAggregation(host_state) AS host_count
+           site, if(folded = 1, 'other', ${value}) AS value,
+           cell_bytes, cell_packets, cell_flows, cell_hosts
     FROM
-    (${source('tally.usage_site_1h', aligned(3600))}
-      UNION ALL ${source('tally.usage_site_1m', `NOT (${aligned(3600)}) AND ${aligned(60)}`)}
-      UNION ALL ${source('tally.usage_site', `NOT (${aligned(60)})`)}
+    (${cells('tally.usage_released_1h', hourly)}
+      UNION ALL ${cells('tally.usage_released', `NOT (${hourly})`)}
     )
-    GROUP BY bucket, site, value
 )
-GROUP BY bucket, site, ${by}
-HAVING hosts >= ${k}
+GROUP BY bucket, site, value
 ORDER BY bucket, site, bytes DESC`
 }
 
-/** (Re)creates every usage view with this k; run at start, so a changed k applies at once. */
+/** (Re)creates every usage view with this k; run at start, so a raised k applies at once. */
 export async function createUsageViews(store: Store, k: number, cluster?: string): Promise<void> {
   for (const by of USAGE_DIMENSIONS) {
     const sql = usageViewSql(by, k)
@@ -68,12 +99,128 @@ export async function createUsageViews(store: Store, k: number, cluster?: string
   }
 }
 
+/** What ingest needs to store usage: the host key and the collector's release delay. */
+export interface UsageIngest {
+  hostKey: UsageHostKey
+  releaseAfterSeconds: number
+}
+
+/**
+ * The rows a batch adds to tally.usage_contributions, or none: usage from an interval that
+ * started more than `releaseAfterSeconds` before `receivedAt` is not stored (its minute may be
+ * released already, and a late host must not be counted into a minute's k, nor change it).
+ * The batch's interval was checked (`implausibleTime`) before; its usage is stamped at the
+ * interval's start, inside it.
+ */
+export function usageContributionRows(
+  agent: AgentIdentity,
+  batch: HostBatch,
+  { hostKey, releaseAfterSeconds }: UsageIngest,
+  receivedAt: number,
+): Record<string, unknown>[] {
+  const usage: UsageContribution[] = batch.usage ?? []
+  if (usage.length === 0) return []
+  if (batch.interval.start < receivedAt - releaseAfterSeconds * 1000) return []
+  const ts = Math.floor(batch.interval.start / 1000)
+  const host = hostKey.idOf(agent.agent_id)
+  return usage.map((u) => ({ ts, site: agent.site, host, ...u }))
+}
+
+const RELEASE_SQL = `INSERT INTO tally.usage_released
+    (ts, site, folded, direction, ip_version, transport, service, peer_class,
+     bytes, packets, flows, min_cell_hosts, hosts)
+WITH cells AS
+(
+    SELECT ts, site, direction, ip_version, transport, service, peer_class,
+           sum(bytes) AS b, sum(packets) AS p, sum(flows) AS f,
+           uniqMergeState(hosts) AS h, finalizeAggregation(h) AS n
+    FROM tally.usage_cells
+    WHERE ts = {minute:DateTime}
+    GROUP BY ts, site, direction, ip_version, transport, service, peer_class
+)
+SELECT ts, site, 0, direction, ip_version, transport, service, peer_class, b, p, f, n, h
+FROM cells
+WHERE n >= {k:UInt32}
+UNION ALL
+SELECT ts, site, 1, 'other', 0, 'other', 'other', 'other',
+       sum(b), sum(p), sum(f), uniqMerge(h) AS hosts_together, uniqMergeState(h)
+FROM cells
+WHERE n < {k:UInt32}
+GROUP BY ts, site
+HAVING hosts_together >= {k:UInt32}`
+
+export interface ReleaseOptions {
+  k: number
+  /** A minute is released once it ended this long ago (`usage.release_after_seconds`). */
+  releaseAfterSeconds: number
+  /** The collector's clock, ms. */
+  now?: number
+}
+
+/** The last released minute (seconds), or undefined when none was. */
+export async function lastReleasedMinute(store: Store): Promise<number | undefined> {
+  const [row] = await selectRows<{ last: number | null }>(
+    store,
+    'SELECT toUnixTimestamp(max(minute)) AS last, count() AS n FROM tally.usage_release_marks HAVING n > 0',
+  )
+  return row?.last === undefined || row.last === null ? undefined : Number(row.last)
+}
+
+/**
+ * Releases every closed minute not released yet, oldest first, each exactly once; returns how
+ * many minutes it released. Minutes that closed more than RELEASE_CATCH_UP_SECONDS ago and were
+ * never released (the collector was down) are skipped, not released late.
+ */
+export async function releaseUsage(store: Store, options: ReleaseOptions): Promise<number> {
+  const k = checkK(options.k)
+  const now = Math.floor((options.now ?? Date.now()) / 1000)
+  const closedBefore = floorTo(now - options.releaseAfterSeconds, GRID_SECONDS)
+  const last = await lastReleasedMinute(store)
+  let minute = Math.max(
+    last === undefined ? 0 : last + GRID_SECONDS,
+    floorTo(now - RELEASE_CATCH_UP_SECONDS, GRID_SECONDS),
+  )
+  let released = 0
+  for (; minute + GRID_SECONDS <= closedBefore; minute += GRID_SECONDS) {
+    // chDB keeps a query's settings for the session: the token is always set, '' included.
+    await store.command({
+      query: RELEASE_SQL,
+      query_params: { minute: dateTimeParam(minute), k },
+      clickhouse_settings: {
+        insert_deduplication_token: `usage-release:${minute}`,
+        deduplicate_blocks_in_dependent_materialized_views: 1,
+      },
+    })
+    await store.insert({
+      table: 'tally.usage_release_marks',
+      values: [{ minute, k, released_at: Date.now() }],
+      format: 'JSONEachRow',
+      clickhouse_settings: {
+        insert_deduplication_token: `usage-release-mark:${minute}`,
+        deduplicate_blocks_in_dependent_materialized_views: 1,
+      },
+    })
+    released++
+  }
+  return released
+}
+
+const floorTo = (seconds: number, unit: number): number => Math.floor(seconds / unit) * unit
+const ceilTo = (seconds: number, unit: number): number => Math.ceil(seconds / unit) * unit
+
+/** A range widened to whole grid cells: from down, to up. */
+export const toGrid = (from: number, to: number): { from: number; to: number } => ({
+  from: floorTo(from, GRID_SECONDS),
+  to: ceilTo(to, GRID_SECONDS),
+})
+
 export interface UsageQuery {
   site: string
-  /** Seconds since the epoch; `to` is exclusive. */
+  /** Seconds since the epoch, on the grid; `to` is exclusive. */
   from: number
   to: number
   by: UsageDimension
+  /** Seconds, a multiple of GRID_SECONDS. */
   step: number
 }
 

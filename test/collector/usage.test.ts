@@ -1,9 +1,10 @@
 /**
- * Tier A on the real engine: contributions from agents' batches are stored as site-level sums
- * only, each batch counts once, and every read applies the k threshold.
+ * Tier A on the real engine: contributions from agents' batches are stored as site-level cells
+ * only, each batch counts once, a minute is released once with the k threshold, and every read
+ * comes from released cells.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createUsageViews } from '../../collector/store/usage.ts'
+import { createUsageViews, releaseUsage } from '../../collector/store/usage.ts'
 import type { HostBatch, UsageContribution } from '../../protocol/v1.ts'
 import {
   count,
@@ -17,8 +18,10 @@ import {
 } from './harness.ts'
 
 const HOUR = 3600
-/** Two hours ago, on the hour: recent enough for the 10 s table's TTL. */
-const BASE = Math.floor(Date.now() / 1000 / HOUR) * HOUR - 2 * HOUR
+/** Five minutes ago, on the minute: inside the release delay, so its usage counts. */
+const MINUTE = Math.floor(Date.now() / 60_000) * 60 - 300
+/** The hour around it, for the queries. */
+const BASE = Math.floor(MINUTE / HOUR) * HOUR
 
 const contribution = (
   service: string,
@@ -73,11 +76,13 @@ describe('site usage with the k threshold', () => {
     ]
     for (const [i, usage] of plan) {
       const agent = agents[i] as EnrolledAgent
-      const res = await postIngest(h.app, gz(usageBatch(agent, 1, BASE + 20, usage)), {
+      const res = await postIngest(h.app, gz(usageBatch(agent, 1, MINUTE + 20, usage)), {
         credential: agent.credential,
       })
       expect(res.status).toBe(200)
     }
+    // The minute as the collector releases it once it closed (usage.release_after_seconds on).
+    await releaseUsage(h.store, { k: 3, releaseAfterSeconds: 600, now: (MINUTE + 660) * 1000 })
   })
   afterAll(() => h?.close())
 
@@ -90,7 +95,7 @@ describe('site usage with the k threshold', () => {
       body: (await res.json()) as { k: number; buckets: Record<string, unknown>[] },
     }
   }
-  const range = `site=geneva-pm&from=${BASE}&to=${BASE + HOUR}`
+  const range = `site=geneva-pm&from=${BASE}&to=${BASE + 2 * HOUR}`
 
   it('shows buckets of at least k hosts and folds the rest into other', async () => {
     // The application's own k is the configured 5; the views were made with 3 for this data.
@@ -102,7 +107,7 @@ describe('site usage with the k threshold', () => {
     ])
   })
 
-  it('drops what stays under k after folding', async () => {
+  it('hides at once what was released under a smaller k when k is raised', async () => {
     await createUsageViews(h.store, 5)
     try {
       const { body } = await usage(`${range}&by=service`)
@@ -113,24 +118,23 @@ describe('site usage with the k threshold', () => {
   })
 
   it('answers every grouping and every resolution the same way', async () => {
-    for (const step of [10, 60, HOUR]) {
-      const { body } = await usage(`${range}&by=transport&step=${step}`)
-      // tcp: four hosts; udp (dns): two hosts, folded into other with nobody else: dropped.
-      expect(body.buckets, `step ${step}`).toEqual([
-        expect.objectContaining({ transport: 'tcp', bytes: 10_050, hosts: 4 }),
-      ])
+    // Every grouping sums the same released cells: https (4 hosts) and other (ssh + dns,
+    // 3 hosts); tcp, internet and outbound carry the same 10,000 + 200 bytes.
+    for (const step of [60, 600, HOUR, 2 * HOUR]) {
+      for (const by of ['transport', 'peer_class', 'direction', 'service'] as const) {
+        const { body } = await usage(`${range}&by=${by}&step=${step}`)
+        const total = body.buckets.reduce((sum, b) => sum + Number(b.bytes), 0)
+        expect(total, `${by} step ${step}`).toBe(10_200)
+        expect(body.buckets.find((b) => b[by] === 'other')).toMatchObject({ bytes: 200, hosts: 3 })
+      }
     }
-    const { body: byPeer } = await usage(`${range}&by=peer_class`)
-    expect(byPeer.buckets).toEqual([
-      expect.objectContaining({ peer_class: 'internet', bytes: 10_200, hosts: 4 }),
-    ])
   })
 
   it('counts a retried batch once, and keeps nothing per host', async () => {
     const agent = agents[2] as EnrolledAgent
     const again = await postIngest(
       h.app,
-      gz(usageBatch(agent, 1, BASE + 20, [contribution('https', 3000)])),
+      gz(usageBatch(agent, 1, MINUTE + 20, [contribution('https', 3000)])),
       {
         credential: agent.credential,
       },
@@ -142,7 +146,7 @@ describe('site usage with the k threshold', () => {
     expect(await count(h.store, 'tally.usage_contributions')).toBe(0)
     const columns = await h.store.query({
       query:
-        "SELECT table, name FROM system.columns WHERE database = 'tally' AND table LIKE 'usage_site%'",
+        "SELECT table, name FROM system.columns WHERE database = 'tally' AND table IN (SELECT name FROM system.tables WHERE database = 'tally' AND name LIKE 'usage_%' AND engine LIKE '%MergeTree')",
       format: 'JSONEachRow',
     })
     const names = (await columns.json<{ name: string }>()).map((c) => c.name)
@@ -156,6 +160,7 @@ describe('site usage with the k threshold', () => {
       [`from=${BASE + 10}&to=${BASE}`, 'from'],
       ['from=yesterday', 'from'],
       ['step=1', 'step'],
+      ['step=90', 'step'],
       ["site=geneva'; DROP TABLE tally.agents --", 'site'],
       ['address=10.0.0.1', '(top level)'],
     ]
@@ -178,7 +183,7 @@ describe('site usage with the k threshold', () => {
       { ...contribution('https', 1), peer_class: 'host-203.0.113.9' },
     ]
     for (const [i, entry] of bad.entries()) {
-      const batch = { ...usageBatch(agent, 100 + i, BASE + 30, []), usage: [entry] }
+      const batch = { ...usageBatch(agent, 100 + i, MINUTE + 30, []), usage: [entry] }
       const res = await postIngest(h.app, gz(batch), { credential: agent.credential })
       expect(res.status, JSON.stringify(entry)).toBe(400)
     }
