@@ -67,8 +67,13 @@ export const CollectorConfig = z.strictObject({
     .prefault({}),
   usage: z
     .strictObject({
-      /** A site usage bucket is shown only when at least k hosts contributed to it. */
+      /** A site usage cell is shown only when at least k hosts contributed to it. */
       k: z.number().int().min(1).default(5),
+      /**
+       * A minute of site usage is released (judged against k, then shown) this long after it
+       * ends; usage from a batch whose interval started longer ago than this is not counted.
+       */
+      release_after_seconds: z.number().int().min(10).max(3600).default(600),
     })
     .prefault({}),
   cases: z

@@ -14,7 +14,7 @@ import { REGISTER_KEY_FILE } from './register/register.ts'
 import { startSelfMetrics } from './self-metrics.ts'
 import { openStore } from './store/client.ts'
 import { migrate } from './store/migrations.ts'
-import { createUsageViews } from './store/usage.ts'
+import { createUsageViews, releaseUsage } from './store/usage.ts'
 import { createTelemetry } from './telemetry.ts'
 
 /** How often expiry, suspension and notice delivery are looked at. */
@@ -118,6 +118,10 @@ export async function startCollector(
       await selfMetrics.stop()
       try {
         await store.close()
+    releaseUsage(store, {
+      k: config.usage.k,
+      releaseAfterSeconds: config.usage.release_after_seconds,
+    }).catch((err: unknown) => logger.error({ err }, 'site usage release failed'))
       } finally {
         // Last, so the final OTLP export counts every request answered.
         await telemetry.shutdown()

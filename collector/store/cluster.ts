@@ -56,6 +56,7 @@ export const GLOBAL_TABLES: ReadonlySet<string> = new Set([
   'tally.outbox',
   'tally.oios_designations',
   'tally.case_keys',
+  'tally.usage_release_marks',
 ])
 
 /** Sharded tables and their sharding keys. Null tables (usage_contributions) are sharded too. */
@@ -68,6 +69,9 @@ export const SHARDING_KEYS: Readonly<Record<string, string>> = {
   'tally.usage_site': 'cityHash64(site)',
   'tally.usage_site_1m': 'cityHash64(site)',
   'tally.usage_site_1h': 'cityHash64(site)',
+  'tally.usage_cells': 'cityHash64(site)',
+  'tally.usage_released': 'cityHash64(site)',
+  'tally.usage_released_1h': 'cityHash64(site)',
   'tally.restricted_batches': 'cityHash64(agent_id)',
   'tally.collector_metrics': 'cityHash64(instance)',
   'tally_restricted.flows': 'cityHash64(case_id)',
@@ -108,6 +112,7 @@ const CREATE_MV = new RegExp(
 const CREATE_VIEW = new RegExp(`^CREATE (OR REPLACE )?VIEW (IF NOT EXISTS )?${NAME}(\\s[\\s\\S]*)$`)
 const ALTER_TABLE = new RegExp(`^ALTER TABLE ${NAME}(\\s[\\s\\S]*)$`)
 const DROP_TABLE = new RegExp(`^DROP TABLE IF EXISTS ${NAME}( SYNC)?$`)
+const DROP_VIEW = new RegExp(`^DROP VIEW IF EXISTS ${NAME}$`)
 const ENGINE = /^ENGINE\s*=\s*([A-Za-z]+)(?:\(([^()]*)\))?[ \t]*$/m
 const MERGE_TREE = /^(|Replacing|Aggregating|Summing|Collapsing|VersionedCollapsing)MergeTree$/
 const SETTINGS = /\n?SETTINGS[ \t]+([^\n]+)\s*$/
@@ -253,6 +258,9 @@ export function renderClusterStatement(
     }
     return dropped
   }
+  // A view (materialized ones too) is one object per node, never Distributed.
+  const dropView = DROP_VIEW.exec(sql)
+  if (dropView !== null) return [`DROP VIEW IF EXISTS ${dropView[1]} ON CLUSTER ${cluster}`]
   throw new ClusterRenderError(`no cluster rendering for: ${head(sql)}`)
 }
 
