@@ -39,6 +39,7 @@ export function bodyCaps(config: CollectorConfig): Record<RouteKey, number> {
     'POST /v1/cases/oios': CASE_CAP,
     'POST /v1/cases/{id}/written-request': CASE_CAP,
     'POST /v1/cases/{id}/consultation': CASE_CAP,
+    'POST /v1/cases/{id}/emergency-confirmation': CASE_CAP,
     'POST /v1/cases/{id}/approval': CASE_CAP,
     'POST /v1/cases/{id}/denial': CASE_CAP,
     'POST /v1/cases/{id}/notice': CASE_CAP,

@@ -40,6 +40,7 @@ import {
   Consultation,
   Denial,
   Designation,
+  EmergencyConfirmation,
   EmergencyRequest,
   Extension,
   Notice,
@@ -148,6 +149,9 @@ const CaseSchema = z
     consultation: z
       .strictObject({ by: z.string(), at: z.string(), summary: z.string() })
       .optional(),
+    emergency_confirmation: z
+      .strictObject({ by: z.string(), at: z.string(), statement: z.string() })
+      .optional(),
     approvals: z.array(
       z.strictObject({
         by: z.string(),
@@ -166,6 +170,7 @@ const CaseSchema = z
         at: z.string(),
         to: z.array(z.string()),
         given_by: z.string().optional(),
+        witness: z.string().optional(),
         message_ids: z.array(z.string()).optional(),
       })
       .optional(),
@@ -275,6 +280,7 @@ const REQUESTS: Record<string, z.ZodType> = {
   CaseRequest,
   EmergencyRequest,
   Consultation,
+  EmergencyConfirmation,
   Approval,
   Denial,
   Notice,
@@ -659,7 +665,8 @@ function build() {
             'Approvers, auditors and admins see ITSD cases (standard and technical); the OIOS ' +
             'Chief of Investigations also sees standard cases; an ITSD lead, technical cases; ' +
             'anyone else, the cases they requested, investigate or receive. OIOS cases are listed ' +
-            'to OIOS investigators, the OIOS Chief and ITSD designees for OIOS only.',
+            'to OIOS investigators, the OIOS Chief, and ITSD designees whose 9.2e designations ' +
+            'cover every category of the case.',
           security: [{ userToken: [] }],
           responses: {
             '200': {
@@ -734,14 +741,23 @@ function build() {
         'A standard case in state `requested`. Approval is refused until it is on record, ' +
           'unless the case is an emergency.',
       ),
+      '/v1/cases/{id}/emergency-confirmation': caseStep(
+        'confirmEmergency',
+        'Confirm an emergency (another approver or the OIOS Chief; 8.4b)',
+        'EmergencyConfirmation',
+        'An emergency case in state `requested`, confirmed once, by someone who neither ' +
+          'recorded it nor asked for it. Approval is refused until it is on record, and its ' +
+          'approver is neither the recorder nor the confirmer.',
+      ),
       '/v1/cases/{id}/approval': caseStep(
         'approveCase',
         'Approve a request and name the investigator (approver; 8.4c)',
         'Approval',
-        'The approver is neither the requester nor the investigator; the investigator holds ' +
-          'the itsd_investigator role. The window ends at `until` if given, and never later ' +
-          'than `cases.max_grant_days` after it starts. The case becomes `approved`; grants ' +
-          'follow the notice.',
+        'The approver is neither the requester nor the investigator (nor, in an emergency, ' +
+          'its recorder or confirmer); the investigator holds the itsd_investigator role. The ' +
+          'approved window lies inside the requested one: `until` may end it earlier, never ' +
+          'later (400 `invalid_window`). A written request needs the OIOS consultation on record, ' +
+          'an emergency its confirmation. The case becomes `approved`; grants follow the notice.',
       ),
       '/v1/cases/{id}/denial': caseStep(
         'denyCase',
@@ -751,10 +767,12 @@ function build() {
       ),
       '/v1/cases/{id}/notice': caseStep(
         'recordNotice',
-        'Inform the staff member and supervisor before access (approver or investigator; 8.5a)',
+        'Inform the staff member and supervisor before access (an approver, not the investigator; 8.5a)',
         'Notice',
-        '`outbox`: sent by webhook or mail and on record only once delivered; `in_person`: ' +
-          'who gave it, when, to whom. The case becomes `active` and the grants are issued: one ' +
+        'Recorded by an approver who is neither the requester nor the investigator. `outbox`: ' +
+          'sent by webhook or mail and on record only once delivered; `in_person`: who gave it, ' +
+          'a witness other than them, when (not in the future, not before the approval: 400 ' +
+          '`invalid_notice`), to whom. The case becomes `active` and the grants are issued: one ' +
           "per subject agent, and the investigator's access grant.",
       ),
       '/v1/cases/{id}/extension': caseStep(

@@ -161,6 +161,15 @@ export function caseCommand(): Command {
   )
   caseStep(
     cases,
+    'confirm',
+    'Confirm an emergency before its approval (8.4b; another approver or the OIOS Chief, neither its recorder nor who asked)',
+    (c) =>
+      c.requiredOption('--statement <text>', 'how the emergency was confirmed, for the register'),
+    (id) => `/v1/cases/${id}/emergency-confirmation`,
+    (o) => ({ statement: o.statement }),
+  )
+  caseStep(
+    cases,
     'approve',
     'Approve a request and name the investigator (8.4c; approver role, not the requester)',
     (c) =>
@@ -169,7 +178,7 @@ export function caseCommand(): Command {
           '--investigator <user-id>',
           'an ITSD investigator, neither requester nor approver',
         )
-        .option('--until <time>', 'an earlier end than requested (ISO 8601)')
+        .option('--until <time>', 'an earlier end than requested, never later (ISO 8601)')
         .option('--comment <text>', 'a comment for the register'),
     (id) => `/v1/cases/${id}/approval`,
     (o) => ({ investigator: o.investigator, until: o.until, comment: o.comment }),
@@ -185,18 +194,25 @@ export function caseCommand(): Command {
   caseStep(
     cases,
     'notice',
-    'Record the notice to the staff member and supervisor (8.5a; an approver or the case investigator): --outbox sends it, or give it in person. Grants are issued only then.',
+    'Record the notice to the staff member and supervisor (8.5a; an approver who is neither the requester nor the investigator): --outbox sends it, or give it in person before a witness. Grants are issued only then.',
     (c) =>
       c
         .option('--outbox', 'send through the configured webhook or SMTP; on record once delivered')
         .option('--given-by <name>', 'who gave the notice in person')
-        .option('--given-at <time>', 'when (ISO 8601)')
+        .option('--witness <name>', 'who else was present when it was given')
+        .option('--given-at <time>', 'when (ISO 8601; not in the future, not before the approval)')
         .option('--to <who...>', 'staff_member and/or supervisor', ['staff_member', 'supervisor']),
     (id) => `/v1/cases/${id}/notice`,
     (o) =>
       o.outbox
         ? { method: 'outbox' }
-        : { method: 'in_person', given_by: o.givenBy, given_at: o.givenAt, to: o.to },
+        : {
+            method: 'in_person',
+            given_by: o.givenBy,
+            witness: o.witness,
+            given_at: o.givenAt,
+            to: o.to,
+          },
   )
   caseStep(
     cases,

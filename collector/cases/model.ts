@@ -69,9 +69,14 @@ export const EmergencyRequest = CaseRequest.extend({
 export type EmergencyRequest = z.infer<typeof EmergencyRequest>
 
 export const Consultation = z.strictObject({ summary: z.string().min(1).max(5000) })
+/** 8.4b: someone other than the recorder confirms the emergency before it can be approved. */
+export const EmergencyConfirmation = z.strictObject({
+  /** How the emergency was confirmed (with whom, on what grounds), for the register. */
+  statement: z.string().min(1).max(5000),
+})
 export const Approval = z.strictObject({
   investigator: userId,
-  /** Optional narrower end than requested; the policy's maximum applies either way. */
+  /** An earlier end than requested: the approved window lies inside the requested one. */
   until: instant.optional(),
   comment: z.string().max(5000).optional(),
 })
@@ -81,6 +86,9 @@ export const Notice = z.discriminatedUnion('method', [
   z.strictObject({
     method: z.literal('in_person'),
     given_by: z.string().min(1).max(200),
+    /** Someone other than who gave it, present when it was given: the notice's evidence. */
+    witness: z.string().min(1).max(200),
+    /** Not in the future, and not before the approval. */
     given_at: instant,
     to: z.array(z.enum(['staff_member', 'supervisor'])).min(1),
   }),
@@ -117,6 +125,7 @@ export interface NoticeRecord {
   at: string
   to: string[]
   given_by?: string
+  witness?: string
   message_ids?: string[]
 }
 
@@ -141,6 +150,8 @@ export interface Case {
   subjects: CaseSubject[]
   window: { start: string; end: string }
   consultation?: { by: string; at: string; summary: string }
+  /** 8.4b: an emergency confirmed by someone other than who recorded it. */
+  emergency_confirmation?: { by: string; at: string; statement: string }
   approvals: {
     by: string
     at: string

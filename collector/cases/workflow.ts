@@ -1,7 +1,8 @@
 /**
- * The bulletin's case workflow, step for step. Every step checks who may take it (roles and
- * separation of duties) and in which state, writes its register entry first (fail closed: a step
- * whose entry cannot be written does not happen), then changes the case.
+ * The bulletin's case workflow, step for step. Who may take each step, in which state, and
+ * what it leads to is one table (transitions.ts), applied here to every step; each step then
+ * checks its body, writes its register entry first (fail closed: a step whose entry cannot be
+ * written does not happen), then changes the case.
  *
  * 8.4a request · 8.4b emergency · 8.4d consultation · 8.4c approval · 8.5a notice · grants ·
  * 8.5f extension, closing, expiry · 8.2 technical cases · 9 OIOS cases · 9.2e designations.
@@ -17,12 +18,12 @@ import {
   type Approval,
   type Case,
   CaseError,
-  type CaseKind,
   type CaseRequest,
   type Closing,
   type Consultation,
   type Denial,
   type Designation,
+  type EmergencyConfirmation,
   type EmergencyRequest,
   type Extension,
   type Notice,
@@ -31,6 +32,14 @@ import {
 } from './model.ts'
 import { type Outbox, OutboxUnavailable } from './outbox.ts'
 import { listCases, loadCase, newCaseId, saveCase } from './store.ts'
+import {
+  type Authorized,
+  authorize,
+  mayTake,
+  type Step,
+  type StepActor,
+  systemStep,
+} from './transitions.ts'
 
 export interface CasePolicy {
   /** The longest a grant may run, request or extension (8.5f). */
@@ -71,17 +80,10 @@ export interface CaseServiceDeps {
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
 const LIVE_STATES = new Set(['requested', 'approved', 'active'])
-const ITSD_READERS: Role[] = ['approver', 'auditor', 'admin']
+/** How far an in-person notice's time may run ahead of the collector's clock. */
+const CLOCK_SKEW_MS = 60_000
 
-const has = (user: User, ...roles: Role[]) => user.roles.some((r) => roles.includes(r))
 const iso = (ms: number) => new Date(ms).toISOString()
-
-function forbid(message: string): never {
-  throw new CaseError(403, 'forbidden', message)
-}
-function conflict(message: string): never {
-  throw new CaseError(409, 'wrong_state', message)
-}
 
 export class CaseService {
   readonly #deps: CaseServiceDeps
@@ -123,47 +125,57 @@ export class CaseService {
     })
   }
 
-  /** Whether `user` may see the case at all. OIOS cases do not exist for ITSD roles. */
-  #canSee(user: User, doc: Case): boolean {
-    if (doc.kind === 'oios')
-      return has(user, 'oios_investigator', 'oios_chief') || has(user, 'oios_designee')
-    if (has(user, ...ITSD_READERS)) return true
-    if (doc.kind === 'technical' && has(user, 'itsd_lead')) return true
-    if (has(user, 'oios_chief') && doc.kind === 'standard') return true
-    return [doc.requester, doc.investigator, doc.receiving_official].includes(user.user_id)
+  /** The user as the table sees them: roles, and the 9.2e designations a designee holds. */
+  async #actor(user: User): Promise<StepActor> {
+    if (!user.roles.includes('oios_designee')) return user
+    const rows = await selectRows<{ category: string }>(
+      this.#deps.store,
+      `SELECT category FROM tally.oios_designations FINAL
+       WHERE user_id = {user:String} AND revoked_at IS NULL`,
+      { user: user.user_id },
+    )
+    return { ...user, designations: rows.map((r) => r.category) }
   }
 
-  async #load(user: User, caseId: string): Promise<Case> {
+  /** Applies the workflow table to one step (see transitions.ts). */
+  #authorize(
+    step: Step,
+    actor: StepActor,
+    before: Case,
+    after: Case = before,
+    opening = false,
+  ): Promise<Authorized> {
+    return authorize({
+      step,
+      before,
+      after,
+      opening,
+      actor,
+      now: this.#now(),
+      rolesOf: this.#deps.rolesOf,
+    })
+  }
+
+  /** The case, if `actor` may see it; to anyone else it does not exist (404). */
+  async #load(actor: StepActor, caseId: string): Promise<Case> {
     const doc = await loadCase(this.#deps.store, caseId)
-    if (doc === undefined || !this.#canSee(user, doc))
+    if (doc === undefined || !mayTake('view', doc, actor))
       throw new CaseError(404, 'not_found', `no case ${caseId}`)
     return this.#refresh(doc)
   }
 
   /**
-   * Time moves cases on: an emergency whose written request is overdue is suspended; a case
-   * whose window has ended expires. Both revoke grants and purge tier I data.
+   * Time moves cases on (the table's `system` steps): an emergency whose written request is
+   * overdue is suspended; a case whose window has ended expires. Both revoke grants and purge.
    */
   async #refresh(doc: Case): Promise<Case> {
-    const now = this.#now()
-    if (
-      doc.emergency &&
-      doc.written_request_at === undefined &&
-      doc.written_request_due !== undefined
-    ) {
-      if (now > Date.parse(doc.written_request_due) && LIVE_STATES.has(doc.state)) {
-        return this.#end(
-          doc,
-          'suspended',
-          'system',
-          'the written request did not follow the verbal one in time',
-        )
-      }
-    }
-    if ((doc.state === 'active' || doc.state === 'approved') && now >= Date.parse(doc.window.end)) {
-      return this.#end(doc, 'expired', 'system', 'the grant window ended')
-    }
-    return doc
+    const due = systemStep(doc, this.#now())
+    if (due === undefined) return doc
+    const reason =
+      due.step === 'suspend'
+        ? 'the written request did not follow the verbal one in time'
+        : 'the grant window ended'
+    return this.#end(doc, due.next as 'suspended' | 'expired', 'system', reason)
   }
 
   async #end(
@@ -206,7 +218,7 @@ export class CaseService {
   }
 
   async get(user: User, caseId: string): Promise<Case> {
-    return this.#serial(() => this.#load(user, caseId))
+    return this.#serial(async () => this.#load(await this.#actor(user), caseId))
   }
 
   /** The case for a drill-down or an ingest: re-read and refreshed on every call. */
@@ -218,11 +230,22 @@ export class CaseService {
   }
 
   async list(user: User): Promise<Case[]> {
-    const kinds: CaseKind[] = has(user, 'oios_investigator', 'oios_chief', 'oios_designee')
-      ? ['standard', 'technical', 'oios']
-      : ['standard', 'technical']
-    const all = await listCases(this.#deps.store, kinds)
-    return all.filter((c) => this.#canSee(user, c))
+    const actor = await this.#actor(user)
+    const all = await listCases(this.#deps.store, ['standard', 'technical', 'oios'])
+    return all.filter((c) => mayTake('view', c, actor))
+  }
+
+  /**
+   * The case whose access grant the user asks for: only its investigator, only while active
+   * (the table's `access_grant` step).
+   */
+  async forAccessGrant(user: User, caseId: string): Promise<Case> {
+    return this.#serial(async () => {
+      const actor = await this.#actor(user)
+      const doc = await this.#load(actor, caseId)
+      await this.#authorize('access_grant', actor, doc)
+      return doc
+    })
   }
 
   #checkWindow(window: { start: string; end: string }, maxMs: number): void {
@@ -274,20 +297,16 @@ export class CaseService {
 
   /** 8.4a: a written request, filed by a requester. */
   async file(user: User, request: z.infer<typeof CaseRequest>): Promise<Case> {
-    if (!has(user, 'requester')) forbid('filing a request needs the requester role (8.4a)')
-    this.#checkWindow(request.window, this.#deps.policy.max_grant_days * DAY)
-    await this.#requireRole(
-      request.receiving_official,
-      'receiving_official',
-      'the receiving official',
-    )
     return this.#serial(async () => {
-      const doc: Case = {
+      const draft: Case = {
         case_id: newCaseId(),
         state: 'requested',
         emergency: false,
         ...this.#fromRequest(request, user.user_id, user.user_id),
       }
+      const { next } = await this.#authorize('file', user, draft, draft, true)
+      this.#checkWindow(request.window, this.#deps.policy.max_grant_days * DAY)
+      const doc: Case = { ...draft, state: next }
       await this.#record(doc, user, 'case_requested', {
         data_required: request.data_required,
         categories: request.categories,
@@ -302,25 +321,18 @@ export class CaseService {
 
   /** 8.4b: a verbal request in an emergency, recorded by the approver side. */
   async recordEmergency(user: User, request: z.infer<typeof EmergencyRequest>): Promise<Case> {
-    if (!has(user, 'approver')) forbid('recording a verbal request needs the approver role (8.4b)')
-    if (request.verbal_requester === user.user_id)
-      forbid('the approver cannot be the one who asked')
-    await this.#requireRole(request.verbal_requester, 'requester', 'the verbal requester')
-    await this.#requireRole(
-      request.receiving_official,
-      'receiving_official',
-      'the receiving official',
-    )
-    this.#checkWindow(request.window, this.#deps.policy.max_grant_days * DAY)
     return this.#serial(async () => {
       const due = this.#now() + this.#deps.policy.emergency_written_hours * HOUR
-      const doc: Case = {
+      const draft: Case = {
         case_id: newCaseId(),
         state: 'requested',
         emergency: true,
         written_request_due: iso(due),
         ...this.#fromRequest(request, request.verbal_requester, user.user_id),
       }
+      const { next } = await this.#authorize('record_emergency', user, draft, draft, true)
+      this.#checkWindow(request.window, this.#deps.policy.max_grant_days * DAY)
+      const doc: Case = { ...draft, state: next }
       await this.#record(doc, user, 'emergency_recorded', {
         verbal_requester: request.verbal_requester,
         received_at: request.received_at,
@@ -339,12 +351,9 @@ export class CaseService {
     request: z.infer<typeof CaseRequest>,
   ): Promise<Case> {
     return this.#serial(async () => {
-      const doc = await this.#load(user, caseId)
-      if (!doc.emergency) conflict('only an emergency case takes a written request afterwards')
-      if (user.user_id !== doc.requester)
-        forbid('the written request comes from who asked verbally')
-      if (!LIVE_STATES.has(doc.state)) conflict(`the case is ${doc.state}`)
-      if (doc.written_request_at !== undefined) conflict('the written request was already filed')
+      const actor = await this.#actor(user)
+      const doc = await this.#load(actor, caseId)
+      await this.#authorize('written_request', actor, doc)
       const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
       const subjects = (list: Case['subjects']) =>
         list.map((x) => `${x.agent_id}:${[...x.addresses].sort().join(',')}`).sort()
@@ -380,15 +389,13 @@ export class CaseService {
     caseId: string,
     consultation: z.infer<typeof Consultation>,
   ): Promise<Case> {
-    if (!has(user, 'oios_chief'))
-      forbid('the consultation is recorded by the OIOS Chief of Investigations (8.4d)')
     return this.#serial(async () => {
-      const doc = await this.#load(user, caseId)
-      if (doc.kind !== 'standard') conflict('only a standard case is consulted on')
-      if (doc.consultation !== undefined) conflict('OIOS was already consulted on this case')
-      if (doc.state !== 'requested') conflict(`the case is ${doc.state}`)
+      const actor = await this.#actor(user)
+      const doc = await this.#load(actor, caseId)
+      const { next } = await this.#authorize('consult', actor, doc)
       const updated: Case = {
         ...doc,
+        state: next,
         consultation: { by: user.user_id, at: iso(this.#now()), summary: consultation.summary },
       }
       await this.#record(updated, user, 'oios_consulted')
@@ -397,35 +404,52 @@ export class CaseService {
     })
   }
 
-  /** 8.4c: approval, after consultation unless an emergency; names the investigator. */
-  async approve(user: User, caseId: string, approval: z.infer<typeof Approval>): Promise<Case> {
-    if (!has(user, 'approver')) forbid('approval needs the approver role (8.4c)')
+  /**
+   * 8.4b: one person records an emergency; someone else (another approver, or the OIOS Chief)
+   * confirms it; a third approves it. No one reaches a grant on a verbal request alone.
+   */
+  async confirmEmergency(
+    user: User,
+    caseId: string,
+    confirmation: z.infer<typeof EmergencyConfirmation>,
+  ): Promise<Case> {
     return this.#serial(async () => {
-      const doc = await this.#load(user, caseId)
-      if (doc.kind !== 'standard') conflict('only a standard case is approved')
-      if (doc.state !== 'requested') conflict(`the case is ${doc.state}`)
-      if (doc.requester === user.user_id) forbid('the requester cannot approve their own request')
-      if (!doc.emergency && doc.consultation === undefined) {
-        conflict('OIOS must be consulted before approval, except in an emergency (8.4d)')
+      const actor = await this.#actor(user)
+      const doc = await this.#load(actor, caseId)
+      const confirmed: Case = {
+        ...doc,
+        emergency_confirmation: {
+          by: user.user_id,
+          at: iso(this.#now()),
+          statement: confirmation.statement,
+        },
       }
-      if (approval.investigator === doc.requester || approval.investigator === user.user_id) {
-        forbid('requester, approver and investigator must be three different people')
-      }
-      await this.#requireRole(approval.investigator, 'itsd_investigator', 'the investigator')
+      const { next } = await this.#authorize('confirm_emergency', actor, doc, confirmed)
+      const updated: Case = { ...confirmed, state: next }
+      await this.#record(updated, user, 'emergency_confirmed', {
+        statement: confirmation.statement,
+      })
+      await saveCase(this.#deps.store, updated)
+      return updated
+    })
+  }
+
+  /**
+   * 8.4c: approval, after consultation (or, in an emergency, its confirmation); names the
+   * investigator. The approved window lies inside the requested one: `until` may only end it
+   * earlier.
+   */
+  async approve(user: User, caseId: string, approval: z.infer<typeof Approval>): Promise<Case> {
+    return this.#serial(async () => {
+      const actor = await this.#actor(user)
+      const doc = await this.#load(actor, caseId)
+      const requestedEnd = Date.parse(doc.window.end)
       const end = Math.min(
         Date.parse(approval.until ?? doc.window.end),
         Date.parse(doc.window.start) + this.#deps.policy.max_grant_days * DAY,
       )
-      if (end <= Math.max(Date.parse(doc.window.start), this.#now())) {
-        throw new CaseError(
-          400,
-          'invalid_window',
-          'the approved window must end after it starts and after now',
-        )
-      }
-      const updated: Case = {
+      const approved: Case = {
         ...doc,
-        state: 'approved',
         investigator: approval.investigator,
         window: { start: doc.window.start, end: iso(end) },
         approvals: [
@@ -439,6 +463,22 @@ export class CaseService {
           },
         ],
       }
+      const { next } = await this.#authorize('approve', actor, doc, approved)
+      if (end > requestedEnd) {
+        throw new CaseError(
+          400,
+          'invalid_window',
+          `the approved window lies inside the requested one: until may not be after ${doc.window.end}`,
+        )
+      }
+      if (end <= Math.max(Date.parse(doc.window.start), this.#now())) {
+        throw new CaseError(
+          400,
+          'invalid_window',
+          'the approved window must end after it starts and after now',
+        )
+      }
+      const updated: Case = { ...approved, state: next }
       await this.#record(updated, user, 'case_approved', {
         investigator: approval.investigator,
         until: iso(end),
@@ -449,14 +489,13 @@ export class CaseService {
   }
 
   async deny(user: User, caseId: string, denial: z.infer<typeof Denial>): Promise<Case> {
-    if (!has(user, 'approver')) forbid('denial needs the approver role')
     return this.#serial(async () => {
-      const doc = await this.#load(user, caseId)
-      if (doc.requester === user.user_id) forbid('the requester cannot decide on their own request')
-      if (doc.state !== 'requested') conflict(`the case is ${doc.state}`)
+      const actor = await this.#actor(user)
+      const doc = await this.#load(actor, caseId)
+      const { next } = await this.#authorize('deny', actor, doc)
       const updated: Case = {
         ...doc,
-        state: 'denied',
+        state: next,
         denial: { by: user.user_id, at: iso(this.#now()), reason: denial.reason },
       }
       await this.#record(updated, user, 'case_denied', { reason: denial.reason })
@@ -466,18 +505,16 @@ export class CaseService {
   }
 
   /**
-   * 8.5a: the staff member and supervisor are informed immediately before access. On record
-   * means delivered (outbox) or given in person; then the grants are issued.
+   * 8.5a: the staff member and supervisor are informed immediately before access. Recorded by
+   * an approver who is neither the requester nor the investigator, with its evidence: the
+   * outbox's delivery, or a named witness of the notice given in person, at a time that is
+   * neither in the future nor before the approval. Then the grants are issued.
    */
   async notice(user: User, caseId: string, notice: z.infer<typeof Notice>): Promise<Case> {
     return this.#serial(async () => {
-      const doc = await this.#load(user, caseId)
-      if (!has(user, 'approver') && user.user_id !== doc.investigator) {
-        forbid('the notice is recorded by an approver or the case investigator')
-      }
-      if (doc.state !== 'approved') conflict(`the case is ${doc.state}; a notice follows approval`)
-      if (Date.parse(doc.window.end) <= this.#now())
-        conflict('the approved window has already ended')
+      const actor = await this.#actor(user)
+      const doc = await this.#load(actor, caseId)
+      const { next } = await this.#authorize('notice', actor, doc)
       const people = [doc.staff_member, doc.supervisor].filter((p) => p !== undefined)
       let record: Case['notice']
       if (notice.method === 'outbox') {
@@ -500,7 +537,9 @@ export class CaseService {
         }
         const undelivered = sent.filter((m) => m.delivered_at === null)
         if (undelivered.length > 0) {
-          conflict(
+          throw new CaseError(
+            409,
+            'wrong_state',
             `the notice was not delivered (${undelivered.map((m) => m.last_error).join('; ')}); retry or record it in person`,
           )
         }
@@ -512,12 +551,14 @@ export class CaseService {
           message_ids: sent.map((m) => m.message_id),
         }
       } else {
+        this.#checkInPerson(doc, notice)
         record = {
           method: 'in_person',
           by: user.user_id,
           at: notice.given_at,
           to: notice.to,
           given_by: notice.given_by,
+          witness: notice.witness,
         }
       }
       const noticed: Case = { ...doc, notice: record }
@@ -525,9 +566,35 @@ export class CaseService {
         method: record.method,
         to: record.to,
         at: record.at,
+        given_by: record.given_by,
+        witness: record.witness,
       })
-      return this.#activate(noticed, user)
+      return this.#activate({ ...noticed, state: next }, user)
     })
+  }
+
+  /** An in-person notice's evidence: a witness who is not the giver, a time that can be true. */
+  #checkInPerson(doc: Case, notice: Extract<z.infer<typeof Notice>, { method: 'in_person' }>) {
+    const name = (s: string) => s.trim().replace(/\s+/g, ' ').toLowerCase()
+    if (name(notice.witness) === name(notice.given_by)) {
+      throw new CaseError(
+        400,
+        'invalid_notice',
+        'the witness of an in-person notice is someone other than who gave it',
+      )
+    }
+    const at = Date.parse(notice.given_at)
+    if (at > this.#now() + CLOCK_SKEW_MS) {
+      throw new CaseError(400, 'invalid_notice', 'given_at is in the future')
+    }
+    const approvedAt = doc.approvals.findLast((a) => a.kind === 'approval')?.at
+    if (approvedAt !== undefined && at < Date.parse(approvedAt)) {
+      throw new CaseError(
+        400,
+        'invalid_notice',
+        `given_at is before the approval (${approvedAt}); the notice follows approval`,
+      )
+    }
   }
 
   async #activate(doc: Case, user: User | string): Promise<Case> {
@@ -546,15 +613,19 @@ export class CaseService {
 
   /** 8.5f: a longer window needs a new approval, within the policy's maximum. */
   async extend(user: User, caseId: string, extension: z.infer<typeof Extension>): Promise<Case> {
-    if (!has(user, 'approver')) forbid('an extension is a new approval (approver role)')
     return this.#serial(async () => {
-      const doc = await this.#load(user, caseId)
-      if (doc.kind !== 'standard') conflict('only a standard case is extended')
-      if (doc.state !== 'active') conflict(`the case is ${doc.state}`)
-      if (user.user_id === doc.requester || user.user_id === doc.investigator) {
-        forbid('requester, approver and investigator must be three different people')
-      }
+      const actor = await this.#actor(user)
+      const doc = await this.#load(actor, caseId)
       const until = Date.parse(extension.until)
+      const extended: Case = {
+        ...doc,
+        window: { start: doc.window.start, end: iso(until) },
+        approvals: [
+          ...doc.approvals,
+          { by: user.user_id, at: iso(this.#now()), until: iso(until), kind: 'extension' },
+        ],
+      }
+      await this.#authorize('extend', actor, doc, extended)
       if (until <= Date.parse(doc.window.end))
         throw new CaseError(
           400,
@@ -568,14 +639,6 @@ export class CaseService {
           `an extension may run at most ${this.#deps.policy.max_grant_days} days from now`,
         )
       }
-      const extended: Case = {
-        ...doc,
-        window: { start: doc.window.start, end: iso(until) },
-        approvals: [
-          ...doc.approvals,
-          { by: user.user_id, at: iso(this.#now()), until: iso(until), kind: 'extension' },
-        ],
-      }
       await this.#record(extended, user, 'case_extended', {
         until: iso(until),
         justification: extension.justification,
@@ -588,14 +651,9 @@ export class CaseService {
   /** 8.5f: closing informs the staff member; grants end at once and tier I data is purged. */
   async close(user: User, caseId: string, closing: z.infer<typeof Closing>): Promise<Case> {
     return this.#serial(async () => {
-      const doc = await this.#load(user, caseId)
-      const mayClose =
-        has(user, 'approver') ||
-        [doc.requester, doc.investigator].includes(user.user_id) ||
-        (doc.kind === 'technical' && has(user, 'itsd_lead')) ||
-        (doc.kind === 'oios' && has(user, 'oios_investigator', 'oios_chief'))
-      if (!mayClose) forbid('the case is closed by its approver, requester or investigator')
-      if (!LIVE_STATES.has(doc.state)) conflict(`the case is ${doc.state}`)
+      const actor = await this.#actor(user)
+      const doc = await this.#load(actor, caseId)
+      await this.#authorize('close', actor, doc)
       const closed: Case = {
         ...doc,
         closing: { by: user.user_id, at: iso(this.#now()), outcome: closing.outcome },
@@ -628,21 +686,10 @@ export class CaseService {
 
   /** 8.2: ITSD starts monitoring on a technical disruption: flows only, 72 hours at most. */
   async openTechnical(user: User, opening: z.infer<typeof TechnicalOpening>): Promise<Case> {
-    if (!has(user, 'itsd_lead')) forbid('a technical case is opened by the ITSD lead (8.2)')
-    if (opening.investigator === user.user_id)
-      forbid('the lead who opens names another person to investigate')
-    if (!this.#deps.outbox.configured) {
-      throw new CaseError(
-        409,
-        'no_outbox',
-        'a technical case is notified when it starts (8.2): configure cases.outbox first',
-      )
-    }
-    await this.#requireRole(opening.investigator, 'itsd_investigator', 'the investigator')
-    const hours = Math.min(opening.hours, this.#deps.policy.technical_max_hours)
     return this.#serial(async () => {
       const now = this.#now()
-      const doc: Case = {
+      const hours = Math.min(opening.hours, this.#deps.policy.technical_max_hours)
+      const draft: Case = {
         case_id: newCaseId(),
         kind: 'technical',
         state: 'approved',
@@ -658,19 +705,27 @@ export class CaseService {
         investigator: opening.investigator,
         notify: opening.notify,
       }
-      await this.#record(doc, user, 'technical_case_opened', {
+      await this.#authorize('open_technical', user, draft, draft, true)
+      if (!this.#deps.outbox.configured) {
+        throw new CaseError(
+          409,
+          'no_outbox',
+          'a technical case is notified when it starts (8.2): configure cases.outbox first',
+        )
+      }
+      await this.#record(draft, user, 'technical_case_opened', {
         description: opening.description,
         hours,
         agents: opening.subjects.map((s) => s.agent_id),
       })
       const sent = await this.#deps.outbox.send(
-        doc.case_id,
+        draft.case_id,
         opening.notify,
         'Technical monitoring started (ST/SGB/2004/15, 8.2)',
-        technicalText(doc),
+        technicalText(draft),
       )
       const notified: Case = {
-        ...doc,
+        ...draft,
         notice: {
           method: 'outbox',
           by: user.user_id,
@@ -690,16 +745,8 @@ export class CaseService {
 
   /** Section 9: OIOS opens its own case, with no approval and no notice; its record is its own. */
   async openOios(user: User, opening: z.infer<typeof OiosOpening>): Promise<Case> {
-    if (!has(user, 'oios_investigator'))
-      forbid('an OIOS case is opened by an OIOS investigator (9.1)')
-    this.#checkWindow(opening.window, this.#deps.policy.max_grant_days * DAY)
-    await this.#requireRole(
-      opening.receiving_official,
-      'receiving_official',
-      'the receiving official',
-    )
     return this.#serial(async () => {
-      const doc: Case = {
+      const draft: Case = {
         case_id: newCaseId(),
         kind: 'oios',
         state: 'approved',
@@ -715,11 +762,13 @@ export class CaseService {
         investigator: user.user_id,
         receiving_official: opening.receiving_official,
       }
-      await this.#record(doc, user, 'oios_case_opened', {
+      await this.#authorize('open_oios', user, draft, draft, true)
+      this.#checkWindow(opening.window, this.#deps.policy.max_grant_days * DAY)
+      await this.#record(draft, user, 'oios_case_opened', {
         categories: opening.categories,
         agents: opening.subjects.map((s) => s.agent_id),
       })
-      return this.#activate(doc, user)
+      return this.#activate(draft, user)
     })
   }
 
@@ -728,7 +777,8 @@ export class CaseService {
     user: User,
     designation: z.infer<typeof Designation>,
   ): Promise<{ category: string; designees: { user_id: string; position: string }[] }> {
-    if (!has(user, 'admin')) forbid('designations are made by an ITSD admin (9.2e)')
+    if (!user.roles.includes('admin'))
+      throw new CaseError(403, 'forbidden', 'designations are made by an ITSD admin (9.2e)')
     await this.#requireRole(designation.user_id, 'oios_designee', 'the designated officer')
     return this.#serial(async () => {
       const current = await selectRows<{ user_id: string; position: string }>(

@@ -100,7 +100,8 @@ function sees(fixture: Fixture, who: Who): boolean {
     case 'technical':
       return ['admin', 'approver', 'auditor', 'itsd_lead', 'itsd_investigator'].includes(who)
     case 'oios':
-      return ['oios_investigator', 'oios_chief', 'oios_designee'].includes(who)
+      // The designee here holds no designation (9.2e): OIOS cases do not exist for them.
+      return ['oios_investigator', 'oios_chief'].includes(who)
     default:
       return (
         ['admin', 'approver', 'auditor', 'oios_chief', 'requester', 'receiving_official'].includes(
@@ -130,6 +131,7 @@ interface CaseRoute {
 const inPerson = () => ({
   method: 'in_person',
   given_by: 'Head of unit',
+  witness: 'Deputy head of unit',
   given_at: iso(Date.now()),
   to: ['staff_member', 'supervisor'],
 })
@@ -138,6 +140,8 @@ let h: CasesHarness
 let app: App
 const users = {} as Record<Person, TestUser>
 let revoked: TestUser
+/** An approver outside WHO who records the emergencies, so that `approver` may approve them. */
+let recorder: TestUser
 let agent: TestAgent
 
 const tokenOf = (who: Who): string | undefined =>
@@ -174,6 +178,18 @@ const CASE_ROUTES: CaseRoute[] = [
     again: 409,
   },
   {
+    name: 'POST /v1/cases/{id}/emergency-confirmation',
+    method: 'POST',
+    suffix: '/emergency-confirmation',
+    emergency: true,
+    mutates: true,
+    body: () => ({ statement: 'confirmed with the requesting office' }),
+    // Another approver or the OIOS Chief, once, before approval; `recorder` recorded them all.
+    allowed: (f, who) =>
+      (who === 'approver' || who === 'oios_chief') && (f === 'requested' || f === 'consulted'),
+    again: 409,
+  },
+  {
     name: 'POST /v1/cases/{id}/approval',
     method: 'POST',
     suffix: '/approval',
@@ -197,7 +213,8 @@ const CASE_ROUTES: CaseRoute[] = [
     suffix: '/notice',
     mutates: true,
     body: inPerson,
-    allowed: (f, who) => (who === 'approver' || who === 'itsd_investigator') && f === 'approved',
+    // Never by the investigator (who would gain access by it).
+    allowed: (f, who) => who === 'approver' && f === 'approved',
     again: 409,
   },
   {
@@ -291,7 +308,7 @@ async function build(fixture: Fixture, emergency = false, verbal?: EmergencyBody
     return must(post('/v1/cases/oios', 'oios_investigator', oiosBody()), 201, 'oios')
   let doc = emergency
     ? await must(
-        post('/v1/cases/emergency', 'approver', verbal ?? emergencyBody()),
+        call(app, 'POST', '/v1/cases/emergency', recorder.token, verbal ?? emergencyBody()),
         201,
         'emergency',
       )
@@ -309,7 +326,14 @@ async function build(fixture: Fixture, emergency = false, verbal?: EmergencyBody
   ]
   for (const [reached, who, step, body] of steps) {
     if (fixture === 'requested') break
-    // An emergency is approved without consultation; its 'consulted' fixture is consulted.
+    // An emergency is approved without consultation (its 'consulted' fixture is consulted),
+    // once someone other than its recorder confirmed it.
+    if (emergency && step === 'approval')
+      await must(
+        post(`${path}/emergency-confirmation`, 'oios_chief', { statement: 'confirmed' }),
+        200,
+        `confirmation for ${fixture}`,
+      )
     if (!(emergency && step === 'consultation' && fixture !== 'consulted'))
       doc = await must(post(`${path}/${step}`, who, body()), 200, `${step} for ${fixture}`)
     if (reached === fixture) break
@@ -392,6 +416,7 @@ beforeAll(async () => {
   for (const who of Object.keys(ROLE_OF) as Person[]) users[who] = await h.user([ROLE_OF[who]], who)
   // A revoked token that held every role.
   revoked = await h.revokedUser(Object.values(ROLE_OF))
+  recorder = await h.user(['approver'], 'recorder')
   agent = await h.agent('pc-subject')
 })
 
@@ -916,6 +941,17 @@ describe('hostile input', () => {
       free: { summary: 'consultation.summary' },
     },
     {
+      name: 'POST /v1/cases/{id}/emergency-confirmation',
+      who: 'approver',
+      target: async () => {
+        const doc = await build('requested', true)
+        return { path: `/v1/cases/${doc.case_id}/emergency-confirmation`, caseId: doc.case_id }
+      },
+      fresh: true,
+      body: () => ({ statement: 'confirmed' }),
+      free: { statement: 'emergency_confirmation.statement' },
+    },
+    {
       name: 'POST /v1/cases/{id}/approval',
       who: 'approver',
       target: async () => {
@@ -950,7 +986,7 @@ describe('hostile input', () => {
       },
       fresh: true,
       body: inPerson,
-      free: { given_by: 'notice.given_by' },
+      free: { given_by: 'notice.given_by', witness: 'notice.witness' },
     },
     {
       name: 'POST /v1/cases/{id}/extension',
@@ -1009,6 +1045,7 @@ describe('hostile input', () => {
       '': 'admin',
       '/written-request': 'requester',
       '/consultation': 'oios_chief',
+      '/emergency-confirmation': 'approver',
       '/approval': 'approver',
       '/denial': 'approver',
       '/notice': 'approver',

@@ -153,6 +153,7 @@ async function fileCase(
 const inPerson = () => ({
   method: 'in_person',
   given_by: 'Head of unit',
+  witness: 'Deputy head of unit',
   given_at: iso(Date.now()),
   to: ['staff_member', 'supervisor'],
 })
@@ -389,22 +390,30 @@ describe('a standard case, 8.4 and 8.5, step for step', () => {
     const path = `/v1/cases/${filed.case_id}`
     await ok('POST', `${path}/consultation`, 'chief', { summary: 'no conflict' })
     await ok('POST', `${path}/approval`, 'approver', { investigator: id('investigator') })
-    const given = iso(Date.now() - 60_000)
-    // The investigator may record it too.
-    const active = await ok('POST', `${path}/notice`, 'investigator', {
+    const given = iso(Date.now())
+    const body = {
       method: 'in_person',
       given_by: 'Chief of section',
+      witness: 'Deputy chief of section',
       given_at: given,
       to: ['staff_member', 'supervisor'],
-    })
+    }
+    // Not by the investigator, who would gain access by it.
+    await refused('POST', `${path}/notice`, 'investigator', body, 403, 'forbidden')
+    const active = await ok('POST', `${path}/notice`, 'approver', body)
     expect(active.state).toBe('active')
     expect(active.notice).toEqual({
       method: 'in_person',
-      by: id('investigator'),
+      by: id('approver'),
       at: given,
       to: ['staff_member', 'supervisor'],
       given_by: 'Chief of section',
+      witness: 'Deputy chief of section',
     })
+    const [entry] = (await entries('itsd', 'auditor', filed.case_id)).filter(
+      (e) => e.kind === 'notice_given',
+    )
+    expect(entry?.details).toMatchObject({ given_by: 'Chief of section', witness: body.witness })
     expect(h.webhook.postsFor(filed.case_id)).toEqual([])
     expect(await grantsOfCase(subject, filed.case_id)).toHaveLength(1)
     // A second notice on an active case is a wrong state, not a second set of grants.
@@ -596,13 +605,10 @@ describe('a notice within the approved window (8.5a)', () => {
     expect(approved.window.end).toBe(iso(end))
     await sleep(end - Date.now() + 200)
 
-    for (const [who, body] of [
-      ['approver', { method: 'outbox' }],
-      ['approver', inPerson()],
-      ['investigator', inPerson()],
-    ] as const) {
-      await refused('POST', `${path}/notice`, who, body, 409, 'wrong_state')
+    for (const body of [{ method: 'outbox' }, inPerson()]) {
+      await refused('POST', `${path}/notice`, 'approver', body, 409, 'wrong_state')
     }
+    await refused('POST', `${path}/notice`, 'investigator', inPerson(), 403, 'forbidden')
     // Nothing sent or issued; the case expired on its first read after the window.
     expect(h.webhook.postsFor(filed.case_id)).toEqual([])
     expect(await h.collector.outbox.messages(filed.case_id)).toEqual([])
@@ -640,6 +646,7 @@ describe('an emergency (8.4b): verbal request, approval without consultation', (
     verbal_requester: id('requester'),
     received_at: iso(Date.now() - 5 * 60_000),
   })
+  const approval = () => ({ investigator: id('investigator') })
 
   it('is approved without consultation, and the written request that follows keeps it', async () => {
     await refused('POST', '/v1/cases/emergency', 'requester', emergency(), 403, 'forbidden')
@@ -654,9 +661,13 @@ describe('an emergency (8.4b): verbal request, approval without consultation', (
     const due = Date.parse(recorded.written_request_due ?? '')
     expect(Math.abs(due - (Date.now() + 24 * HOUR))).toBeLessThan(60_000)
     const path = `/v1/cases/${recorded.case_id}`
-    const approved = await ok('POST', `${path}/approval`, 'approver2', {
-      investigator: id('investigator'),
+    // Someone other than its recorder confirms it before anyone approves it.
+    await refused('POST', `${path}/approval`, 'approver2', approval(), 409, 'wrong_state')
+    const confirmed = await ok('POST', `${path}/emergency-confirmation`, 'chief', {
+      statement: 'confirmed with the requesting office by telephone',
     })
+    expect(confirmed.emergency_confirmation?.by).toBe(id('chief'))
+    const approved = await ok('POST', `${path}/approval`, 'approver2', approval())
     expect(approved.state).toBe('approved')
     expect(approved.consultation).toBeUndefined()
     const active = await ok('POST', `${path}/notice`, 'approver', inPerson())
@@ -672,6 +683,7 @@ describe('an emergency (8.4b): verbal request, approval without consultation', (
     expect(filed.staff_member).toEqual(verbal.staff_member)
     expect(await kinds(recorded.case_id)).toEqual([
       'emergency_recorded',
+      'emergency_confirmed',
       'case_approved',
       'notice_given',
       'grants_issued',
@@ -698,14 +710,9 @@ describe('an emergency (8.4b): verbal request, approval without consultation', (
       const verbal = emergency()
       const doc = await ok('POST', '/v1/cases/emergency', 'approver', verbal, 201, quick)
       const path = `/v1/cases/${doc.case_id}`
-      await ok(
-        'POST',
-        `${path}/approval`,
-        'approver2',
-        { investigator: id('investigator') },
-        200,
-        quick,
-      )
+      const statement = { statement: 'confirmed' }
+      await ok('POST', `${path}/emergency-confirmation`, 'chief', statement, 200, quick)
+      await ok('POST', `${path}/approval`, 'approver2', approval(), 200, quick)
       await ok('POST', `${path}/notice`, 'approver', inPerson(), 200, quick)
       return { doc, written: writtenRequest(verbal) }
     }
@@ -822,9 +829,10 @@ describe('an emergency (8.4b): verbal request, approval without consultation', (
     expect(after.justification).toBe(first.justification)
 
     // Still so once the case has moved on.
-    await ok('POST', `/v1/cases/${recorded.case_id}/approval`, 'approver2', {
-      investigator: id('investigator'),
+    await ok('POST', `/v1/cases/${recorded.case_id}/emergency-confirmation`, 'chief', {
+      statement: 'confirmed',
     })
+    await ok('POST', `/v1/cases/${recorded.case_id}/approval`, 'approver2', approval())
     await refused('POST', path, 'requester', writtenRequest(verbal), 409, 'wrong_state')
     await ok('POST', `/v1/cases/${recorded.case_id}/closing`, 'approver', { outcome: 'done' })
   })

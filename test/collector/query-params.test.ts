@@ -103,6 +103,7 @@ beforeAll(async () => {
     call('POST', `/v1/cases/${caseId}/notice`, people.approver, {
       method: 'in_person',
       given_by: 'the approver',
+      witness: 'a colleague of the approver',
       given_at: iso(Date.now()),
       to: ['staff_member', 'supervisor'],
     }),

@@ -146,6 +146,7 @@ describe.skipIf(unavailable !== undefined)('an investigation, from request to pu
       await post('approver', `/v1/cases/${caseId}/notice`, {
         method: 'in_person',
         given_by: 'J. Approver',
+        witness: 'J. Witness',
         given_at: iso(Date.now()),
         to: ['staff_member', 'supervisor'],
       }),
