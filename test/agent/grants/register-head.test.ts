@@ -103,7 +103,7 @@ describe('the kept register head', () => {
   it('asks for the head with the grants poll, and not when it keeps none', async () => {
     const seen: string[] = []
     const reply = (body: unknown) =>
-      (async (url: URL | RequestInfo) => {
+      (async (url: URL | string) => {
         seen.push(String(url))
         return new Response(JSON.stringify(body), { status: 200 })
       }) as typeof fetch
