@@ -4,6 +4,7 @@
  */
 import { Hono } from 'hono'
 import type { Logger } from 'pino'
+import { RoleAdministration } from './auth/administration.ts'
 import type { GrantSigningKey } from './auth/signing-key.ts'
 import { rolesOf } from './auth/users.ts'
 import { bodyCapMiddleware, bodyCaps } from './body-caps.ts'
@@ -53,6 +54,7 @@ export interface Collector {
   register: Register
   outbox: Outbox
   grants: GrantIssuer
+  administration: RoleAdministration
 }
 
 export function createCollector(deps: CollectorDeps): Collector {
@@ -73,12 +75,14 @@ export function createCollector(deps: CollectorDeps): Collector {
     rolesOf: (userId) => rolesOf(store, userId),
     purge,
   })
+  const administration = new RoleAdministration(store, register)
   return {
-    app: buildApp(deps, { cases, register, grants, purge }),
+    app: buildApp(deps, { cases, register, grants, purge, administration }),
     cases,
     register,
     outbox,
     grants,
+    administration,
   }
 }
 
@@ -88,7 +92,13 @@ export function createApp(deps: CollectorDeps) {
 
 function buildApp(
   deps: CollectorDeps,
-  services: { cases: CaseService; register: Register; grants: GrantIssuer; purge: Purger },
+  services: {
+    cases: CaseService
+    register: Register
+    grants: GrantIssuer
+    purge: Purger
+    administration: RoleAdministration
+  },
 ) {
   const { store, config, logger, signingKey } = deps
   const telemetry = deps.telemetry ?? createTelemetry({ logger })
@@ -140,8 +150,8 @@ function buildApp(
   const document = openApiDocument(caps)
   app.get('/v1/openapi.json', (c) => c.json(document))
   app.route('/', ingestRoutes(store, config, telemetry))
-  app.route('/', agentRoutes(store, config, signingKey))
-  app.route('/', adminRoutes(store, config))
+  app.route('/', agentRoutes(store, config, signingKey, services.register))
+  app.route('/', adminRoutes(store, config, services.register, services.administration))
   app.route('/', usageRoutes(store, config))
   app.route('/', caseRoutes(store, services.cases, services.grants, services.register))
   app.route('/', registerRoutes(store, services.register))

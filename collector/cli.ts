@@ -59,7 +59,8 @@ export function collectorCommand(): Command {
 
 export function adminCommand(): Command {
   const admin = new Command('admin').description(
-    'Administer a running collector: enrollment tokens, users, agents (needs an admin token)',
+    'Administer a running collector: enrollment tokens and agents (admin), users and roles ' +
+      '(admin for ITSD, oios_chief for OIOS; every grant confirmed by a second administrator)',
   )
   apiOptions(
     admin
@@ -97,11 +98,19 @@ export function adminCommand(): Command {
     )
   })
 
-  const user = admin.command('user').description('Create, list and revoke user tokens')
+  const user = admin
+    .command('user')
+    .description(
+      "Propose, list and revoke users (admins for ITSD roles, OIOS chiefs for OIOS's; a second administrator confirms)",
+    )
   apiOptions(
     user
       .command('create')
-      .description('Create a user with roles and print their token (shown once)')
+      .description(
+        'Propose a user with roles. Another administrator confirms it (`tally admin confirm-role`); ' +
+          'you get the first part of their token, the confirmer the second, and the person joins ' +
+          'the two (first part, then second, no space). Shown once.',
+      )
       .addHelpText(
         'after',
         `\nRoles:\n${ROLES.map((r) => `  ${r.padEnd(20)} ${ROLE_DESCRIPTIONS[r]}`).join('\n')}`,
@@ -109,36 +118,39 @@ export function adminCommand(): Command {
       .requiredOption('--name <name>', "the person's name, as it will appear in records")
       .requiredOption('--role <role...>', 'one or more roles'),
   ).action(async (options: ApiOptions & { name: string; role: string[] }) => {
-    const answer = await api<{ user_id: string; token: string; roles: string[] }>(
-      options,
-      'POST',
-      '/v1/admin/users',
-      { name: options.name, roles: options.role },
-    )
-    print(
-      options,
-      answer,
-      () => `${answer.token}\n# user ${answer.user_id} (${answer.roles.join(', ')})`,
+    const answer = await api<ProposalAnswer>(options, 'POST', '/v1/admin/users', {
+      name: options.name,
+      roles: options.role,
+    })
+    print(options, answer, () => describeProposal(answer))
+  })
+  apiOptions(
+    user.command('list').description('List the users of your side and their roles'),
+  ).action(async (options: ApiOptions) => {
+    const answer = await api<{
+      users: {
+        user_id: string
+        name: string
+        roles: string[]
+        revoked: boolean
+        pending: boolean
+        provisional: boolean
+      }[]
+    }>(options, 'GET', '/v1/admin/users')
+    print(options, answer, () =>
+      answer.users
+        .map(
+          (u) =>
+            `${u.user_id}  ${u.name}  ${u.roles.join(',')}${u.revoked ? '  (revoked)' : ''}` +
+            `${u.pending ? '  (proposed, not confirmed)' : ''}${u.provisional ? '  (token to be replaced)' : ''}`,
+        )
+        .join('\n'),
     )
   })
-  apiOptions(user.command('list').description('List users and their roles')).action(
-    async (options: ApiOptions) => {
-      const answer = await api<{
-        users: { user_id: string; name: string; roles: string[]; revoked: boolean }[]
-      }>(options, 'GET', '/v1/admin/users')
-      print(options, answer, () =>
-        answer.users
-          .map(
-            (u) => `${u.user_id}  ${u.name}  ${u.roles.join(',')}${u.revoked ? '  (revoked)' : ''}`,
-          )
-          .join('\n'),
-      )
-    },
-  )
   apiOptions(
     user
       .command('revoke')
-      .description('Revoke a user token at once')
+      .description('Revoke a user token at once (one administrator suffices to take power away)')
       .argument('<user-id>', 'the user id (u-...), as `tally admin user list` shows it'),
   ).action(async (userId: string, options: ApiOptions) => {
     const answer = await api(
@@ -147,6 +159,132 @@ export function adminCommand(): Command {
       `/v1/admin/users/${encodeURIComponent(userId)}/revoke`,
     )
     print(options, answer, () => `revoked user ${userId}`)
+  })
+  apiOptions(
+    admin
+      .command('grant-role')
+      .description(
+        'Propose more roles for an existing user; they take effect when another administrator ' +
+          'of the same side confirms (`tally admin confirm-role`)',
+      )
+      .argument('<user-id>', 'the user id (u-...), as `tally admin user list` shows it')
+      .requiredOption('--role <role...>', 'one or more roles of your side'),
+  ).action(async (userId: string, options: ApiOptions & { role: string[] }) => {
+    const answer = await api<ProposalAnswer>(
+      options,
+      'POST',
+      `/v1/admin/users/${encodeURIComponent(userId)}/roles`,
+      { roles: options.role },
+    )
+    print(options, answer, () => describeProposal(answer))
+  })
+  apiOptions(
+    admin
+      .command('confirm-role')
+      .description(
+        "Confirm another administrator's proposal (a user with roles, or roles for a user); for a " +
+          'new user, prints the second part of their token (shown once)',
+      )
+      .argument('<proposal-id>', 'the proposal id (p-...), as `tally admin proposals` shows it'),
+  ).action(async (proposalId: string, options: ApiOptions) => {
+    const answer = await api<{ user_id: string; roles: string[]; token_part?: string }>(
+      options,
+      'POST',
+      `/v1/admin/proposals/${encodeURIComponent(proposalId)}/confirm`,
+    )
+    print(options, answer, () =>
+      [
+        ...(answer.token_part === undefined ? [] : [answer.token_part]),
+        `# confirmed: user ${answer.user_id} holds ${answer.roles.join(', ')}` +
+          (answer.token_part === undefined
+            ? ''
+            : '; hand this second token part to the person, in person'),
+      ].join('\n'),
+    )
+  })
+  apiOptions(
+    admin
+      .command('reject-role')
+      .description('Reject a proposal: a proposed new user never comes to exist')
+      .argument('<proposal-id>', 'the proposal id (p-...)'),
+  ).action(async (proposalId: string, options: ApiOptions) => {
+    const answer = await api(
+      options,
+      'POST',
+      `/v1/admin/proposals/${encodeURIComponent(proposalId)}/reject`,
+    )
+    print(options, answer, () => `rejected proposal ${proposalId}`)
+  })
+  apiOptions(
+    admin
+      .command('revoke-role')
+      .description('Take one role away from a user at once')
+      .argument('<user-id>', 'the user id (u-...)')
+      .argument('<role>', 'the role to take away'),
+  ).action(async (userId: string, role: string, options: ApiOptions) => {
+    const answer = await api<{ roles: string[] }>(
+      options,
+      'POST',
+      `/v1/admin/users/${encodeURIComponent(userId)}/roles/${encodeURIComponent(role)}/revoke`,
+    )
+    print(
+      options,
+      answer,
+      () => `user ${userId} now holds: ${answer.roles.join(', ') || 'no role'}`,
+    )
+  })
+  apiOptions(
+    admin
+      .command('proposals')
+      .description("List the proposals of your side, to confirm or reject another administrator's")
+      .addOption(
+        new Option('--state <state>', 'only proposals in this state').choices([
+          'proposed',
+          'confirmed',
+          'rejected',
+        ]),
+      ),
+  ).action(async (options: ApiOptions & { state?: string }) => {
+    const query = options.state === undefined ? '' : `?state=${options.state}`
+    const answer = await api<{
+      proposals: {
+        proposal_id: string
+        user_id: string
+        roles: string[]
+        new_user: boolean
+        proposed_by: string
+        state: string
+      }[]
+    }>(options, 'GET', `/v1/admin/proposals${query}`)
+    print(options, answer, () =>
+      answer.proposals
+        .map(
+          (p) =>
+            `${p.proposal_id}  ${p.state}  ${p.new_user ? 'new user' : 'roles for'} ${p.user_id}: ` +
+            `${p.roles.join(',')} (proposed by ${p.proposed_by})`,
+        )
+        .join('\n'),
+    )
+  })
+  apiOptions(
+    admin
+      .command('replace-token')
+      .description(
+        'Replace your own token with a new one only you see (any user). A provisional token (the ' +
+          "founder's extra administrator, OIOS's bootstrap chief) does nothing until replaced. " +
+          'If yours was replaced already, someone else had it: tell the other side.',
+      ),
+  ).action(async (options: ApiOptions) => {
+    const answer = await api<{ user_id: string; token: string }>(
+      options,
+      'POST',
+      '/v1/users/me/token',
+    )
+    print(
+      options,
+      answer,
+      () => `${answer.token}\n# user ${answer.user_id}: new token, the previous one stops working`,
+    )
   })
   const agent = admin.command('agent').description('Manage enrolled agents')
   apiOptions(
@@ -273,6 +411,31 @@ export function formatUsage(answer: UsageAnswer): string {
       .join('  ')
       .trimEnd()
   return [head, ...rows.map(line)].join('\n')
+}
+
+interface ProposalAnswer {
+  proposal_id: string | null
+  user_id: string
+  roles: string[]
+  state: string
+  token_part?: string
+  token?: string
+}
+
+function describeProposal(answer: ProposalAnswer): string {
+  if (answer.token !== undefined) {
+    return (
+      `${answer.token}\n# user ${answer.user_id} (${answer.roles.join(', ')}) exists at once: ` +
+      "the founder's one extra administrator. Its token is provisional: its holder replaces it " +
+      '(`tally admin replace-token`) before it does anything.'
+    )
+  }
+  return [
+    ...(answer.token_part === undefined ? [] : [answer.token_part]),
+    `# proposal ${answer.proposal_id}: user ${answer.user_id}, ${answer.roles.join(', ')}; ` +
+      'another administrator confirms it (`tally admin confirm-role`)' +
+      (answer.token_part === undefined ? '' : '; hand this first token part to the person'),
+  ].join('\n')
 }
 
 export function formatFleet(agents: FleetAgent[]): string {

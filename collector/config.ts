@@ -106,6 +106,16 @@ export const CollectorConfig = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+  oios: z
+    .strictObject({
+      /**
+       * Where the collector writes OIOS's bootstrap token at its first start (mode 0600): a path
+       * outside data_dir that OIOS holds and ITSD does not (docs/privacy.md). Unset: the token
+       * is shown once by `tally collector run`, never stored. Only its hash is kept.
+       */
+      bootstrap_token_file: z.string().min(1).optional(),
+    })
+    .prefault({}),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 export type CollectorConfig = z.output<typeof CollectorConfig>
@@ -119,6 +129,7 @@ export function loadCollectorConfig(file?: string, env?: NodeJS.ProcessEnv): Col
       'clickhouse.cluster',
       'cases.master_key_file',
       'cases.outbox.webhook_url',
+      'oios.bootstrap_token_file',
     ],
   })
 }

@@ -26,6 +26,7 @@ import {
   SampleAttributes,
   SeqConflict,
 } from '../protocol/v1.ts'
+import type { Proposal, ProposalAnswer } from './auth/administration.ts'
 import type { IssuedEnrollToken } from './auth/enrollment.ts'
 import { ROLES } from './auth/roles.ts'
 import type { User, UserRecord } from './auth/users.ts'
@@ -56,7 +57,12 @@ import {
   type VerifyReport,
 } from './register/register.ts'
 import { RESTRICTED_REQUESTS, RESTRICTED_RESPONSES, restrictedPaths } from './restricted/openapi.ts'
-import { EnrollTokenRequest, UserRequest } from './routes/admin.ts'
+import {
+  EnrollTokenRequest,
+  ProposalState as ProposalStateQuery,
+  RoleProposalRequest,
+  UserRequest,
+} from './routes/admin.ts'
 import { FleetQuery } from './routes/agents.ts'
 import { CountersignRequest, REGISTER_READERS } from './routes/register.ts'
 import { UsageParams } from './routes/usage.ts'
@@ -88,13 +94,52 @@ const UserSchema = z.strictObject({
   name: z.string(),
   roles: z.array(z.enum(ROLES)),
 })
-const CreatedUser = UserSchema.extend({
-  token: z.string().describe('the user token; shown once'),
+const ProposalAnswerSchema = z.strictObject({
+  proposal_id: z.string().nullable().describe('null when the user exists at once (no proposal)'),
+  user_id: z.string(),
+  name: z.string(),
+  roles: z.array(z.enum(ROLES)),
+  state: z.enum(['proposed', 'active']),
+  token_part: z
+    .string()
+    .optional()
+    .describe("a new user's first token part, for the proposer to hand over; shown once"),
+  token: z
+    .string()
+    .optional()
+    .describe("the founder's one extra administrator: a provisional token, shown once"),
+  provisional: z.boolean().optional(),
+})
+const ProposalSchema = z.strictObject({
+  proposal_id: z.string(),
+  side: z.enum(['itsd', 'oios']),
+  user_id: z.string(),
+  roles: z.array(z.enum(ROLES)),
+  new_user: z.boolean(),
+  proposed_by: z.string(),
+  proposed_at: z.string(),
+  state: z.enum(['proposed', 'confirmed', 'rejected']),
+  decided_by: z.string(),
+})
+const ProposalDecided = ProposalSchema.extend({
+  token_part: z
+    .string()
+    .optional()
+    .describe("a new user's second token part, for the confirmer to hand over; shown once"),
+})
+const ProposalList = z.strictObject({ proposals: z.array(ProposalSchema) })
+const UserRoles = z.strictObject({ user_id: z.string(), roles: z.array(z.enum(ROLES)) })
+const ReplacedToken = z.strictObject({
+  user_id: z.string(),
+  token: z.string().describe('the new token, shown once; the previous one stops working'),
 })
 const UserRecordSchema = UserSchema.extend({
+  side: z.enum(['itsd', 'oios']),
   created_by: z.string(),
   created_at: z.string(),
   revoked: z.boolean(),
+  pending: z.boolean().describe('proposed, not yet confirmed: no token works'),
+  provisional: z.boolean().describe('its token must be replaced before it does anything'),
 })
 const UserList = z.strictObject({ users: z.array(UserRecordSchema) })
 const UserRevoked = z.strictObject({ user_id: z.string(), revoked: z.literal(true) })
@@ -260,12 +305,14 @@ const answersMatchTheirTypes: [
   Same<z.output<typeof IssuedEnrollTokenSchema>, IssuedEnrollToken>,
   Same<z.output<typeof UserSchema>, User>,
   Same<z.output<typeof UserRecordSchema>, UserRecord>,
+  Same<z.output<typeof ProposalAnswerSchema>, ProposalAnswer>,
+  Same<z.output<typeof ProposalSchema>, Proposal>,
   Same<z.output<typeof CaseSchema>, Case>,
   Same<Omit<z.output<typeof RegisterEntrySchema>, 'details'>, Omit<RegisterEntry, 'details'>>,
   Same<z.output<typeof RegisterEntries>['next_from'], EntriesPage['next_from']>,
   Same<z.output<typeof CheckpointSchema>, SignedCheckpoint>,
   Same<z.output<typeof VerifyReportSchema>, VerifyReport>,
-] = [true, true, true, true, true, true, true, true, true]
+] = [true, true, true, true, true, true, true, true, true, true, true]
 void answersMatchTheirTypes
 
 /** Schemas of what clients send, by component name. */
@@ -277,6 +324,7 @@ const REQUESTS: Record<string, z.ZodType> = {
   EnrollRequest,
   EnrollTokenRequest,
   UserRequest,
+  RoleProposalRequest,
   CaseRequest,
   EmergencyRequest,
   Consultation,
@@ -303,7 +351,12 @@ const RESPONSES: Record<string, z.ZodType> = {
   FleetResponse,
   UsageResponse,
   IssuedEnrollToken: IssuedEnrollTokenSchema,
-  CreatedUser,
+  ProposalAnswer: ProposalAnswerSchema,
+  Proposal: ProposalSchema,
+  ProposalDecided,
+  ProposalList,
+  UserRoles,
+  ReplacedToken,
   UserRecord: UserRecordSchema,
   UserList,
   UserRevoked,
@@ -360,6 +413,18 @@ const AUTH_ERRORS = {
 }
 
 const body = (name: string) => ({ required: true, content: json(name) })
+
+/** The refusals of role administration (collector/auth/administration.ts), beside 500. */
+const ADMIN_ERRORS = {
+  ...AUTH_ERRORS,
+  '403':
+    "not an administrator of the role's side (`forbidden`), a provisional token " +
+    '(`token_provisional`), or a proposal confirmed by its own proposer (`second_person_required`)',
+  '404': 'no such user, role or proposal on this side (`not_found`)',
+  '409': 'already held, revoked or decided (`conflict`)',
+  '422': 'one person would hold conflicting roles (`conflicting_roles`)',
+  '503': 'the register could not be written, so nothing was done',
+}
 
 /** The errors of a case step (collector/cases/workflow.ts), beside 500. */
 const CASE_ERRORS = {
@@ -612,7 +677,7 @@ function build() {
       '/v1/admin/users': {
         get: {
           operationId: 'listUsers',
-          summary: 'Every user (admin)',
+          summary: "The users of the caller's side (admin: ITSD; oios_chief: OIOS)",
           security: [{ userToken: [] }],
           responses: {
             '200': { description: 'the users', content: json('UserList') },
@@ -620,28 +685,116 @@ function build() {
           },
         },
         post: {
-          operationId: 'createUser',
-          summary: 'Make a user token with roles (admin)',
+          operationId: 'proposeUser',
+          summary:
+            "Propose a user with roles of the caller's side; another administrator confirms (admin, oios_chief)",
           security: [{ userToken: [] }],
           requestBody: body('UserRequest'),
           responses: {
             '201': {
-              description: 'the user and its token, shown once',
-              content: json('CreatedUser'),
+              description: 'the proposal and the first token part, shown once',
+              content: json('ProposalAnswer'),
             },
-            ...errors({ '400': 'the body does not match the schema', ...AUTH_ERRORS }),
+            ...errors({ ...ADMIN_ERRORS, '400': 'the body does not match the schema' }),
+          },
+        },
+      },
+      '/v1/admin/users/{id}/roles': {
+        post: {
+          operationId: 'proposeRoles',
+          summary:
+            'Propose more roles for a user; another administrator confirms (admin, oios_chief)',
+          security: [{ userToken: [] }],
+          parameters: [idParameter('user')],
+          requestBody: body('RoleProposalRequest'),
+          responses: {
+            '201': { description: 'the proposal', content: json('ProposalAnswer') },
+            ...errors({ ...ADMIN_ERRORS, '400': 'the body does not match the schema' }),
+          },
+        },
+      },
+      '/v1/admin/users/{id}/roles/{role}/revoke': {
+        post: {
+          operationId: 'revokeRole',
+          summary: 'Take a role away at once (admin, oios_chief: their side only)',
+          security: [{ userToken: [] }],
+          parameters: [
+            idParameter('user'),
+            {
+              name: 'role',
+              in: 'path',
+              required: true,
+              description: 'the role',
+              schema: { type: 'string', enum: [...ROLES] },
+            },
+          ],
+          responses: {
+            '200': { description: 'the roles left', content: json('UserRoles') },
+            ...errors(ADMIN_ERRORS),
           },
         },
       },
       '/v1/admin/users/{id}/revoke': {
         post: {
           operationId: 'revokeUser',
-          summary: 'Revoke a user token (admin)',
+          summary: 'Revoke a user token (admin, oios_chief: their side only)',
           security: [{ userToken: [] }],
           parameters: [idParameter('user')],
           responses: {
             '200': { description: 'revoked', content: json('UserRevoked') },
             ...errors({ ...AUTH_ERRORS, '404': 'no such user (`not_found`)' }),
+          },
+        },
+      },
+      '/v1/admin/proposals': {
+        get: {
+          operationId: 'listProposals',
+          summary: "The proposals of the caller's side (admin, oios_chief)",
+          security: [{ userToken: [] }],
+          parameters: queryParameters(ProposalStateQuery),
+          responses: {
+            '200': { description: 'the proposals', content: json('ProposalList') },
+            ...errors({ ...AUTH_ERRORS, '400': 'an unknown or invalid query parameter' }),
+          },
+        },
+      },
+      '/v1/admin/proposals/{id}/confirm': {
+        post: {
+          operationId: 'confirmProposal',
+          summary:
+            'Confirm a proposal: another administrator of its side than the proposer (admin, oios_chief)',
+          security: [{ userToken: [] }],
+          parameters: [idParameter('proposal')],
+          responses: {
+            '200': {
+              description: "confirmed; a new user's second token part, shown once",
+              content: json('ProposalDecided'),
+            },
+            ...errors(ADMIN_ERRORS),
+          },
+        },
+      },
+      '/v1/admin/proposals/{id}/reject': {
+        post: {
+          operationId: 'rejectProposal',
+          summary: 'Reject a proposal (admin, oios_chief)',
+          security: [{ userToken: [] }],
+          parameters: [idParameter('proposal')],
+          responses: {
+            '200': { description: 'rejected', content: json('Proposal') },
+            ...errors(ADMIN_ERRORS),
+          },
+        },
+      },
+      '/v1/users/me/token': {
+        post: {
+          operationId: 'replaceOwnToken',
+          summary:
+            "Replace the caller's own token (any user; the only thing a provisional token may do)",
+          security: [{ userToken: [] }],
+          responses: {
+            '201': { description: 'the new token, shown once', content: json('ReplacedToken') },
+            ...errors({ '401': AUTH_ERRORS['401'] }),
           },
         },
       },

@@ -7,8 +7,9 @@ import { join, resolve } from 'node:path'
 import { serve } from '@hono/node-server'
 import type { Logger } from 'pino'
 import { createCollector } from './app.ts'
+import { isInside } from './auth/administration.ts'
+import { recordGuardSettings } from './auth/guard-settings.ts'
 import { loadOrCreateSigningKey } from './auth/signing-key.ts'
-import { ensureAdminToken } from './auth/users.ts'
 import type { CollectorConfig } from './config.ts'
 import { REGISTER_KEY_FILE } from './register/register.ts'
 import { startSelfMetrics } from './self-metrics.ts'
@@ -24,6 +25,11 @@ export interface RunningCollector {
   url: string
   dataDir: string
   adminTokenFile: string
+  /**
+   * OIOS's bootstrap token, on the first start only and only when no oios.bootstrap_token_file
+   * is set: the caller shows it once; it is stored nowhere.
+   */
+  oiosBootstrapToken?: string
   engine: 'embedded' | 'server'
   close(): Promise<void>
 }
@@ -48,9 +54,6 @@ export async function startCollector(
     const applied = await migrate(store)
     if (applied.length > 0) logger.info({ applied }, 'migrations applied')
     await createUsageViews(store, config.usage.k, config.clickhouse.cluster)
-    if ((await ensureAdminToken(store, adminTokenFile)) === 'created') {
-      logger.info({ file: adminTokenFile }, 'admin token written')
-    }
   } catch (err) {
     // Release the engine (and its data directory) so the caller can report and exit cleanly.
     await store.close().catch(() => undefined)
@@ -70,6 +73,44 @@ export async function startCollector(
     instance: () => instance,
   })
   const app = collector.app
+  // Administration on the record before the first request: the founders, the roles the store
+  // holds against the registers, the guard settings against the last ones registered.
+  let oiosBootstrapToken: string | undefined
+  try {
+    // First, so that roles written into the store behind the collector's back are gone before
+    // anyone can use them (and, on an upgrade, so the users there are recorded as they are).
+    for (const removed of await collector.administration.reconcile()) {
+      logger.warn(
+        { user_id: removed.user_id, roles: removed.removed },
+        'roles without a register entry removed',
+      )
+    }
+    const founder = await collector.administration.ensureItsdFounder(adminTokenFile)
+    if (founder === 'created' || founder === 'reissued') {
+      logger.info({ file: adminTokenFile, founder }, 'admin token written')
+    } else if (founder === 'none') {
+      logger.warn('the founder admin was revoked: no admin token file is written')
+    }
+    const oiosFile = config.oios.bootstrap_token_file
+    if (oiosFile !== undefined && isInside(oiosFile, dataDir)) {
+      logger.warn(
+        { setting: 'oios.bootstrap_token_file' },
+        'the OIOS bootstrap token file is inside the data directory: whoever holds it holds the token; for a demo only',
+      )
+    }
+    const oios = await collector.administration.ensureOiosFounder(oiosFile)
+    if (oios.state === 'created') {
+      if (oiosFile === undefined) oiosBootstrapToken = oios.token
+      else logger.info({ file: oiosFile }, 'OIOS bootstrap token written')
+    }
+    for (const change of await recordGuardSettings(collector.register, config)) {
+      logger.info({ setting: change.setting }, 'guard setting recorded in the register')
+    }
+  } catch (err) {
+    await telemetry.shutdown().catch(() => undefined)
+    await store.close().catch(() => undefined)
+    throw err
+  }
   // Time moves cases on even when nobody calls: expiry and overdue written requests revoke
   // grants and purge; notices that could not be delivered are retried.
   const maintenance = setInterval(() => {
@@ -77,6 +118,10 @@ export async function startCollector(
     collector.outbox
       .deliverPending()
       .catch((err: unknown) => logger.error({ err }, 'outbox delivery failed'))
+    releaseUsage(store, {
+      k: config.usage.k,
+      releaseAfterSeconds: config.usage.release_after_seconds,
+    }).catch((err: unknown) => logger.error({ err }, 'site usage release failed'))
   }, MAINTENANCE_MS)
   maintenance.unref()
 
@@ -118,10 +163,6 @@ export async function startCollector(
       await selfMetrics.stop()
       try {
         await store.close()
-    releaseUsage(store, {
-      k: config.usage.k,
-      releaseAfterSeconds: config.usage.release_after_seconds,
-    }).catch((err: unknown) => logger.error({ err }, 'site usage release failed'))
       } finally {
         // Last, so the final OTLP export counts every request answered.
         await telemetry.shutdown()
@@ -132,6 +173,7 @@ export async function startCollector(
     url,
     dataDir,
     adminTokenFile,
+    ...(oiosBootstrapToken === undefined ? {} : { oiosBootstrapToken }),
     engine: config.clickhouse.url ? 'server' : 'embedded',
     close,
   }

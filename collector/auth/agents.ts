@@ -49,10 +49,13 @@ export async function revokeAgent(
   store: Store,
   agentId: string,
   now = Date.now(),
+  record: () => Promise<unknown> = async () => undefined,
 ): Promise<boolean> {
   const row = await findAgent(store, agentId)
   if (row === undefined) return false
   if (row.revoked) return true
+  // The register entry first: a revocation it cannot record does not happen.
+  await record()
   await insertRows(store, 'tally.agents', [
     {
       agent_id: row.agent_id,

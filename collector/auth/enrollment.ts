@@ -26,13 +26,19 @@ export interface IssuedEnrollToken {
   max_uses: number
 }
 
+/**
+ * `record` is called before anything is written (the register entry of the token: if it cannot
+ * be made, no token is).
+ */
 export async function createEnrollToken(
   store: Store,
   request: EnrollTokenRequest,
   now = Date.now(),
+  record: (tokenId: string, expiresAt: string) => Promise<unknown> = async () => undefined,
 ): Promise<IssuedEnrollToken> {
   const issued = issueSecret('e', newId('e'))
   const expiresAt = now + request.ttlHours * 3_600_000
+  await record(issued.id, new Date(expiresAt).toISOString())
   await insertRows(store, 'tally.enroll_tokens', [
     {
       token_id: issued.id,
@@ -68,6 +74,15 @@ interface TokenRow {
   uses: number
 }
 
+/** What an enrollment records (the register entry), before it writes anything. */
+export type EnrollmentRecorder = (enrollment: {
+  agent_id: string
+  host: string
+  site: string
+  token_id: string
+  replayed: boolean
+}) => Promise<unknown>
+
 /** An enrollment answered: `replayed` when it was the same agent's earlier one, given again. */
 export interface Enrollment {
   response: EnrollResponse
@@ -93,6 +108,7 @@ export async function enroll(
   grantPublicKey: Record<string, string>,
   intervalSeconds: number,
   now = Date.now(),
+  record: EnrollmentRecorder = async () => undefined,
 ): Promise<Enrollment> {
   const tokenId = secretId('e', token)
   if (tokenId === undefined) throw new EnrollmentRefused('not an enrollment token')
@@ -130,6 +146,13 @@ export async function enroll(
         { id: tokenId, instance: instanceSha256 },
       )
       if (use !== undefined) {
+        await record({
+          agent_id: use.agent_id,
+          host: request.hostname.toLowerCase(),
+          site: row.site,
+          token_id: tokenId,
+          replayed: true,
+        })
         const credential = issueSecret('a', use.agent_id)
         const agent = await reissueCredential(store, use.agent_id, credential.sha256, now)
         if (agent === 'revoked') {
@@ -168,6 +191,7 @@ export async function enroll(
     const agentId = newId('a')
     const credential = issueSecret('a', agentId)
     const host = request.hostname.toLowerCase()
+    await record({ agent_id: agentId, host, site: row.site, token_id: tokenId, replayed: false })
     await insertRows(store, 'tally.enroll_token_uses', [
       { token_id: tokenId, agent_id: agentId, used_at: now, instance_sha256: instanceSha256 },
     ])

@@ -26,8 +26,16 @@ export const requireAgent = (store: Store) =>
     await next()
   })
 
-/** Lets the request through when the user holds at least one of `roles`. */
-export const requireUser = (store: Store, roles: readonly Role[]) =>
+/**
+ * Lets the request through when the user holds at least one of `roles`. A provisional token
+ * (one that passed through someone else's hands) is let through only where `provisional` says
+ * so: the route that replaces it.
+ */
+export const requireUser = (
+  store: Store,
+  roles: readonly Role[] | 'any',
+  options: { provisional?: boolean } = {},
+) =>
   createMiddleware<CollectorEnv>(async (c, next) => {
     const token = bearer(c.req.header('authorization'))
     if (token === undefined) {
@@ -42,7 +50,15 @@ export const requireUser = (store: Store, roles: readonly Role[]) =>
     if (user === undefined) {
       return problem(c, 401, 'unauthenticated', 'the user token is unknown, wrong or revoked')
     }
-    if (!user.roles.some((r) => roles.includes(r))) {
+    if (user.provisional && !options.provisional) {
+      return problem(
+        c,
+        403,
+        'token_provisional',
+        'this token passed through another person: replace it first (POST /v1/users/me/token, `tally token replace`)',
+      )
+    }
+    if (roles !== 'any' && !user.roles.some((r) => roles.includes(r))) {
       return problem(c, 403, 'forbidden', `this needs one of the roles: ${roles.join(', ')}`)
     }
     c.set('user', user)

@@ -1,9 +1,20 @@
-/** People who call the API, each with a bearer token and roles. */
-import { readStateFile, writeFileAtomic } from '../../common/atomic-file.ts'
+/**
+ * People who call the API, each with a bearer token and roles: how they are stored and how a
+ * token is checked. Who may create them and grant roles is administration.ts.
+ *
+ * A user token reads `tly_u_<id>.<A>` (one part, 43 characters after the dot) or
+ * `tly_u_<id>.<A><B>` (two parts). A user whose creation was confirmed by a second
+ * administrator has a two-part token: the proposing administrator got the first part, the
+ * confirming one the second, so neither holds a working token alone; the person joins them.
+ * The store keeps the SHA-256 of each part, never a part.
+ */
+
+import { randomBytes } from 'node:crypto'
+import { readStateFile } from '../../common/atomic-file.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
-import type { Role } from './roles.ts'
-import { issueSecret, newId, secretId, secretMatches } from './tokens.ts'
+import type { Role, Side } from './roles.ts'
+import { issueSecret, newId, sha256Hex } from './tokens.ts'
 
 export interface User {
   user_id: string
@@ -11,114 +22,183 @@ export interface User {
   roles: Role[]
 }
 
+/** A user as a token authenticates them. */
+export interface AuthenticatedUser extends User {
+  side: Side
+  /** The token passed through someone else's hands: it may only be replaced. */
+  provisional: boolean
+}
+
 export interface UserRecord extends User {
+  side: Side
   created_by: string
   created_at: string
   revoked: boolean
+  /** Proposed and not yet confirmed: no token works yet. */
+  pending: boolean
+  provisional: boolean
 }
 
-interface UserRow extends User {
+export interface UserRow extends User {
+  side: Side
   token_sha256: string
   version: number
   created_by: string
   created_at: number
   revoked: number
+  provisional: number
 }
 
-const USER_COLUMNS = `user_id, name, roles, token_sha256, created_by,
+export const USER_COLUMNS = `user_id, name, roles, side, token_sha256, created_by, provisional,
   toUnixTimestamp64Milli(created_at) AS created_at, revoked_at IS NOT NULL AS revoked, version`
 
+/** The created_by of the ITSD founder, the admin the collector makes at its first start. */
+export const ITSD_FOUNDER = 'collector bootstrap'
+/** The created_by of OIOS's founder, the chief whose token the collector hands out once. */
+export const OIOS_FOUNDER = 'collector bootstrap (OIOS)'
+
+const PART = /^[A-Za-z0-9_-]{43}$/
+const TOKEN = /^tly_u_([a-z0-9-]{1,64})\.([A-Za-z0-9_-]{43})([A-Za-z0-9_-]{43})?$/
+
+/** A fresh second part (what the confirming administrator hands over). */
+export const newPart = (): string => randomBytes(32).toString('base64url')
+
+/** What token_sha256 holds for a two-part token: both halves' hashes, colon separated. */
+export const partHashes = (first: string, second?: string): string =>
+  `${sha256Hex(first)}:${second === undefined ? '' : sha256Hex(second)}`
+
+export async function findUser(store: Store, userId: string): Promise<UserRow | undefined> {
+  const [row] = await selectRows<UserRow>(
+    store,
+    `SELECT ${USER_COLUMNS} FROM tally.users FINAL WHERE user_id = {id:String}`,
+    { id: userId },
+  )
+  return row
+}
+
+export async function writeUser(
+  store: Store,
+  row: Omit<UserRow, 'revoked'> & { revoked_at: number | null },
+): Promise<void> {
+  await insertRows(store, 'tally.users', [row])
+}
+
+/**
+ * Writes a user with roles straight into the store, with a one-part token: what the collector
+ * does for its founders, and what only a holder of the store could do otherwise (its roles then
+ * have no register entry, and the collector's start takes them away: administration.ts).
+ */
 export async function createUser(
   store: Store,
   name: string,
   roles: Role[],
   createdBy: string,
   now = Date.now(),
+  options: { side?: Side; provisional?: boolean } = {},
 ): Promise<{ user: User; token: string }> {
   const issued = issueSecret('u', newId('u'))
   const user: User = { user_id: issued.id, name, roles: [...new Set(roles)] }
-  await insertRows(store, 'tally.users', [
-    {
-      ...user,
-      token_sha256: issued.sha256,
-      created_by: createdBy,
-      created_at: now,
-      revoked_at: null,
-      version: now,
-    },
-  ])
+  await writeUser(store, {
+    ...user,
+    side: options.side ?? 'itsd',
+    token_sha256: issued.sha256,
+    created_by: createdBy,
+    created_at: now,
+    revoked_at: null,
+    provisional: options.provisional ? 1 : 0,
+    version: now,
+  })
   return { user, token: issued.secret }
 }
 
-export async function authenticateUser(store: Store, token: string): Promise<User | undefined> {
-  const userId = secretId('u', token)
-  if (userId === undefined) return undefined
-  const [row] = await selectRows<UserRow>(
-    store,
-    `SELECT ${USER_COLUMNS} FROM tally.users FINAL WHERE user_id = {id:String}`,
-    { id: userId },
-  )
-  if (row === undefined || row.revoked || !secretMatches(token, row.token_sha256)) return undefined
-  return { user_id: row.user_id, name: row.name, roles: row.roles }
+/** Whether `token` is the one `storedSha256` was made from (either form). */
+function tokenMatches(token: string, stored: string): boolean {
+  const match = TOKEN.exec(token)
+  if (match === null) return false
+  const [, id, first, second] = match
+  if (!stored.includes(':')) return second === undefined && sha256Hex(token) === stored
+  const [firstHash, secondHash] = stored.split(':')
+  if (second === undefined || secondHash === '' || secondHash === undefined) return false
+  // Not a timing-safe compare of secrets: these are hashes of 32 random bytes each.
+  return sha256Hex(`tly_u_${id}.${first}`) === firstHash && sha256Hex(second) === secondHash
 }
 
-export async function listUsers(store: Store): Promise<UserRecord[]> {
+export async function authenticateUser(
+  store: Store,
+  token: string,
+): Promise<AuthenticatedUser | undefined> {
+  const match = TOKEN.exec(token)
+  if (match === null || match[1] === undefined) return undefined
+  const row = await findUser(store, match[1])
+  if (row === undefined || row.revoked || !tokenMatches(token, row.token_sha256)) return undefined
+  return {
+    user_id: row.user_id,
+    name: row.name,
+    roles: row.roles,
+    side: row.side,
+    provisional: Boolean(Number(row.provisional)),
+  }
+}
+
+export const isPart = (text: string): boolean => PART.test(text)
+
+export async function listUsers(store: Store, side?: Side): Promise<UserRecord[]> {
   const rows = await selectRows<UserRow>(
     store,
-    `SELECT ${USER_COLUMNS} FROM tally.users FINAL ORDER BY created_at`,
+    `SELECT ${USER_COLUMNS} FROM tally.users FINAL
+     ${side === undefined ? '' : 'WHERE side = {side:String}'} ORDER BY created_at`,
+    { side: side ?? '' },
   )
   return rows.map((r) => ({
     user_id: r.user_id,
     name: r.name,
     roles: r.roles,
+    side: r.side,
     created_by: r.created_by,
-    created_at: new Date(r.created_at).toISOString(),
-    revoked: Boolean(r.revoked),
+    created_at: new Date(Number(r.created_at)).toISOString(),
+    revoked: Boolean(Number(r.revoked)),
+    pending: r.token_sha256.endsWith(':'),
+    provisional: Boolean(Number(r.provisional)),
   }))
 }
 
+/** A new row for `row` with some fields changed, winning over it even behind a slower clock. */
+export async function updateUser(
+  store: Store,
+  row: UserRow,
+  change: Partial<Omit<UserRow, 'revoked'>> & { revoked_at?: number | null },
+  now = Date.now(),
+): Promise<void> {
+  const { revoked, ...kept } = row
+  await writeUser(store, {
+    ...kept,
+    revoked_at: Number(revoked) ? now : null,
+    ...change,
+    version: Math.max(now, Number(row.version) + 1),
+  })
+}
+
 export async function revokeUser(store: Store, userId: string, now = Date.now()): Promise<boolean> {
-  const [row] = await selectRows<UserRow>(
-    store,
-    `SELECT ${USER_COLUMNS} FROM tally.users FINAL WHERE user_id = {id:String}`,
-    { id: userId },
-  )
+  const row = await findUser(store, userId)
   if (row === undefined) return false
-  if (row.revoked) return true
-  const { revoked: _revoked, ...kept } = row
-  // A later version must win even if this clock is behind the one that wrote the row.
-  await insertRows(store, 'tally.users', [
-    { ...kept, revoked_at: now, version: Math.max(now, Number(row.version) + 1) },
-  ])
+  if (Number(row.revoked)) return true
+  await updateUser(store, row, { revoked_at: now }, now)
   return true
 }
 
 /**
- * Makes sure the admin token file holds a working admin token: on first start, or when the file
- * is missing or its token no longer works (the database was reset), a new admin is created. The
- * file holds the bearer token and nothing else, readable by its owner only.
+ * The ITSD founder's token file: kept when its token is an admin's. An empty or unreadable file
+ * stops the collector with one line naming it (silently minting a new admin would hide it).
  */
-/**
- * Keeps the admin token file if its token is an admin's, else makes a new admin and writes the
- * file (atomically). An empty or unreadable file stops the collector with one line naming it:
- * something went wrong there, and silently minting a new admin would hide it.
- */
-export async function ensureAdminToken(store: Store, file: string): Promise<'kept' | 'created'> {
-  const token = readStateFile(file, {
+export function readAdminTokenFile(file: string): string | undefined {
+  return readStateFile(file, {
     parse: (data) => {
       const text = data.toString('utf8').trim()
       if (!/^tly_u_[A-Za-z0-9._-]+$/.test(text)) throw new Error('not a user token (tly_u_...)')
       return text
     },
-    remedy: 'remove it and restart: the collector then makes a new admin token',
+    remedy: 'remove it and restart: the collector then gives the founder admin a new token',
   })
-  if (token !== undefined) {
-    const user = await authenticateUser(store, token)
-    if (user?.roles.includes('admin')) return 'kept'
-  }
-  const created = await createUser(store, 'admin', ['admin'], 'collector bootstrap')
-  writeFileAtomic(file, `${created.token}\n`, 0o600)
-  return 'created'
 }
 
 /** The roles of a user who is not revoked, or undefined. */

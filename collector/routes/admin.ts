@@ -1,13 +1,19 @@
-/** Administration: enrollment tokens, users, revoking agents. Admin role only. */
+/**
+ * Administration: enrollment tokens and agents (ITSD admins), users and roles (ITSD admins for
+ * ITSD roles, OIOS chiefs for OIOS roles: auth/administration.ts), and every user's own token.
+ * The same routes serve both sides, so nothing in a route or a counter tells OIOS work apart.
+ */
 import { Hono } from 'hono'
 import { z } from 'zod'
+import { AdministrationRefused, type RoleAdministration } from '../auth/administration.ts'
 import { revokeAgent } from '../auth/agents.ts'
 import { createEnrollToken, SITE_NAME } from '../auth/enrollment.ts'
 import { requireUser } from '../auth/middleware.ts'
 import { ROLES } from '../auth/roles.ts'
-import { createUser, listUsers, revokeUser } from '../auth/users.ts'
+import type { AuthenticatedUser } from '../auth/users.ts'
 import type { CollectorConfig } from '../config.ts'
 import { type CollectorEnv, problem, readJson } from '../http.ts'
+import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 
 export const EnrollTokenRequest = z.strictObject({
@@ -20,55 +26,192 @@ export const EnrollTokenRequest = z.strictObject({
   max_uses: z.number().int().positive().max(100_000).optional(),
 })
 
+/** A new user with roles: a proposal, until another administrator confirms it. */
 export const UserRequest = z.strictObject({
   name: z.string().min(1).max(128),
   roles: z.array(z.enum(ROLES)).min(1),
 })
 
-export function adminRoutes(store: Store, config: CollectorConfig) {
-  return new Hono<CollectorEnv>()
-    .use('/v1/admin/*', requireUser(store, ['admin']))
-    .post('/v1/admin/enroll-tokens', async (c) => {
-      const request = await readJson(c, EnrollTokenRequest)
-      if (!request.ok) return request.response
-      const issued = await createEnrollToken(store, {
-        site: request.value.site,
-        ttlHours: request.value.ttl_hours ?? config.enrollment.token_ttl_hours,
-        maxUses: request.value.max_uses ?? config.enrollment.token_max_uses,
-        createdBy: c.get('user').user_id,
+/** More roles for an existing user: a proposal, until another administrator confirms it. */
+export const RoleProposalRequest = z.strictObject({
+  roles: z.array(z.enum(ROLES)).min(1),
+})
+
+const ID = /^[a-z]-[0-9a-f]{16}$/
+const RoleParam = z.enum(ROLES)
+export const ProposalState = z.strictObject({
+  state: z.enum(['proposed', 'confirmed', 'rejected']).optional(),
+})
+
+export function adminRoutes(
+  store: Store,
+  config: CollectorConfig,
+  register: Register,
+  administration: RoleAdministration,
+) {
+  const administrators = requireUser(store, ['admin', 'oios_chief'])
+  const itsdAdmins = requireUser(store, ['admin'])
+  const actor = (c: { get(key: 'user'): unknown }) => c.get('user') as AuthenticatedUser
+  const refused = (c: Parameters<typeof problem>[0], err: unknown): Response => {
+    if (err instanceof AdministrationRefused) return problem(c, err.status, err.code, err.message)
+    throw err
+  }
+  const badId = (
+    c: Parameters<typeof problem>[0],
+    what: string,
+    id: string,
+  ): Response | undefined =>
+    ID.test(id) ? undefined : problem(c, 404, 'not_found', `no ${what} ${id}`)
+
+  return (
+    new Hono<CollectorEnv>()
+      .post('/v1/admin/enroll-tokens', itsdAdmins, async (c) => {
+        const request = await readJson(c, EnrollTokenRequest)
+        if (!request.ok) return request.response
+        const user = actor(c)
+        const ttlHours = request.value.ttl_hours ?? config.enrollment.token_ttl_hours
+        const maxUses = request.value.max_uses ?? config.enrollment.token_max_uses
+        const issued = await createEnrollToken(
+          store,
+          { site: request.value.site, ttlHours, maxUses, createdBy: user.user_id },
+          Date.now(),
+          (tokenId, expiresAt) =>
+            register.append({
+              register: 'itsd',
+              kind: 'enrollment token created',
+              actor: user.user_id,
+              details: {
+                token_id: tokenId,
+                site: request.value.site,
+                expires_at: expiresAt,
+                max_uses: maxUses,
+              },
+            }),
+        )
+        c.get('log').info(
+          { token_id: issued.token_id, site: issued.site },
+          'enrollment token created',
+        )
+        return c.json(issued, 201)
       })
-      c.get('log').info(
-        { token_id: issued.token_id, site: issued.site },
-        'enrollment token created',
+      .post('/v1/admin/agents/:id/revoke', itsdAdmins, async (c) => {
+        const id = c.req.param('id')
+        const user = actor(c)
+        const revoked = await revokeAgent(store, id, Date.now(), () =>
+          register.append({
+            register: 'itsd',
+            kind: 'agent revoked',
+            actor: user.user_id,
+            details: { agent_id: id },
+          }),
+        )
+        if (!revoked) return problem(c, 404, 'not_found', `no agent ${id}`)
+        c.get('log').info({ agent_id: id }, 'agent revoked')
+        return c.json({ agent_id: id, revoked: true })
+      })
+      // Users and roles: proposals, confirmations, revocations.
+      .post('/v1/admin/users', administrators, async (c) => {
+        const request = await readJson(c, UserRequest)
+        if (!request.ok) return request.response
+        try {
+          const answer = await administration.propose(actor(c), request.value)
+          c.get('log').info(
+            { user_id: answer.user_id, proposal_id: answer.proposal_id, state: answer.state },
+            'user proposed',
+          )
+          return c.json(answer, 201)
+        } catch (err) {
+          return refused(c, err)
+        }
+      })
+      .get('/v1/admin/users', administrators, async (c) =>
+        c.json({ users: await administration.users(actor(c)) }),
       )
-      return c.json(issued, 201)
-    })
-    .post('/v1/admin/users', async (c) => {
-      const request = await readJson(c, UserRequest)
-      if (!request.ok) return request.response
-      const created = await createUser(
-        store,
-        request.value.name,
-        request.value.roles,
-        c.get('user').user_id,
-      )
-      c.get('log').info(
-        { user_id: created.user.user_id, roles: created.user.roles },
-        'user created',
-      )
-      return c.json({ ...created.user, token: created.token }, 201)
-    })
-    .get('/v1/admin/users', async (c) => c.json({ users: await listUsers(store) }))
-    .post('/v1/admin/users/:id/revoke', async (c) => {
-      const id = c.req.param('id')
-      if (!(await revokeUser(store, id))) return problem(c, 404, 'not_found', `no user ${id}`)
-      c.get('log').info({ user_id: id }, 'user revoked')
-      return c.json({ user_id: id, revoked: true })
-    })
-    .post('/v1/admin/agents/:id/revoke', async (c) => {
-      const id = c.req.param('id')
-      if (!(await revokeAgent(store, id))) return problem(c, 404, 'not_found', `no agent ${id}`)
-      c.get('log').info({ agent_id: id }, 'agent revoked')
-      return c.json({ agent_id: id, revoked: true })
-    })
+      .post('/v1/admin/users/:id/roles', administrators, async (c) => {
+        const id = c.req.param('id')
+        const request = await readJson(c, RoleProposalRequest)
+        if (!request.ok) return request.response
+        const bad = badId(c, 'user', id)
+        if (bad) return bad
+        try {
+          const answer = await administration.propose(actor(c), { user_id: id, ...request.value })
+          return c.json(answer, 201)
+        } catch (err) {
+          return refused(c, err)
+        }
+      })
+      .post('/v1/admin/users/:id/roles/:role/revoke', administrators, async (c) => {
+        const id = c.req.param('id')
+        const role = RoleParam.safeParse(c.req.param('role'))
+        if (!role.success) {
+          return problem(c, 404, 'not_found', `no role ${c.req.param('role')}`)
+        }
+        const bad = badId(c, 'user', id)
+        if (bad) return bad
+        try {
+          const roles = await administration.revokeRole(actor(c), id, role.data)
+          return c.json({ user_id: id, roles })
+        } catch (err) {
+          return refused(c, err)
+        }
+      })
+      .post('/v1/admin/users/:id/revoke', administrators, async (c) => {
+        const id = c.req.param('id')
+        const bad = badId(c, 'user', id)
+        if (bad) return bad
+        try {
+          await administration.revokeUser(actor(c), id)
+        } catch (err) {
+          return refused(c, err)
+        }
+        c.get('log').info({ user_id: id }, 'user revoked')
+        return c.json({ user_id: id, revoked: true })
+      })
+      .get('/v1/admin/proposals', administrators, async (c) => {
+        const query = ProposalState.safeParse(c.req.query())
+        if (!query.success) {
+          return problem(
+            c,
+            400,
+            'invalid_query',
+            `unknown or invalid query parameter: ${query.error.issues[0]?.message}`,
+          )
+        }
+        return c.json({ proposals: await administration.proposals(actor(c), query.data.state) })
+      })
+      .post('/v1/admin/proposals/:id/confirm', administrators, async (c) => {
+        const id = c.req.param('id')
+        const bad = badId(c, 'proposal', id)
+        if (bad) return bad
+        try {
+          const answer = await administration.confirm(actor(c), id)
+          c.get('log').info({ proposal_id: id }, 'proposal confirmed')
+          return c.json({
+            ...answer.proposal,
+            ...(answer.token_part ? { token_part: answer.token_part } : {}),
+          })
+        } catch (err) {
+          return refused(c, err)
+        }
+      })
+      .post('/v1/admin/proposals/:id/reject', administrators, async (c) => {
+        const id = c.req.param('id')
+        const bad = badId(c, 'proposal', id)
+        if (bad) return bad
+        try {
+          return c.json(await administration.reject(actor(c), id))
+        } catch (err) {
+          return refused(c, err)
+        }
+      })
+      // Anyone's own token, provisional ones included (that is how they stop being provisional).
+      .post('/v1/users/me/token', requireUser(store, 'any', { provisional: true }), async (c) => {
+        try {
+          const token = await administration.replaceToken(actor(c))
+          return c.json({ user_id: actor(c).user_id, token }, 201)
+        } catch (err) {
+          return refused(c, err)
+        }
+      })
+  )
 }

@@ -8,12 +8,18 @@ import type { GrantSigningKey } from '../auth/signing-key.ts'
 import { bearer } from '../auth/tokens.ts'
 import type { CollectorConfig } from '../config.ts'
 import { type CollectorEnv, problem, readJson } from '../http.ts'
+import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 import { listFleet } from '../store/fleet.ts'
 
 export const FleetQuery = z.strictObject({ site: z.string().max(63).optional() })
 
-export function agentRoutes(store: Store, config: CollectorConfig, signingKey: GrantSigningKey) {
+export function agentRoutes(
+  store: Store,
+  config: CollectorConfig,
+  signingKey: GrantSigningKey,
+  register: Register,
+) {
   return new Hono<CollectorEnv>()
     .post('/v1/agents/enroll', async (c) => {
       const token = bearer(c.req.header('authorization'))
@@ -34,6 +40,15 @@ export function agentRoutes(store: Store, config: CollectorConfig, signingKey: G
           request.value,
           signingKey.publicJwk,
           config.enrollment.interval_seconds,
+          Date.now(),
+          // Every enrollment, a replayed one too, is on the ITSD register before it is answered.
+          (enrollment) =>
+            register.append({
+              register: 'itsd',
+              kind: 'agent enrolled',
+              actor: `enrollment token ${enrollment.token_id}`,
+              details: enrollment,
+            }),
         )
         c.get('log').info(
           { agent_id: enrolled.agent_id, host: enrolled.host, site: enrolled.site, replayed },

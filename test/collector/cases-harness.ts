@@ -15,7 +15,7 @@ import pino from 'pino'
 import { expect } from 'vitest'
 import { type Collector, createCollector } from '../../collector/app.ts'
 import { createEnrollToken } from '../../collector/auth/enrollment.ts'
-import type { Role } from '../../collector/auth/roles.ts'
+import { conflictsIn, type Role } from '../../collector/auth/roles.ts'
 import { type GrantSigningKey, loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { createUser, revokeUser } from '../../collector/auth/users.ts'
 import type { Case, CaseRequest } from '../../collector/cases/model.ts'
@@ -24,6 +24,7 @@ import { openStore, type Store } from '../../collector/store/client.ts'
 import { migrate } from '../../collector/store/migrations.ts'
 import { selectRows } from '../../collector/store/rows.ts'
 import { EnrollResponse, ErrorBody } from '../../protocol/v1.ts'
+import { type Administrators, proposeAndConfirm, setUpAdministrators } from './harness.ts'
 
 export type App = Collector['app']
 
@@ -101,6 +102,8 @@ export interface CasesHarness {
   app: App
   /** How many writes (inserts, commands, statements other than reads) the store has taken. */
   writes(): number
+  /** Two administrators of each side, as role administration needs them. */
+  admins: Administrators
   /** Another collector on the same store and key, with other `cases` settings. */
   collectorWith(cases: Record<string, unknown>): Collector
   user(roles: Role[], name?: string): Promise<TestUser>
@@ -126,9 +129,18 @@ export async function openCasesHarness(): Promise<CasesHarness> {
     })
   const config = configWith({})
   const collector = createCollector({ store, config, logger: silent, signingKey })
+  const admins = await setUpAdministrators(collector.app, collector.administration, dir)
+  // Users are proposed by one administrator and confirmed by another, as on a site. Roles one
+  // person may never hold together (roles.ts CONFLICTS) cannot be made so: such a user is written
+  // straight into the store, as a store from before the conflict rules might hold one, to show
+  // that the workflow's own checks refuse them too.
   const user = async (roles: Role[], name = roles.join('+')): Promise<TestUser> => {
-    const { user: made, token } = await createUser(store, name, roles, 'test')
-    return { user_id: made.user_id, token, roles }
+    if (conflictsIn(roles).length > 0) {
+      const { user: made, token } = await createUser(store, name, roles, 'test (conflicting roles)')
+      return { user_id: made.user_id, token, roles }
+    }
+    const made = await proposeAndConfirm(collector.app, admins, roles, name)
+    return { ...made, roles }
   }
   let hosts = 0
   return {
@@ -139,6 +151,7 @@ export async function openCasesHarness(): Promise<CasesHarness> {
     config,
     collector,
     app: collector.app,
+    admins,
     writes,
     collectorWith: (cases) =>
       createCollector({ store, config: configWith(cases), logger: silent, signingKey }),

@@ -4,6 +4,7 @@
  * chDB binds one data directory per process and vitest runs each test file in its own process,
  * so a test file opens one harness in beforeAll and closes it in afterAll.
  */
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,8 +12,9 @@ import { gzipSync } from 'node:zlib'
 import pino from 'pino'
 import { expect } from 'vitest'
 import { createApp } from '../../collector/app.ts'
+import type { RoleAdministration } from '../../collector/auth/administration.ts'
 import { createEnrollToken } from '../../collector/auth/enrollment.ts'
-import type { Role } from '../../collector/auth/roles.ts'
+import { type Role, SIDE_OF } from '../../collector/auth/roles.ts'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { createUser } from '../../collector/auth/users.ts'
 import { CollectorConfig } from '../../collector/config.ts'
@@ -183,4 +185,146 @@ export async function postIngest(
 export async function errorBody(res: Response): Promise<ErrorBody> {
   expect(res.headers.get('content-type') ?? '').toMatch(/^application\/json/)
   return ErrorBody.parse(await res.json())
+}
+
+// --- People, the two-person way (collector/auth/administration.ts) -----------------------------
+
+/** Two administrators of each side: tokens that work (founders' and extras' replaced). */
+export interface Administrators {
+  itsd: [AdminToken, AdminToken]
+  oios: [AdminToken, AdminToken]
+}
+
+export interface AdminToken {
+  user_id: string
+  token: string
+}
+
+type Call = (
+  method: 'GET' | 'POST',
+  path: string,
+  token: string,
+  body?: unknown,
+) => Promise<{ status: number; body: Record<string, unknown> }>
+
+/** One JSON request to an in-process app. */
+export function caller(app: { request: App['request'] }): Call {
+  return async (method, path, token, body) => {
+    const headers: Record<string, string> = { authorization: `Bearer ${token}` }
+    if (body !== undefined) headers['content-type'] = 'application/json'
+    const res = await app.request(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
+    const text = await res.text()
+    return {
+      status: res.status,
+      body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>),
+    }
+  }
+}
+
+function must(
+  answer: { status: number; body: Record<string, unknown> },
+  status: number,
+  what: string,
+): Record<string, unknown> {
+  expect(answer.status, `${what}: ${JSON.stringify(answer.body)}`).toBe(status)
+  return answer.body
+}
+
+/** A provisional token replaced by its holder, as the founder's extras and OIOS's founder do. */
+async function replaced(call: Call, token: string, what: string): Promise<AdminToken> {
+  const body = must(await call('POST', '/v1/users/me/token', token), 201, `${what}: replace`)
+  return { user_id: String(body.user_id), token: String(body.token) }
+}
+
+/**
+ * Sets up a collector's administrators as a site does: the ITSD founder (admin.token in `dir`)
+ * makes its one extra admin, OIOS's founder (its bootstrap token) its one extra chief; each
+ * extra replaces its provisional token. Call once per store.
+ */
+export async function setUpAdministrators(
+  app: { request: App['request'] },
+  administration: RoleAdministration,
+  dir: string,
+): Promise<Administrators> {
+  const call = caller(app)
+  const adminFile = join(dir, 'admin.token')
+  await administration.ensureItsdFounder(adminFile)
+  const founderToken = readFileSync(adminFile, 'utf8').trim()
+  const founder = must(await call('GET', '/v1/admin/users', founderToken), 200, 'founder')
+  const founderId = String(
+    (founder.users as { user_id: string; roles: string[] }[]).find((u) => u.roles.includes('admin'))
+      ?.user_id,
+  )
+  const second = must(
+    await call('POST', '/v1/admin/users', founderToken, { name: 'second admin', roles: ['admin'] }),
+    201,
+    'second admin',
+  )
+  const itsd2 = await replaced(call, String(second.token), 'second admin')
+  const oios = await administration.ensureOiosFounder()
+  if (oios.state !== 'created') throw new Error('OIOS founder made already on this store')
+  const chief1 = await replaced(call, oios.token, 'OIOS founder')
+  const deputy = must(
+    await call('POST', '/v1/admin/users', chief1.token, {
+      name: 'OIOS deputy',
+      roles: ['oios_chief'],
+    }),
+    201,
+    'second OIOS chief',
+  )
+  const chief2 = await replaced(call, String(deputy.token), 'second OIOS chief')
+  return {
+    itsd: [{ user_id: founderId, token: founderToken }, itsd2],
+    oios: [chief1, chief2],
+  }
+}
+
+/**
+ * A user with `roles`, made as the system allows it: proposed by one administrator of each
+ * role's side, confirmed by the other, the token joined from the two parts.
+ */
+export async function proposeAndConfirm(
+  app: { request: App['request'] },
+  admins: Administrators,
+  roles: Role[],
+  name = roles.join('+'),
+): Promise<{ user_id: string; token: string }> {
+  const call = caller(app)
+  const itsdRoles = roles.filter((r) => SIDE_OF[r] === 'itsd')
+  const oiosRoles = roles.filter((r) => SIDE_OF[r] === 'oios')
+  const home = itsdRoles.length > 0 ? 'itsd' : 'oios'
+  const [proposer, confirmer] = admins[home]
+  const proposed = must(
+    await call('POST', '/v1/admin/users', proposer.token, {
+      name,
+      roles: home === 'itsd' ? itsdRoles : oiosRoles,
+    }),
+    201,
+    `propose ${name}`,
+  )
+  const confirmed = must(
+    await call('POST', `/v1/admin/proposals/${proposed.proposal_id}/confirm`, confirmer.token),
+    200,
+    `confirm ${name}`,
+  )
+  const userId = String(proposed.user_id)
+  if (home === 'itsd' && oiosRoles.length > 0) {
+    // OIOS grants its own roles (oios_designee) to an ITSD officer.
+    const [chief, deputy] = admins.oios
+    const more = must(
+      await call('POST', `/v1/admin/users/${userId}/roles`, chief.token, { roles: oiosRoles }),
+      201,
+      `propose ${oiosRoles.join(',')} for ${name}`,
+    )
+    must(
+      await call('POST', `/v1/admin/proposals/${more.proposal_id}/confirm`, deputy.token),
+      200,
+      `confirm ${oiosRoles.join(',')} for ${name}`,
+    )
+  }
+  return { user_id: userId, token: `${proposed.token_part}${confirmed.token_part}` }
 }
