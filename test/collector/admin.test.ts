@@ -25,15 +25,20 @@ import {
   makeBatch,
   openHarness,
   postIngest,
+  setUpAdministrators,
   userToken,
 } from './harness.ts'
 
 let h: Harness
 let adminToken: string
+/** The other admin, who confirms what `adminToken` proposes. */
+let secondAdminToken: string
 
 beforeAll(async () => {
   h = await openHarness()
-  adminToken = await userToken(h.store, ['admin'], 'admin')
+  const admins = await setUpAdministrators(h.app, h.administration, h.dir)
+  adminToken = admins.itsd[0].token
+  secondAdminToken = admins.itsd[1].token
 })
 
 afterAll(async () => {
@@ -506,16 +511,28 @@ describe('admin routes', () => {
       body: { name: 'Olga Operator', roles: ['operator', 'operator'] },
     })
     expect(res.status).toBe(201)
-    const created = (await res.json()) as {
+    const proposed = (await res.json()) as {
+      proposal_id: string
       user_id: string
       name: string
       roles: string[]
-      token: string
+      state: string
+      token_part: string
     }
-    expect(created.roles).toEqual(['operator'])
-    expect(created.token).toMatch(new RegExp(`^tly_u_${created.user_id}\\.[A-Za-z0-9_-]{43}$`))
+    expect(proposed.roles).toEqual(['operator'])
+    expect(proposed.state).toBe('proposed')
+    // The second admin confirms and gets the token's second part; the person joins the two.
+    const confirm = await request(`/v1/admin/proposals/${proposed.proposal_id}/confirm`, {
+      method: 'POST',
+      token: secondAdminToken,
+    })
+    expect(confirm.status).toBe(200)
+    const confirmed = (await confirm.json()) as { token_part: string; state: string }
+    expect(confirmed.state).toBe('confirmed')
+    const created = { ...proposed, token: `${proposed.token_part}${confirmed.token_part}` }
+    expect(created.token).toMatch(new RegExp(`^tly_u_${created.user_id}\\.[A-Za-z0-9_-]{86}$`))
     const secretPart = created.token.split('.')[1] ?? ''
-    expect(secretPart).toHaveLength(43)
+    expect(secretPart).toHaveLength(86)
 
     // Nothing in the table holds the token or its random part.
     const dump = await (
@@ -524,19 +541,23 @@ describe('admin routes', () => {
     expect(dump).toContain(created.user_id)
     expect(dump).not.toContain(created.token)
     expect(dump).not.toContain(secretPart)
+    expect(dump).not.toContain(secretPart.slice(0, 43))
+    expect(dump).not.toContain(secretPart.slice(43))
     const [row] = await selectRows<{ token_sha256: string }>(
       h.store,
       'SELECT token_sha256 FROM tally.users FINAL WHERE user_id = {id:String}',
       { id: created.user_id },
     )
-    expect(row?.token_sha256).toBe(sha256Hex(created.token))
+    expect(row?.token_sha256).toBe(
+      `${sha256Hex(proposed.token_part)}:${sha256Hex(confirmed.token_part)}`,
+    )
 
     // The listing shows neither the token nor its hash.
     const list = await request('/v1/admin/users', { token: adminToken })
     expect(list.status).toBe(200)
     const listed = await list.text()
     expect(listed).not.toContain(secretPart)
-    expect(listed).not.toContain(sha256Hex(created.token))
+    expect(listed).not.toContain(sha256Hex(proposed.token_part))
     expect(JSON.parse(listed).users).toContainEqual(
       expect.objectContaining({
         user_id: created.user_id,

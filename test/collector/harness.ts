@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import pino from 'pino'
 import { expect } from 'vitest'
-import { createApp } from '../../collector/app.ts'
+import { createApp, createCollector } from '../../collector/app.ts'
 import type { RoleAdministration } from '../../collector/auth/administration.ts'
 import { createEnrollToken } from '../../collector/auth/enrollment.ts'
 import { type Role, SIDE_OF } from '../../collector/auth/roles.ts'
@@ -34,6 +34,8 @@ export interface Harness {
   app: App
   /** Another collector on the same store, with other settings. */
   appWith(input: Record<string, unknown>): App
+  /** Role administration of `app`'s collector (setUpAdministrators, proposeAndConfirm). */
+  administration: RoleAdministration
   close(): Promise<void>
 }
 
@@ -56,11 +58,13 @@ export async function openHarness(options: HarnessOptions = {}): Promise<Harness
     return createApp({ store, config, logger, signingKey, ...probe })
   }
   const config = CollectorConfig.parse({ data_dir: dir, log_level: 'silent' })
+  const collector = createCollector({ store, config, logger, signingKey, ...probe })
   return {
     dir,
     store,
     config,
-    app: createApp({ store, config, logger, signingKey, ...probe }),
+    app: collector.app,
+    administration: collector.administration,
     appWith,
     close: async () => {
       await store.close()

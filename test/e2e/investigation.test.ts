@@ -18,6 +18,7 @@
  * left in the store.
  */
 import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -66,6 +67,8 @@ describe.skipIf(unavailable !== undefined)('an investigation, from request to pu
   const server = lan.host(2)
   const dataDir = tmp('investigation-data')
   const agentDir = tmp('investigation-agent')
+  // OIOS's bootstrap token goes outside the collector's data directory, as on a site.
+  const oiosBootstrapFile = join(tmp('investigation-oios'), 'oios-bootstrap.token')
   let collector: CollectorProcess
   let agent: AgentProcess
   let agentId = ''
@@ -182,7 +185,9 @@ describe.skipIf(unavailable !== undefined)('an investigation, from request to pu
   beforeAll(async () => {
     await lan.setup()
     await lan.startServers(server.ns, { httpPort: 80, answer: server.address })
-    collector = new CollectorProcess(dataDir, await freePort())
+    collector = new CollectorProcess(dataDir, await freePort(), {
+      TALLY_OIOS_BOOTSTRAP_TOKEN_FILE: oiosBootstrapFile,
+    })
     url = collector.url
     await collector.ready()
     const enrollToken = await collector.enrollToken(SITE)
@@ -200,7 +205,11 @@ describe.skipIf(unavailable !== undefined)('an investigation, from request to pu
     await waitFor('the agent capturing on the bridge', () =>
       agent.logged('traffic capture started').length > 0 ? true : undefined,
     )
-    people = await createPeople(url, collector.adminToken())
+    people = await createPeople(
+      url,
+      collector.adminToken(),
+      readFileSync(oiosBootstrapFile, 'utf8').trim(),
+    )
     investigator = new Investigator(url, people.itsd_investigator)
   }, 60_000)
 

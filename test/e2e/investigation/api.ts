@@ -74,21 +74,53 @@ export interface Person {
   token: string
 }
 
-/** One user per role, created through the admin API. */
+/**
+ * One user per role, made as on a site: the ITSD founder (admin.token) makes its one extra admin,
+ * whose provisional token that admin replaces; every ITSD person is proposed by the founder and
+ * confirmed by the second admin, the person's token joined from the two parts. The OIOS chief is
+ * OIOS's founder, from the bootstrap token the collector wrote outside its data directory.
+ */
 export async function createPeople(
   baseUrl: string,
   adminToken: string,
+  oiosBootstrapToken: string,
 ): Promise<Record<Role, Person>> {
   const out: Partial<Record<Role, Person>> = {}
+  const extra = json<{ token: string }>(
+    await call(baseUrl, 'POST', '/v1/admin/users', {
+      token: adminToken,
+      body: { name: 'e2e second admin', roles: ['admin'] },
+    }),
+    201,
+  )
+  const secondAdmin = json<Person>(
+    await call(baseUrl, 'POST', '/v1/users/me/token', { token: extra.token }),
+    201,
+  )
   for (const role of PEOPLE) {
-    const created = json<Person>(
+    if (role === 'oios_chief') {
+      out[role] = json<Person>(
+        await call(baseUrl, 'POST', '/v1/users/me/token', { token: oiosBootstrapToken }),
+        201,
+      )
+      continue
+    }
+    const proposed = json<{ proposal_id: string; user_id: string; token_part: string }>(
       await call(baseUrl, 'POST', '/v1/admin/users', {
         token: adminToken,
         body: { name: `e2e ${role}`, roles: [role] },
       }),
       201,
     )
-    out[role] = { user_id: created.user_id, token: created.token }
+    const confirmed = json<{ token_part: string }>(
+      await call(baseUrl, 'POST', `/v1/admin/proposals/${proposed.proposal_id}/confirm`, {
+        token: secondAdmin.token,
+      }),
+    )
+    out[role] = {
+      user_id: proposed.user_id,
+      token: `${proposed.token_part}${confirmed.token_part}`,
+    }
   }
   return out as Record<Role, Person>
 }
