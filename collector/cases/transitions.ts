@@ -68,26 +68,32 @@ export interface Named {
 /** Facts about the case, beyond its state, that a step needs. */
 export const CONDITIONS = {
   consulted: {
+    means: 'the OIOS consultation is on record',
     holds: (doc: Case) => doc.consultation !== undefined,
     refusal: 'OIOS must be consulted before approval, except in an emergency (8.4d)',
   },
   not_consulted: {
+    means: 'no OIOS consultation is on record yet',
     holds: (doc: Case) => doc.consultation === undefined,
     refusal: 'OIOS was already consulted on this case',
   },
   confirmed: {
+    means: "the emergency's confirmation is on record",
     holds: (doc: Case) => doc.emergency_confirmation !== undefined,
     refusal: 'an emergency is approved only once someone other than its recorder confirmed it',
   },
   not_confirmed: {
+    means: 'no confirmation is on record yet',
     holds: (doc: Case) => doc.emergency_confirmation === undefined,
     refusal: 'the emergency was already confirmed',
   },
   written_request_pending: {
+    means: 'the written request has not been filed yet',
     holds: (doc: Case) => doc.written_request_at === undefined,
     refusal: 'the written request was already filed',
   },
   written_request_overdue: {
+    means: 'the written request is past due and not filed',
     holds: (doc: Case, now: number) =>
       doc.written_request_at === undefined &&
       doc.written_request_due !== undefined &&
@@ -95,14 +101,19 @@ export const CONDITIONS = {
     refusal: 'the written request is not overdue',
   },
   window_open: {
+    means: 'the approved window has not ended',
     holds: (doc: Case, now: number) => now < Date.parse(doc.window.end),
     refusal: 'the approved window has already ended',
   },
   window_ended: {
+    means: 'the window has ended',
     holds: (doc: Case, now: number) => now >= Date.parse(doc.window.end),
     refusal: 'the window has not ended',
   },
-} as const satisfies Record<string, { holds: (doc: Case, now: number) => boolean; refusal: string }>
+} as const satisfies Record<
+  string,
+  { means: string; holds: (doc: Case, now: number) => boolean; refusal: string }
+>
 export type Condition = keyof typeof CONDITIONS
 
 export interface Transition {
@@ -584,7 +595,7 @@ export function renderTransitions(): string {
   const rows = TRANSITIONS.map((t) => [
     t.kind,
     code(t.step),
-    t.from.join(', '),
+    ALL_STATES.every((state) => t.from.includes(state)) ? 'any' : t.from.join(', '),
     t.to === 'same' ? '(same)' : t.to,
     t.by.map(describeActor).join('; '),
     t.notAs.length === 0 ? '' : t.notAs.map((r) => `the ${r.replace('_', ' ')}`).join(', '),
@@ -600,7 +611,7 @@ export function renderTransitions(): string {
   const line = (cells: string[]) =>
     `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`
   const conditions = (Object.keys(CONDITIONS) as Condition[]).map(
-    (c) => `- ${code(c)}: refused otherwise with "${CONDITIONS[c].refusal}"`,
+    (c) => `- ${code(c)}: ${CONDITIONS[c].means}`,
   )
   return [
     line(header),
