@@ -116,6 +116,16 @@ export const CollectorConfig = z.strictObject({
       bootstrap_token_file: z.string().min(1).optional(),
     })
     .prefault({}),
+  register: z
+    .strictObject({
+      /**
+       * The register's checkpoint-signing key (Ed25519, PKCS#8 PEM; made on first start if
+       * missing). Unset: register-signing-key.pem in data_dir. Keep it outside data_dir, on a
+       * mount another user owns and the data_dir backups leave out (docs/operators.md).
+       */
+      signing_key_file: z.string().min(1).optional(),
+    })
+    .prefault({}),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 })
 export type CollectorConfig = z.output<typeof CollectorConfig>
@@ -130,6 +140,7 @@ export function loadCollectorConfig(file?: string, env?: NodeJS.ProcessEnv): Col
       'cases.master_key_file',
       'cases.outbox.webhook_url',
       'oios.bootstrap_token_file',
+      'register.signing_key_file',
     ],
   })
 }

@@ -42,7 +42,16 @@ export async function startCollector(
   mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   // The key files first: an empty or corrupt one stops the start before the store is touched.
   const signingKey = loadOrCreateSigningKey(join(dataDir, 'grant-signing-key.pem'))
-  const registerKey = loadOrCreateSigningKey(join(dataDir, REGISTER_KEY_FILE))
+  const registerKeyFile = resolve(
+    config.register.signing_key_file ?? join(dataDir, REGISTER_KEY_FILE),
+  )
+  const registerKey = loadOrCreateSigningKey(registerKeyFile)
+  if (isInside(registerKeyFile, dataDir)) {
+    logger.warn(
+      { setting: 'register.signing_key_file' },
+      'the register signing key is inside the data directory: whoever holds the directory can re-sign a rewritten register (auditors and agents that kept a head still detect it)',
+    )
+  }
   const store = openStore({
     dataDir,
     url: config.clickhouse.url,
