@@ -1,7 +1,8 @@
 /**
  * `tally usage` against a real collector process: the same buckets as GET /v1/usage, the same
  * k rule (a service used by fewer than k hosts is not shown, not even folded into `other` when
- * that stays under k), as a table and as JSON.
+ * that stays under k), as a table and as JSON. The collector releases a minute
+ * `usage.release_after_seconds` (10 s here) after it closed, on its own maintenance tick.
  */
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -25,14 +26,15 @@ const usage = (service: string, bytes: number): UsageContribution => ({
 describe('tally usage', () => {
   let collector: CollectorProcess
   let admin: string[]
-  // Two minutes ago on a 10 s boundary: inside every ingest window and the 10 s table's life.
-  const start = Math.floor((Date.now() - 120_000) / 10_000) * 10
+  // Now: usage counts only from a batch that started within the release delay.
+  const start = Math.floor(Date.now() / 1000) - 2
   const from = new Date((start - 600) * 1000).toISOString()
   const to = new Date((start + 600) * 1000).toISOString()
 
   beforeAll(async () => {
     collector = await new CollectorProcess(tmp('usage-cli'), await freePort(), {
       TALLY_USAGE_K: '3',
+      TALLY_USAGE_RELEASE_AFTER_SECONDS: '10',
     }).ready()
     admin = ['--collector', collector.url, '--token', collector.adminToken()]
     const token = await collector.enrollToken('lyon-pm', 4)
@@ -74,7 +76,14 @@ describe('tally usage', () => {
       })
       expect(ingested.status, await ingested.text()).toBe(200)
     }
-  })
+    // Released once its minute closed, 10 s on, at the next 15 s tick: at most about 90 s.
+    const query = `/v1/usage?by=service&from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`
+    for (let i = 0; i < 240; i++) {
+      const answer = await collector.api<{ buckets: unknown[] }>('GET', query)
+      if (answer.buckets.length > 0) break
+      await new Promise((done) => setTimeout(done, 500))
+    }
+  }, 180_000)
   afterAll(async () => {
     await collector?.stop('SIGKILL')
   })
