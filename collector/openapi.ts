@@ -15,6 +15,7 @@
 import { z } from 'zod'
 import { AgentGrants, CATEGORIES } from '../protocol/grants.ts'
 import {
+  AgentGrantsPoll,
   EnrollRequest,
   EnrollResponse,
   ErrorBody,
@@ -285,10 +286,18 @@ const VerifyReportSchema = z.strictObject({
         'reordered',
         'checkpoint-mismatch',
         'bad-signature',
+        'rolled-back',
+        'inconsistent',
       ]),
       message: z.string(),
     }),
   ),
+})
+const ConsistencyProofSchema = z.strictObject({
+  register: z.enum(REGISTERS),
+  from: z.number().int(),
+  to: z.number().int(),
+  proof: z.array(z.string()).describe('RFC 6962 PROOF(from, to), hex SHA-256 hashes'),
 })
 const RegisterPublicKey = z
   .object({ kty: z.literal('OKP'), crv: z.literal('Ed25519'), x: z.string(), kid: z.string() })
@@ -371,6 +380,8 @@ const RESPONSES: Record<string, z.ZodType> = {
   Checkpoint: CheckpointSchema,
   CheckpointList,
   VerifyReport: VerifyReportSchema,
+  ConsistencyProof: ConsistencyProofSchema,
+  AgentGrantsPoll,
   RegisterPublicKey,
   ...RESTRICTED_RESPONSES,
   Health,
@@ -993,9 +1004,25 @@ function build() {
             'Signed capture grants (EdDSA JWS, verified with the key pinned at enrollment) of ' +
             'active cases naming this agent. A closed, expired or suspended case drops out at once.',
           security: [{ agentCredential: [] }],
+          parameters: [
+            {
+              name: 'register_size',
+              in: 'query',
+              required: false,
+              description:
+                'the size of the ITSD register head the agent kept (0: none). With it the answer ' +
+                'also carries `register`: the latest signed head, the RFC 6962 proof from that ' +
+                'size, and the register key; without it (older agents), the grants alone',
+              schema: { type: 'integer', minimum: 0 },
+            },
+          ],
           responses: {
-            '200': { description: 'the grants', content: json('AgentGrants') },
+            '200': {
+              description: 'the grants (and with register_size, the register head)',
+              content: json('AgentGrantsPoll'),
+            },
             ...errors({
+              '400': 'register_size is not an integer >= 0 (`invalid_request`)',
               '401': 'no credential, or an unknown, wrong or revoked one (`unauthenticated`)',
             }),
           },
@@ -1105,6 +1132,46 @@ function build() {
               ...REGISTER_ERRORS,
               '404': `${REGISTER_ERRORS['404']}; or no checkpoint of that size`,
               '503': 'the store could not be written (`register_unavailable`); retry later',
+            }),
+          },
+        },
+      },
+      '/v1/register/{register}/consistency': {
+        get: {
+          operationId: 'registerConsistency',
+          summary:
+            'RFC 6962 consistency proof between two tree sizes, from the stored entries (register readers)',
+          description:
+            'For a verifier that kept the head at `from`: the proof that the tree of size `to` ' +
+            '(default: the latest signed head) extends it. The verifier checks it against both ' +
+            'signed roots itself.',
+          security: [{ userToken: [] }],
+          parameters: [
+            registerParameter,
+            {
+              name: 'from',
+              in: 'query',
+              required: true,
+              description: 'the size of the kept head',
+              schema: { type: 'integer', minimum: 0 },
+            },
+            {
+              name: 'to',
+              in: 'query',
+              required: false,
+              description: 'the size of the newer head (default: the latest signed one)',
+              schema: { type: 'integer', minimum: 0 },
+            },
+          ],
+          responses: {
+            '200': { description: 'the proof', content: json('ConsistencyProof') },
+            ...errors({
+              '400': 'from missing, or from/to not sizes, or to below from (`invalid_request`)',
+              ...REGISTER_ERRORS,
+              '409':
+                'a size beyond the register (`beyond_head`: cut below what the verifier kept), ' +
+                'or the stored chain does not verify (`register_does_not_verify`)',
+              '503': 'the store could not be read (`register_unavailable`); retry later',
             }),
           },
         },
