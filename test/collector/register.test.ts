@@ -42,6 +42,7 @@ import {
   signCheckpointBytes,
   type VerifyProblem,
   type VerifyReport,
+  verifyConsistency,
   verifyEntries,
 } from '../../collector/register/register.ts'
 import { registerRoutes } from '../../collector/routes/register.ts'
@@ -653,6 +654,32 @@ describe('routes', () => {
     expect(await key.json()).toEqual(publicJwk)
     expect((await call('/v1/register/public-key', ['oios_investigator'])).status).toBe(200)
     expect((await call('/v1/register/public-key', ['operator'])).status).toBe(403)
+  })
+
+  it('gives RFC 6962 consistency proofs that verify against the signed roots; bad sizes are 4xx', async () => {
+    const cps = (await register.checkpoints('itsd')) as SignedCheckpoint[]
+    const at = (size: number) => cps.find((c) => c.size === size) as SignedCheckpoint
+    const res = await call('/v1/register/itsd/consistency?from=17&to=42', ['auditor'])
+    expect(res.status).toBe(200)
+    const body = (await res.json()) as { from: number; to: number; proof: string[] }
+    expect(body).toMatchObject({ register: 'itsd', from: 17, to: 42 })
+    expect(verifyConsistency(17, 42, at(17).root, at(42).root, body.proof)).toBe(true)
+    // `to` defaults to the latest signed head.
+    const latest = (await (
+      await call('/v1/register/itsd/consistency?from=30', ['auditor'])
+    ).json()) as { to: number; proof: string[] }
+    expect(latest.to).toBe(N)
+    expect(verifyConsistency(30, N, at(30).root, at(N).root, latest.proof)).toBe(true)
+    for (const query of ['', '?from=abc', '?from=-1', '?from=5&to=4', '?from=1&extra=1']) {
+      const bad = await call(`/v1/register/itsd/consistency${query}`, ['auditor'])
+      expect(bad.status, query).toBe(400)
+    }
+    const beyond = await call('/v1/register/itsd/consistency?from=1&to=999', ['auditor'])
+    expect(beyond.status).toBe(409)
+    expect((await errorBody(beyond)).error).toBe('beyond_head')
+    // OIOS's proofs exist only for OIOS.
+    expect((await call('/v1/register/oios/consistency?from=1', ['admin'])).status).toBe(404)
+    expect((await call('/v1/register/oios/consistency?from=1', ['oios_chief'])).status).toBe(200)
   })
 
   it('signs a checkpoint on request and takes a countersignature', async () => {

@@ -317,6 +317,35 @@ describe('attack 5: the register rolled back by the data directory holder', () =
     expect(watch.inconsistent).toBe(true)
   })
 
+  it('the grants poll: the head only on request, ITSD only, bad sizes 400', async () => {
+    await resetRegister()
+    const collector = start()
+    await append(collector.register, 3)
+    await collector.register.append({
+      register: 'oios',
+      kind: 'oios.access',
+      actor: 'u-oios',
+      details: {},
+    })
+    const agent = await enrollAgent({ ...h, app: collector.app }, 'geneva', 'ws-poll')
+    const poll = (query: string) =>
+      collector.app.request(`/v1/agents/grants${query}`, {
+        headers: { authorization: `Bearer ${agent.credential}` },
+      })
+    // An agent from before heads were served asks without register_size: grants alone.
+    expect(await (await poll('')).json()).toEqual({ grants: [] })
+    const answer = (await (await poll('?register_size=0')).json()) as {
+      register: { head: { register: string; size: number }; proof: string[] }
+    }
+    expect(answer.register.head.register).toBe('itsd')
+    const itsdSize = (await collector.register.checkpoints('itsd')).at(-1)?.size
+    expect(answer.register.head.size).toBe(itsdSize)
+    expect(JSON.stringify(answer)).not.toContain('oios')
+    for (const bad of ['?register_size=-1', '?register_size=abc', '?register_size=1.5', '?x=1']) {
+      expect((await poll(bad)).status, bad).toBe(400)
+    }
+  })
+
   it('entries cut without their checkpoints: the restarted collector refuses to sign over them', async () => {
     await resetRegister()
     let collector = start()
