@@ -2,15 +2,17 @@
  * Privacy end to end: traffic with distinctive addresses, a port, names and a user agent goes
  * through the live pipeline, and none of them comes out of it: not in what the agent sends, not
  * in the logs, not in any API answer, not in any row of the store. And the k threshold: three
- * hosts' usage is shown at k = 3 and not at all at k = 5.
+ * hosts' usage is shown at k = 3, and not at all once k is raised to 5.
  *
  * Two test hosts in network namespaces on a bridge (tlyA2… 10.99.2.2, tlyB2… 10.99.2.3 on
- * tlybr2…, each name ending in the test process's mark). B runs an HTTP server on port 47913 and a DNS responder on UDP 53; A fetches
+ * tlybr2…, each name ending in the test process's mark). B runs an HTTP server on port 47913 and
+ * a DNS responder on UDP 53; A fetches
  * http://10.99.2.3:47913/canary-path-q7 with Host secret-host.example and a distinctive
  * User-Agent, asks for very-secret-name.example and pings B. Four agents capture the bridge in
  * gateway mode at the same time: one sends to collector 1 (k = 1) through a recording proxy,
- * three (one site, one enrollment token with three uses) to collector 2 (k = 5), also through a
- * recording proxy.
+ * three (one site, one enrollment token with three uses) to collector 2 (k = 3), also through a
+ * recording proxy. Both collectors release each minute of usage soon after it ends
+ * (usage-release.ts); the test waits for that release before it reads usage.
  */
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -34,6 +36,7 @@ import {
 } from './netns/leaks.ts'
 import { RecordingProxy } from './netns/proxy.ts'
 import { dumpStore } from './store-dump.ts'
+import { awaitRelease, inOneMinute, RELEASE_ENV, RELEASE_WAIT_MS } from './usage-release.ts'
 
 const unavailable = lanUnavailable(['ip', 'sysctl', 'tcpdump', 'tshark', 'curl', 'dig', 'ping'])
 if (unavailable !== undefined) {
@@ -47,6 +50,8 @@ const DNS_NAME = 'very-secret-name.example'
 const USER_AGENT = 'TallyCanaryAgent/7.3 (privacy-probe)'
 const URL_PATH = '/canary-path-q7'
 const DIMENSIONS = ['service', 'peer_class', 'transport', 'ip_version', 'direction'] as const
+/** How long the test traffic lasts at most (curl and dig time out within 5 s). */
+const TRAFFIC_SECONDS = 20
 
 /** An IPv4 address as a 32-bit integer, in network and in little-endian byte order. */
 function addressNumbers(address: string): number[] {
@@ -132,8 +137,8 @@ describe.skipIf(unavailable !== undefined)('privacy of the live pipeline', () =>
     const port1 = await freePort()
     let port2 = await freePort()
     while (port2 === port1) port2 = await freePort()
-    const c1 = new CollectorProcess(dataDir1, port1, { TALLY_USAGE_K: '1' })
-    const c2 = new CollectorProcess(dataDir2, port2, { TALLY_USAGE_K: '5' })
+    const c1 = new CollectorProcess(dataDir1, port1, { TALLY_USAGE_K: '1', ...RELEASE_ENV })
+    const c2 = new CollectorProcess(dataDir2, port2, { TALLY_USAGE_K: '3', ...RELEASE_ENV })
     collector1 = c1
     collector2 = c2
     await Promise.all([c1.ready(), c2.ready()])
@@ -183,6 +188,7 @@ describe.skipIf(unavailable !== undefined)('privacy of the live pipeline', () =>
       }
     }
     const ping = () => lan.exec(a.ns, 'ping', ['-n', '-c', '3', '-i', '0.2', '-W', '2', b.address])
+    await inOneMinute(TRAFFIC_SECONDS)
     await Promise.all([curl(), dig(), ping()])
 
     await Promise.all([
@@ -193,7 +199,17 @@ describe.skipIf(unavailable !== undefined)('privacy of the live pipeline', () =>
       expect(await agent.stop('SIGTERM')).toEqual({ code: 0, signal: null })
     }
     expect((await ref.stop()).dropped).toBe(0)
-  })
+
+    // Usage is shown once its minute is released: all of it, one host's once and three times.
+    const sent = (await tsharkCount(refFile, `ip.addr == ${a.address} && ip.addr == ${b.address}`))
+      .packets
+    await Promise.all([
+      awaitRelease(c1, SITE, startedAt, sent),
+      awaitRelease(c2, SITE, startedAt, 3 * sent),
+    ])
+    // The wait for the release (up to its minute's end, the delay and a tick) is what makes this
+    // hook longer than the others, not the work in it.
+  }, 60_000 + RELEASE_WAIT_MS)
 
   afterAll(async () => {
     for (const agent of [single, ...trio]) await agent?.stop('SIGKILL')
@@ -205,20 +221,14 @@ describe.skipIf(unavailable !== undefined)('privacy of the live pipeline', () =>
     await lan.teardown()
   })
 
-  function range(): { from: number; to: number } {
-    let from = Math.floor(startedAt / 1000) - 20
-    if (from % 60 === 0) from -= 1
-    let to = Math.ceil(Date.now() / 1000) + 1
-    if (to % 60 === 0) to += 1
-    return { from, to }
-  }
-
   /** GET /v1/usage by one dimension, one step over the test; the answer is kept for the search. */
   async function usage(collector: CollectorProcess, by: string, label: string) {
-    const { from, to } = range()
+    // The collector widens the range to whole minutes; the step is then the whole range.
+    const from = Math.floor(startedAt / 1000) - 20
+    const to = Math.ceil(Date.now() / 1000) + 1
     const answer = await collector.api<UsageAnswer>(
       'GET',
-      `/v1/usage?site=${SITE}&by=${by}&from=${from}&to=${to}&step=${to - from}`,
+      `/v1/usage?site=${SITE}&by=${by}&from=${from}&to=${to}`,
     )
     answers.push({
       where: `${label} GET /v1/usage by=${by}`,
@@ -263,13 +273,14 @@ describe.skipIf(unavailable !== undefined)('privacy of the live pipeline', () =>
     expect([...dump.keys()], `${label}: the store has its tables`).toEqual(
       expect.arrayContaining([
         'tally.host_metrics',
-        'tally.usage_site',
-        'tally.usage_site_1m',
-        'tally.usage_site_1h',
+        'tally.usage_cells',
+        'tally.usage_released',
+        'tally.usage_released_1h',
         'tally_restricted.flows',
       ]),
     )
-    expect(dump.get('tally.usage_site')?.length, `${label}: usage was stored`).toBeGreaterThan(0)
+    expect(dump.get('tally.usage_cells')?.length, `${label}: usage was stored`).toBeGreaterThan(0)
+    expect(dump.get('tally.usage_released')?.length, `${label}: and released`).toBeGreaterThan(0)
     for (const [table, rows] of dump) {
       leaks.push(...findLeaks(rows, needles, `${label} table ${table}`))
     }
@@ -388,25 +399,14 @@ describe.skipIf(unavailable !== undefined)('privacy of the live pipeline', () =>
     answers.length = 0
   })
 
-  it('shows no bucket at k = 5 with three hosts, and all of them, three hosts each, at k = 3', async () => {
+  it('shows every bucket at k = 3, three hosts each, and none once k is raised to 5', async () => {
     if (collector2 === undefined || proxy2 === undefined) throw new Error('no collector')
     const fleet = await collector2.fleet()
     expect(fleet.map((e) => e.host).sort()).toEqual(['gw-1', 'gw-2', 'gw-3'])
+    // Every bucket is there, with three hosts and three times the single gateway's counts (all
+    // four agents captured the same frames).
     for (const by of DIMENSIONS) {
-      const answer = await usage(collector2, by, 'collector 2 (k = 5)')
-      expect(answer.k).toBe(5)
-      expect(answer.buckets, `k = 5, by ${by}: no bucket reaches 5 hosts`).toEqual([])
-    }
-    const stopped = collector2
-    expect(await stopped.stop('SIGTERM')).toEqual({ code: 0, signal: null })
-
-    // The same data with k = 3: every bucket is there, with three hosts and three times the
-    // single gateway's counts (all four agents captured the same frames).
-    const again = new CollectorProcess(dataDir2, await freePort(), { TALLY_USAGE_K: '3' })
-    collector2 = again
-    await again.ready()
-    for (const by of DIMENSIONS) {
-      const answer = await usage(again, by, 'collector 2 (k = 3)')
+      const answer = await usage(collector2, by, 'collector 2 (k = 3)')
       expect(answer.k).toBe(3)
       expect(answer.buckets.length, `k = 3, by ${by}: buckets`).toBeGreaterThan(0)
       for (const bucket of answer.buckets) {
@@ -422,6 +422,21 @@ describe.skipIf(unavailable !== undefined)('privacy of the live pipeline', () =>
         tripled,
       )
     }
+    const stopped = collector2
+    expect(await stopped.stop('SIGTERM')).toEqual({ code: 0, signal: null })
+
+    // The same store with k = 5: what was released with three hosts is shown no more.
+    const again = new CollectorProcess(dataDir2, await freePort(), {
+      TALLY_USAGE_K: '5',
+      ...RELEASE_ENV,
+    })
+    collector2 = again
+    await again.ready()
+    for (const by of DIMENSIONS) {
+      const answer = await usage(again, by, 'collector 2 (k = 5)')
+      expect(answer.k).toBe(5)
+      expect(answer.buckets, `k = 5, by ${by}: no bucket reaches 5 hosts`).toEqual([])
+    }
     expect(await again.stop('SIGTERM')).toEqual({ code: 0, signal: null })
 
     const leaks = [
@@ -431,8 +446,8 @@ describe.skipIf(unavailable !== undefined)('privacy of the live pipeline', () =>
         proxy2,
         [
           ...trio.map((agent, i) => ({ name: `agent gw-${i + 1}`, stderr: agent.stderr })),
-          { name: 'collector 2 (k = 5)', stderr: stopped.stderr },
-          { name: 'collector 2 (k = 3)', stderr: again.stderr },
+          { name: 'collector 2 (k = 3)', stderr: stopped.stderr },
+          { name: 'collector 2 (k = 5)', stderr: again.stderr },
         ],
         dataDir2,
       )),
