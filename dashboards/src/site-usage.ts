@@ -1,13 +1,13 @@
 /**
  * Site usage (tier A): traffic of a site, or of every site, over time by service, peer class,
  * transport, IP version and direction, and the top services. Every panel reads the k views
- * `tally.usage_by_<grouping>(site, from, to, step)` and nothing else, so a bucket is shown only
- * when at least k hosts contributed to it (collector/store/usage.ts).
+ * `tally.usage_by_<grouping>(site, from, to, step)` and nothing else (grafana_ro may read no
+ * usage table): they sum released minute cells, each of at least k hosts, or a site's `other`
+ * cell of that minute when it reaches k (collector/store/usage.ts).
  *
- * The views read the coarsest rollup whose resolution divides the step and both ends of the
- * range, so the range is widened to whole steps: from is rounded down and to up to a multiple
- * of the step. Panels ask for at least a minute per step (minimum interval 1m), so a range of
- * weeks reads per-minute or hourly rows, not the 10 s table that keeps 7 days.
+ * The range is widened to whole steps (from rounded down, to up) so every step holds whole
+ * minutes; panels ask for at least a minute per step (minimum interval 1m), and the top services
+ * widen to whole hours so the views read the hourly table.
  */
 import {
   dashboard,
@@ -37,7 +37,7 @@ const wholeRange = (by: Grouping) => `tally.usage_by_${by}(
 const throughput = (by: Grouping, label: string, title: string, w = 12): PanelSpec => ({
   type: 'timeseries',
   title,
-  description: `Bits per second by ${by.replace('_', ' ')}, summed over the selected site(s). Buckets of fewer than k hosts are folded into "other", which is shown only when it reaches k itself.`,
+  description: `Bits per second by ${by.replace('_', ' ')}, summed over the selected site(s). Each minute, values of fewer than k hosts are folded into "other", shown only when it reaches k itself.`,
   w,
   h: 9,
   minInterval: '1m',
@@ -57,7 +57,7 @@ const panels: PanelSpec[] = [
     w: 24,
     h: 3,
     content:
-      'Site-level sums only: the collector keeps no per-host usage. A value (a service, a peer class, ...) is shown for a site and time step only when at least **k** distinct hosts of the site contributed to it; smaller ones are folded into **other**, shown only when it reaches k itself. Longer steps therefore show more detail. Bits per second count frames as captured (their length on the wire).',
+      'Site-level sums only: the collector keeps no per-host usage. Each minute, a cell (a service, direction, IP version, transport and peer class) of a site is shown only when at least **k** distinct hosts of the site sent traffic in it; the others are summed into **other**, shown only when it reaches k itself. Every panel sums the same released minutes, so longer steps show no more detail, and the last minutes appear once released (10 minutes by default). Bits per second count frames as captured (their length on the wire).',
   },
   { type: 'row', title: 'Throughput' },
   throughput('service', 'service', 'By service', 24),
@@ -74,7 +74,7 @@ const panels: PanelSpec[] = [
     type: 'table',
     title: 'Top services',
     description:
-      'The services that carried the most bytes over the whole range, widened to whole hours, with the k rule applied to the range as one step.',
+      'The services that carried the most bytes over the whole range, widened to whole hours: the sum of the released minute cells.',
     w: 24,
     h: 10,
     overrides: [
