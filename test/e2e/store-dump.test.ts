@@ -39,7 +39,7 @@ describe('query-store.ts', () => {
       'SELECT count() AS n FROM tally.schema_migrations',
     ])) as [Array<{ name: string }>, Array<{ name: string }>, Array<{ n: number }>]
     expect(tables.map((t) => t.name)).toEqual(
-      expect.arrayContaining(['tally.host_metrics', 'tally.usage_site', 'tally_restricted.flows']),
+      expect.arrayContaining(['tally.host_metrics', 'tally.usage_cells', 'tally_restricted.flows']),
     )
     expect(views.length).toBeGreaterThan(0)
 
