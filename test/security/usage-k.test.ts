@@ -12,7 +12,12 @@
  * usage.ts), a host counts only with real traffic from a recent batch, host identities are keyed,
  * and grafana_ro reads the definer views only.
  */
+import { execFile } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SHARDING_KEYS } from '../../collector/store/cluster.ts'
 import { selectRows } from '../../collector/store/rows.ts'
@@ -255,20 +260,9 @@ describe('site usage: k cannot be differenced, flooded or read around', () => {
     const revoked = new Set(
       queries.map((q) => /^REVOKE SELECT ON (\S+)$/.exec(q)?.[1]).filter((t) => t !== undefined),
     )
-    // Every table and materialized view any migration makes for usage, and its cluster shard.
-    const dir = new URL('../../collector/store/migrations/', import.meta.url)
-    const made = new Set<string>()
-    for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql'))) {
-      const sql = readFileSync(new URL(file, dir), 'utf8')
-      for (const m of sql.matchAll(
-        /CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS (tally\.usage_\w+)/g,
-      )) {
-        made.add(m[1] as string)
-      }
-    }
-    const dropped = ['tally.usage_site', 'tally.usage_site_1m', 'tally.usage_site_1h']
-    const live = [...made].filter((t) => !dropped.includes(t) && !t.startsWith('tally.usage_site_'))
-    expect(live.sort()).toEqual([
+    // Every usage table and materialized view the migrations leave, and its cluster shard.
+    const live = liveUsageObjects()
+    expect(live).toEqual([
       'tally.usage_cells',
       'tally.usage_cells_mv',
       'tally.usage_contributions',
@@ -283,4 +277,55 @@ describe('site usage: k cannot be differenced, flooded or read around', () => {
     }
     for (const by of USAGE_DIMENSIONS) expect(revoked).not.toContain(`tally.usage_by_${by}`)
   })
+
+  it('2: the engine, loading the users file, computes the same grants for grafana_ro', async () => {
+    // chDB runs as its one user and cannot act as another (no impersonation): what it can do is
+    // load deploy's users file as a server does and say what grafana_ro may do.
+    const dir = await mkdtemp(join(tmpdir(), 'tally-engine-grants-'))
+    try {
+      const { stdout } = await run(
+        process.execPath,
+        [new URL('./engine-grants.ts', import.meta.url).pathname, dir],
+        {
+          timeout: 50_000,
+          killSignal: 'SIGKILL',
+          env: { ...process.env, TALLY_GRAFANA_CH_PASSWORD: 'x', TALLY_COLLECTOR_CH_PASSWORD: 'y' },
+        },
+      )
+      const grants = JSON.parse(stdout) as { grafana_ro: string[]; tally_reader: string[] }
+      expect(grants.grafana_ro).toEqual(['GRANT tally_reader TO grafana_ro'])
+      const reader = new Set(grants.tally_reader)
+      expect(reader).toContain('GRANT SELECT ON tally.* TO tally_reader')
+      for (const table of liveUsageObjects()) {
+        expect(reader, table).toContain(`REVOKE SELECT ON ${table} FROM tally_reader`)
+        if (Object.hasOwn(SHARDING_KEYS, table)) {
+          expect(reader, table).toContain(`REVOKE SELECT ON ${table}_local FROM tally_reader`)
+        }
+      }
+      for (const line of reader) expect(line).not.toMatch(/usage_by_/)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
 })
+
+const run = promisify(execFile)
+
+/** Every usage table and materialized view the migrations leave in place. */
+function liveUsageObjects(): string[] {
+  const dir = new URL('../../collector/store/migrations/', import.meta.url)
+  const made = new Set<string>()
+  const dropped = new Set<string>()
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.sql'))) {
+    const sql = readFileSync(new URL(file, dir), 'utf8')
+    for (const m of sql.matchAll(
+      /CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS (tally\.usage_\w+)/g,
+    )) {
+      made.add(m[1] as string)
+    }
+    for (const m of sql.matchAll(/DROP (?:TABLE|VIEW) IF EXISTS (tally\.usage_\w+)/g)) {
+      dropped.add(m[1] as string)
+    }
+  }
+  return [...made].filter((t) => !dropped.has(t)).sort()
+}
