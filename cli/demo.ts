@@ -16,6 +16,7 @@ import { refuseSharedDataDir } from '../collector/cli-preflight.ts'
 import { loadCollectorConfig } from '../collector/config.ts'
 import { startCollector } from '../collector/server.ts'
 import type { FleetAgent } from '../collector/store/fleet.ts'
+import { writeFileAtomic } from '../common/atomic-file.ts'
 import { createLogger } from '../common/log.ts'
 import { untilSignal } from '../common/signals.ts'
 
@@ -37,9 +38,13 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     'collector',
     join(config.data_dir, 'logs', 'collector.log'),
   )
+  // One machine plays both sides of the demo: OIOS's bootstrap token is written beside the
+  // data, where a site would never keep it (docs/privacy.md, "Roles and who grants them").
+  config.oios.bootstrap_token_file ??= join(config.data_dir, 'oios-bootstrap.token')
   const collector = await startCollector(config, collectorLog)
   const token = readTokenFile(collector.adminTokenFile)
   const api = { collectorUrl: collector.url, token }
+  const secondAdminFile = await demoSecondAdmin(api, collector.dataDir)
 
   const stateDir = join(collector.dataDir, 'agent')
   // The agent's own settings (capture.*, spool.*) come from TALLY_* variables as usual; where it
@@ -80,6 +85,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       `  collector   ${collector.url}   (embedded ClickHouse engine)`,
       `  data        ${collector.dataDir}`,
       `  admin token ${collector.adminTokenFile}`,
+      `  2nd admin   ${secondAdminFile}   (demo only: confirms what the first proposes)`,
+      `  OIOS token  ${config.oios.bootstrap_token_file}   (demo only: OIOS's bootstrap chief)`,
       `  logs        ${join(collector.dataDir, 'logs')}/`,
       '',
       `The agent (${agent.agentId}) sends host metrics every ${interval} s. See the fleet:`,
@@ -119,6 +126,31 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   await agent.done
   await collector.close()
   process.stdout.write('stopped.\n')
+}
+
+/**
+ * The demo's second admin: every role grant is confirmed by an admin other than the one who
+ * proposed it, so one machine needs two. The founder makes its one extra admin on the first
+ * run, and the demo replaces that provisional token at once, as the second person would.
+ */
+async function demoSecondAdmin(
+  api: { collectorUrl: string; token: string },
+  dataDir: string,
+): Promise<string> {
+  const file = join(dataDir, 'admin2.token')
+  if (existsSync(file)) return file
+  const made = await callApi<{ token?: string }>(api, 'POST', '/v1/admin/users', {
+    name: 'second admin (demo)',
+    roles: ['admin'],
+  })
+  if (made.token === undefined) return `${file} (not made: this collector has its second admin)`
+  const replaced = await callApi<{ token: string }>(
+    { collectorUrl: api.collectorUrl, token: made.token },
+    'POST',
+    '/v1/users/me/token',
+  )
+  writeFileAtomic(file, `${replaced.token}\n`, 0o600)
+  return file
 }
 
 /** How long the banner waits for tcpdump to start capturing or to fail. */

@@ -33,6 +33,7 @@ export function bodyCaps(config: CollectorConfig): Record<RouteKey, number> {
     'POST /v1/restricted/ingest': RESTRICTED_BODY_LIMITS.maxBodyBytes,
     'POST /v1/admin/enroll-tokens': 4 * KiB,
     'POST /v1/admin/users': 4 * KiB,
+    'POST /v1/admin/users/{id}/roles': 4 * KiB,
     'POST /v1/cases': CASE_CAP,
     'POST /v1/cases/emergency': CASE_CAP,
     'POST /v1/cases/technical': CASE_CAP,

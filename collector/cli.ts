@@ -36,6 +36,14 @@ export function collectorCommand(): Command {
         `collector listening on ${running.url} (${running.engine} engine, data in ${running.dataDir})\n` +
           `admin token: ${running.adminTokenFile}\n`,
       )
+      if (running.oiosBootstrapToken !== undefined) {
+        // Shown this once and stored nowhere (only its hash is): it is OIOS's, not the starter's.
+        process.stderr.write(
+          `\nOIOS bootstrap token (shown once; hand it to OIOS, who replaces it at once with\n` +
+            `\`tally admin replace-token\`; set oios.bootstrap_token_file to have it written\n` +
+            `outside the data directory instead):\n${running.oiosBootstrapToken}\n\n`,
+        )
+      }
       await untilSignal()
       await running.close()
     })

@@ -100,6 +100,30 @@ describe('admin commands against a running collector', () => {
       token: expect.stringMatching(/^tly_e_/),
     })
 
+    // The founder's one extra admin, who replaces its provisional token, then confirms what the
+    // founder proposes; the operator's token is the two parts joined.
+    const extra = await tally([
+      'admin',
+      'user',
+      'create',
+      '--name',
+      'Second Admin',
+      '--role',
+      'admin',
+      '--json',
+      ...admin,
+    ])
+    const provisional = (JSON.parse(extra.stdout) as { token: string }).token
+    const replaced = await tally([
+      'admin',
+      'replace-token',
+      '--json',
+      '--collector',
+      collector.url,
+      '--token',
+      provisional,
+    ])
+    const secondAdmin = (JSON.parse(replaced.stdout) as { token: string }).token
     const operator = await tally([
       'admin',
       'user',
@@ -111,7 +135,19 @@ describe('admin commands against a running collector', () => {
       '--json',
       ...admin,
     ])
-    const { token: operatorToken } = JSON.parse(operator.stdout) as { token: string }
+    const proposed = JSON.parse(operator.stdout) as { proposal_id: string; token_part: string }
+    const confirmed = await tally([
+      'admin',
+      'confirm-role',
+      proposed.proposal_id,
+      '--json',
+      '--collector',
+      collector.url,
+      '--token',
+      secondAdmin,
+    ])
+    expect(confirmed.code, confirmed.stderr).toBe(0)
+    const operatorToken = `${proposed.token_part}${(JSON.parse(confirmed.stdout) as { token_part: string }).token_part}`
     const fleet = await tally(['fleet', '--collector', collector.url, '--token', operatorToken])
     expect(fleet).toMatchObject({ code: 0, stdout: 'no agents enrolled\n' })
 

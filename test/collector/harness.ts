@@ -18,6 +18,7 @@ import { type Role, SIDE_OF } from '../../collector/auth/roles.ts'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { createUser } from '../../collector/auth/users.ts'
 import { CollectorConfig } from '../../collector/config.ts'
+import { REGISTER_KEY_FILE } from '../../collector/register/register.ts'
 import { openStore, type Store } from '../../collector/store/client.ts'
 import { migrate } from '../../collector/store/migrations.ts'
 import { selectRows } from '../../collector/store/rows.ts'
@@ -51,14 +52,17 @@ export async function openHarness(options: HarnessOptions = {}): Promise<Harness
   const store = openStore({ dataDir: dir })
   await migrate(store)
   const signingKey = loadOrCreateSigningKey(join(dir, 'grant-signing.pem'))
+  // The register's own key, as a real collector has it: a test that makes its own Register on
+  // this store (restricted.test.ts) signs with the same one as the app's enrollments do.
+  const registerKey = loadOrCreateSigningKey(join(dir, REGISTER_KEY_FILE))
   const logger = pino({ level: 'silent' })
   const probe = options.readyProbeMs === undefined ? {} : { readyProbeMs: options.readyProbeMs }
   const appWith = (input: Record<string, unknown>): App => {
     const config = CollectorConfig.parse({ data_dir: dir, log_level: 'silent', ...input })
-    return createApp({ store, config, logger, signingKey, ...probe })
+    return createApp({ store, config, logger, signingKey, registerKey, ...probe })
   }
   const config = CollectorConfig.parse({ data_dir: dir, log_level: 'silent' })
-  const collector = createCollector({ store, config, logger, signingKey, ...probe })
+  const collector = createCollector({ store, config, logger, signingKey, registerKey, ...probe })
   return {
     dir,
     store,

@@ -331,7 +331,8 @@ describe('the ITSD register holds every administration step', () => {
     expect(entries.some((e) => JSON.stringify(e.details).includes('oios_chief'))).toBe(false)
 
     const verified = await call('GET', '/v1/register/itsd/verify', secondAdmin.token)
-    if (verified.status === 200) expect(verified.body.ok, JSON.stringify(verified.body)).toBe(true)
+    expect(verified.status).toBe(200)
+    expect(verified.body.ok, JSON.stringify(verified.body)).toBe(true)
   })
 
   it('a guard setting changed between two starts is an entry with the old and the new value', async () => {
