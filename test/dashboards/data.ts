@@ -358,7 +358,11 @@ export async function loadRealisticData(h: Harness): Promise<LoadedData> {
   }).app
 
   const agents: Array<{ spec: HostSpec; agent: EnrolledAgent }> = []
-  for (const spec of HOSTS) agents.push({ spec, agent: await enrollAgent(h, spec.site, spec.host) })
+  // Enrolled through this collector: enrollments go on its register, signed with its key.
+  const enrolling = { ...h, app }
+  for (const spec of HOSTS) {
+    agents.push({ spec, agent: await enrollAgent(enrolling, spec.site, spec.host) })
+  }
   const real = await realSamples()
   const realFamilies = new Set(real.samples.map((x) => x.metric))
 
