@@ -194,10 +194,14 @@ export interface KeptHead {
 /** Where `tally register verify` keeps its head without --state: the XDG state directory. */
 export function defaultStatePath(
   register: RegisterName,
+  collector: string,
   env: NodeJS.ProcessEnv = process.env,
 ): string {
   const base = env.XDG_STATE_HOME || join(homedir(), '.local', 'state')
-  return join(base, 'tally', `register-${register}.json`)
+  // One file per collector and register: an auditor who checks several collectors keeps each
+  // one's head apart instead of being refused by the file of another.
+  const origin = collector.replace(/^[a-z]+:\/\//i, '').replace(/[^A-Za-z0-9.-]+/g, '_')
+  return join(base, 'tally', `register-${register}-${origin}.json`)
 }
 
 const HEX64 = /^[0-9a-f]{64}$/

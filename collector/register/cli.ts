@@ -79,7 +79,7 @@ export function registerCommand(): Command {
         .option(
           '--state <file>',
           'where the last verified head is kept (default: $XDG_STATE_HOME or ~/.local/state, ' +
-            'tally/register-<register>.json); keep a copy elsewhere too',
+            'tally/register-<register>-<collector host_port>.json); keep a copy elsewhere too',
         )
         .option('--no-state', 'neither read nor keep a head (a one-off check)'),
     ),
@@ -93,7 +93,9 @@ export function registerCommand(): Command {
       AuditError,
     } = await import('./audit.ts')
     const stateFile =
-      options.state === false ? undefined : (options.state ?? defaultStatePath(options.register))
+      options.state === false
+        ? undefined
+        : (options.state ?? defaultStatePath(options.register, options.collector))
     const keptHead = stateFile === undefined ? undefined : readKeptHead(stateFile)
     if (keptHead !== undefined && keptHead.collector !== options.collector) {
       throw new AuditError(

@@ -541,6 +541,9 @@ describe.skipIf(unavailable !== undefined)('an investigation, from request to pu
         as('auditor'),
         '--collector',
         url,
+        // The auditor's kept head belongs to this run, not to whoever runs the suite.
+        '--state',
+        join(dataDir, 'auditor-register-head.json'),
       ],
       { cwd: ROOT },
     )
