@@ -153,7 +153,7 @@ function buildApp(
   app.route('/', agentRoutes(store, config, signingKey, services.register))
   app.route('/', adminRoutes(store, config, services.register, services.administration))
   app.route('/', usageRoutes(store, config))
-  app.route('/', caseRoutes(store, services.cases, services.grants, services.register))
+  app.route('/', caseRoutes(store, services.cases, services.register))
   app.route('/', registerRoutes(store, services.register))
   app.route(
     '/',

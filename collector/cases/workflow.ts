@@ -61,6 +61,14 @@ export interface RegisterWriter {
   }): Promise<unknown>
 }
 
+/** What the investigator receives: the signed access grant and what it covers. */
+export interface AccessGrantAnswer {
+  case_id: string
+  token: string
+  window: Case['window']
+  categories: Case['categories']
+}
+
 /** Called when a case's tier I data must go (closing, expiry, receipt). */
 export type Purger = (caseId: string) => Promise<void>
 
@@ -229,6 +237,14 @@ export class CaseService {
     })
   }
 
+  /** The capture grants an agent must run now: those of its cases that are active right now. */
+  grantsForAgent(agentId: string): Promise<{ grant_id: string; token: string }[]> {
+    return this.#deps.grants.forAgent(
+      agentId,
+      async (caseId) => (await this.current(caseId))?.state === 'active',
+    )
+  }
+
   async list(user: User): Promise<Case[]> {
     const actor = await this.#actor(user)
     const all = await listCases(this.#deps.store, ['standard', 'technical', 'oios'])
@@ -236,16 +252,19 @@ export class CaseService {
   }
 
   /**
-   * The case whose access grant the user asks for: only its investigator, only while active
-   * (the table's `access_grant` step).
+   * The investigator's access grant for a case: only its investigator, only while active (the
+   * table's `access_grant` step), and only while a grant is in force.
    */
-  async forAccessGrant(user: User, caseId: string): Promise<Case> {
-    return this.#serial(async () => {
+  async accessGrant(user: User, caseId: string): Promise<AccessGrantAnswer> {
+    const doc = await this.#serial(async () => {
       const actor = await this.#actor(user)
-      const doc = await this.#load(actor, caseId)
-      await this.#authorize('access_grant', actor, doc)
-      return doc
+      const found = await this.#load(actor, caseId)
+      await this.#authorize('access_grant', actor, found)
+      return found
     })
+    const token = await this.#deps.grants.accessToken(doc.case_id, user.user_id)
+    if (token === undefined) throw new CaseError(409, 'wrong_state', 'no access grant is in force')
+    return { case_id: doc.case_id, token, window: doc.window, categories: doc.categories }
   }
 
   #checkWindow(window: { start: string; end: string }, maxMs: number): void {

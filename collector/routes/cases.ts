@@ -8,7 +8,6 @@ import { AgentGrants } from '../../protocol/grants.ts'
 import { AgentGrantsPoll, GrantsPollQuery } from '../../protocol/v1.ts'
 import { requireAgent, requireUser } from '../auth/middleware.ts'
 import { ROLES } from '../auth/roles.ts'
-import type { GrantIssuer } from '../cases/grants.ts'
 import {
   Approval,
   CaseError,
@@ -44,12 +43,7 @@ export function caseProblem(c: Context, err: unknown): Response {
   throw err
 }
 
-export function caseRoutes(
-  store: Store,
-  cases: CaseService,
-  grants: GrantIssuer,
-  register?: Register,
-) {
+export function caseRoutes(store: Store, cases: CaseService, register?: Register) {
   const anyone = requireUser(store, ROLES)
   const app = new Hono<CollectorEnv>()
   const step =
@@ -130,11 +124,7 @@ export function caseRoutes(
   )
   app.get('/v1/cases/:id/access-grant', async (c) => {
     try {
-      const user = c.get('user')
-      const doc = await cases.forAccessGrant(user, id(c))
-      const token = await grants.accessToken(doc.case_id, user.user_id)
-      if (token === undefined) return problem(c, 409, 'wrong_state', 'no access grant is in force')
-      return c.json({ case_id: doc.case_id, token, window: doc.window, categories: doc.categories })
+      return c.json(await cases.accessGrant(c.get('user'), id(c)))
     } catch (err) {
       return caseProblem(c, err)
     }
@@ -158,10 +148,7 @@ export function caseRoutes(
       )
     }
     const agent = c.get('agent')
-    const list = await grants.forAgent(
-      agent.agent_id,
-      async (caseId) => (await cases.current(caseId))?.state === 'active',
-    )
+    const list = await cases.grantsForAgent(agent.agent_id)
     const keptSize = query.data.register_size
     if (keptSize === undefined || register === undefined) {
       return c.json(AgentGrants.parse({ grants: list }))

@@ -313,7 +313,7 @@ beforeAll(async () => {
       c.set('log', log)
       await next()
     })
-    .route('/', caseRoutes(h.store, cases, grants))
+    .route('/', caseRoutes(h.store, cases))
     .route(
       '/',
       restrictedRoutes({ store: h.store, cases, grants, register: flaky, purge, dataDir: h.dir }),

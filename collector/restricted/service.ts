@@ -1,0 +1,362 @@
+/**
+ * Tier I work beside the case service: agents' ingest under a capture grant, investigators'
+ * drill-down and exports under an access grant, the receiving official's downloads and receipt.
+ * Every check and every register entry is here; the HTTP routes (routes/restricted.ts) only parse,
+ * call and map. Every access is registered before it is answered (fail closed).
+ */
+import type { Logger } from 'pino'
+import type { RestrictedBatch } from '../../protocol/grants.ts'
+import type { AgentIdentity } from '../auth/agents.ts'
+import type { User } from '../auth/users.ts'
+import type { GrantIssuer } from '../cases/grants.ts'
+import type { Case } from '../cases/model.ts'
+import type { CaseService, Purger, RegisterWriter } from '../cases/workflow.ts'
+import type { Store } from '../store/client.ts'
+import { Mutex } from '../store/rows.ts'
+import { type Access, checkAccess } from './access.ts'
+import { record, registerOf, sha256Hex } from './common.ts'
+import {
+  type DrillCategory,
+  describeNarrowing,
+  parseNarrowing,
+  queryRecords,
+  ScopeError,
+} from './drilldown.ts'
+import {
+  buildBundle,
+  dropBundle,
+  EXPORT_ID,
+  ExportTooLarge,
+  FILE_NAME,
+  MANIFEST,
+  type Manifest,
+  newExportId,
+  type Receipt,
+  readBundleFile,
+  receiptMismatches,
+  storeBundle,
+} from './export.ts'
+import { type IngestOutcome, ingestRestricted } from './ingest.ts'
+import { CaseKeys, loadOrCreateMasterKey, masterKeyPath } from './keys.ts'
+import type { ReceiptSigned } from './openapi.ts'
+
+/** A refused tier I request that is neither an access nor a scope refusal. */
+export class TierIRefused extends Error {
+  override name = 'TierIRefused'
+  readonly status: 400 | 403 | 404 | 413
+  readonly code: string
+  readonly details: { path: string; message: string }[]
+  constructor(
+    status: 400 | 403 | 404 | 413,
+    code: string,
+    message: string,
+    details: { path: string; message: string }[] = [],
+  ) {
+    super(message)
+    this.status = status
+    this.code = code
+    this.details = details
+  }
+}
+
+export interface TierIServiceDeps {
+  store: Store
+  cases: CaseService
+  grants: GrantIssuer
+  register: RegisterWriter
+  /** The same purge CaseServiceDeps.purge gets (createPurger). */
+  purge: Purger
+  /** Holds `case-master.key` when `masterKeyFile` is not given. */
+  dataDir: string
+  /** cases.master_key_file: the master key outside the data directory. */
+  masterKeyFile?: string | undefined
+  /** Told, once, when the master key is the data directory's (a demo's). */
+  logger?: Logger | undefined
+  /** Set on a cluster: bundles are dropped from the `_local` tables ON CLUSTER. */
+  cluster?: string | undefined
+}
+
+/** What a drill-down answers: the JSON body exactly as registered (its digest is on record). */
+export interface DrillAnswer {
+  body: string
+}
+
+export interface ExportMade {
+  export_id: string
+  manifest: Manifest
+  manifest_sha256: string
+}
+
+export class TierIService {
+  readonly #deps: TierIServiceDeps
+  readonly #keys: CaseKeys
+  /** One batch per agent at a time, so a retry racing its original cannot write twice. */
+  readonly #perAgent = new Map<string, Mutex>()
+
+  constructor(deps: TierIServiceDeps) {
+    this.#deps = deps
+    // Loaded on first use: building the service touches no file.
+    const masterFile = masterKeyPath(deps.dataDir, deps.masterKeyFile)
+    this.#keys = new CaseKeys(deps.store, () => loadOrCreateMasterKey(masterFile))
+    if (deps.masterKeyFile === undefined) {
+      deps.logger?.warn(
+        { master_key_file: masterFile },
+        'cases.master_key_file is not set: the case master key is kept in the data directory, so ' +
+          'whoever holds the data directory can read the tier I records of active cases. This is ' +
+          'for single-machine demos only; set cases.master_key_file to a path outside data_dir',
+      )
+    }
+  }
+
+  #lockFor(agentId: string): Mutex {
+    let lock = this.#perAgent.get(agentId)
+    if (lock === undefined) {
+      lock = new Mutex()
+      this.#perAgent.set(agentId, lock)
+    }
+    return lock
+  }
+
+  /** An agent's batch of tier I records under its capture grant. */
+  ingest(agent: AgentIdentity, batch: RestrictedBatch): Promise<IngestOutcome> {
+    const { store, cases, register } = this.#deps
+    return this.#lockFor(agent.agent_id).run(() =>
+      ingestRestricted({ store, cases, register, keys: this.#keys }, agent, batch),
+    )
+  }
+
+  #access(user: User, grantToken: string | undefined, caseId: string): Promise<Access> {
+    return checkAccess(this.#deps, user, grantToken, caseId)
+  }
+
+  /** The investigator's drill-down into one category, narrowed by `params`, inside the grant. */
+  async drill(
+    user: User,
+    grantToken: string | undefined,
+    caseId: string,
+    category: DrillCategory,
+    params: Record<string, string[]>,
+  ): Promise<DrillAnswer> {
+    const { store, register } = this.#deps
+    const { doc, grant } = await this.#access(user, grantToken, caseId)
+    let narrowing: ReturnType<typeof parseNarrowing>
+    try {
+      narrowing = parseNarrowing(category, grant, params)
+    } catch (err) {
+      if (err instanceof ScopeError && err.status === 403) {
+        // An attempt to read beyond the grant is worth an entry (a refusal either way).
+        await record(register, {
+          register: registerOf(doc),
+          kind: 'drilldown_refused',
+          actor: user.user_id,
+          case_id: doc.case_id,
+          details: {
+            category,
+            reason: err.code,
+            params: Object.keys(params)
+              .slice(0, 20)
+              .map((name) => name.slice(0, 40)),
+          },
+        }).catch(() => undefined)
+      }
+      throw err
+    }
+    const { rows, truncated } = await queryRecords(
+      store,
+      this.#keys,
+      category,
+      doc.case_id,
+      grant,
+      narrowing,
+      narrowing.limit,
+    )
+    const body = JSON.stringify({
+      case_id: doc.case_id,
+      category,
+      grant_id: grant.grant_id,
+      count: rows.length,
+      truncated,
+      rows,
+    })
+    // Registered before it is answered; no entry, no answer.
+    await record(register, {
+      register: registerOf(doc),
+      kind: 'drilldown',
+      actor: user.user_id,
+      case_id: doc.case_id,
+      details: {
+        category,
+        grant_id: grant.grant_id,
+        params: describeNarrowing(narrowing),
+        rows: rows.length,
+        truncated,
+        sha256: sha256Hex(body),
+      },
+    })
+    return { body }
+  }
+
+  /** An export bundle of everything the grant covers; without its register entry it is dropped. */
+  async createExport(
+    user: User,
+    grantToken: string | undefined,
+    caseId: string,
+    log: Logger,
+  ): Promise<ExportMade> {
+    const { store, register } = this.#deps
+    const access = await this.#access(user, grantToken, caseId)
+    const exportId = newExportId()
+    const caseIdValue = access.doc.case_id
+    let bundle: Awaited<ReturnType<typeof buildBundle>>
+    try {
+      bundle = await buildBundle(store, this.#keys, access, exportId)
+    } catch (err) {
+      if (err instanceof ExportTooLarge)
+        throw new TierIRefused(413, 'export_too_large', err.message)
+      throw err
+    }
+    await storeBundle(
+      store,
+      this.#keys,
+      caseIdValue,
+      exportId,
+      user.user_id,
+      bundle.files,
+      bundle.manifestBytes,
+    )
+    const manifestSha256 = sha256Hex(bundle.manifestBytes)
+    try {
+      await record(register, {
+        register: registerOf(access.doc),
+        kind: 'export_created',
+        actor: user.user_id,
+        case_id: caseIdValue,
+        details: {
+          export_id: exportId,
+          grant_id: access.grant.grant_id,
+          manifest_sha256: manifestSha256,
+          files: bundle.manifest.files.map((f) => ({ ...f })),
+        },
+      })
+    } catch (err) {
+      // Without its entry the bundle must not exist.
+      await dropBundle(store, caseIdValue, exportId, this.#deps.cluster).catch((dropErr: unknown) =>
+        log.error({ err: dropErr, export_id: exportId }, 'unregistered export not dropped'),
+      )
+      throw err
+    }
+    return { export_id: exportId, manifest: bundle.manifest, manifest_sha256: manifestSha256 }
+  }
+
+  /** The receiving official of the case (their own token), or the investigator with the grant. */
+  async #readerAccess(
+    user: User,
+    grantToken: string | undefined,
+    caseId: string,
+  ): Promise<{ doc: Case; as: 'receiving_official' | 'investigator' }> {
+    const doc = await this.#deps.cases.current(caseId)
+    if (doc !== undefined && doc.receiving_official === user.user_id) {
+      return { doc, as: 'receiving_official' }
+    }
+    const access = await this.#access(user, grantToken, caseId)
+    return { doc: access.doc, as: 'investigator' }
+  }
+
+  /** One file of a bundle (its manifest or a data file), registered before it is handed out. */
+  async download(
+    user: User,
+    grantToken: string | undefined,
+    caseId: string,
+    exportId: string,
+    name: string,
+  ): Promise<Uint8Array> {
+    const { doc, as } = await this.#readerAccess(user, grantToken, caseId)
+    if (!EXPORT_ID.test(exportId) || !FILE_NAME.test(name)) {
+      throw new TierIRefused(404, 'no_such_export', 'no such export file')
+    }
+    const bytes = await readBundleFile(this.#deps.store, this.#keys, doc.case_id, exportId, name)
+    if (bytes === undefined) throw new TierIRefused(404, 'no_such_export', 'no such export file')
+    await record(this.#deps.register, {
+      register: registerOf(doc),
+      kind: 'export_downloaded',
+      actor: user.user_id,
+      case_id: doc.case_id,
+      details: { export_id: exportId, name, bytes: bytes.length, sha256: sha256Hex(bytes), as },
+    })
+    return bytes
+  }
+
+  /**
+   * The case whose receipt `user` may sign: only its receiving official (8.5c). Asked before the
+   * receipt's body is read, so anyone else learns nothing from a body's errors.
+   */
+  async mayReceive(user: User, caseId: string): Promise<Case> {
+    const doc = await this.#deps.cases.current(caseId)
+    if (doc === undefined || doc.receiving_official !== user.user_id) {
+      throw new TierIRefused(
+        403,
+        'forbidden',
+        "only the case's receiving official signs the receipt (8.5c)",
+      )
+    }
+    return doc
+  }
+
+  /** A receipt that matches the bundle, on record; then the case's tier I data goes (8.5e). */
+  async signReceipt(
+    user: User,
+    doc: Case,
+    exportId: string,
+    receipt: Receipt,
+  ): Promise<ReceiptSigned> {
+    const manifest = EXPORT_ID.test(exportId)
+      ? await readBundleFile(this.#deps.store, this.#keys, doc.case_id, exportId, MANIFEST)
+      : undefined
+    if (manifest === undefined)
+      throw new TierIRefused(404, 'no_such_export', `no export ${exportId}`)
+    const mismatches = receiptMismatches(manifest, receipt)
+    if (mismatches.length > 0) {
+      throw new TierIRefused(
+        400,
+        'digest_mismatch',
+        'the receipt does not match the bundle',
+        mismatches.map((message) => ({ path: 'files', message })),
+      )
+    }
+    await record(this.#deps.register, {
+      register: registerOf(doc),
+      kind: 'receipt_signed',
+      actor: user.user_id,
+      case_id: doc.case_id,
+      details: {
+        export_id: exportId,
+        manifest_sha256: receipt.manifest_sha256,
+        files: receipt.files.map((f) => ({ ...f })),
+      },
+    })
+    // 8.5e: delivered, so not retained.
+    await this.#purgeAfterReceipt(doc, user, exportId)
+    return { case_id: doc.case_id, export_id: exportId, receipt: 'signed', purged: true }
+  }
+
+  /**
+   * Through the workflow (its 'tier_i_purged' entry and `purged_at`) the first time; a later
+   * receipt (a second export after a first purge) purges again with an entry of its own, since
+   * CaseService.purge does nothing for a case already marked purged.
+   */
+  async #purgeAfterReceipt(doc: Case, user: User, exportId: string): Promise<void> {
+    const { cases, register } = this.#deps
+    if (doc.purged_at === undefined) {
+      await cases.purge(doc, user)
+      if ((await cases.current(doc.case_id))?.purged_at !== undefined) return
+    }
+    await record(register, {
+      register: registerOf(doc),
+      kind: 'tier_i_purged',
+      actor: user.user_id,
+      case_id: doc.case_id,
+      details: { state: doc.state, reason: 'receipt', export_id: exportId },
+    })
+    await this.#deps.purge(doc.case_id)
+  }
+}
