@@ -27,12 +27,19 @@ export interface DemoOptions {
   interval?: number
 }
 
+/** How long the demo waits before it shows a minute of site usage (a site: 600 s). */
+const DEMO_RELEASE_AFTER_SECONDS = 20
+
 export async function runDemo(options: DemoOptions): Promise<void> {
   const config = loadCollectorConfig(options.config)
   if (options.port !== undefined) config.listen.port = options.port
   if (options.dataDir !== undefined) config.data_dir = options.dataDir
   if (options.interval !== undefined) config.enrollment.interval_seconds = options.interval
   refuseSharedDataDir(config.data_dir)
+  // A site waits ten minutes for late batches before a minute of usage is judged against k; the
+  // demo's agent sits beside its collector, so a newcomer sees usage within a minute or so.
+  if (options.config === undefined && process.env.TALLY_USAGE_RELEASE_AFTER_SECONDS === undefined)
+    config.usage.release_after_seconds = DEMO_RELEASE_AFTER_SECONDS
   const collectorLog = createLogger(
     config.log_level,
     'collector',
@@ -208,7 +215,7 @@ export function demoHints(what: {
     usage: [
       tally('usage --by service'),
       `curl -s ${bearer} "${what.url}/v1/usage?by=service"`,
-      `A usage bucket is shown only when k=${what.k} hosts or more contributed;` +
+      `A minute of usage shows once it is over (about a minute later), and only when k=${what.k} hosts or more contributed;` +
         ` to see this one host alone: TALLY_USAGE_K=1 npm start${again.length === 0 ? '' : ` -- ${again.join(' ')}`}`,
     ],
   }
