@@ -25,7 +25,12 @@ import { restrictedRoutes } from './routes/restricted.ts'
 import { usageRoutes } from './routes/usage.ts'
 import type { Store } from './store/client.ts'
 import { isStoreUnavailable, WriteProbe } from './store/health.ts'
-import { createTelemetry, PROMETHEUS_CONTENT_TYPE, type Telemetry } from './telemetry.ts'
+import {
+  createTelemetry,
+  PROMETHEUS_CONTENT_TYPE,
+  requestRouteLabel,
+  type Telemetry,
+} from './telemetry.ts'
 
 export interface CollectorDeps {
   store: Store
@@ -112,7 +117,7 @@ function buildApp(
     logger.debug(
       {
         method: c.req.method,
-        path: c.req.routePath,
+        route: requestRouteLabel(c),
         status: c.res.status,
         ms: Math.round(performance.now() - started),
       },
@@ -175,11 +180,11 @@ function buildApp(
     // client may retry, and makes /readyz say so; anything else is a bug of ours.
     if (isStoreUnavailable(err)) {
       writes.failed(err)
-      logger.warn({ err, path: c.req.routePath }, 'store unavailable')
+      logger.warn({ err, route: requestRouteLabel(c) }, 'store unavailable')
       c.header('Retry-After', retryAfter)
       return problem(c, 503, 'store_unavailable', 'the store is unavailable; retry later')
     }
-    logger.error({ err, path: c.req.routePath }, 'request failed')
+    logger.error({ err, route: requestRouteLabel(c) }, 'request failed')
     return problem(
       c,
       500,

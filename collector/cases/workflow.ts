@@ -626,7 +626,9 @@ export class CaseService {
     })
     const ids = await this.#deps.grants.issue(active, start, end)
     await saveCase(this.#deps.store, active)
-    this.#deps.log.info({ case_id: doc.case_id, grants: ids.length }, 'grants issued')
+    // Not logged: the log is the ITSD side's to read, and a line for ITSD's grants alone would
+    // tell by its absence when OIOS's were issued. The register holds both, each in its own.
+    void ids
     return active
   }
 

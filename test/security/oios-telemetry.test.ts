@@ -32,7 +32,6 @@ import {
 import { gz } from '../collector/harness.ts'
 
 const HOUR = 3_600_000
-const silentLogger = pino({ level: 'silent' })
 
 let h: CasesHarness
 let lead: TestUser
@@ -45,20 +44,24 @@ interface Side {
   app: App
   telemetry: Telemetry
   instance: string
+  /** Every line the side's collector logged, at debug level: what an admin reading logs sees. */
+  log: string[]
 }
 const sides: Side[] = []
 
 function side(instance: string): Side {
   // Its own provider, so its counters hold only the work below.
   const telemetry = createTelemetry()
+  const log: string[] = []
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void log.push(line) })
   const { app } = createCollector({
     store: h.store,
     config: h.config,
-    logger: silentLogger,
+    logger,
     signingKey: h.signingKey,
     telemetry,
   })
-  const made = { app, telemetry, instance }
+  const made = { app, telemetry, instance, log }
   sides.push(made)
   return made
 }
@@ -210,6 +213,17 @@ describe('OIOS work leaves the same telemetry as ITSD work', () => {
     expect(o.some((line) => line.startsWith('tally_http_requests_total'))).toBe(true)
     expect(o).toEqual(i)
     expect(o.filter((line) => /oios|register|restricted|flows/i.test(line))).toEqual([])
+  })
+
+  it('the collector log: the same lines, none naming OIOS or its case', async () => {
+    const shape = (s: Side) =>
+      s.log.map((line) => {
+        const { msg, route, status } = JSON.parse(line) as Record<string, unknown>
+        return JSON.stringify({ msg, route, status })
+      })
+    expect(oios.log.length).toBeGreaterThan(0)
+    expect(shape(oios)).toEqual(shape(itsd))
+    expect(oios.log.filter((line) => /oios/i.test(line) || line.includes(oiosCase))).toEqual([])
   })
 
   it('tally.collector_metrics: the same rows, none naming OIOS', async () => {
