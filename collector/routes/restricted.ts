@@ -6,37 +6,20 @@
  */
 import { type Context, Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
-import type { Logger } from 'pino'
 import { z } from 'zod'
 import { RestrictedBatch } from '../../protocol/grants.ts'
 import { requireAgent, requireUser } from '../auth/middleware.ts'
 import type { Role } from '../auth/roles.ts'
-import type { GrantIssuer } from '../cases/grants.ts'
-import type { CaseService, Purger, RegisterWriter } from '../cases/workflow.ts'
 import { type CollectorEnv, problem, readJson, zodIssues } from '../http.ts'
 import { AccessDenied, GRANT_HEADER } from '../restricted/access.ts'
 import { type BodyLimits, RESTRICTED_BODY_LIMITS, readAgentJson } from '../restricted/body.ts'
 import { DRILL_CATEGORIES, type DrillCategory, ScopeError } from '../restricted/drilldown.ts'
 import { MANIFEST, Receipt } from '../restricted/export.ts'
 import type { RestrictedIngestAck } from '../restricted/openapi.ts'
-import { TierIRefused, TierIService } from '../restricted/service.ts'
-import type { Store } from '../store/client.ts'
+import { TierIRefused, TierIService, type TierIServiceDeps } from '../restricted/service.ts'
 
-export interface RestrictedRoutesDeps {
-  store: Store
-  cases: CaseService
-  grants: GrantIssuer
-  register: RegisterWriter
-  /** The same purge CaseServiceDeps.purge gets (createPurger). */
-  purge: Purger
-  /** Holds `case-master.key` when `masterKeyFile` is not given. */
-  dataDir: string
-  /** cases.master_key_file: the master key outside the data directory. */
-  masterKeyFile?: string | undefined
-  /** Told, once, when the master key is the data directory's (a demo's). */
-  logger?: Logger
-  /** Set on a cluster: bundles are dropped from the `_local` tables ON CLUSTER. */
-  cluster?: string | undefined
+/** The tier I service's dependencies, and how the routes cap bodies and ask for retries. */
+export interface RestrictedRoutesDeps extends TierIServiceDeps {
   limits?: BodyLimits
   retryAfterSeconds?: number
 }
