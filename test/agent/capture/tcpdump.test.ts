@@ -120,7 +120,7 @@ function harness(options: Partial<LiveCaptureOptions> & { interface?: string }):
     ...options,
   })
   live.push(capture)
-  const waitFor = async (predicate: () => boolean, what: string, ms = 5000) => {
+  const waitFor = async (predicate: () => boolean, what: string, ms = 20_000) => {
     const deadline = Date.now() + ms
     while (!predicate()) {
       if (Date.now() > deadline) {

@@ -214,7 +214,7 @@ export class Lan {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`servers in ${ns}: no answer ${stderr}`)),
-        10_000,
+        30_000,
       )
       child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
         if (chunk.includes('ready')) {
@@ -252,7 +252,7 @@ export class RefCapture {
   /** Starts tcpdump and waits until it is listening. */
   static async start(iface: string, file: string): Promise<RefCapture> {
     const capture = new RefCapture(iface, file)
-    const deadline = Date.now() + 10_000
+    const deadline = Date.now() + 30_000
     while (!capture.stderr.includes('listening on')) {
       if (capture.#child.exitCode !== null || Date.now() > deadline)
         throw new Error(`reference tcpdump did not start: ${capture.stderr}`)

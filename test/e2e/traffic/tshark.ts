@@ -37,7 +37,7 @@ export async function startTcpdump(
     child.once('exit', (code) => resolve(code)),
   )
   const started = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${stderr}`)), 10_000)
+    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${stderr}`)), 30_000)
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk
       if (stderr.includes('listening on')) {
