@@ -1,9 +1,10 @@
 /**
  * Writes a large, deterministic classic pcap for the benchmarks: Ethernet, microsecond
- * timestamps, little endian, snaplen 128 (at most 128 bytes stored per record, with realistic
- * original lengths of 60 to 1514 bytes).
+ * timestamps, little endian, snaplen 128 by default (at most 128 bytes stored per record, with
+ * realistic original lengths of 60 to 1514 bytes). `--snaplen 262144` stores every frame whole
+ * (the full-size-frame file: same packets, about six times the bytes to read).
  *
- *   node bench/generate-pcap.ts [--packets N] [--out FILE] [--seed S]
+ *   node bench/generate-pcap.ts [--packets N] [--out FILE] [--seed S] [--snaplen N]
  *
  * The traffic is a mix meant to look like a delegation LAN seen from a mirror port:
  * - about 2000 concurrent conversations whose rates and lengths are heavy-tailed (a few
@@ -26,7 +27,9 @@ export const GENERATOR_VERSION = 1
 export const DEFAULT_PACKETS = 1_000_000
 export const DEFAULT_SEED = 20_240_601
 
-const SNAPLEN = 128
+export const DEFAULT_SNAPLEN = 128
+/** libpcap's largest snaplen: with it every frame of the generator is stored whole. */
+export const FULL_FRAME_SNAPLEN = 262_144
 const MAX_FRAME = 1514
 const MIN_FRAME = 60
 const CONCURRENT_FLOWS = 2000
@@ -67,6 +70,8 @@ export interface GenerateOptions {
   packets: number
   out: string
   seed?: number
+  /** Bytes stored per record at most (default 128); the traffic is the same for every value. */
+  snaplen?: number
 }
 
 export interface GenerateStats {
@@ -452,11 +457,13 @@ interface PacketPlan {
 class Output {
   readonly #fd: number
   readonly block = new Uint8Array(BLOCK_SIZE)
+  readonly snaplen: number
   pos = 0
   written = 0
 
-  constructor(fd: number) {
+  constructor(fd: number, snaplen: number) {
     this.#fd = fd
+    this.snaplen = snaplen
   }
 
   reserve(bytes: number): void {
@@ -522,7 +529,7 @@ function writeLink(
   dstMac: number,
   srcMac: number,
 ): number {
-  const captured = Math.min(SNAPLEN, frameLength)
+  const captured = Math.min(out.snaplen, frameLength)
   out.reserve(16 + captured)
   const b = out.block
   const p = out.pos
@@ -553,6 +560,11 @@ function writeLink(
 
 export function generatePcap(options: GenerateOptions): GenerateStats {
   const seed = options.seed ?? DEFAULT_SEED
+  const snaplen = options.snaplen ?? DEFAULT_SNAPLEN
+  // Below 128 the headers written past the snaplen would land in the next record.
+  if (!Number.isInteger(snaplen) || snaplen < DEFAULT_SNAPLEN || snaplen > FULL_FRAME_SNAPLEN) {
+    throw new Error(`snaplen must be an integer from ${DEFAULT_SNAPLEN} to ${FULL_FRAME_SNAPLEN}`)
+  }
   const random = new Random(seed)
   const generator = new Generator(random)
   const flows: Flow[] = []
@@ -584,14 +596,14 @@ export function generatePcap(options: GenerateOptions): GenerateStats {
   const kindCounts = new Float64Array(KIND_NAMES.length)
   const started = process.hrtime.bigint()
   const fd = openSync(options.out, 'w')
-  const out = new Output(fd)
+  const out = new Output(fd, snaplen)
   try {
     // Global header: magic, version 2.4, thiszone 0, sigfigs 0, snaplen, LINKTYPE_ETHERNET.
     const h = out.block
     put32le(h, 0, 0xa1b2c3d4)
     h[4] = 2
     h[6] = 4
-    put32le(h, 16, SNAPLEN)
+    put32le(h, 16, snaplen)
     put32le(h, 20, 1)
     out.pos = 24
 
@@ -789,6 +801,7 @@ function main(): void {
       packets: { type: 'string', default: String(DEFAULT_PACKETS) },
       out: { type: 'string', default: 'bench.pcap' },
       seed: { type: 'string', default: String(DEFAULT_SEED) },
+      snaplen: { type: 'string', default: String(DEFAULT_SNAPLEN) },
     },
   })
   const packets = Number(values.packets)
@@ -796,7 +809,7 @@ function main(): void {
   if (!Number.isInteger(packets) || packets < 1)
     throw new Error('--packets must be a positive integer')
   if (!Number.isInteger(seed)) throw new Error('--seed must be an integer')
-  const stats = generatePcap({ packets, out: values.out, seed })
+  const stats = generatePcap({ packets, out: values.out, seed, snaplen: Number(values.snaplen) })
   process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`)
 }
 
