@@ -41,10 +41,12 @@ export class TallyProcess {
   stderr = ''
 
   constructor(args: string[], env: Record<string, string>) {
+    // A process group of its own: stop('SIGKILL') takes its children (an agent's tcpdump) too.
     this.child = spawn(process.execPath, [TALLY, ...args], {
       cwd: ROOT,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
     })
     let partial = ''
     this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
@@ -71,10 +73,24 @@ export class TallyProcess {
     return this.lines.filter((l) => l.msg === msg)
   }
 
+  /**
+   * Signals the process and resolves when it has exited. SIGKILL goes to its whole group, even
+   * after the process itself is gone: nothing it started outlives a kill -9 in a test. Other
+   * signals go to the process alone, which stops its children itself.
+   */
   async stop(
     signal: NodeJS.Signals = 'SIGTERM',
   ): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal)
+    const running = this.child.exitCode === null && this.child.signalCode === null
+    if (signal === 'SIGKILL' && this.child.pid !== undefined) {
+      try {
+        process.kill(-this.child.pid, 'SIGKILL')
+      } catch {
+        // the group has ended
+      }
+    } else if (running) {
+      this.child.kill(signal)
+    }
     return this.exited
   }
 }
