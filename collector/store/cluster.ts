@@ -57,6 +57,7 @@ export const GLOBAL_TABLES: ReadonlySet<string> = new Set([
   'tally.oios_designations',
   'tally.case_keys',
   'tally.usage_release_marks',
+  'tally.role_proposals',
 ])
 
 /** Sharded tables and their sharding keys. Null tables (usage_contributions) are sharded too. */
@@ -64,6 +65,9 @@ export const SHARDING_KEYS: Readonly<Record<string, string>> = {
   'tally.ingest_batches': 'cityHash64(agent_id)',
   'tally.host_metrics': 'cityHash64(site, host)',
   'tally.host_metrics_1m': 'cityHash64(site, host)',
+  'tally.host_metrics_1h': 'cityHash64(site, host)',
+  'tally.agent_last_batch': 'cityHash64(agent_id)',
+  'tally.ingest_site_1m': 'cityHash64(site)',
   'tally.host_inventory': 'cityHash64(agent_id)',
   'tally.usage_contributions': 'cityHash64(site)',
   'tally.usage_site': 'cityHash64(site)',
