@@ -55,6 +55,14 @@ export const CollectorConfig = z.strictObject({
        * batch when it wakes). At most 4294967 s: interval_ms is stored as UInt32 milliseconds.
        */
       max_interval_seconds: z.number().int().min(1).max(4_294_967).default(86_400),
+      /**
+       * Group commit (collector/store/group-commit.ts): the first batch of a group waits this
+       * long for others, and a group holds at most group_max_batches; one insert per table per
+       * group. Beyond queue_max_batches waiting, a batch is refused at once (503, Retry-After).
+       */
+      group_window_ms: z.number().int().min(0).max(1000).default(20),
+      group_max_batches: z.number().int().min(1).max(100_000).default(1000),
+      queue_max_batches: z.number().int().min(1).max(1_000_000).default(4000),
     })
     .prefault({}),
   enrollment: z

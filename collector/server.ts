@@ -14,8 +14,11 @@ import type { CollectorConfig } from './config.ts'
 import { REGISTER_KEY_FILE } from './register/register.ts'
 import { startSelfMetrics } from './self-metrics.ts'
 import { openStore } from './store/client.ts'
+import { replayJournal } from './store/group-commit.ts'
+import { IngestJournal, journalDir } from './store/ingest-journal.ts'
 import { migrate } from './store/migrations.ts'
 import { createUsageViews, releaseUsage } from './store/usage.ts'
+import { loadOrCreateUsageHostKey } from './store/usage-host-key.ts'
 import { createTelemetry } from './telemetry.ts'
 
 /** How often expiry, suspension and notice delivery are looked at. */
@@ -63,6 +66,13 @@ export async function startCollector(
     const applied = await migrate(store)
     if (applied.length > 0) logger.info({ applied }, 'migrations applied')
     await createUsageViews(store, config.usage.k, config.clickhouse.cluster)
+    // Groups a crash left in the ingest journal are completed before any request is read, so
+    // that the agents' retries find their batches stored (store/group-commit.ts).
+    const completed = await replayJournal(store, new IngestJournal(journalDir(dataDir)), {
+      hostKey: loadOrCreateUsageHostKey(dataDir),
+      releaseAfterSeconds: config.usage.release_after_seconds,
+    })
+    if (completed > 0) logger.warn({ groups: completed }, 'ingest groups left by a crash completed')
   } catch (err) {
     // Release the engine (and its data directory) so the caller can report and exit cleanly.
     await store.close().catch(() => undefined)

@@ -30,6 +30,13 @@ async function findAgent(store: Store, agentId: string): Promise<AgentRow | unde
   return rows[0]
 }
 
+function identityOf(row: AgentRow | undefined, credential: string): AgentIdentity | undefined {
+  if (row === undefined || row.revoked || !secretMatches(credential, row.credential_sha256)) {
+    return undefined
+  }
+  return { agent_id: row.agent_id, host: row.host, site: row.site }
+}
+
 /** The identity behind a bearer credential, or undefined if it is unknown, wrong or revoked. */
 export async function authenticateAgent(
   store: Store,
@@ -37,11 +44,33 @@ export async function authenticateAgent(
 ): Promise<AgentIdentity | undefined> {
   const agentId = secretId('a', credential)
   if (agentId === undefined) return undefined
-  const row = await findAgent(store, agentId)
-  if (row === undefined || row.revoked || !secretMatches(credential, row.credential_sha256)) {
-    return undefined
-  }
-  return { agent_id: row.agent_id, host: row.host, site: row.site }
+  return identityOf(await findAgent(store, agentId), credential)
+}
+
+/**
+ * authenticateAgent for many credentials in one query (the ingest route's lookups, gathered):
+ * the same answer for each as authenticateAgent gives, read from the store at the same moment.
+ */
+export async function authenticateAgents(
+  store: Store,
+  credentials: readonly string[],
+): Promise<(AgentIdentity | undefined)[]> {
+  const ids = [
+    ...new Set(credentials.map((c) => secretId('a', c)).filter((id) => id !== undefined)),
+  ]
+  const rows =
+    ids.length === 0
+      ? []
+      : await selectRows<AgentRow>(
+          store,
+          `SELECT ${AGENT_COLUMNS} FROM tally.agents FINAL WHERE agent_id IN {ids:Array(String)}`,
+          { ids },
+        )
+  const byId = new Map(rows.map((r) => [r.agent_id, r]))
+  return credentials.map((credential) => {
+    const agentId = secretId('a', credential)
+    return agentId === undefined ? undefined : identityOf(byId.get(agentId), credential)
+  })
 }
 
 /** Returns false when there is no such agent. Revoking twice keeps the first time. */

@@ -2,12 +2,17 @@
 import { createMiddleware } from 'hono/factory'
 import { type CollectorEnv, problem } from '../http.ts'
 import type { Store } from '../store/client.ts'
-import { authenticateAgent } from './agents.ts'
+import { type AgentIdentity, authenticateAgent } from './agents.ts'
 import type { Role } from './roles.ts'
 import { bearer } from './tokens.ts'
 import { authenticateUser } from './users.ts'
 
-export const requireAgent = (store: Store) =>
+/** `authenticate` may gather the lookups of several requests (the ingest route's does). */
+export const requireAgent = (
+  store: Store,
+  authenticate: (credential: string) => Promise<AgentIdentity | undefined> = (credential) =>
+    authenticateAgent(store, credential),
+) =>
   createMiddleware<CollectorEnv>(async (c, next) => {
     const credential = bearer(c.req.header('authorization'))
     if (credential === undefined) {
@@ -18,7 +23,7 @@ export const requireAgent = (store: Store) =>
         'an agent credential is required (Authorization: Bearer ...)',
       )
     }
-    const agent = await authenticateAgent(store, credential)
+    const agent = await authenticate(credential)
     if (agent === undefined) {
       return problem(c, 401, 'unauthenticated', 'the agent credential is unknown, wrong or revoked')
     }

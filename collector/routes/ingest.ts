@@ -7,11 +7,15 @@
  * Time: a batch whose interval is implausible by this collector's clock (config `ingest`) is
  * 422 implausible_time. Sequence: a stored seq sent again with other content is 409
  * seq_conflict with the agent's last stored seq (see store/host-batches.ts).
+ *
+ * Batches are written by group commit (store/group-commit.ts): a request waits for its group to
+ * be stored. When more batches wait than `ingest.queue_max_batches`, a request is answered 503
+ * with Retry-After at once, before its body is read, instead of letting latency grow.
  */
 
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
-import { Hono } from 'hono'
+import { type Context, Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import {
   HostBatch,
@@ -20,27 +24,20 @@ import {
   type SeqConflict,
   type TimeWindow,
 } from '../../protocol/v1.ts'
+import { AgentLookups } from '../auth/agent-lookups.ts'
 import { requireAgent } from '../auth/middleware.ts'
 import type { CollectorConfig } from '../config.ts'
 import { type CollectorEnv, problem, zodIssues } from '../http.ts'
 import type { Store } from '../store/client.ts'
-import { batchDigest, writeHostBatch } from '../store/host-batches.ts'
-import { Mutex } from '../store/rows.ts'
+import { GroupWriter, IngestQueueFull } from '../store/group-commit.ts'
+import { batchDigest } from '../store/host-batches.ts'
+import { IngestJournal, journalDir } from '../store/ingest-journal.ts'
 import { loadOrCreateUsageHostKey } from '../store/usage-host-key.ts'
 import type { IngestCounters, RejectReason } from '../telemetry.ts'
 
 const inflate = promisify(gunzip)
 
 export function ingestRoutes(store: Store, config: CollectorConfig, counters: IngestCounters) {
-  // One batch per agent at a time, so a retry racing its original cannot write twice.
-  const perAgent = new Map<string, Mutex>()
-  const lockFor = (agentId: string): Mutex => {
-    const existing = perAgent.get(agentId)
-    if (existing !== undefined) return existing
-    const lock = new Mutex()
-    perAgent.set(agentId, lock)
-    return lock
-  }
   const rejected = (reason: RejectReason) => counters.rejected(reason)
   const usage = {
     hostKey: loadOrCreateUsageHostKey(config.data_dir),
@@ -51,9 +48,32 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
     maxSkewMs: config.ingest.max_clock_skew_seconds * 1000,
     maxSpanMs: config.ingest.max_interval_seconds * 1000,
   }
+  // One writer per app: batches of the same (agent_id, seq) meet in its queue, where the first
+  // is written and the others are answered after it (the job the per-agent lock did).
+  const writer = new GroupWriter(store, new IngestJournal(journalDir(config.data_dir)), usage, {
+    windowMs: config.ingest.group_window_ms,
+    maxBatches: config.ingest.group_max_batches,
+    queueMaxBatches: config.ingest.queue_max_batches,
+  })
+  const lookups = new AgentLookups(store)
+  const busy = (c: Context<CollectorEnv>) => {
+    counters.unavailable()
+    c.header('Retry-After', String(config.ingest.retry_after_seconds))
+    return problem(
+      c,
+      503,
+      'ingest_queue_full',
+      `more than ${config.ingest.queue_max_batches} batches are waiting to be stored; retry later`,
+    )
+  }
 
   return new Hono<CollectorEnv>().post(
     '/v1/ingest',
+    async (c, next) => {
+      // Before the body is read or the agent looked up: refusing must cost next to nothing.
+      if (writer.full) return busy(c)
+      await next()
+    },
     bodyLimit({
       maxSize: config.ingest.max_body_bytes,
       onError: (c) => {
@@ -66,7 +86,7 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
         )
       },
     }),
-    requireAgent(store),
+    requireAgent(store, lookups.authenticate),
     async (c) => {
       const agent = c.get('agent')
       const encoding = (c.req.header('content-encoding') ?? 'identity').toLowerCase()
@@ -79,7 +99,8 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
           `Content-Encoding ${encoding} is not supported; use gzip`,
         )
       }
-      let body = Buffer.from(await c.req.arrayBuffer())
+      const received = Buffer.from(await c.req.arrayBuffer())
+      let body = received
       if (encoding === 'gzip') {
         try {
           body = await inflate(body, { maxOutputLength: config.ingest.max_decompressed_bytes })
@@ -146,9 +167,14 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
       }
       const digest = batchDigest(raw)
       try {
-        const outcome = await lockFor(agent.agent_id).run(() =>
-          writeHostBatch(store, agent, batch, digest, usage),
-        )
+        const outcome = await writer.submit({
+          agent,
+          batch,
+          digest,
+          receivedAt: Date.now(),
+          encoding,
+          body: received,
+        })
         if (outcome.status === 'conflict') {
           rejected('seq_conflict')
           c.get('log').warn(
@@ -168,6 +194,7 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
         const ack: IngestAck = { agent_id: agent.agent_id, seq: batch.seq, status: outcome.status }
         return c.json(ack, 200)
       } catch (err) {
+        if (err instanceof IngestQueueFull) return busy(c)
         counters.unavailable()
         c.get('log').error({ err, agent_id: agent.agent_id, seq: batch.seq }, 'store write failed')
         c.header('Retry-After', String(config.ingest.retry_after_seconds))

@@ -1,17 +1,15 @@
 /**
- * Writes one agent batch of tier T data, exactly once.
+ * The rows of agent batches of tier T data, and how a group of them is checked and written.
  *
- * A batch's content digest (SHA-256 of the batch without its seq, keys sorted) names its inserts:
- * each insert carries a deduplication token made of the agent, the digest and the table, and the
- * batch's record in `ingest_batches` (with the digest) is written last. A batch seen there is
- * acknowledged as a duplicate without writing; a batch whose writes were cut short by a crash is
- * written again on its retry, and the engine drops the parts that had already landed (also in the
- * rollups). The tokens leave the seq out so that a batch the agent had to renumber (its counter
- * went backwards) cannot land twice, and a different batch reusing a seq is never taken for the
- * parts of another.
+ * A batch is identified by (agent_id, seq); its content digest (SHA-256 of the batch without its
+ * seq, keys sorted) tells a resent batch (the same digest: a duplicate, acknowledged without
+ * writing) from a batch whose agent numbering went backwards (another digest: refused with the
+ * agent's highest stored seq, nothing written). The record of a batch in `ingest_batches` is its
+ * marker: written after every other row of the batch, so a marker seen means the batch is whole.
  *
- * A stored `(agent_id, seq)` with another digest means the agent's numbering went backwards: the
- * batch is refused with the agent's highest stored seq, and nothing is written.
+ * Batches are written in groups (store/group-commit.ts): one insert per table for the whole
+ * group, each carrying the group's deduplication token. How that stays exactly-once across a
+ * crash is explained there.
  */
 
 import { createHash } from 'node:crypto'
@@ -19,7 +17,7 @@ import type { HostBatch } from '../../protocol/v1.ts'
 import { MAX_SPAN_MS } from '../../protocol/v1.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { Store } from './client.ts'
-import { insertRows, selectRows } from './rows.ts'
+import { selectRows } from './rows.ts'
 import { type UsageIngest, usageContributionRows } from './usage.ts'
 
 export type BatchOutcome =
@@ -53,125 +51,192 @@ export function batchDigest(sent: unknown): string {
   return createHash('sha256').update(canonicalJson(content)).digest('hex')
 }
 
-/** The deduplication token of one table's insert for a batch. */
-export const dedupToken = (agentId: string, digest: string, table: string): string =>
-  `${agentId}:${digest}:${table}`
+/** The deduplication token of one table's insert for a group of batches. */
+export const groupToken = (groupId: string, table: GroupTable): string =>
+  `group:${groupId}:${table}`
 
-interface StoredBatch {
-  digest: string
+/** The tables a group writes, in the order it writes them: the markers last. */
+export const GROUP_TABLES = [
+  'host_metrics',
+  'usage_contributions',
+  'host_inventory',
+  'ingest_batches',
+] as const
+export type GroupTable = (typeof GROUP_TABLES)[number]
+
+const COLUMNS: Record<GroupTable, readonly string[]> = {
+  host_metrics: [
+    'ts',
+    'interval_ms',
+    'site',
+    'host',
+    'metric',
+    'attributes',
+    'value',
+    'agent_id',
+    'seq',
+  ],
+  usage_contributions: [
+    'ts',
+    'site',
+    'host',
+    'direction',
+    'ip_version',
+    'transport',
+    'service',
+    'peer_class',
+    'bytes',
+    'packets',
+    'flows',
+  ],
+  host_inventory: ['agent_id', 'site', 'host', 'received_at', 'inventory'],
+  ingest_batches: [
+    'agent_id',
+    'seq',
+    'site',
+    'host',
+    'agent_version',
+    'interval_start',
+    'interval_end',
+    'received_at',
+    'samples',
+    'digest',
+  ],
 }
 
-async function storedBatch(
-  store: Store,
-  agentId: string,
-  seq: number,
-): Promise<StoredBatch | undefined> {
-  const [row] = await selectRows<StoredBatch>(
-    store,
-    `SELECT digest FROM tally.ingest_batches
-     WHERE agent_id = {agent:String} AND seq = {seq:UInt64} LIMIT 1`,
-    { agent: agentId, seq },
-  )
-  return row
-}
-
-export async function isBatchStored(store: Store, agentId: string, seq: number): Promise<boolean> {
-  return (await storedBatch(store, agentId, seq)) !== undefined
-}
-
-/** The highest seq stored for the agent; 0 when none is. */
-export async function lastStoredSeq(store: Store, agentId: string): Promise<number> {
-  const [row] = await selectRows<{ last: string | number }>(
-    store,
-    'SELECT max(seq) AS last FROM tally.ingest_batches WHERE agent_id = {agent:String}',
-    { agent: agentId },
-  )
-  return Number(row?.last ?? 0)
-}
+/** One batch's rows per table, as arrays in COLUMNS order (compact to build and to parse). */
+export type BatchRows = Record<GroupTable, unknown[][]>
 
 /**
- * Stores `batch` (validated) once. `digest` is `batchDigest` of the body as sent; the caller has
- * checked its time (`implausibleTime`), which bounds the interval's span. Its usage is stored
- * only when recent enough to count (store/usage.ts), under the host's keyed id.
+ * The rows `batch` (validated, its time checked by `implausibleTime`, which bounds the span)
+ * adds to each table. `digest` is `batchDigest` of the body as sent. Its usage is stored only
+ * when recent enough to count (store/usage.ts), under the host's keyed id.
  */
-export async function writeHostBatch(
-  store: Store,
+export function batchRows(
   agent: AgentIdentity,
   batch: HostBatch,
   digest: string,
   usage: UsageIngest,
-  receivedAt = Date.now(),
-): Promise<BatchOutcome> {
-  const stored = await storedBatch(store, agent.agent_id, batch.seq)
-  if (stored !== undefined) {
-    // '' : stored before digests were kept; taken as a duplicate, as it was then.
-    if (stored.digest === digest || stored.digest === '') return { status: 'duplicate' }
-    return { status: 'conflict', lastSeq: await lastStoredSeq(store, agent.agent_id) }
-  }
+  receivedAt: number,
+): BatchRows {
   const intervalMs = batch.interval.end - batch.interval.start
   if (!(intervalMs > 0 && intervalMs <= MAX_SPAN_MS)) {
     // interval_ms is UInt32: refuse rather than let the engine wrap it.
     throw new RangeError(`batch interval of ${intervalMs} ms does not fit interval_ms`)
   }
-  const token = (table: string) => dedupToken(agent.agent_id, digest, table)
-  await insertRows(
-    store,
-    'tally.host_metrics',
-    batch.samples.map((s) => ({
-      ts: batch.interval.end,
-      interval_ms: intervalMs,
-      site: agent.site,
-      host: agent.host,
-      metric: s.metric,
-      attributes: s.attributes,
-      value: s.value,
-      agent_id: agent.agent_id,
-      seq: batch.seq,
-    })),
-    token('host_metrics'),
-  )
-  // Per-host rows go to a Null table: only the site-level cells its view writes are kept.
-  await insertRows(
-    store,
-    'tally.usage_contributions',
-    usageContributionRows(agent, batch, usage, receivedAt),
-    token('usage'),
-  )
-  if (batch.inventory !== undefined) {
-    await insertRows(
-      store,
-      'tally.host_inventory',
+  const { agent_id, site, host } = agent
+  const end = batch.interval.end
+  return {
+    host_metrics: batch.samples.map((s) => [
+      end,
+      intervalMs,
+      site,
+      host,
+      s.metric,
+      s.attributes,
+      s.value,
+      agent_id,
+      batch.seq,
+    ]),
+    // Per-host rows go to a Null table: only the site-level cells its view writes are kept.
+    usage_contributions: usageContributionRows(agent, batch, usage, receivedAt).map((u) =>
+      COLUMNS.usage_contributions.map((c) => u[c]),
+    ),
+    host_inventory:
+      batch.inventory === undefined
+        ? []
+        : [[agent_id, site, host, receivedAt, JSON.stringify(batch.inventory)]],
+    ingest_batches: [
       [
-        {
-          agent_id: agent.agent_id,
-          site: agent.site,
-          host: agent.host,
-          received_at: receivedAt,
-          inventory: JSON.stringify(batch.inventory),
-        },
-      ],
-      token('host_inventory'),
-    )
-  }
-  await insertRows(
-    store,
-    'tally.ingest_batches',
-    [
-      {
-        agent_id: agent.agent_id,
-        seq: batch.seq,
-        site: agent.site,
-        host: agent.host,
-        agent_version: batch.agent_version,
-        interval_start: batch.interval.start,
-        interval_end: batch.interval.end,
-        received_at: receivedAt,
-        samples: batch.samples.length,
+        agent_id,
+        batch.seq,
+        site,
+        host,
+        batch.agent_version,
+        batch.interval.start,
+        end,
+        receivedAt,
+        batch.samples.length,
         digest,
-      },
+      ],
     ],
-    // The record is per seq: a renumbered batch gets the record of its new seq.
-    `${agent.agent_id}:${batch.seq}:${digest}:ingest_batches`,
+  }
+}
+
+/**
+ * Writes the rows of a group, one insert per table, markers last, each insert with the group's
+ * token: written again with the same id and the same rows, every table's insert that had landed
+ * is dropped by the engine (also in the rollups its views feed), and the others are written.
+ */
+export async function insertGroup(
+  store: Store,
+  groupId: string,
+  batches: readonly BatchRows[],
+  tables: readonly GroupTable[] = GROUP_TABLES,
+): Promise<void> {
+  for (const table of tables) {
+    const values = batches.flatMap((b) => b[table])
+    if (values.length === 0) continue
+    await store.insert({
+      table: `tally.${table}`,
+      values,
+      format: 'JSONCompactEachRow',
+      columns: [...COLUMNS[table]] as [string, ...string[]],
+      // Always set: chDB applies a query's settings to its session, so a token left over from
+      // the previous insert would make the engine drop the next one.
+      clickhouse_settings: {
+        insert_deduplication_token: groupToken(groupId, table),
+        deduplicate_blocks_in_dependent_materialized_views: 1,
+      },
+    })
+  }
+}
+
+export interface BatchKey {
+  agent_id: string
+  seq: number
+}
+
+export const batchKey = (k: BatchKey): string => `${k.agent_id}:${k.seq}`
+
+/** The stored digests of those batches that have a marker, by batchKey; one query. */
+export async function storedDigests(
+  store: Store,
+  keys: readonly BatchKey[],
+): Promise<Map<string, string>> {
+  if (keys.length === 0) return new Map()
+  const rows = await selectRows<{ agent_id: string; seq: number; digest: string }>(
+    store,
+    // The primary key (agent_id, seq) narrows both lists; pairs not asked for are dropped below.
+    `SELECT agent_id, seq, digest FROM tally.ingest_batches
+     WHERE agent_id IN {agents:Array(String)} AND seq IN {seqs:Array(UInt64)}`,
+    {
+      agents: [...new Set(keys.map((k) => k.agent_id))],
+      seqs: [...new Set(keys.map((k) => k.seq))],
+    },
   )
-  return { status: 'stored' }
+  const asked = new Set(keys.map(batchKey))
+  const stored = new Map<string, string>()
+  for (const r of rows) {
+    const key = batchKey({ agent_id: r.agent_id, seq: Number(r.seq) })
+    if (asked.has(key)) stored.set(key, r.digest)
+  }
+  return stored
+}
+
+/** The highest seq stored for each agent (0 when none is); one query. */
+export async function lastStoredSeqs(
+  store: Store,
+  agentIds: readonly string[],
+): Promise<Map<string, number>> {
+  const last = new Map(agentIds.map((id) => [id, 0]))
+  if (agentIds.length === 0) return last
+  const rows = await selectRows<{ agent_id: string; last: string | number }>(
+    store,
+    `SELECT agent_id, max(seq) AS last FROM tally.ingest_batches
+     WHERE agent_id IN {agents:Array(String)} GROUP BY agent_id`,
+    { agents: [...new Set(agentIds)] },
+  )
+  for (const r of rows) last.set(r.agent_id, Number(r.last))
+  return last
 }

@@ -6,8 +6,18 @@
 import { randomBytes } from 'node:crypto'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { batchDigest, dedupToken } from '../../collector/store/host-batches.ts'
+import type { AgentIdentity } from '../../collector/auth/agents.ts'
+import { replayJournal } from '../../collector/store/group-commit.ts'
+import {
+  batchDigest,
+  type GroupTable,
+  insertGroup,
+  batchRows as rowsOf,
+} from '../../collector/store/host-batches.ts'
+import { IngestJournal, journalDir } from '../../collector/store/ingest-journal.ts'
 import { insertRows, selectRows } from '../../collector/store/rows.ts'
+import { loadOrCreateUsageHostKey } from '../../collector/store/usage-host-key.ts'
+import { SERVICE_NAMES } from '../../protocol/services.ts'
 import { type HostBatch, IngestAck, SeqConflict } from '../../protocol/v1.ts'
 import {
   type App,
@@ -217,49 +227,6 @@ describe('a valid batch', () => {
       rollup_samples: 4,
       rollup_sum: SAMPLE_SUM,
     })
-  })
-
-  it('retried after a crash between its writes counts exactly once', async () => {
-    const batch = makeBatch(agentA.agent_id, nextSeq())
-    // What writeHostBatch had written when the collector died: the samples, with their
-    // deduplication token, and not yet the batch's record in ingest_batches.
-    await insertRows(
-      h.store,
-      'tally.host_metrics',
-      batch.samples.map((s) => ({
-        ts: batch.interval.end,
-        interval_ms: batch.interval.end - batch.interval.start,
-        site: agentA.site,
-        host: agentA.host,
-        metric: s.metric,
-        attributes: s.attributes,
-        value: s.value,
-        agent_id: agentA.agent_id,
-        seq: batch.seq,
-      })),
-      dedupToken(agentA.agent_id, batchDigest(batch), 'host_metrics'),
-    )
-    expect(await batchRows(agentA, batch.seq)).toEqual({
-      host_metrics: 4,
-      ingest_batches: 0,
-      rollup_samples: 4,
-      rollup_sum: SAMPLE_SUM,
-    })
-    // Another agent's batch lands before the retry. (It also moves the embedded engine's
-    // session on: chDB keeps per-query settings as session settings, so without it the retry
-    // would inherit the crashed insert's token even if writeHostBatch sent none.)
-    await expectStored(makeBatch(agentB.agent_id, 100), agentB)
-
-    await expectStored(batch)
-    expect(await batchRows(agentA, batch.seq)).toEqual({
-      host_metrics: 4,
-      ingest_batches: 1,
-      rollup_samples: 4,
-      rollup_sum: SAMPLE_SUM,
-    })
-    const res = await post(batch)
-    expect(await res.json()).toMatchObject({ status: 'duplicate' })
-    expect((await batchRows(agentA, batch.seq)).host_metrics).toBe(4)
   })
 
   it('with inventory stores the inventory under the credential host and site', async () => {
@@ -569,45 +536,6 @@ describe('sequence numbers', () => {
     expect(await (await post(other(seq))).json()).toMatchObject({ status: 'duplicate' })
     await expectStored(makeBatch(agentA.agent_id, nextSeq()))
   })
-
-  it('cut short by a crash, then renumbered, a batch counts once, and its old seq stays free', async () => {
-    const crashed = makeBatch(agentA.agent_id, nextSeq())
-    // The collector died after the samples and before the batch's record.
-    await insertRows(
-      h.store,
-      'tally.host_metrics',
-      crashed.samples.map((s) => ({
-        ts: crashed.interval.end,
-        interval_ms: 10_000,
-        site: agentA.site,
-        host: agentA.host,
-        metric: s.metric,
-        attributes: s.attributes,
-        value: s.value,
-        agent_id: agentA.agent_id,
-        seq: crashed.seq,
-      })),
-      dedupToken(agentA.agent_id, batchDigest(crashed), 'host_metrics'),
-    )
-    await expectStored(makeBatch(agentB.agent_id, 101), agentB)
-    // Another batch that reused the seq is written whole, not dropped as the crashed one's rest.
-    const reuse = other(crashed.seq)
-    await expectStored(reuse)
-    // The crashed batch, renumbered by its agent, is not counted twice.
-    const renumbered = { ...crashed, seq: nextSeq() }
-    await expectStored(renumbered)
-    const [minute] = await selectRows<{ n: number; total: number; rollup: number }>(
-      h.store,
-      `SELECT count() AS n, sum(value) AS total FROM tally.host_metrics
-       WHERE agent_id = {a:String} AND ts = fromUnixTimestamp64Milli({end:Int64}, 'UTC')`,
-      { a: agentA.agent_id, end: crashed.interval.end },
-    )
-    expect({ n: Number(minute?.n), total: Number(minute?.total) }).toEqual({
-      n: 8,
-      total: 2 * SAMPLE_SUM + 4,
-    })
-    expect((await batchRows(agentA, crashed.seq)).rollup_samples).toBe(8)
-  })
 })
 
 describe('size and encoding', () => {
@@ -771,5 +699,221 @@ describe('privacy', () => {
       await count(h.store, 'tally.host_metrics', "host LIKE 'other%' OR site LIKE 'other%'"),
     ).toBe(0)
     expect(seqA).toBeGreaterThan(20)
+  })
+})
+
+describe('group commit', () => {
+  const identity = (a: EnrolledAgent): AgentIdentity => ({
+    agent_id: a.agent_id,
+    host: a.host,
+    site: a.site,
+  })
+  /** A batch of now, with site usage of `bytes` (so its usage is stored) and inventory. */
+  const recent = (agent: EnrolledAgent, seq: number, bytes: number): HostBatch => {
+    const end = Date.now() - 1000
+    return {
+      ...makeBatch(agent.agent_id, seq),
+      interval: { start: end - 10_000, end },
+      usage: [
+        {
+          direction: 'outbound',
+          ip_version: 4,
+          transport: 'tcp',
+          service: SERVICE_NAMES[0] ?? 'other',
+          peer_class: 'internet',
+          bytes,
+          packets: 3,
+          flows: 1,
+        },
+      ],
+      inventory: {
+        os: { platform: 'linux', distro: 'Debian', release: '12', kernel: '6.1', arch: 'x64' },
+        cpu: { model: 'Test CPU', cores: 4 },
+        memory_bytes: 1024,
+        interfaces: [],
+      },
+    }
+  }
+  const usageBytes = async (): Promise<number> => {
+    const [row] = await selectRows<{ b: number }>(
+      h.store,
+      'SELECT sum(bytes) AS b FROM tally.usage_cells',
+    )
+    return Number(row?.b ?? 0)
+  }
+  /** The host's inventory as stored (a replacing table: the latest row per agent). */
+  const inventoryOf = async (agent: EnrolledAgent): Promise<unknown> => {
+    const [row] = await selectRows<{ inventory: string }>(
+      h.store,
+      `SELECT inventory FROM tally.host_inventory FINAL WHERE agent_id = {a:String}`,
+      { a: agent.agent_id },
+    )
+    return row === undefined ? undefined : JSON.parse(row.inventory)
+  }
+  let seqB = 1000
+  const nextSeqB = (): number => {
+    seqB += 1
+    return seqB
+  }
+
+  /**
+   * What a collector killed inside a group leaves: the group in the journal, and the inserts of
+   * `landed` made. `restart` is what the next start does before it listens.
+   */
+  async function crashInsideGroup(batches: [EnrolledAgent, HostBatch][], landed: GroupTable[]) {
+    const journal = new IngestJournal(journalDir(h.dir))
+    const usage = {
+      hostKey: loadOrCreateUsageHostKey(h.dir),
+      releaseAfterSeconds: h.config.usage.release_after_seconds,
+    }
+    const id = `${Date.now()}-test-${randomBytes(4).toString('hex')}`
+    const receivedAt = Date.now()
+    await journal.write(
+      id,
+      batches.map(([agent, batch]) => ({
+        agent: identity(agent),
+        receivedAt,
+        digest: batchDigest(batch),
+        encoding: 'gzip' as const,
+        body: gz(batch),
+      })),
+    )
+    const rows = batches.map(([agent, batch]) =>
+      rowsOf(identity(agent), batch, batchDigest(batch), usage, receivedAt),
+    )
+    await insertGroup(h.store, id, rows, landed)
+    return { restart: () => replayJournal(h.store, journal, usage) }
+  }
+
+  it.each<[string, GroupTable[]]>([
+    ['after the journal, before the first insert', []],
+    ['after the samples (and their rollup)', ['host_metrics']],
+    [
+      'after every table but the markers',
+      ['host_metrics', 'usage_contributions', 'host_inventory'],
+    ],
+    [
+      'after the markers, before the journal file went',
+      ['host_metrics', 'usage_contributions', 'host_inventory', 'ingest_batches'],
+    ],
+  ])(
+    'a kill inside a group %s: completed at start, every batch once, retries are duplicates',
+    async (_, landed) => {
+      const a = recent(agentA, nextSeq(), 1000 + seqA)
+      seqB += 1
+      const b = recent(agentB, seqB, 2000 + seqB)
+      const before = { usage: await usageBytes() }
+      const crashed = await crashInsideGroup(
+        [
+          [agentA, a],
+          [agentB, b],
+        ],
+        landed,
+      )
+      // Another group lands before the restart's completion: the engine's session moved on.
+      await expectStored(makeBatch(agentB.agent_id, nextSeqB()), agentB)
+      expect(await crashed.restart()).toBe(1)
+      expect(await crashed.restart(), 'the journal is empty once completed').toBe(0)
+      for (const [agent, batch] of [
+        [agentA, a],
+        [agentB, b],
+      ] as const) {
+        const rows = await batchRows(agent, batch.seq)
+        expect({ host_metrics: rows.host_metrics, ingest_batches: rows.ingest_batches }).toEqual({
+          host_metrics: 4,
+          ingest_batches: 1,
+        })
+        const res = await post(batch, agent)
+        expect(await res.json()).toMatchObject({ status: 'duplicate' })
+      }
+      const [rollup] = await selectRows<{ n: number }>(
+        h.store,
+        `SELECT sum(samples) AS n FROM tally.host_metrics_1m
+       WHERE host IN ({a:String}, {b:String}) AND ts = toStartOfMinute(fromUnixTimestamp64Milli({end:Int64}, 'UTC'))`,
+        { a: agentA.host, b: agentB.host, end: a.interval.end },
+      )
+      expect(Number(rollup?.n), 'the rollup counts the samples once').toBeGreaterThanOrEqual(4)
+      expect(await usageBytes(), 'site usage counted once').toBe(
+        before.usage + (a.usage?.[0]?.bytes ?? 0) + (b.usage?.[0]?.bytes ?? 0),
+      )
+      expect(await inventoryOf(agentB), 'the inventory written').toEqual(b.inventory)
+    },
+  )
+
+  it('a crashed group holds its seqs: another content under one is 409, nothing counted twice', async () => {
+    const crashedBatch = recent(agentA, nextSeq(), 7)
+    const crashed = await crashInsideGroup([[agentA, crashedBatch]], ['host_metrics'])
+    await crashed.restart()
+    const reuse: HostBatch = { ...crashedBatch, samples: crashedBatch.samples.slice(0, 2) }
+    const res = await post(reuse)
+    expect(res.status).toBe(409)
+    expect(SeqConflict.parse(await res.json()).last_seq).toBeGreaterThanOrEqual(crashedBatch.seq)
+    expect((await batchRows(agentA, crashedBatch.seq)).host_metrics).toBe(4)
+  })
+
+  /** How many inserts tally.host_metrics has taken (its block numbers; merges keep them). */
+  const inserts = async (): Promise<number> => {
+    const [row] = await selectRows<{ n: number }>(
+      h.store,
+      `SELECT max(max_block_number) AS n FROM system.parts
+       WHERE database = 'tally' AND table = 'host_metrics'`,
+    )
+    return Number(row?.n ?? 0)
+  }
+
+  it('batches that arrive together are written by one insert per table, each once', async () => {
+    const app = h.appWith({ ingest: { group_window_ms: 300 } })
+    const agents = [agentA, agentB]
+    const sent = Array.from({ length: 40 }, (_, i) => {
+      const agent = agents[i % 2] as EnrolledAgent
+      const seq = agent === agentA ? nextSeq() : nextSeqB()
+      return { agent, batch: makeBatch(agent.agent_id, seq) }
+    })
+    const before = await inserts()
+    const answers = await Promise.all(
+      sent.map(({ agent, batch }) => post(batch, agent, app).then((r) => r.json())),
+    )
+    expect(answers.map((a) => (a as IngestAck).status)).toEqual(sent.map(() => 'stored'))
+    const made = (await inserts()) - before
+    expect(made, `40 batches in ${made} inserts`).toBeLessThanOrEqual(3)
+    for (const { agent, batch } of sent) {
+      expect(await batchRows(agent, batch.seq)).toMatchObject({
+        host_metrics: 4,
+        ingest_batches: 1,
+      })
+    }
+  })
+
+  it('the same seq twice in one group: once stored, the same content a duplicate, other content 409', async () => {
+    const app = h.appWith({ ingest: { group_window_ms: 300 } })
+    const batch = makeBatch(agentA.agent_id, nextSeq())
+    const changed = { ...batch, samples: batch.samples.slice(1) }
+    const [first, again, conflict] = await Promise.all([
+      post(batch, agentA, app),
+      post(batch, agentA, app),
+      post(changed, agentA, app),
+    ])
+    expect(await first?.json()).toMatchObject({ status: 'stored' })
+    expect(await again?.json()).toMatchObject({ status: 'duplicate' })
+    expect(conflict?.status).toBe(409)
+    expect(SeqConflict.parse(await conflict?.json()).last_seq).toBeGreaterThanOrEqual(batch.seq)
+    expect(await batchRows(agentA, batch.seq)).toMatchObject({ host_metrics: 4, ingest_batches: 1 })
+  })
+
+  it('a full queue answers 503 with Retry-After at once, and stores nothing of those', async () => {
+    const app = h.appWith({ ingest: { group_window_ms: 400, queue_max_batches: 2 } })
+    const sent = Array.from({ length: 6 }, () => makeBatch(agentA.agent_id, nextSeq()))
+    const answers = await Promise.all(sent.map((b) => post(b, agentA, app)))
+    const busy = answers.filter((r) => r.status === 503)
+    expect(busy.length).toBeGreaterThanOrEqual(1)
+    for (const r of busy) {
+      expect(r.headers.get('retry-after')).toBe(String(h.config.ingest.retry_after_seconds))
+      expect((await errorBody(r)).error).toBe('ingest_queue_full')
+    }
+    for (const [i, r] of answers.entries()) {
+      const seq = sent[i]?.seq ?? 0
+      const stored = (await batchRows(agentA, seq)).ingest_batches
+      expect(stored, `seq ${seq} answered ${r.status}`).toBe(r.status === 200 ? 1 : 0)
+    }
   })
 })
