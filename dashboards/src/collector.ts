@@ -1,7 +1,8 @@
 /**
  * Collector: ingest rate, rows per second, latency, rejections, 503s and duplicates recognised,
  * from the collectors' own counters (`tally.collector_metrics`, written every 10 s by
- * collector/self-metrics.ts as increases per snapshot) and from `tally.ingest_batches`.
+ * collector/self-metrics.ts as increases per snapshot) and from the per-site, per-minute summary
+ * of stored batches (`tally.ingest_site_1m`).
  */
 import {
   dashboard,
@@ -134,14 +135,16 @@ ORDER BY time`,
   {
     type: 'timeseries',
     title: 'Rows per second by site',
-    description: 'Host samples in the batches stored per second, by the site that sent them.',
-    minInterval: '10s',
+    description:
+      'Host samples in the batches stored per second, by the site that sent them (per minute at least).',
+    minInterval: '1m',
     unit: 'short',
     stack: true,
     seriesLabel: 'site',
-    sql: `SELECT $__timeInterval(received_at) AS time, site, sum(samples) / $__interval_s AS rows_per_second
-FROM tally.ingest_batches
-WHERE $__timeFilter(received_at) AND ${SITE_FILTER}
+    sql: `WITH greatest(60, intDiv($__interval_s + 59, 60) * 60) AS step
+SELECT toDateTime(intDiv(toUInt32(ts), step) * step) AS time, site, sum(samples) / step AS rows_per_second
+FROM tally.ingest_site_1m
+WHERE $__timeFilter(ts) AND ${SITE_FILTER}
 GROUP BY time, site
 ORDER BY time`,
   },

@@ -1,6 +1,10 @@
 /**
  * Fleet: which agents are online, when each was last heard from, what versions run, and whether
  * agents are holding batches back (spool) or losing packets (capture drops). Tier T only.
+ *
+ * Agents are read from one summary row per agent (`tally.agent_last_batch`) and reporting from
+ * one row per site and minute (`tally.ingest_site_1m`), never from every batch record; series
+ * over hosts come from the host metrics table the step calls for (./rollups.ts), the top ten.
  */
 import {
   dashboard,
@@ -10,6 +14,7 @@ import {
   SITE_FILTER,
   siteVariable,
 } from './grafana.ts'
+import { BUCKET, TOP_HOSTS, topHostSamples, WITH_STEP } from './rollups.ts'
 
 /**
  * Every enrolled, unrevoked agent of the selected site(s) with its status: online when its last
@@ -33,10 +38,10 @@ const AGENTS = `agents AS
     ) AS a
     LEFT JOIN
     (
-        SELECT agent_id, max(received_at) AS received,
-               argMax(agent_version, received_at) AS reported_version, max(seq) AS max_seq,
-               argMax(dateDiff('second', interval_start, interval_end), received_at) AS interval_s
-        FROM tally.ingest_batches
+        SELECT agent_id, max(last_received) AS received,
+               argMaxMerge(agent_version) AS reported_version, max(last_seq) AS max_seq,
+               argMaxMerge(interval_seconds) AS interval_s
+        FROM tally.agent_last_batch
         WHERE ${SITE_FILTER}
         GROUP BY agent_id
     ) AS b ON a.agent_id = b.agent_id
@@ -52,22 +57,34 @@ ${select}`
 const AGENT_TABLE = withAgents(`SELECT a.site AS site, a.host AS host, a.status AS status,
        a.agent_version AS version, a.last_seen AS last_seen,
        dateDiff('second', a.last_seen, now64(3)) AS seconds_ago, a.last_seq AS last_seq,
-       if(h.agent_id = '', NULL, toNullable(h.spool_depth)) AS spool_depth,
+       if(h.host = '', NULL, toNullable(h.spool_depth)) AS spool_depth,
        if(h.has_capture = 1, if(h.capture_running = 1, 'running', 'stopped'), 'none') AS capture
 FROM agents AS a
 LEFT JOIN
 (
-    SELECT toString(agent_id) AS agent_id,
-           argMaxIf(value, ts, metric = 'tally.agent.spool.depth') AS spool_depth,
-           argMaxIf(value, ts, metric = 'tally.capture.running') AS capture_running,
+    SELECT site, toString(host) AS host,
+           argMaxIf(highest, ts, metric = 'tally.agent.spool.depth') AS spool_depth,
+           argMaxIf(highest, ts, metric = 'tally.capture.running') AS capture_running,
            countIf(metric = 'tally.capture.running') > 0 AS has_capture
-    FROM tally.host_metrics
-    WHERE ts > now() - INTERVAL 1 DAY
-      AND metric IN ('tally.agent.spool.depth', 'tally.capture.running')
-      AND ${SITE_FILTER}
-    GROUP BY agent_id
-) AS h ON a.agent_id = h.agent_id
+    FROM
+    (
+        SELECT site, host, metric, ts, max(max) AS highest
+        FROM tally.host_metrics_1m
+        WHERE ts > now() - INTERVAL 1 DAY
+          AND metric IN ('tally.agent.spool.depth', 'tally.capture.running')
+          AND ${SITE_FILTER}
+        GROUP BY site, host, metric, ts
+    )
+    GROUP BY site, host
+) AS h ON a.site = h.site AND a.host = h.host
 ORDER BY site, host`)
+
+const CAPTURE_DROPS = `metric = 'tally.capture.packets'
+  AND attributes['tally.capture.outcome'] IN ('dropped_kernel', 'dropped_interface')
+  AND ${SITE_FILTER}`
+
+const DELIVERY_TROUBLE = `metric IN ('tally.agent.batches.dropped', 'tally.agent.spool.corrupted', 'tally.agent.send.failures')
+  AND ${SITE_FILTER}`
 
 const statusColours: JsonObject[] = [
   {
@@ -163,7 +180,7 @@ FROM agents GROUP BY site ORDER BY site`),
     type: 'table',
     title: 'Agents',
     description:
-      'Every enrolled agent: status, version and sequence number of its last batch, spool depth and capture state from its last day of samples. Click a host for its health.',
+      'Every enrolled agent: status, version and sequence number of its last batch, spool depth (the highest in its last minute) and capture state from its last day of samples. Click a host for its health.',
     w: 24,
     h: 10,
     overrides: [
@@ -202,61 +219,55 @@ FROM agents GROUP BY site ORDER BY site`),
     w: 12,
     minInterval: '1m',
     seriesLabel: 'site',
-    sql: `SELECT $__timeInterval(received_at) AS time, site, uniqExact(agent_id) AS agents
-FROM tally.ingest_batches
-WHERE $__timeFilter(received_at) AND ${SITE_FILTER}
+    sql: `WITH greatest(60, intDiv($__interval_s + 59, 60) * 60) AS step
+SELECT ${BUCKET} AS time, site, uniqMerge(agents) AS agents
+FROM tally.ingest_site_1m
+WHERE $__timeFilter(ts) AND ${SITE_FILTER}
 GROUP BY time, site
 ORDER BY time`,
   },
   {
     type: 'timeseries',
     title: 'Spool backlog',
-    description:
-      'Batches waiting in each agent spool when it built its batch. A growing backlog means the agent cannot deliver.',
+    description: `Batches waiting in each agent spool when it built its batch, for the ${TOP_HOSTS} agents with the deepest spool over the time range. A growing backlog means the agent cannot deliver.`,
     w: 12,
     minInterval: '10s',
     seriesLabel: 'agent',
-    sql: `SELECT $__timeInterval(ts) AS time, concat(site, '/', host) AS agent, max(value) AS batches
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'tally.agent.spool.depth' AND ${SITE_FILTER}
+    sql: `${WITH_STEP}
+SELECT ${BUCKET} AS time, concat(site, '/', host) AS agent, max(max) AS batches
+FROM ${topHostSamples(`metric = 'tally.agent.spool.depth' AND ${SITE_FILTER}`, 'max(max)')}
 GROUP BY time, agent
 ORDER BY time`,
   },
   {
     type: 'timeseries',
     title: 'Capture drops',
-    description:
-      'Packets the kernel or the interface dropped before the agent capture saw them, per second.',
+    description: `Packets the kernel or the interface dropped before the agent capture saw them, per second, for the ${TOP_HOSTS} hosts that dropped most over the time range.`,
     w: 12,
     minInterval: '10s',
     unit: 'pps',
     seriesLabel: 'series',
-    sql: `SELECT $__timeInterval(ts) AS time,
+    sql: `${WITH_STEP}
+SELECT ${BUCKET} AS time,
        concat(site, '/', host, ' ', replaceOne(attributes['tally.capture.outcome'], 'dropped_', '')) AS series,
-       sum(value) * 1000 / sum(interval_ms) AS packets_per_second
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'tally.capture.packets'
-  AND attributes['tally.capture.outcome'] IN ('dropped_kernel', 'dropped_interface')
-  AND ${SITE_FILTER}
+       sum(sum) * 1000 / sum(covered_ms) AS packets_per_second
+FROM ${topHostSamples(CAPTURE_DROPS, 'sum(sum)')}
 GROUP BY time, series
 ORDER BY time`,
   },
   {
     type: 'timeseries',
     title: 'Batches dropped, corrupted and send failures',
-    description:
-      'Batches the spool dropped when full or found corrupted, and failed deliveries, per interval.',
+    description: `Batches the spool dropped when full or found corrupted, and failed deliveries, per interval, for the ${TOP_HOSTS} hosts with the most over the time range.`,
     w: 12,
     minInterval: '10s',
     bars: true,
     seriesLabel: 'series',
-    sql: `SELECT $__timeInterval(ts) AS time,
+    sql: `${WITH_STEP}
+SELECT ${BUCKET} AS time,
        concat(site, '/', host, ' ', replaceOne(metric, 'tally.agent.', '')) AS series,
-       sum(value) AS events
-FROM tally.host_metrics
-WHERE $__timeFilter(ts)
-  AND metric IN ('tally.agent.batches.dropped', 'tally.agent.spool.corrupted', 'tally.agent.send.failures')
-  AND ${SITE_FILTER}
+       sum(sum) AS events
+FROM ${topHostSamples(DELIVERY_TROUBLE, 'sum(sum)')}
 GROUP BY time, series
 ORDER BY time`,
   },

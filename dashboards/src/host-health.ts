@@ -1,8 +1,9 @@
 /**
  * Host health: one host's CPU, memory, load, filesystems, interfaces and TCP connection states,
- * and an overview of every host of the site. Tier T, from the raw samples (`tally.host_metrics`,
- * 30 days). Counters (interface bytes, packets, errors, drops) are per-interval increases, so a
- * rate is their sum over the time the samples cover: sum(value) / sum(interval_ms).
+ * and an overview of the busiest hosts of the site. Tier T, from the host metrics table the step
+ * calls for (raw, per minute or hourly: ./rollups.ts). Counters (interface bytes, packets,
+ * errors, drops) are per-interval increases, so a rate is their sum over the time the samples
+ * cover: sum(sum) * 1000 / sum(covered_ms). Panels over every host show the top ten.
  */
 import {
   dashboard,
@@ -14,19 +15,28 @@ import {
   SITE_FILTER,
   siteVariable,
 } from './grafana.ts'
+import { BUCKET, hostSamples, TOP_HOSTS, topHostSamples, WITH_STEP } from './rollups.ts'
 
 /** The selected host (the site filter too: a host name may repeat in another site). */
 const THIS_HOST = `${SITE_FILTER} AND host = ${HOST}`
 
 /** One gauge's average per interval and label, for the selected host. */
-const gauge = (
-  metric: string,
-  label: string,
-  extra = '',
-) => `SELECT $__timeInterval(ts) AS time, ${label}, avg(value) AS average
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = '${metric}' AND ${THIS_HOST}${extra}
+const gauge = (metric: string, label: string, extra = '') => `${WITH_STEP}
+SELECT ${BUCKET} AS time, ${label}, sum(sum) / sum(samples) AS average
+FROM ${hostSamples(`metric = '${metric}' AND ${THIS_HOST}${extra}`)}
 GROUP BY time, ${label.replace(/.* AS /, '')}
+ORDER BY time`
+
+/** The value last reported in the range, of the samples matching `where`. */
+const latest = (alias: string, where: string, expression = `argMax(last, ts)`) =>
+  `SELECT ${expression} AS ${alias}
+FROM ${hostSamples(where)}`
+
+/** A counter's rate per interval and label, for the selected host. */
+const rate = (label: string, alias: string, where: string, scale = '1000') => `${WITH_STEP}
+SELECT ${BUCKET} AS time, ${label}, sum(sum) * ${scale} / sum(covered_ms) AS ${alias}
+FROM ${hostSamples(`${where} AND ${THIS_HOST}`)}
+GROUP BY time, ${label.replace(/[\s\S]* AS /, '')}
 ORDER BY time`
 
 const interfaceLabel = `concat(attributes['network.interface.name'], ' ', attributes['network.io.direction'])`
@@ -45,10 +55,11 @@ const panels: PanelSpec[] = [
       [0.8, 'orange'],
       [0.95, 'red'],
     ],
-    sql: `SELECT 1 - argMax(value, ts) AS busy
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'system.cpu.utilization' AND attributes['cpu.mode'] = 'idle'
-  AND ${THIS_HOST}`,
+    sql: latest(
+      'busy',
+      `metric = 'system.cpu.utilization' AND attributes['cpu.mode'] = 'idle' AND ${THIS_HOST}`,
+      '1 - argMax(last, ts)',
+    ),
   },
   {
     type: 'stat',
@@ -61,9 +72,7 @@ WHERE $__timeFilter(ts) AND metric = 'system.cpu.utilization' AND attributes['cp
       [0.85, 'orange'],
       [0.95, 'red'],
     ],
-    sql: `SELECT argMax(value, ts) AS used
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'system.memory.utilization' AND ${THIS_HOST}`,
+    sql: latest('used', `metric = 'system.memory.utilization' AND ${THIS_HOST}`),
   },
   {
     type: 'stat',
@@ -72,9 +81,7 @@ WHERE $__timeFilter(ts) AND metric = 'system.memory.utilization' AND ${THIS_HOST
     h: 4,
     decimals: 2,
     baseColor: 'blue',
-    sql: `SELECT argMax(value, ts) AS load
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'system.cpu.load_average.1m' AND ${THIS_HOST}`,
+    sql: latest('load', `metric = 'system.cpu.load_average.1m' AND ${THIS_HOST}`),
   },
   {
     type: 'stat',
@@ -90,9 +97,8 @@ WHERE $__timeFilter(ts) AND metric = 'system.cpu.load_average.1m' AND ${THIS_HOS
     sql: `SELECT max(latest) AS utilization
 FROM
 (
-    SELECT attributes['system.filesystem.mountpoint'] AS mount, argMax(value, ts) AS latest
-    FROM tally.host_metrics
-    WHERE $__timeFilter(ts) AND metric = 'system.filesystem.utilization' AND ${THIS_HOST}
+    SELECT attributes['system.filesystem.mountpoint'] AS mount, argMax(last, ts) AS latest
+    FROM ${hostSamples(`metric = 'system.filesystem.utilization' AND ${THIS_HOST}`)}
     GROUP BY mount
 )`,
   },
@@ -102,10 +108,10 @@ FROM
     w: 4,
     h: 4,
     baseColor: 'blue',
-    sql: `SELECT argMax(value, ts) AS established
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'system.network.connection.count'
-  AND attributes['network.connection.state'] = 'established' AND ${THIS_HOST}`,
+    sql: latest(
+      'established',
+      `metric = 'system.network.connection.count' AND attributes['network.connection.state'] = 'established' AND ${THIS_HOST}`,
+    ),
   },
   {
     type: 'stat',
@@ -114,9 +120,7 @@ WHERE $__timeFilter(ts) AND metric = 'system.network.connection.count'
     h: 4,
     unit: 's',
     baseColor: 'blue',
-    sql: `SELECT argMax(value, ts) AS uptime
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'system.uptime' AND ${THIS_HOST}`,
+    sql: latest('uptime', `metric = 'system.uptime' AND ${THIS_HOST}`),
   },
   {
     type: 'timeseries',
@@ -153,12 +157,11 @@ WHERE $__timeFilter(ts) AND metric = 'system.uptime' AND ${THIS_HOST}`,
     minInterval: '10s',
     decimals: 2,
     seriesLabel: 'window',
-    sql: `SELECT $__timeInterval(ts) AS time, replaceOne(metric, 'system.cpu.load_average.', '') AS window,
-       avg(value) AS load
-FROM tally.host_metrics
-WHERE $__timeFilter(ts)
-  AND metric IN ('system.cpu.load_average.1m', 'system.cpu.load_average.5m', 'system.cpu.load_average.15m')
-  AND ${THIS_HOST}
+    sql: `${WITH_STEP}
+SELECT ${BUCKET} AS time, replaceOne(metric, 'system.cpu.load_average.', '') AS window,
+       sum(sum) / sum(samples) AS load
+FROM ${hostSamples(`metric IN ('system.cpu.load_average.1m', 'system.cpu.load_average.5m', 'system.cpu.load_average.15m')
+  AND ${THIS_HOST}`)}
 GROUP BY time, window
 ORDER BY time`,
   },
@@ -202,14 +205,12 @@ ORDER BY time`,
     sql: `SELECT attributes['system.filesystem.mountpoint'] AS mountpoint,
        attributes['system.device'] AS device,
        attributes['system.filesystem.type'] AS type,
-       argMaxIf(value, ts, metric = 'system.filesystem.limit') AS size,
-       argMaxIf(value, ts, metric = 'system.filesystem.usage' AND attributes['system.filesystem.state'] = 'used') AS used,
-       argMaxIf(value, ts, metric = 'system.filesystem.usage' AND attributes['system.filesystem.state'] = 'free') AS free,
-       argMaxIf(value, ts, metric = 'system.filesystem.utilization') AS utilization
-FROM tally.host_metrics
-WHERE $__timeFilter(ts)
-  AND metric IN ('system.filesystem.limit', 'system.filesystem.usage', 'system.filesystem.utilization')
-  AND ${THIS_HOST}
+       argMaxIf(last, ts, metric = 'system.filesystem.limit') AS size,
+       argMaxIf(last, ts, metric = 'system.filesystem.usage' AND attributes['system.filesystem.state'] = 'used') AS used,
+       argMaxIf(last, ts, metric = 'system.filesystem.usage' AND attributes['system.filesystem.state'] = 'free') AS free,
+       argMaxIf(last, ts, metric = 'system.filesystem.utilization') AS utilization
+FROM ${hostSamples(`metric IN ('system.filesystem.limit', 'system.filesystem.usage', 'system.filesystem.utilization')
+  AND ${THIS_HOST}`)}
 GROUP BY mountpoint, device, type
 ORDER BY mountpoint`,
   },
@@ -219,12 +220,12 @@ ORDER BY mountpoint`,
     minInterval: '10s',
     unit: 'bps',
     seriesLabel: 'interface',
-    sql: `SELECT $__timeInterval(ts) AS time, ${interfaceLabel} AS interface,
-       sum(value) * 8000 / sum(interval_ms) AS bits_per_second
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'system.network.io' AND ${THIS_HOST}
-GROUP BY time, interface
-ORDER BY time`,
+    sql: rate(
+      `${interfaceLabel} AS interface`,
+      'bits_per_second',
+      `metric = 'system.network.io'`,
+      '8000',
+    ),
   },
   {
     type: 'timeseries',
@@ -232,12 +233,11 @@ ORDER BY time`,
     minInterval: '10s',
     unit: 'pps',
     seriesLabel: 'interface',
-    sql: `SELECT $__timeInterval(ts) AS time, ${interfaceLabel} AS interface,
-       sum(value) * 1000 / sum(interval_ms) AS packets_per_second
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'system.network.packet.count' AND ${THIS_HOST}
-GROUP BY time, interface
-ORDER BY time`,
+    sql: rate(
+      `${interfaceLabel} AS interface`,
+      'packets_per_second',
+      `metric = 'system.network.packet.count'`,
+    ),
   },
   {
     type: 'timeseries',
@@ -246,14 +246,11 @@ ORDER BY time`,
     minInterval: '10s',
     unit: 'pps',
     seriesLabel: 'series',
-    sql: `SELECT $__timeInterval(ts) AS time,
-       concat(${interfaceLabel}, ' ', if(metric = 'system.network.errors', 'errors', 'dropped')) AS series,
-       sum(value) * 1000 / sum(interval_ms) AS per_second
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric IN ('system.network.errors', 'system.network.packet.dropped')
-  AND ${THIS_HOST}
-GROUP BY time, series
-ORDER BY time`,
+    sql: rate(
+      `concat(${interfaceLabel}, ' ', if(metric = 'system.network.errors', 'errors', 'dropped')) AS series`,
+      'per_second',
+      `metric IN ('system.network.errors', 'system.network.packet.dropped')`,
+    ),
   },
   {
     type: 'timeseries',
@@ -271,29 +268,33 @@ ORDER BY time`,
   {
     type: 'timeseries',
     title: 'CPU busy by host',
+    description: `The ${TOP_HOSTS} busiest hosts over the time range.`,
     minInterval: '1m',
     unit: 'percentunit',
     min: 0,
     max: 1,
     seriesLabel: 'agent',
-    sql: `SELECT $__timeInterval(ts) AS time, concat(site, '/', host) AS agent, 1 - avg(value) AS busy
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'system.cpu.utilization' AND attributes['cpu.mode'] = 'idle'
-  AND ${SITE_FILTER}
+    sql: `${WITH_STEP}
+SELECT ${BUCKET} AS time, concat(site, '/', host) AS agent, 1 - sum(sum) / sum(samples) AS busy
+FROM ${topHostSamples(
+      `metric = 'system.cpu.utilization' AND attributes['cpu.mode'] = 'idle' AND ${SITE_FILTER}`,
+      '-sum(sum) / sum(samples)',
+    )}
 GROUP BY time, agent
 ORDER BY time`,
   },
   {
     type: 'timeseries',
     title: 'Memory used by host',
+    description: `The ${TOP_HOSTS} hosts with the most memory used over the time range.`,
     minInterval: '1m',
     unit: 'percentunit',
     min: 0,
     max: 1,
     seriesLabel: 'agent',
-    sql: `SELECT $__timeInterval(ts) AS time, concat(site, '/', host) AS agent, avg(value) AS used
-FROM tally.host_metrics
-WHERE $__timeFilter(ts) AND metric = 'system.memory.utilization' AND ${SITE_FILTER}
+    sql: `${WITH_STEP}
+SELECT ${BUCKET} AS time, concat(site, '/', host) AS agent, sum(sum) / sum(samples) AS used
+FROM ${topHostSamples(`metric = 'system.memory.utilization' AND ${SITE_FILTER}`, 'sum(sum) / sum(samples)')}
 GROUP BY time, agent
 ORDER BY time`,
   },
@@ -319,9 +320,8 @@ ORDER BY time`,
     sql: `SELECT site, host, argMax(mount, latest) AS mountpoint, max(latest) AS utilization
 FROM
 (
-    SELECT site, host, attributes['system.filesystem.mountpoint'] AS mount, argMax(value, ts) AS latest
-    FROM tally.host_metrics
-    WHERE $__timeFilter(ts) AND metric = 'system.filesystem.utilization' AND ${SITE_FILTER}
+    SELECT site, host, attributes['system.filesystem.mountpoint'] AS mount, argMax(last, ts) AS latest
+    FROM ${hostSamples(`metric = 'system.filesystem.utilization' AND ${SITE_FILTER}`)}
     GROUP BY site, host, mount
 )
 GROUP BY site, host

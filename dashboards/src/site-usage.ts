@@ -6,8 +6,9 @@
  * cell of that minute when it reaches k (collector/store/usage.ts).
  *
  * The range is widened to whole steps (from rounded down, to up) so every step holds whole
- * minutes; panels ask for at least a minute per step (minimum interval 1m), and the top services
- * widen to whole hours so the views read the hourly table.
+ * minutes; panels ask for at least a minute per step (minimum interval 1m), steps of 30 minutes
+ * and more are rounded up to whole hours, and the top services widen to whole hours, so that
+ * long ranges are read from the hourly table.
  */
 import {
   dashboard,
@@ -20,12 +21,19 @@ import {
 
 type Grouping = 'service' | 'peer_class' | 'transport' | 'ip_version' | 'direction'
 
-/** The view call for one grouping, in steps of the panel's interval. */
+/**
+ * The step: the panel's interval rounded up to whole minutes, and to whole hours from 30 minutes
+ * on (Grafana's 1,800 s for 30 days), so that long ranges are read from the hourly table: the
+ * views read it only when the step and both ends are whole hours.
+ */
+const STEP = `if($__interval_s >= 1800, intDiv($__interval_s + 3599, 3600) * 3600, intDiv($__interval_s + 59, 60) * 60)`
+
+/** The view call for one grouping, in steps of the panel's interval (STEP). */
 const view = (by: Grouping) => `tally.usage_by_${by}(
     site = ${SITE},
-    from = toDateTime(intDiv(toUInt32($__fromTime), $__interval_s) * $__interval_s),
-    to = toDateTime((intDiv(toUInt32($__toTime), $__interval_s) + 1) * $__interval_s),
-    step = $__interval_s)`
+    from = toDateTime(intDiv(toUInt32($__fromTime), ${STEP}) * ${STEP}),
+    to = toDateTime((intDiv(toUInt32($__toTime), ${STEP}) + 1) * ${STEP}),
+    step = toUInt32(${STEP}))`
 
 /** The view call with one step over the whole range, widened to whole hours. */
 const wholeRange = (by: Grouping) => `tally.usage_by_${by}(
@@ -44,7 +52,7 @@ const throughput = (by: Grouping, label: string, title: string, w = 12): PanelSp
   unit: 'bps',
   stack: true,
   seriesLabel: 'series',
-  sql: `SELECT ts AS time, ${label} AS series, sum(bytes) * 8 / $__interval_s AS bits_per_second
+  sql: `SELECT ts AS time, ${label} AS series, sum(bytes) * 8 / ${STEP} AS bits_per_second
 FROM ${view(by)}
 GROUP BY time, series
 ORDER BY time`,
@@ -114,7 +122,7 @@ LIMIT 20`,
     unit: 'short',
     stack: true,
     seriesLabel: 'series',
-    sql: `SELECT ts AS time, service AS series, sum(flows) / $__interval_s AS flows_per_second
+    sql: `SELECT ts AS time, service AS series, sum(flows) / ${STEP} AS flows_per_second
 FROM ${view('service')}
 GROUP BY time, series
 ORDER BY time`,

@@ -1,0 +1,89 @@
+/**
+ * Which host metrics table a panel reads, chosen in SQL from Grafana's step (`$__interval_s`)
+ * and the range's start, so a panel reads about as many rows for 30 days as for one hour:
+ *
+ * - raw samples (`tally.host_metrics`) for steps under a minute, while the range starts within
+ *   their retention;
+ * - the per-minute rollup (`tally.host_metrics_1m`) for steps under 30 minutes, likewise;
+ * - the hourly rollup (`tally.host_metrics_1h`) otherwise.
+ *
+ * The step is rounded up to the resolution of the table read (Grafana's 1,800 s becomes an hour
+ * on the hourly table), so every bucket holds whole rollup rows. The three branches are one
+ * UNION ALL whose conditions are constants once the macros are expanded: the engine reads
+ * the chosen table only. Rollup rows are grouped per series and period first (their parts may
+ * not be merged yet), so each row is one series' whole minute or hour; their aggregates have
+ * names of their own, since an alias equal to a column would stand for it in the WHERE.
+ *
+ * Every branch yields (names from the first): ts (DateTime), site, host, metric, attributes (Map(String, String)),
+ * samples, sum, min, max, last (the value at ts: the sample itself, or the period's mean) and
+ * covered_ms (the time the row accounts for: the sample's interval, or the whole period). So
+ * a gauge's mean is sum(sum) / sum(samples) and a counter's rate sum(sum) * 1000 /
+ * sum(covered_ms), whatever the table.
+ *
+ * The retentions here are the tables' TTLs (migration 012); a test compares them.
+ */
+
+export const RETENTION_DAYS = { raw: 14, minute: 35, hour: 395 } as const
+/** Steps from this many seconds read the per-minute rollup, then the hourly one. */
+export const MINUTE_FROM_S = 60
+export const HOUR_FROM_S = 1800
+
+const DAY_S = 86_400
+const STEP = '$__interval_s'
+const FROM_S = 'toUInt32($__fromTime)'
+const within = (days: number) => `${FROM_S} >= toUInt32(now()) - ${days * DAY_S}`
+
+export const READS_RAW = `(${STEP} < ${MINUTE_FROM_S} AND ${within(RETENTION_DAYS.raw)})`
+export const READS_MINUTE = `(NOT ${READS_RAW} AND ${STEP} < ${HOUR_FROM_S} AND ${within(RETENTION_DAYS.minute)})`
+export const READS_HOUR = `(NOT ${READS_RAW} AND NOT ${READS_MINUTE})`
+
+const roundUp = (unit: number) => `intDiv(${STEP} + ${unit - 1}, ${unit}) * ${unit}`
+
+/** The bucket width in seconds: the step, rounded up to the resolution of the table read. */
+export const BUCKET_S = `multiIf(${READS_RAW}, ${STEP}, ${READS_MINUTE}, ${roundUp(60)}, ${roundUp(3600)})`
+
+/** `WITH` clause naming the bucket width `step`. */
+export const WITH_STEP = `WITH ${BUCKET_S} AS step`
+
+/** A row's bucket: its time rounded down to `step`. */
+export const BUCKET = 'toDateTime(intDiv(toUInt32(ts), step) * step)'
+
+const rollup = (table: string, reads: string, periodMs: number, where: string) => `
+    SELECT ts, site, host, metric, any(attributes) AS period_attributes,
+           sum(samples) AS period_samples, sum(sum) AS period_sum, min(min) AS period_min,
+           max(max) AS period_max, period_sum / period_samples AS period_mean,
+           toUInt64(${periodMs}) AS period_ms
+    FROM ${table}
+    WHERE ${reads} AND $__timeFilter(ts) AND ${where}
+    GROUP BY site, host, metric, series, ts`
+
+/**
+ * Host samples matching `where` (a condition on site, host, metric and attributes) in the
+ * range, from the table the step and range call for.
+ */
+export const hostSamples = (where: string): string => `(
+    SELECT toDateTime(ts) AS ts, site, host, metric,
+           CAST(attributes, 'Map(String, String)') AS attributes, toUInt64(1) AS samples,
+           value AS sum, value AS min, value AS max, value AS last, toUInt64(interval_ms) AS covered_ms
+    FROM tally.host_metrics
+    WHERE ${READS_RAW} AND $__timeFilter(ts) AND ${where}
+    UNION ALL${rollup('tally.host_metrics_1m', READS_MINUTE, 60_000, where)}
+    UNION ALL${rollup('tally.host_metrics_1h', READS_HOUR, 3_600_000, where)}
+)`
+
+/** Series panels show this many hosts at most: the top ones by the panel's own measure. */
+export const TOP_HOSTS = 10
+
+/**
+ * Host samples matching `where`, of the TOP_HOSTS hosts with the highest `measure` (an
+ * aggregate over the same samples) in the range.
+ */
+export const topHostSamples = (where: string, measure: string): string =>
+  hostSamples(`${where}
+      AND (site, host) IN
+      (
+          SELECT site, host FROM ${hostSamples(where)}
+          GROUP BY site, host
+          ORDER BY ${measure} DESC, site, host
+          LIMIT ${TOP_HOSTS}
+      )`)
