@@ -1,4 +1,10 @@
-/** The fleet: every enrolled agent with what it last sent. */
+/**
+ * The fleet: every enrolled agent with what it last sent, from one summary row per agent
+ * (`tally.agent_last_batch`, fed by every stored batch record) rather than the batch records
+ * themselves, and its spool depth (the highest of its last reported minute in the last day) from
+ * the per-minute rollup. `batches` counts the batches stored since the summary exists
+ * (migration 012).
+ */
 import type { Store } from './client.ts'
 import { selectRows } from './rows.ts'
 
@@ -40,19 +46,27 @@ export async function listFleet(store: Store, site?: string): Promise<FleetAgent
      LEFT JOIN
      (
          SELECT agent_id,
-                argMax(agent_version, received_at) AS version,
-                toUnixTimestamp64Milli(max(received_at)) AS last_seen,
-                max(seq) AS last_seq,
-                uniqExact(seq) AS batches
-         FROM tally.ingest_batches GROUP BY agent_id
+                argMaxMerge(agent_version) AS version,
+                toUnixTimestamp64Milli(max(last_received)) AS last_seen,
+                max(last_seq) AS last_seq,
+                sum(batches) AS batches
+         FROM tally.agent_last_batch
+         WHERE {site:String} = '' OR site = {site:String}
+         GROUP BY agent_id
      ) AS b ON a.agent_id = b.agent_id
      LEFT JOIN
      (
-         SELECT agent_id, argMax(value, ts) AS spool_depth
-         FROM tally.host_metrics
-         WHERE metric = 'tally.agent.spool.depth' AND ts > now() - INTERVAL 1 DAY
-         GROUP BY agent_id
-     ) AS h ON toString(a.agent_id) = toString(h.agent_id)
+         SELECT site, host, argMax(highest, ts) AS spool_depth
+         FROM
+         (
+             SELECT site, toString(host) AS host, ts, max(max) AS highest
+             FROM tally.host_metrics_1m
+             WHERE metric = 'tally.agent.spool.depth' AND ts > now() - INTERVAL 1 DAY
+               AND ({site:String} = '' OR site = {site:String})
+             GROUP BY site, host, ts
+         )
+         GROUP BY site, host
+     ) AS h ON a.site = h.site AND a.host = h.host
      WHERE {site:String} = '' OR a.site = {site:String}
      ORDER BY a.site, a.host, a.agent_id
      SETTINGS join_use_nulls = 1`,
