@@ -10,12 +10,24 @@
  *   A checkpoint is the tree head {register, size, root, ts} signed with the register's Ed25519
  *   key; an auditor or OIOS countersigns it with their own key and keeps a copy elsewhere. A
  *   rewrite of the whole chain with recomputed hashes then no longer matches a signed root.
+ * - Every entry also carries its own Ed25519 signature by the register key over its canonical
+ *   bytes (seq, prev_hash and hash included), written in the same insert. The chain's hashes
+ *   need no key, so a holder of the data directory could otherwise append entries in anyone's
+ *   name; an entry whose signature does not verify is not the collector's, and nothing trusts
+ *   it. Entries stored before signatures existed (migration 013) are trusted only where a
+ *   checkpoint signed with the register key covers them.
  * - Fail closed: `append` throws RegisterUnavailable when the entry cannot be written, and the
  *   caller does not perform the access.
  * - Reads verify, they do not trust: `verify` reads every stored column and recomputes
  *   everything; `verifyEntries` is the pure check an auditor runs on their own machine.
  */
-import { createPublicKey, type KeyObject, sign as signBytes, type webcrypto } from 'node:crypto'
+import {
+  createPublicKey,
+  type KeyObject,
+  sign as signBytes,
+  verify as verifyBytes,
+  type webcrypto,
+} from 'node:crypto'
 import { leafHashOfBytes, MerkleTree, sha256 } from '../../common/merkle.ts'
 import {
   canonicalJson,
@@ -59,6 +71,12 @@ export interface RegisterEntry extends RegisterEntryInput {
   ts: string
   prev_hash: string
   hash: string
+  /**
+   * base64url Ed25519 signature by the register key over entrySignedBytes (the entry without
+   * this field, `hash` included). Not part of what is hashed. Absent on entries stored before
+   * migration 013, which only a signed checkpoint vouches for.
+   */
+  signature?: string
 }
 
 export interface Countersignature {
@@ -143,9 +161,15 @@ export const GENESIS_HASH = '0'.repeat(64)
 
 const HEX64 = /^[0-9a-f]{64}$/
 
-/** SHA-256(prev_hash bytes || canonical entry without `hash`), hex. */
+/** The entry as hashed and signed: everything but its own signature. */
+export function entryBody<T extends { signature?: string }>(entry: T): Omit<T, 'signature'> {
+  const { signature: _signature, ...body } = entry
+  return body
+}
+
+/** SHA-256(prev_hash bytes || canonical entry without `hash` and `signature`), hex. */
 export function entryHash(entry: Omit<RegisterEntry, 'hash'> & { hash?: string }): string {
-  const { hash: _hash, ...unsigned } = entry
+  const { hash: _hash, signature: _signature, ...unsigned } = entry
   const prev = HEX64.test(entry.prev_hash)
     ? Buffer.from(entry.prev_hash, 'hex')
     : Buffer.from(entry.prev_hash, 'utf8')
@@ -154,7 +178,37 @@ export function entryHash(entry: Omit<RegisterEntry, 'hash'> & { hash?: string }
 
 /** RFC 6962 leaf hash of an entry: SHA-256(0x00 || canonical entry, `hash` included). */
 export function leafHash(entry: RegisterEntry): Buffer {
-  return leafHashOfText(canonicalJson(entry))
+  return leafHashOfText(canonicalJson(entryBody(entry)))
+}
+
+/**
+ * What an entry's signature covers: a context string, then the canonical entry with its seq,
+ * prev_hash and hash (its signature left out). The context keeps an entry's signature from
+ * ever being taken for a checkpoint's, though both come from the register key.
+ */
+export function entrySignedBytes(entry: RegisterEntry): Buffer {
+  return Buffer.from(`${ENTRY_SIGNATURE_CONTEXT}${canonicalJson(entryBody(entry))}`, 'utf8')
+}
+
+const ENTRY_SIGNATURE_CONTEXT = 'tally-register-entry:v1\n'
+
+export function signEntry(entry: RegisterEntry, privateKey: KeyObject): string {
+  return signBytes(null, entrySignedBytes(entry), privateKey).toString('base64url')
+}
+
+/** Whether the entry carries `key`'s signature over its own bytes (false when it has none). */
+export function entrySignatureValid(entry: RegisterEntry, key: PublicKeyInput): boolean {
+  if (typeof entry.signature !== 'string' || entry.signature === '') return false
+  try {
+    return verifyBytes(
+      null,
+      entrySignedBytes(entry),
+      ed25519PublicKey(key),
+      Buffer.from(entry.signature, 'base64url'),
+    )
+  } catch {
+    return false
+  }
 }
 
 const leafHashOfText = (canonical: string): Buffer =>
@@ -392,6 +446,32 @@ export function verifyEntries(
         (laterMismatches > 0 ? ` (and ${laterMismatches} later checkpoints do not match)` : ''),
     )
   }
+  // 5. Each entry's own signature: the collector signs every entry it writes, so one that does
+  // not verify was written by someone else. Entries from before signatures existed stand only
+  // under a checkpoint whose signature and root both verified.
+  let entryKey: KeyObject | undefined
+  try {
+    entryKey = ed25519PublicKey(publicKeyJwk)
+  } catch {
+    entryKey = undefined
+  }
+  for (const entry of chain) {
+    if (typeof entry.signature === 'string' && entry.signature !== '') {
+      if (entryKey === undefined || !entrySignatureValid(entry, entryKey)) {
+        add(
+          entry.seq,
+          'bad-signature',
+          `entry ${entry.seq}: its signature does not verify with the register key (the collector did not write it)`,
+        )
+      }
+    } else if (entry.seq > lastGood) {
+      add(
+        entry.seq,
+        'bad-signature',
+        `entry ${entry.seq} carries no signature and no signed checkpoint covers it (the collector did not write it)`,
+      )
+    }
+  }
   if (beyond !== undefined) {
     add(
       maxSeq + 1,
@@ -456,6 +536,7 @@ interface EntryRow {
   entry: string
   prev_hash: string
   hash: string
+  signature: string
 }
 
 interface CheckpointRow {
@@ -470,7 +551,7 @@ interface CheckpointRow {
 }
 
 const ENTRY_COLUMNS = `register, seq, toUnixTimestamp64Milli(ts) AS ts_ms, kind, actor, case_id,
-  entry, prev_hash, hash`
+  entry, prev_hash, hash, signature`
 const CHECKPOINT_COLUMNS = `register, size, root, toUnixTimestamp64Milli(ts) AS ts_ms, key_id,
   signature, countersignatures, version`
 
@@ -480,9 +561,11 @@ const CHECKPOINT_COLUMNS = `register, size, root, toUnixTimestamp64Milli(ts) AS 
  * the read failing (its hash cannot match).
  */
 function entryOfRow(row: EntryRow): RegisterEntry {
+  // The signature is its own column: one written into the entry's JSON is not the entry's.
+  const signature = row.signature ? { signature: row.signature } : {}
   try {
     const parsed: unknown = JSON.parse(row.entry)
-    if (looksLikeEntry(parsed)) return parsed
+    if (looksLikeEntry(parsed)) return { ...entryBody(parsed), ...signature }
   } catch {
     // fall through
   }
@@ -496,6 +579,7 @@ function entryOfRow(row: EntryRow): RegisterEntry {
     details: { unreadable_entry: row.entry.slice(0, 200) },
     prev_hash: row.prev_hash,
     hash: row.hash,
+    ...signature,
   }
 }
 
@@ -513,7 +597,8 @@ export function looksLikeEntry(value: unknown): value is RegisterEntry {
     v.details !== null &&
     !Array.isArray(v.details) &&
     typeof v.prev_hash === 'string' &&
-    typeof v.hash === 'string'
+    typeof v.hash === 'string' &&
+    (v.signature === undefined || typeof v.signature === 'string')
   )
 }
 
@@ -576,6 +661,20 @@ export class SizeBeyondHead extends Error {
 
 export const MAX_PAGE = 10_000
 
+/** The workflow's entry that issues a case's grants (collector/cases/workflow.ts). */
+const GRANTS_ISSUED = 'grants_issued'
+
+/** What the register's signed entries say of a case (Register.caseOnRecord). */
+export interface CaseOnRecord {
+  /** The state the latest entry that records one gives (every workflow entry does). */
+  state: string
+  /** That entry's seq and kind. */
+  seq: number
+  kind: string
+  /** The latest grants issued: window (ISO) and the agents captured. */
+  grants?: { start: string; end: string; agents: string[] }
+}
+
 interface PendingAppend {
   input: Omit<RegisterEntryInput, 'register'>
   resolve: (entry: RegisterEntry) => void
@@ -585,6 +684,7 @@ interface PendingAppend {
 export class Register {
   readonly #store: Store
   readonly #key: KeyObject
+  readonly #publicKey: KeyObject
   readonly #publicJwk: Record<string, string>
   readonly #keyId: string
   readonly #onCheckpointError: (err: unknown, register: RegisterName) => void
@@ -594,6 +694,10 @@ export class Register {
   readonly #trees = new Map<RegisterName, TreeState>()
   /** Appends waiting for the batch being written: they go together in the next one. */
   readonly #waiting = new Map<RegisterName, PendingAppend[]>()
+  /** Entries from before entries were signed that a signed checkpoint covers: seq -> hash. */
+  readonly #legacy = new Map<RegisterName, Promise<Map<number, string>>>()
+  /** What the register says of a case, per register; emptied by every append to it. */
+  readonly #caseRecords = new Map<RegisterName, Map<string, Promise<CaseOnRecord | undefined>>>()
 
   constructor(store: Store, signingKey: KeyObject, options: RegisterOptions = {}) {
     if (signingKey.type !== 'private' || signingKey.asymmetricKeyType !== 'ed25519') {
@@ -601,7 +705,8 @@ export class Register {
     }
     this.#store = store
     this.#key = signingKey
-    const jwk = createPublicKey(signingKey).export({ format: 'jwk' })
+    this.#publicKey = createPublicKey(signingKey)
+    const jwk = this.#publicKey.export({ format: 'jwk' })
     const publicJwk: Record<string, string> = {}
     for (const [k, v] of Object.entries(jwk)) if (typeof v === 'string') publicJwk[k] = v
     this.#keyId = jwkThumbprint(publicJwk)
@@ -719,7 +824,9 @@ export class Register {
         details: input.details,
         prev_hash: previous.hash,
       }
-      const entry: RegisterEntry = { ...unsigned, hash: entryHash(unsigned) }
+      const hashed: RegisterEntry = { ...unsigned, hash: entryHash(unsigned) }
+      // Signed in the same insert: an entry never exists without its signature.
+      const entry: RegisterEntry = { ...hashed, signature: signEntry(hashed, this.#key) }
       entries.push(entry)
       previous = { seq: entry.seq, hash: entry.hash }
     }
@@ -736,18 +843,23 @@ export class Register {
           kind: entry.kind,
           actor: entry.actor,
           case_id: entry.case_id ?? '',
-          entry: canonicalJson(entry),
+          entry: canonicalJson(entryBody(entry)),
           prev_hash: entry.prev_hash,
           hash: entry.hash,
+          signature: entry.signature ?? '',
         })),
       )
     } catch (err) {
+      // A failed insert may still have landed: what a case's entries say is read again.
+      this.#caseRecords.delete(register)
       throw new RegisterUnavailable(
         `register ${register}: ${first === last ? `entry ${first}` : `entries ${first} to ${last}`} not written`,
         { cause: err },
       )
     }
     this.#heads.set(register, previous)
+    // What the register says of a case may have changed: read it again next time.
+    this.#caseRecords.delete(register)
     // The tree follows without reading back what this process just wrote, when it was in step.
     const state = this.#trees.get(register)
     if (state !== undefined && state.tree.size === head.seq && state.lastHash === head.hash) {
@@ -791,6 +903,14 @@ export class Register {
     register: RegisterName,
     options: { from?: number; limit?: number; case_id?: string } = {},
   ): Promise<EntriesPage> {
+    const { rows, next_from } = await this.#pageRows(register, options)
+    return { entries: rows.map(entryOfRow), next_from }
+  }
+
+  async #pageRows(
+    register: RegisterName,
+    options: { from?: number; limit?: number; case_id?: string },
+  ): Promise<{ rows: EntryRow[]; next_from: number | null }> {
     checkName(register)
     const from = Math.max(1, Math.floor(options.from ?? 1))
     const limit = Math.min(MAX_PAGE, Math.max(1, Math.floor(options.limit ?? 1000)))
@@ -805,9 +925,183 @@ export class Register {
     )
     const last = rows[rows.length - 1]
     return {
-      entries: rows.map(entryOfRow),
+      rows,
       next_from: rows.length >= limit && last !== undefined ? Number(last.seq) + 1 : null,
     }
+  }
+
+  /**
+   * A page of entries as entriesPage gives it, less every entry the collector did not write:
+   * what anything that decides from the register (role reconciliation, guard settings, a case's
+   * state) must read. An entry stays when its own signature verifies with the register key, or,
+   * stored before entries were signed, when a checkpoint signed with that key covers it. The
+   * cursor is the unfiltered page's.
+   */
+  async trustedEntriesPage(
+    register: RegisterName,
+    options: { from?: number; limit?: number } = {},
+  ): Promise<EntriesPage> {
+    const { rows, next_from } = await this.#pageRows(register, options)
+    return { entries: await this.#trusted(register, rows), next_from }
+  }
+
+  /**
+   * What the register's signed entries say of a case: the state its latest entry recorded and
+   * its latest grants (window and agents). Undefined when no entry the collector wrote names the
+   * case. One read of the case's entries (a skip index on case_id), kept until the next append
+   * to this register.
+   */
+  caseOnRecord(register: RegisterName, caseId: string): Promise<CaseOnRecord | undefined> {
+    checkName(register)
+    let cache = this.#caseRecords.get(register)
+    if (cache === undefined) {
+      cache = new Map()
+      this.#caseRecords.set(register, cache)
+    }
+    const cached = cache.get(caseId)
+    if (cached !== undefined) return cached
+    const read = this.#readCaseOnRecord(register, caseId)
+    cache.set(caseId, read)
+    // A failed read is not kept: the next call reads again.
+    read.catch(() => this.#caseRecords.get(register)?.delete(caseId))
+    return read
+  }
+
+  async #readCaseOnRecord(
+    register: RegisterName,
+    caseId: string,
+  ): Promise<CaseOnRecord | undefined> {
+    const rows = await selectRows<EntryRow>(
+      this.#store,
+      `SELECT ${ENTRY_COLUMNS} FROM tally.register_entries
+       WHERE register = {register:String} AND case_id = {case_id:String}
+       ORDER BY seq`,
+      { register, case_id: caseId },
+    )
+    const entries = (await this.#trusted(register, rows)).filter((e) => e.case_id === caseId)
+    let record: CaseOnRecord | undefined
+    for (const entry of entries) {
+      const state = entry.details.state
+      if (typeof state !== 'string') continue
+      record = { ...record, state, seq: entry.seq, kind: entry.kind }
+      if (entry.kind === GRANTS_ISSUED) {
+        const window = entry.details.window as { start?: unknown; end?: unknown } | undefined
+        const agents = entry.details.agents
+        record.grants = {
+          start: typeof window?.start === 'string' ? window.start : '',
+          end: typeof window?.end === 'string' ? window.end : '',
+          agents: Array.isArray(agents) ? agents.map(String) : [],
+        }
+      }
+    }
+    return record
+  }
+
+  /**
+   * The entries of these rows that the collector wrote (see trustedEntriesPage), each where it
+   * was written: an entry copied into a row of another seq, register or case is not taken.
+   */
+  async #trusted(register: RegisterName, rows: EntryRow[]): Promise<RegisterEntry[]> {
+    const legacy = rows.some((r) => r.signature === '') ? await this.#legacyCovered(register) : null
+    const out: RegisterEntry[] = []
+    for (const row of rows) {
+      const e = entryOfRow(row)
+      if (e.register !== register || e.seq !== Number(row.seq)) continue
+      if ((e.case_id ?? '') !== row.case_id) continue
+      const written = e.signature
+        ? entrySignatureValid(e, this.#publicKey)
+        : legacy?.get(e.seq) === e.hash && entryHash(e) === e.hash
+      if (written) out.push(e)
+    }
+    return out
+  }
+
+  /**
+   * The entries stored before entries were signed (migration 013) that a checkpoint signed with
+   * this key covers, seq -> hash: the chain from the first entry, one entry per seq chosen by its
+   * link, must give the checkpoint's root. Worked out once per process: no unsigned entry is
+   * ever written again, so the set cannot grow.
+   */
+  #legacyCovered(register: RegisterName): Promise<Map<number, string>> {
+    let found = this.#legacy.get(register)
+    if (found === undefined) {
+      found = this.#readLegacyCovered(register)
+      this.#legacy.set(register, found)
+      found.catch(() => this.#legacy.delete(register))
+    }
+    return found
+  }
+
+  async #readLegacyCovered(register: RegisterName): Promise<Map<number, string>> {
+    const covered = new Map<number, string>()
+    const [count] = await selectRows<{ n: number }>(
+      this.#store,
+      `SELECT count() AS n FROM tally.register_entries
+       WHERE register = {register:String} AND signature = ''`,
+      { register },
+    )
+    if (Number(count?.n ?? 0) === 0) return covered
+    const own = (await this.checkpoints(register))
+      .filter(
+        (cp) =>
+          cp.key_id === this.#keyId && checkpointSignatureValid(cp, cp.signature, this.#publicKey),
+      )
+      .sort((a, b) => b.size - a.size)
+    const largest = own[0]?.size ?? 0
+    if (largest === 0) return covered
+    const tree = new MerkleTree()
+    const unsigned = new Map<number, string>()
+    let lastHash = GENESIS_HASH
+    let seq = 1
+    chain: while (seq <= largest) {
+      const rows = await selectRows<EntryRow>(
+        this.#store,
+        `SELECT ${ENTRY_COLUMNS} FROM tally.register_entries
+         WHERE register = {register:String} AND seq >= {from:UInt64} AND seq <= {to:UInt64}
+         ORDER BY seq LIMIT {limit:UInt32} WITH TIES`,
+        { register, from: seq, to: largest, limit: MAX_PAGE },
+      )
+      if (rows.length === 0) break
+      for (let i = 0; i < rows.length; ) {
+        const at = Number((rows[i] as EntryRow).seq)
+        if (at !== seq) break chain
+        let chosen: { row: EntryRow; entry: RegisterEntry } | undefined
+        for (; i < rows.length && Number((rows[i] as EntryRow).seq) === at; i++) {
+          const row = rows[i] as EntryRow
+          const entry = entryOfRow(row)
+          if (
+            chosen === undefined &&
+            entry.seq === at &&
+            entry.register === register &&
+            canonicalJson(entryBody(entry)) === row.entry &&
+            entryHash(entry) === entry.hash &&
+            entry.hash === row.hash &&
+            entry.prev_hash === lastHash
+          ) {
+            chosen = { row, entry }
+          }
+        }
+        if (chosen === undefined) break chain
+        tree.push(leafHashOfText(chosen.row.entry))
+        if (chosen.row.signature === '') unsigned.set(at, chosen.entry.hash)
+        lastHash = chosen.entry.hash
+        seq++
+      }
+      if (rows.length < MAX_PAGE) break
+    }
+    const head = own.find((cp) => cp.size <= tree.size && tree.root(cp.size) === cp.root)
+    if (head === undefined) return covered
+    for (const [at, hash] of unsigned) if (at <= head.size) covered.set(at, hash)
+    return covered
+  }
+
+  /**
+   * Checks what is stored as a checkpoint would (the chain, each entry's signature, the latest
+   * signed head): throws RegisterIntegrityError when the register would refuse to sign.
+   */
+  async checkStored(register: RegisterName): Promise<void> {
+    checkName(register)
+    await this.#lock(register).run(() => this.#state(register))
   }
 
   /** Signs and stores the current tree head, or returns the checkpoint already at this size. */
@@ -906,9 +1200,10 @@ export class Register {
   /**
    * Adds the entries stored since the tree was last extended, checking each one first: a
    * checkpoint signs only a chain that verifies, or it would vouch for a tampered register.
-   * The first time (a restart), the tree must also give the root of the latest checkpoint
-   * signed with this key: entries under a signed head that are gone or changed stop the
-   * register from signing anything over them.
+   * Each entry must carry the register key's own signature; one stored before entries were
+   * signed (migration 013) only under the latest checkpoint this key signed. The first time (a
+   * restart), the tree must also give the root of that checkpoint: entries under a signed head
+   * that are gone or changed stop the register from signing anything over them.
    */
   async #extendTree(register: RegisterName): Promise<TreeState> {
     const known = this.#trees.get(register)
@@ -920,6 +1215,15 @@ export class Register {
     const tree = state.tree
     let lastHash = state.lastHash
     const pending: { leaf: Buffer; hash: string }[] = []
+    const refuse = (at: number, why: string): never => {
+      throw new RegisterIntegrityError(
+        at,
+        `register ${register} does not verify at entry ${at} (${why}); ` +
+          'no checkpoint is signed over it: run `tally register verify`',
+      )
+    }
+    /** The entries stored without a signature. */
+    const unsigned: number[] = []
     for (;;) {
       const from = tree.size + pending.length + 1
       const rows = await selectRows<EntryRow>(
@@ -933,31 +1237,40 @@ export class Register {
       for (const row of rows) {
         const entry = entryOfRow(row)
         const seq = Number(row.seq)
-        const refuse = (at: number, why: string) => {
-          throw new RegisterIntegrityError(
-            at,
-            `register ${register} does not verify at entry ${at} (${why}); ` +
-              'no checkpoint is signed over it: run `tally register verify`',
-          )
-        }
         if (seq < expected) refuse(seq, 'a second row for one seq')
         if (seq > expected) refuse(expected, 'missing')
         if (entry.seq !== seq || entry.register !== register)
           refuse(seq, 'the row and its entry disagree')
-        if (canonicalJson(entry) !== row.entry) refuse(seq, 'the stored entry is not canonical')
+        if (canonicalJson(entryBody(entry)) !== row.entry)
+          refuse(seq, 'the stored entry is not canonical')
         if (entryHash(entry) !== entry.hash || entry.hash !== row.hash) refuse(seq, 'its hash')
         if (entry.prev_hash !== lastHash) refuse(seq, 'its link to the entry before')
+        if (row.signature !== '') {
+          if (!entrySignatureValid(entry, this.#publicKey)) {
+            refuse(seq, 'its signature does not verify with the register key')
+          }
+        } else {
+          unsigned.push(seq)
+        }
         pending.push({ leaf: leafHashOfText(row.entry), hash: entry.hash })
         lastHash = entry.hash
         expected++
       }
       if (rows.length < MAX_PAGE) break
     }
+    let signed = state.signed
     if (known === undefined) {
       // Checked on a scratch tree: a refused load leaves nothing cached, so it is refused again.
       const candidate = new MerkleTree(pending.map((p) => p.leaf))
-      state.signed = await this.#latestOwnCheckpoint(register, candidate)
+      signed = await this.#latestOwnCheckpoint(register, candidate)
     }
+    // Unsigned entries stand only under a head this key signed (those from before migration
+    // 013); beyond it they are someone else's, appended with a hash chain that needs no key.
+    const uncovered = unsigned.find((seq) => seq > (signed?.size ?? 0))
+    if (uncovered !== undefined) {
+      refuse(uncovered, 'it carries no signature and no signed checkpoint covers it')
+    }
+    state.signed = signed
     // Only a fully checked batch joins the cached tree.
     for (const p of pending) tree.push(p.leaf)
     state.lastHash = lastHash

@@ -40,6 +40,7 @@ import {
   RegisterUnavailable,
   type SignedCheckpoint,
   signCheckpointBytes,
+  signEntry,
   type VerifyProblem,
   type VerifyReport,
   verifyConsistency,
@@ -113,13 +114,14 @@ interface RawEntryRow {
   entry: string
   prev_hash: string
   hash: string
+  signature: string
 }
 
 const rawEntries = (where = '1') =>
   selectRows<RawEntryRow>(
     h.store,
     `SELECT register, seq, toUnixTimestamp64Milli(ts) AS ts, kind, actor, case_id, entry,
-       prev_hash, hash FROM tally.register_entries WHERE ${where} ORDER BY register, seq`,
+       prev_hash, hash, signature FROM tally.register_entries WHERE ${where} ORDER BY register, seq`,
   )
 
 interface RawCheckpointRow {
@@ -274,10 +276,14 @@ describe('verify detects tampering done in ClickHouse', () => {
     const report = await register.verify('itsd')
     expect(report.ok).toBe(false)
     expect(report.problems[0]).toEqual(problem(17, 'changed'))
-    expect(kinds(report)).toEqual(['changed', 'checkpoint-mismatch'])
+    // Its own signature no longer verifies either: the collector did not write this content.
+    expect(kinds(report)).toEqual(['bad-signature', 'changed', 'checkpoint-mismatch'])
     expect(report.problems.filter((p) => p.kind === 'changed').every((p) => p.seq === 17)).toBe(
       true,
     )
+    expect(
+      report.problems.filter((p) => p.kind === 'bad-signature').every((p) => p.seq === 17),
+    ).toBe(true)
     expect((await register.verify('oios')).ok).toBe(true)
   })
 
@@ -293,7 +299,8 @@ describe('verify detects tampering done in ClickHouse', () => {
     )
     const report = await register.verify('itsd')
     expect(report.problems[0]).toEqual(problem(33, 'changed'))
-    expect(kinds(report)).toEqual(['changed', 'checkpoint-mismatch'])
+    expect(kinds(report)).toEqual(['bad-signature', 'changed', 'checkpoint-mismatch'])
+    expect(report.problems.find((p) => p.kind === 'bad-signature')?.seq).toBe(33)
   })
 
   it('a removed entry', async () => {
@@ -412,15 +419,18 @@ describe('verify detects tampering done in ClickHouse', () => {
     await insertRows(h.store, 'tally.register_entries', rewritten)
 
     const entries = await register.entries('itsd', { limit: 1000 })
-    // The chain alone is whole again...
-    expect(verifyEntries(entries, [], publicJwk).ok).toBe(true)
-    // ...but no signed root matches it.
+    // The chain's hashes are whole again, but not one rewritten entry carries its signature...
+    const alone = verifyEntries(entries, [], publicJwk)
+    expect(kinds(alone)).toEqual(['bad-signature'])
+    expect(alone.problems.map((p) => p.seq)).toEqual(Array.from({ length: N - 4 }, (_, i) => i + 5))
+    // ...and no signed root matches it.
     const report = await register.verify('itsd')
-    expect(kinds(report)).toEqual(['checkpoint-mismatch'])
+    expect(kinds(report)).toEqual(['bad-signature', 'checkpoint-mismatch'])
     // One problem at the first checkpoint over the rewritten entry; the later ones counted.
-    expect(report.problems.map((p) => p.seq)).toEqual([5])
-    expect(report.problems[0]?.message).toContain('entries 5 to 5 were rewritten')
-    expect(report.problems[0]?.message).toContain('and 45 later checkpoints do not match')
+    const mismatches = report.problems.filter((p) => p.kind === 'checkpoint-mismatch')
+    expect(mismatches.map((p) => p.seq)).toEqual([5])
+    expect(mismatches[0]?.message).toContain('entries 5 to 5 were rewritten')
+    expect(mismatches[0]?.message).toContain('and 45 later checkpoints do not match')
 
     // Re-signing the checkpoints with another key does not help: the auditor keeps the real one.
     const mallory = generateKeyPairSync('ed25519').privateKey
@@ -433,7 +443,9 @@ describe('verify detects tampering done in ClickHouse', () => {
     })
     const local = verifyEntries(entries, resigned, publicJwk)
     expect(kinds(local)).toEqual(['bad-signature'])
-    expect(local.problems.map((p) => p.seq)).toEqual(Array.from({ length: N }, (_, i) => i + 1))
+    expect([...new Set(local.problems.map((p) => p.seq))]).toEqual(
+      Array.from({ length: N }, (_, i) => i + 1),
+    )
   })
 
   it('a forged checkpoint signature, and a checkpoint changed in the store', async () => {
@@ -786,10 +798,11 @@ describe('the auditor verifies locally', () => {
     expect(bad.report.problems[0]).toEqual(problem(7, 'removed'))
     expect(formatAudit(bad)).toMatch(/problems\n {2}seq {6}7 {2}removed/)
 
-    // A pinned key that is not the collector's: every signature is refused.
+    // A pinned key that is not the collector's: every signature is refused, the checkpoints'
+    // and the entries' own.
     const other = generateKeyPairSync('ed25519').publicKey
     const pinned = await auditRegister(apiAs(['auditor']), 'itsd', { publicKey: other })
-    expect(pinned.report.problems.filter((p) => p.kind === 'bad-signature')).toHaveLength(N)
+    expect(pinned.report.problems.filter((p) => p.kind === 'bad-signature')).toHaveLength(2 * N - 1)
     expect(pinned.key.key_id).not.toBe(pinned.key.collector_key_id)
   })
 
@@ -931,7 +944,8 @@ describe('verifyEntries on its own', () => {
         details: { seq },
         prev_hash: prev,
       }
-      const entry = { ...unsigned, hash: entryHash(unsigned) }
+      const hashed = { ...unsigned, hash: entryHash(unsigned) }
+      const entry = { ...hashed, signature: signEntry(hashed, key.privateKey) }
       out.push(entry)
       prev = entry.hash
     }
