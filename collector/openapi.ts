@@ -251,6 +251,12 @@ const RegisterEntrySchema = z.strictObject({
   details: z.record(z.string(), z.unknown()),
   prev_hash: z.string(),
   hash: z.string(),
+  signature: z
+    .string()
+    .optional()
+    .describe(
+      "base64url Ed25519 signature by the register key over 'tally-register-entry:v1\\n' and the canonical entry without this field; absent on entries stored before migration 013",
+    ),
 })
 const RegisterEntries = z.strictObject({
   entries: z.array(RegisterEntrySchema),

@@ -21,7 +21,13 @@
  */
 import { isAbsolute, relative, resolve } from 'node:path'
 import { writeFileAtomic } from '../../common/atomic-file.ts'
-import type { JsonValue, Register, RegisterEntry, RegisterName } from '../register/register.ts'
+import type {
+  EntriesPage,
+  JsonValue,
+  Register,
+  RegisterEntry,
+  RegisterName,
+} from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, Mutex, selectRows } from '../store/rows.ts'
 import {
@@ -542,17 +548,23 @@ export class RoleAdministration {
 
   /**
    * Takes away every role the store holds without a register entry granting it: roles written
-   * straight into the store (by whoever holds it) do not survive the collector's start. Each
-   * removal is itself a register entry. A register that never recorded any administration (a
-   * store from before it was recorded) gets its users recorded as they are, once, instead.
+   * straight into the store (by whoever holds it) do not survive the collector's start. Only
+   * entries the collector wrote count (their signature verifies, or a signed checkpoint covers
+   * them from before entries were signed): a "roles confirmed" appended to the register's tail
+   * by whoever holds the store grants nothing. Each removal is itself a register entry. A
+   * register that never recorded any administration (a store from before it was recorded, with
+   * no signed entry at all) gets its users recorded as they are, once, instead.
    */
   async reconcile(): Promise<{ user_id: string; removed: Role[] }[]> {
     return this.#lock.run(async () => {
       const granted = new Map<string, Set<Role>>()
       let recorded = false
       for (const side of ['itsd', 'oios'] as const) {
-        for (const entry of await this.#administrationEntries(side)) {
-          recorded = true
+        // Any administration entry, trusted or not, or any signed entry at all, means the
+        // register has recorded administration: forged or broken entries never make the store's
+        // users count as recorded.
+        if (await this.#recordsAdministration(side)) recorded = true
+        for (const entry of await this.#administrationEntries(side, 'trusted')) {
           const d = entry.details as Record<string, JsonValue>
           const userId = String(d.user_id ?? '')
           const held = granted.get(userId) ?? new Set<Role>()
@@ -603,16 +615,34 @@ export class RoleAdministration {
     })
   }
 
-  async #administrationEntries(side: Side): Promise<RegisterEntry[]> {
+  /**
+   * The side's administration entries: 'trusted', only those the collector wrote (what may
+   * grant); 'all', every stored one (what may only ever refuse, like the founder's exception).
+   */
+  async #administrationEntries(side: Side, which: 'trusted' | 'all'): Promise<RegisterEntry[]> {
     const kinds = new Set<string>(Object.values(KINDS))
     const out: RegisterEntry[] = []
     let from: number | null = 1
     while (from !== null) {
-      const page = await this.#register.entriesPage(side, { from, limit: 10_000 })
+      const page: EntriesPage =
+        which === 'trusted'
+          ? await this.#register.trustedEntriesPage(side, { from, limit: 10_000 })
+          : await this.#register.entriesPage(side, { from, limit: 10_000 })
       out.push(...page.entries.filter((e) => kinds.has(e.kind)))
       from = page.next_from
     }
     return out
+  }
+
+  /** Whether the side's register holds any administration entry, or any signed entry. */
+  async #recordsAdministration(side: Side): Promise<boolean> {
+    const [row] = await selectRows<{ n: number }>(
+      this.#store,
+      `SELECT count() AS n FROM tally.register_entries
+       WHERE register = {side:String} AND (kind IN {kinds:Array(String)} OR signature != '')`,
+      { side, kinds: Object.values(KINDS) },
+    )
+    return Number(row?.n ?? 0) > 0
   }
 
   /**
@@ -634,7 +664,8 @@ export class RoleAdministration {
       { side, role: ADMINISTRATOR[side] },
     )
     if (Number(proposed?.n) > 0) return false
-    const entries = await this.#administrationEntries(side)
+    // Every stored entry, trusted or not: one can only close the exception, never open it.
+    const entries = await this.#administrationEntries(side, 'all')
     return !entries.some(
       (e) =>
         (e.kind === KINDS.userCreated && e.details.unconfirmed_administrator === true) ||

@@ -47,10 +47,9 @@ export async function recordGuardSettings(
   const last = new Map<string, JsonValue>()
   let from: number | null = 1
   while (from !== null) {
-    const page: { entries: RegisterEntry[]; next_from: number | null } = await register.entriesPage(
-      'itsd',
-      { from, limit: 10_000 },
-    )
+    // Only entries the collector wrote: a forged "changed" entry must not hide a real change.
+    const page: { entries: RegisterEntry[]; next_from: number | null } =
+      await register.trustedEntriesPage('itsd', { from, limit: 10_000 })
     for (const entry of page.entries) {
       if (entry.kind !== GUARD_SETTING_CHANGED) continue
       const setting = entry.details.setting
