@@ -15,6 +15,7 @@ import { z } from 'zod'
 import { readStateFile, writeFileAtomic } from '../common/atomic-file.ts'
 import { EnrollResponse, ErrorBody, InstanceSecret } from '../protocol/v1.ts'
 import type { AgentConfig } from './config.ts'
+import { type AgentResponse, agentFetch } from './http.ts'
 import { AGENT_VERSION } from './version.ts'
 
 export const AgentCredential = EnrollResponse.extend({ collector_url: z.string() })
@@ -92,10 +93,10 @@ export async function ensureEnrolled(config: AgentConfig): Promise<AgentCredenti
   mkdirSync(config.state_dir, { recursive: true, mode: 0o700 })
   const instance = ensureInstance(config.state_dir)
   const url = new URL('/v1/agents/enroll', config.collector.url)
-  let response: Response
+  let response: AgentResponse
   let body: unknown
   try {
-    response = await fetch(url, {
+    response = await agentFetch(url, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({

@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import type { RestrictedBatch } from '../protocol/grants.ts'
 import type { AgentCredential } from './enroll.ts'
 import { type GrantDrain, GrantManager } from './grants/manager.ts'
+import { agentFetch } from './http.ts'
 import { RegisterHeadWatch } from './register-head.ts'
 import { SequenceCounter } from './sequence.ts'
 import { hostAddresses, subjectCaptureFactory } from './subject/capture.ts'
@@ -115,7 +116,7 @@ export class Investigations {
   async #post(batch: RestrictedBatch): Promise<'done' | 'retry'> {
     const { collectorUrl, credential, timeoutMs, log } = this.#options
     try {
-      const response = await fetch(new URL('/v1/restricted/ingest', collectorUrl), {
+      const response = await agentFetch(new URL('/v1/restricted/ingest', collectorUrl), {
         method: 'POST',
         headers: {
           authorization: `Bearer ${credential.credential}`,

@@ -20,6 +20,7 @@
  */
 import { AgentGrants } from '../../protocol/grants.ts'
 import { AgentGrantsPoll } from '../../protocol/v1.ts'
+import { type AgentFetch, type AgentResponse, agentFetch } from '../http.ts'
 import type { HeadObservation, RegisterHeadWatch } from '../register-head.ts'
 import type { SubjectCaptureHandle } from '../subject/capture.ts'
 import { recordCount, type SubjectRecords } from '../subject/records.ts'
@@ -306,8 +307,8 @@ export interface FetchGrantsOptions {
   timeoutMs?: number
   /** The size of the register head the agent kept (0: none): asks for the head with the grants. */
   registerSize?: number
-  /** For tests; defaults to the global fetch. */
-  fetch?: typeof fetch
+  /** For tests; defaults to the agent's HTTP client. */
+  fetch?: AgentFetch
 }
 
 /**
@@ -324,8 +325,8 @@ export async function fetchGrants(
   if (options.registerSize !== undefined) {
     url.searchParams.set('register_size', String(options.registerSize))
   }
-  const doFetch = options.fetch ?? fetch
-  let response: Response
+  const doFetch = options.fetch ?? agentFetch
+  let response: AgentResponse
   try {
     response = await doFetch(url, {
       method: 'GET',

@@ -12,6 +12,7 @@
  * back at the same instant; the cap resets after the collector answers.
  */
 import { ErrorBody, IngestAck, SeqConflict } from '../../protocol/v1.ts'
+import { type AgentResponse, agentFetch } from '../http.ts'
 import { repairInterval, withSeq } from './batch-body.ts'
 import type { Spool, SpoolRecord } from './spool.ts'
 
@@ -44,10 +45,10 @@ export function httpDeliver(options: HttpDeliverOptions): Deliver {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
   return async (record) => {
     let status: number
-    let headers: Headers
+    let headers: AgentResponse['headers']
     let text: string
     try {
-      const response = await fetch(options.ingestUrl, {
+      const response = await agentFetch(options.ingestUrl, {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
