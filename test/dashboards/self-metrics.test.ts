@@ -256,8 +256,10 @@ describe('SelfMetrics on the embedded engine', () => {
 
     // A forged second entry 2: the register no longer verifies, and the dashboard says so.
     await h.store.command({
-      query: `INSERT INTO tally.register_entries SELECT register, seq, ts, kind, 'u-forger', case_id,
-                replace(entry, '"u-1"', '"u-forger"'), prev_hash, hash
+      query: `INSERT INTO tally.register_entries (register, seq, ts, kind, actor, case_id, entry,
+                prev_hash, hash, signature)
+              SELECT register, seq, ts, kind, 'u-forger', case_id,
+                replace(entry, '"u-1"', '"u-forger"'), prev_hash, hash, signature
               FROM tally.register_entries WHERE register = 'itsd' AND seq = 2`,
     })
     await metrics.recordRegisters()
