@@ -73,6 +73,7 @@ export function createCollector(deps: CollectorDeps): Collector {
   const cases = new CaseService({
     store,
     register,
+    records: register,
     grants,
     outbox,
     policy: config.cases,

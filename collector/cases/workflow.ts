@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import type { z } from 'zod'
 import type { Role } from '../auth/roles.ts'
 import type { User } from '../auth/users.ts'
+import type { CaseOnRecord } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
 import type { GrantIssuer } from './grants.ts'
@@ -61,6 +62,27 @@ export interface RegisterWriter {
   }): Promise<unknown>
 }
 
+/**
+ * What the register's signed entries say of a case (Register.caseOnRecord): the case document in
+ * the store is writable by whoever holds the data directory, the register's entries are not
+ * (each carries the register key's signature), so nothing reaches tier I on the document alone.
+ */
+export interface CaseRecords {
+  caseOnRecord(register: 'itsd' | 'oios', caseId: string): Promise<CaseOnRecord | undefined>
+}
+
+/** The stored case document is not what the register's signed entries record. */
+export class CaseNotOnRecord extends CaseError {
+  override name = 'CaseNotOnRecord'
+  constructor(reason: string) {
+    super(
+      409,
+      'case_not_on_record',
+      `the case document does not match the register (${reason}); nothing of the case is served: run \`tally register verify\``,
+    )
+  }
+}
+
 /** What the investigator receives: the signed access grant and what it covers. */
 export interface AccessGrantAnswer {
   case_id: string
@@ -75,6 +97,8 @@ export type Purger = (caseId: string) => Promise<void>
 export interface CaseServiceDeps {
   store: Store
   register: RegisterWriter
+  /** The register's record of each case, checked before anything reaches tier I. */
+  records: CaseRecords
   grants: GrantIssuer
   outbox: Outbox
   policy: CasePolicy
@@ -239,10 +263,17 @@ export class CaseService {
 
   /** The capture grants an agent must run now: those of its cases that are active right now. */
   grantsForAgent(agentId: string): Promise<{ grant_id: string; token: string }[]> {
-    return this.#deps.grants.forAgent(
-      agentId,
-      async (caseId) => (await this.current(caseId))?.state === 'active',
-    )
+    return this.#deps.grants.forAgent(agentId, async (caseId) => {
+      const doc = await this.current(caseId)
+      if (doc?.state !== 'active') return false
+      try {
+        await this.onRecord(doc)
+        return true
+      } catch (err) {
+        if (err instanceof CaseNotOnRecord) return false
+        throw err
+      }
+    })
   }
 
   async list(user: User): Promise<Case[]> {
@@ -260,11 +291,28 @@ export class CaseService {
       const actor = await this.#actor(user)
       const found = await this.#load(actor, caseId)
       await this.#authorize('access_grant', actor, found)
+      await this.onRecord(found)
       return found
     })
     const token = await this.#deps.grants.accessToken(doc.case_id, user.user_id)
     if (token === undefined) throw new CaseError(409, 'wrong_state', 'no access grant is in force')
     return { case_id: doc.case_id, token, window: doc.window, categories: doc.categories }
+  }
+
+  /**
+   * Throws CaseNotOnRecord (409, one error logged) unless the register's signed entries bear the
+   * stored document out: the latest entry recording a state gives the document's state and, for
+   * an active case, the latest grants issued cover the same agents up to the same end. Asked
+   * before anything that reaches tier I: issuing grants (notice, extension), the agents' grants
+   * poll, the access grant, and every tier I ingest, drill-down, export and download.
+   */
+  async onRecord(doc: Case): Promise<void> {
+    const record = await this.#deps.records.caseOnRecord(this.#registerOf(doc), doc.case_id)
+    const reason = recordMismatch(doc, record)
+    if (reason === undefined) return
+    // No case id: the log is the ITSD side's to read, and OIOS's cases do not show there.
+    this.#deps.log.error({ reason }, 'a case document does not match the register: refused')
+    throw new CaseNotOnRecord(reason)
   }
 
   #checkWindow(window: { start: string; end: string }, maxMs: number): void {
@@ -534,6 +582,8 @@ export class CaseService {
       const actor = await this.#actor(user)
       const doc = await this.#load(actor, caseId)
       const { next } = await this.#authorize('notice', actor, doc)
+      // The notice issues the grants: only for a case the register records as approved.
+      await this.onRecord(doc)
       const people = [doc.staff_member, doc.supervisor].filter((p) => p !== undefined)
       let record: Case['notice']
       if (notice.method === 'outbox') {
@@ -647,6 +697,7 @@ export class CaseService {
         ],
       }
       await this.#authorize('extend', actor, doc, extended)
+      await this.onRecord(doc)
       if (until <= Date.parse(doc.window.end))
         throw new CaseError(
           400,
@@ -877,4 +928,27 @@ function technicalText(doc: Case): string {
     `Case ${doc.case_id}: ${doc.description}`,
     `Flow records only, from ${doc.window.start} to ${doc.window.end}.`,
   ].join('\n')
+}
+
+/**
+ * Why the register's record does not bear the case document out, or undefined when it does.
+ * Every workflow entry records the state it leaves the case in, so the latest one is the state;
+ * an active case's latest grants name its agents and its window's end.
+ */
+export function recordMismatch(doc: Case, record: CaseOnRecord | undefined): string | undefined {
+  if (record === undefined) return 'no signed register entry records the case'
+  if (record.state !== doc.state) {
+    return `the register records it ${record.state}, the stored document ${doc.state}`
+  }
+  if (doc.state !== 'active') return undefined
+  const grants = record.grants
+  if (grants === undefined) return 'the register records no grants issued for it'
+  const agents = (list: string[]) => [...new Set(list)].sort().join('\n')
+  if (agents(grants.agents) !== agents(doc.subjects.map((s) => s.agent_id))) {
+    return 'its agents differ from those its grants were issued for'
+  }
+  if (Date.parse(grants.end) !== Date.parse(doc.window.end)) {
+    return 'its window differs from the one its grants were issued for'
+  }
+  return undefined
 }

@@ -45,6 +45,8 @@ export type RejectCode =
   | 'grant_revoked'
   | 'not_your_grant'
   | 'case_not_active'
+  /** The case document does not match the register's signed record (TierIService). */
+  | 'case_not_on_record'
   | 'category_not_granted'
   | 'outside_window'
 

@@ -10,11 +10,16 @@ import type { AgentIdentity } from '../auth/agents.ts'
 import type { User } from '../auth/users.ts'
 import type { GrantIssuer } from '../cases/grants.ts'
 import type { Case } from '../cases/model.ts'
-import type { CaseService, Purger, RegisterWriter } from '../cases/workflow.ts'
+import {
+  CaseNotOnRecord,
+  type CaseService,
+  type Purger,
+  type RegisterWriter,
+} from '../cases/workflow.ts'
 import type { Store } from '../store/client.ts'
 import { Mutex } from '../store/rows.ts'
 import { type Access, checkAccess } from './access.ts'
-import { record, registerOf, sha256Hex } from './common.ts'
+import { lookupGrant, record, registerOf, sha256Hex } from './common.ts'
 import {
   type DrillCategory,
   describeNarrowing,
@@ -43,11 +48,11 @@ import type { ReceiptSigned } from './openapi.ts'
 /** A refused tier I request that is neither an access nor a scope refusal. */
 export class TierIRefused extends Error {
   override name = 'TierIRefused'
-  readonly status: 400 | 403 | 404 | 413
+  readonly status: 400 | 403 | 404 | 409 | 413
   readonly code: string
   readonly details: { path: string; message: string }[]
   constructor(
-    status: 400 | 403 | 404 | 413,
+    status: 400 | 403 | 404 | 409 | 413,
     code: string,
     message: string,
     details: { path: string; message: string }[] = [],
@@ -120,13 +125,46 @@ export class TierIService {
   /** An agent's batch of tier I records under its capture grant. */
   ingest(agent: AgentIdentity, batch: RestrictedBatch): Promise<IngestOutcome> {
     const { store, cases, register } = this.#deps
-    return this.#lockFor(agent.agent_id).run(() =>
-      ingestRestricted({ store, cases, register, keys: this.#keys }, agent, batch),
-    )
+    return this.#lockFor(agent.agent_id).run(async () => {
+      const refused = await this.#ingestOffRecord(batch)
+      if (refused !== undefined) return refused
+      return ingestRestricted({ store, cases, register, keys: this.#keys }, agent, batch)
+    })
   }
 
-  #access(user: User, grantToken: string | undefined, caseId: string): Promise<Access> {
-    return checkAccess(this.#deps, user, grantToken, caseId)
+  /**
+   * A batch for an active case that the register's signed record does not bear out is refused
+   * before anything is stored: the grant and the case document are the store's, writable by
+   * whoever holds the data directory.
+   */
+  async #ingestOffRecord(batch: RestrictedBatch): Promise<IngestOutcome | undefined> {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(batch.grant_id)) return undefined
+    const grant = await lookupGrant(this.#deps.store, batch.grant_id)
+    const doc = grant === undefined ? undefined : await this.#deps.cases.current(grant.case_id)
+    if (doc?.state !== 'active') return undefined
+    try {
+      await this.#deps.cases.onRecord(doc)
+      return undefined
+    } catch (err) {
+      if (!(err instanceof CaseNotOnRecord)) throw err
+      return { kind: 'rejected', code: 'case_not_on_record', message: err.message }
+    }
+  }
+
+  /** The register's record must bear the case document out (CaseService.onRecord). */
+  async #onRecord(doc: Case): Promise<void> {
+    try {
+      await this.#deps.cases.onRecord(doc)
+    } catch (err) {
+      if (err instanceof CaseNotOnRecord) throw new TierIRefused(409, err.code, err.message)
+      throw err
+    }
+  }
+
+  async #access(user: User, grantToken: string | undefined, caseId: string): Promise<Access> {
+    const access = await checkAccess(this.#deps, user, grantToken, caseId)
+    await this.#onRecord(access.doc)
+    return access
   }
 
   /** The investigator's drill-down into one category, narrowed by `params`, inside the grant. */
@@ -256,6 +294,7 @@ export class TierIService {
   ): Promise<{ doc: Case; as: 'receiving_official' | 'investigator' }> {
     const doc = await this.#deps.cases.current(caseId)
     if (doc !== undefined && doc.receiving_official === user.user_id) {
+      await this.#onRecord(doc)
       return { doc, as: 'receiving_official' }
     }
     const access = await this.#access(user, grantToken, caseId)

@@ -301,6 +301,7 @@ beforeAll(async () => {
   const cases = new CaseService({
     store: h.store,
     register: flaky,
+    records: register,
     grants,
     outbox: new Outbox(h.store, {}, log),
     policy: h.config.cases,
