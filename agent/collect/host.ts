@@ -1,19 +1,19 @@
 /**
  * Tier T host metrics and inventory for one agent interval.
  *
- * Counters (CPU jiffies, interface counters) come from procfs directly, so the collector can be
- * pointed at a fixture tree and deltas are exact; gauges that need no history come from `node:os`
- * and `systeminformation`. Nothing here needs root. A source that fails costs only its own metric
+ * Everything comes from procfs, sysfs, statfs(2), /etc/os-release and `node:os`, read directly:
+ * counters (CPU jiffies, interface counters) so the collector can be pointed at a fixture tree and
+ * deltas are exact, and the rest because a library for it (systeminformation) cost the running
+ * agent 6 MB of memory and a `df` process every interval (bench/README.md, "Agent footprint").
+ * Nothing here needs root or starts a process. A source that fails costs only its own metric
  * group: the failure is named in `lastErrors` and the rest of the interval is still reported.
  */
 import { createReadStream } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile, statfs } from 'node:fs/promises'
+import { isIP } from 'node:net'
 import os from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import type { Systeminformation } from 'systeminformation'
-import si from 'systeminformation'
-import { z } from 'zod'
 import type {
   HostInventory,
   HostMetricName,
@@ -23,8 +23,19 @@ import type {
 } from '../../protocol/v1.ts'
 
 export interface HostMetricsOptions {
+  /** Where procfs is: /proc, or a fixture tree. Mounts come from its self/mountinfo. */
   procRoot?: string
+  /** Where sysfs is: /sys, or a fixture tree (class/net/NAME/{address,operstate,speed}). */
+  sysRoot?: string
+  /** The os-release files to try, in order (os-release(5)). */
+  osReleaseFiles?: readonly string[]
 }
+
+/**
+ * A statfs(2) that has not answered by then (a hung network mount) is reported as failed for this
+ * interval; the mount is not asked again until that call returns, so it holds one thread at most.
+ */
+const STATFS_TIMEOUT_MS = 2_000
 
 type TcpState = (typeof TCP_STATES)[number]
 
@@ -137,10 +148,13 @@ const PSEUDO_FILESYSTEM_TYPES: ReadonlySet<string> = new Set([
 
 /** Same rule as the wire schema's names of local devices and mount points. */
 const LOCAL_NAME = /^[\x20-\x7e]{1,256}$/
-const HOST_ADDRESS = z.union([z.ipv4(), z.ipv6()])
 
 export class HostMetricsCollector {
   readonly #procRoot: string
+  readonly #sysRoot: string
+  readonly #osReleaseFiles: readonly string[]
+  /** Mount points whose statfs call is still out (see STATFS_TIMEOUT_MS). */
+  readonly #statfsPending = new Set<string>()
   #cpuBaseline: CpuTimes | undefined
   /** Absent until the first collect(); then the counters of every interface seen last time. */
   #interfaceBaseline: Map<string, InterfaceCounters> | undefined
@@ -148,6 +162,8 @@ export class HostMetricsCollector {
 
   constructor(options: HostMetricsOptions = {}) {
     this.#procRoot = options.procRoot ?? '/proc'
+    this.#sysRoot = options.sysRoot ?? '/sys'
+    this.#osReleaseFiles = options.osReleaseFiles ?? ['/etc/os-release', '/usr/lib/os-release']
   }
 
   /** What failed in the most recent collect() or inventory() call, one entry per source. */
@@ -173,7 +189,7 @@ export class HostMetricsCollector {
       guarded('cpu', () => this.#cpuUtilization()),
       guarded('load average', async () => loadAverage()),
       guarded('memory', () => this.#memory()),
-      guarded('filesystem', () => filesystems(errors)),
+      guarded('filesystem', () => this.#filesystems(errors)),
       guarded('network', () => this.#interfaceCounters(errors)),
       guarded('tcp connections', () => this.#tcpConnections()),
       guarded('uptime', async () => [sample('system.uptime', os.uptime())]),
@@ -186,25 +202,21 @@ export class HostMetricsCollector {
   /** The host's own description. Its name is not here: the collector takes it from the credential. */
   async inventory(): Promise<HostInventory> {
     const errors: string[] = []
-    let osData: Pick<
-      Systeminformation.OsData,
-      'platform' | 'distro' | 'release' | 'kernel' | 'arch'
-    >
+    const osData = {
+      platform: os.platform(),
+      distro: '',
+      release: os.release(),
+      kernel: os.release(),
+      arch: os.arch(),
+    }
     try {
-      osData = await si.osInfo()
+      Object.assign(osData, await this.#distribution())
     } catch (error) {
       errors.push(`os info: ${describe(error)}`)
-      osData = {
-        platform: os.platform(),
-        distro: '',
-        release: os.release(),
-        kernel: os.release(),
-        arch: os.arch(),
-      }
     }
     let interfaces: HostInventory['interfaces'] = []
     try {
-      interfaces = await hostInterfaces()
+      interfaces = await this.#interfaces()
     } catch (error) {
       errors.push(`network interfaces: ${describe(error)}`)
     }
@@ -324,6 +336,155 @@ export class HostMetricsCollector {
     return samples
   }
 
+  /**
+   * Usage of every mounted filesystem that stores something (not the pseudo and read-only image
+   * types), once per device: a device mounted at several places (bind mounts, a container's
+   * files) is reported at its shortest mount point, as df(1) does. Blocks are statfs(2)'s, so
+   * used + free + reserved = limit as df counts them.
+   */
+  async #filesystems(errors: string[]): Promise<HostSample[]> {
+    const mounts = parseMountinfo(await readFile(join(this.#procRoot, 'self', 'mountinfo'), 'utf8'))
+    const byDevice = new Map<string, Mount>()
+    let unprintable = false
+    for (const mount of mounts) {
+      if (PSEUDO_FILESYSTEM_TYPES.has(mount.type)) continue
+      // The wire schema bounds these names; a mount point that does not fit is left out, not mangled.
+      if (![mount.device, mount.mount, mount.type].every((name) => LOCAL_NAME.test(name))) {
+        unprintable = true
+        continue
+      }
+      const kept = byDevice.get(mount.deviceId)
+      if (kept === undefined || mount.mount.length < kept.mount.length) {
+        byDevice.set(mount.deviceId, mount)
+      }
+    }
+    if (unprintable) {
+      errors.push('filesystem: skipped a mount whose device, path or type is not printable ASCII')
+    }
+    if (byDevice.size === 0) throw new Error('no filesystems mounted')
+    const measured = await Promise.all(
+      [...byDevice.values()].map(async (mount) => {
+        try {
+          return { mount, stats: await this.#statfs(mount.mount) }
+        } catch (error) {
+          errors.push(`filesystem ${mount.mount}: ${describe(error)}`)
+          return undefined
+        }
+      }),
+    )
+    const samples: HostSample[] = []
+    for (const entry of measured) {
+      if (entry === undefined) continue
+      const { mount, stats } = entry
+      const size = stats.blocks * stats.bsize
+      if (!(size > 0)) continue
+      const used = clamp((stats.blocks - stats.bfree) * stats.bsize, 0, size)
+      const free = clamp(stats.bavail * stats.bsize, 0, size - used)
+      // Blocks kept for root: neither used nor available to users, so used + free + reserved = limit.
+      const reserved = size - used - free
+      const base = {
+        'system.device': mount.device,
+        'system.filesystem.mountpoint': mount.mount,
+        'system.filesystem.type': mount.type,
+      }
+      samples.push(
+        sample('system.filesystem.usage', used, { ...base, 'system.filesystem.state': 'used' }),
+        sample('system.filesystem.usage', free, { ...base, 'system.filesystem.state': 'free' }),
+        sample('system.filesystem.usage', reserved, {
+          ...base,
+          'system.filesystem.state': 'reserved',
+        }),
+        sample('system.filesystem.limit', size, base),
+        sample('system.filesystem.utilization', used / size, base),
+      )
+    }
+    return samples
+  }
+
+  async #statfs(
+    path: string,
+  ): Promise<{ bsize: number; blocks: number; bfree: number; bavail: number }> {
+    if (this.#statfsPending.has(path)) throw new Error('a previous statfs has not returned yet')
+    this.#statfsPending.add(path)
+    const call = statfs(path).finally(() => this.#statfsPending.delete(path))
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`statfs did not answer within ${STATFS_TIMEOUT_MS} ms`)),
+        STATFS_TIMEOUT_MS,
+      )
+    })
+    try {
+      return await Promise.race([call, late])
+    } finally {
+      clearTimeout(timer)
+      call.catch(() => {}) // a late failure after the timeout is already reported
+    }
+  }
+
+  /** Distribution name and release from os-release(5), as `NAME` and `VERSION` say them. */
+  async #distribution(): Promise<{ distro: string; release: string }> {
+    let lastError: unknown
+    for (const file of this.#osReleaseFiles) {
+      try {
+        const fields = parseOsRelease(await readFile(file, 'utf8'))
+        const version = (fields.get('VERSION') ?? '').split('(')[0]?.trim() ?? ''
+        return {
+          distro: fields.get('NAME') ?? fields.get('ID') ?? '',
+          release: version || fields.get('VERSION_ID') || os.release(),
+        }
+      } catch (error) {
+        lastError = error
+      }
+    }
+    throw lastError ?? new Error('no os-release file')
+  }
+
+  /**
+   * The host's own interfaces from sysfs (every one, with or without an address), with their
+   * addresses from `os.networkInterfaces()`: both are the host's own, which tier T may carry.
+   */
+  async #interfaces(): Promise<HostInventory['interfaces']> {
+    const classNet = join(this.#sysRoot, 'class', 'net')
+    const names = (await readdir(classNet)).filter((name) => LOCAL_NAME.test(name)).sort()
+    const osAddresses = os.networkInterfaces()
+    const attribute = async (name: string, file: string): Promise<string | undefined> => {
+      try {
+        return (await readFile(join(classNet, name, file), 'utf8')).trim()
+      } catch {
+        // Absent or unreadable (speed of a virtual link reads as EINVAL): not known.
+        return undefined
+      }
+    }
+    const interfaces: HostInventory['interfaces'] = []
+    for (const name of names.slice(0, 256)) {
+      const [mac, operstate, speed] = await Promise.all([
+        attribute(name, 'address'),
+        attribute(name, 'operstate'),
+        attribute(name, 'speed'),
+      ])
+      const addresses = [
+        ...new Set(
+          (osAddresses[name] ?? [])
+            // A link-local IPv6 carries its zone (`fe80::1%eth0`), which is not an address.
+            .map((a) => a.address.split('%')[0] ?? '')
+            .filter((a) => isIP(a) !== 0),
+        ),
+      ].slice(0, 64)
+      const mbps = speed === undefined ? Number.NaN : Number(speed)
+      interfaces.push({
+        name,
+        mac: clip(mac, 32),
+        addresses,
+        speed_mbps: Number.isFinite(mbps) && mbps >= 0 ? mbps : null,
+        // Drivers without carrier tracking (loopback, tun, wireguard) say `unknown` while they pass
+        // traffic; an interface that is administratively or physically down says `down`.
+        up: operstate === 'up' || operstate === 'unknown',
+      })
+    }
+    return interfaces
+  }
+
   /** Every TCP state with its count, zeros included, so dashboards see a stable set of series. */
   async #tcpConnections(): Promise<HostSample[]> {
     const counts = new Map<TcpState, number>()
@@ -359,44 +520,6 @@ function loadAverage(): HostSample[] {
     sample('system.cpu.load_average.5m', five ?? 0),
     sample('system.cpu.load_average.15m', fifteen ?? 0),
   ]
-}
-
-async function filesystems(errors: string[]): Promise<HostSample[]> {
-  const entries = await si.fsSize()
-  if (entries.length === 0) throw new Error('no filesystems reported')
-  const samples: HostSample[] = []
-  for (const fs of entries) {
-    if (PSEUDO_FILESYSTEM_TYPES.has(fs.type) || !(fs.size > 0)) continue
-    // The wire schema bounds these names; a mount point that does not fit is left out, not mangled.
-    if (!LOCAL_NAME.test(fs.fs) || !LOCAL_NAME.test(fs.mount) || !LOCAL_NAME.test(fs.type)) {
-      errors.push('filesystem: skipped a mount whose device, path or type is not printable ASCII')
-      continue
-    }
-    const used = clamp(fs.used, 0, fs.size)
-    const free = clamp(
-      Number.isFinite(fs.available) ? fs.available : fs.size - used,
-      0,
-      fs.size - used,
-    )
-    // Blocks kept for root: neither used nor available to users, so used + free + reserved = limit.
-    const reserved = fs.size - used - free
-    const base = {
-      'system.device': fs.fs,
-      'system.filesystem.mountpoint': fs.mount,
-      'system.filesystem.type': fs.type,
-    }
-    samples.push(
-      sample('system.filesystem.usage', used, { ...base, 'system.filesystem.state': 'used' }),
-      sample('system.filesystem.usage', free, { ...base, 'system.filesystem.state': 'free' }),
-      sample('system.filesystem.usage', reserved, {
-        ...base,
-        'system.filesystem.state': 'reserved',
-      }),
-      sample('system.filesystem.limit', fs.size, base),
-      sample('system.filesystem.utilization', used / fs.size, base),
-    )
-  }
-  return samples
 }
 
 /** Reads the aggregate `cpu` line: user nice system idle iowait irq softirq steal [guest guest_nice]. */
@@ -482,44 +605,52 @@ async function countTcpStates(path: string, counts: Map<TcpState, number>): Prom
   }
 }
 
+interface Mount {
+  /** major:minor of the device: one filesystem mounted at several places has one. */
+  deviceId: string
+  device: string
+  mount: string
+  type: string
+}
+
 /**
- * The host's own interfaces. systeminformation reports at most one IPv4 and one IPv6 address per
- * interface, so the rest come from `os.networkInterfaces()`; both are the host's own addresses,
- * which tier T may carry.
+ * /proc/self/mountinfo (proc(5)): `id parent major:minor root mount-point options [optional
+ * fields] - type source super-options`, with space, tab, newline and backslash in paths written
+ * as octal escapes. A line without that shape is skipped.
  */
-async function hostInterfaces(): Promise<HostInventory['interfaces']> {
-  const reported:
-    | Systeminformation.NetworkInterfacesData[]
-    | Systeminformation.NetworkInterfacesData = await si.networkInterfaces()
-  const list = Array.isArray(reported) ? reported : [reported]
-  const osAddresses = os.networkInterfaces()
-  const interfaces: HostInventory['interfaces'] = []
-  for (const nic of list) {
-    if (!LOCAL_NAME.test(nic.iface)) continue
-    const candidates = [nic.ip4, nic.ip6, ...(osAddresses[nic.iface] ?? []).map((a) => a.address)]
-    const addresses = [
-      ...new Set(
-        candidates
-          // A link-local IPv6 carries its zone (`fe80::1%eth0`), which is not an address.
-          .map((a) => (a ?? '').split('%')[0] ?? '')
-          .filter((a) => HOST_ADDRESS.safeParse(a).success),
-      ),
-    ].slice(0, 64)
-    interfaces.push({
-      name: nic.iface,
-      mac: clip(nic.mac ?? '', 32),
-      addresses,
-      speed_mbps:
-        typeof nic.speed === 'number' && Number.isFinite(nic.speed) && nic.speed >= 0
-          ? nic.speed
-          : null,
-      // Drivers without carrier tracking (loopback, tun, wireguard) say `unknown` while they pass
-      // traffic; an interface that is administratively or physically down says `down`.
-      up: nic.operstate === 'up' || nic.operstate === 'unknown',
-    })
-    if (interfaces.length === 256) break
+function parseMountinfo(text: string): Mount[] {
+  const mounts: Mount[] = []
+  const unescaped = (field: string) =>
+    field.replace(/\\([0-7]{3})/g, (_, octal: string) =>
+      String.fromCharCode(Number.parseInt(octal, 8)),
+    )
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ')
+    const separator = fields.indexOf('-', 6)
+    const deviceId = fields[2]
+    const mount = fields[4]
+    const type = fields[separator + 1]
+    const source = fields[separator + 2]
+    if (separator < 0 || !deviceId || !mount || !type || source === undefined) continue
+    mounts.push({ deviceId, device: unescaped(source), mount: unescaped(mount), type })
   }
-  return interfaces
+  return mounts
+}
+
+/** os-release(5): `KEY=value` lines, the value optionally in single or double quotes. */
+function parseOsRelease(text: string): Map<string, string> {
+  const fields = new Map<string, string>()
+  for (const line of text.split('\n')) {
+    const match = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim())
+    if (match?.[1] === undefined || match[2] === undefined) continue
+    let value = match[2]
+    const quote = value[0]
+    if ((quote === '"' || quote === "'") && value.endsWith(quote) && value.length >= 2) {
+      value = value.slice(1, -1).replace(/\\(["'$`\\])/g, '$1')
+    }
+    fields.set(match[1], value)
+  }
+  return fields
 }
 
 function clip(value: string | undefined, max: number): string {

@@ -1,10 +1,14 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
 import { HostMetricsCollector } from '../../../agent/collect/host.ts'
 import { HostInventory, HostSample, TCP_STATES } from '../../../protocol/v1.ts'
+
+const execFileAsync = promisify(execFile)
 
 const NET_DEV_HEADER = `Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
@@ -408,5 +412,128 @@ describe('HostMetricsCollector on fixture proc trees', () => {
     expect(samples.some((s) => s.metric === 'system.cpu.load_average.1m')).toBe(true)
     const failed = collector.lastErrors.map((e) => e.split(':')[0])
     expect(failed).toEqual(expect.arrayContaining(['cpu', 'memory', 'network', 'tcp connections']))
+  })
+})
+
+describe('HostMetricsCollector without a library or a process', () => {
+  /** One /proc/self/mountinfo line. */
+  const mountLine = (
+    id: number,
+    device: string,
+    mountPoint: string,
+    type: string,
+    source: string,
+  ) => `${id} 1 ${device} / ${mountPoint} rw,relatime shared:${id} - ${type} ${source} rw\n`
+
+  it('reports each stored filesystem once, from statfs, as df counts it', async () => {
+    // Real directories as mount points, so statfs answers; the fixture says what is mounted.
+    const disk = mkdtempSync(join(tmpdir(), 'tally-mnt-'))
+    tmpDirs.push(disk)
+    const spaced = join(disk, 'with space')
+    mkdirSync(spaced)
+    const bind = join(disk, 'a', 'bind')
+    mkdirSync(bind, { recursive: true })
+    const proc = procDir({
+      'self/mountinfo':
+        mountLine(20, '0:5', '/proc', 'proc', 'proc') +
+        mountLine(21, '0:25', '/run', 'tmpfs', 'tmpfs') +
+        mountLine(22, '8:1', bind, 'ext4', '/dev/sda1') + // same device, longer path: elided
+        mountLine(23, '8:1', disk, 'ext4', '/dev/sda1') +
+        mountLine(24, '8:2', spaced.replace(' ', '\\040'), 'xfs', '/dev/sda2') +
+        mountLine(25, '8:3', join(disk, 'gone'), 'ext4', '/dev/sda3') + // statfs fails
+        mountLine(26, '8:4', `${disk}/caf\\303\\251`, 'ext4', '/dev/sda4') + // not ASCII
+        'a line that is not a mount\n',
+    })
+    const collector = new HostMetricsCollector({ procRoot: proc })
+    const samples = await collector.collect()
+    const fs = samples.filter((s) => s.metric.startsWith('system.filesystem.'))
+    for (const s of fs) expect(() => HostSample.parse(s)).not.toThrow()
+    const mounts = new Set(fs.map((s) => s.attributes['system.filesystem.mountpoint']))
+    expect(mounts).toEqual(new Set([disk, spaced]))
+    const stats = statfsSync(disk)
+    const size = stats.blocks * stats.bsize
+    const attributes = {
+      'system.filesystem.mountpoint': disk,
+      'system.device': '/dev/sda1',
+      'system.filesystem.type': 'ext4',
+    }
+    expect(value(fs, 'system.filesystem.limit', attributes)).toBe(size)
+    const part = (state: string) =>
+      value(fs, 'system.filesystem.usage', { ...attributes, 'system.filesystem.state': state }) ?? 0
+    // Other writers share this disk: the parts are compared to each other, not to a second statfs.
+    expect(part('used') + part('free') + part('reserved')).toBe(size)
+    expect(Math.abs(part('used') - (stats.blocks - stats.bfree) * stats.bsize)).toBeLessThan(
+      size / 100,
+    )
+    expect(collector.lastErrors).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^filesystem .*gone: /),
+        'filesystem: skipped a mount whose device, path or type is not printable ASCII',
+      ]),
+    )
+  })
+
+  it('describes the interfaces from sysfs and the distribution from os-release', async () => {
+    const sys = procDir({
+      'class/net/lo/address': '00:00:00:00:00:00\n',
+      'class/net/lo/operstate': 'unknown\n',
+      'class/net/eth9/address': '52:54:00:12:34:56\n',
+      'class/net/eth9/operstate': 'up\n',
+      'class/net/eth9/speed': '1000\n',
+      'class/net/veth7/address': '02:00:00:00:00:07\n',
+      'class/net/veth7/operstate': 'down\n',
+      'class/net/veth7/speed': '-1\n',
+    })
+    const etc = procDir({
+      'os-release':
+        'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\n' +
+        'VERSION_ID="12"\nVERSION="12 (bookworm)"\nID=debian\n',
+    })
+    const collector = new HostMetricsCollector({
+      sysRoot: sys,
+      osReleaseFiles: [join(etc, 'absent'), join(etc, 'os-release')],
+    })
+    const inventory = await collector.inventory()
+    expect(() => HostInventory.parse(inventory)).not.toThrow()
+    expect(collector.lastErrors).toEqual([])
+    expect(inventory.os).toMatchObject({ distro: 'Debian GNU/Linux', release: '12' })
+    expect(inventory.interfaces).toEqual([
+      { name: 'eth9', mac: '52:54:00:12:34:56', addresses: [], speed_mbps: 1000, up: true },
+      expect.objectContaining({ name: 'lo', mac: '00:00:00:00:00:00', up: true }),
+      { name: 'veth7', mac: '02:00:00:00:00:07', addresses: [], speed_mbps: null, up: false },
+    ])
+    // lo's addresses are the host's own, from node:os.
+    const lo = inventory.interfaces.find((nic) => nic.name === 'lo')
+    expect(lo?.addresses).toContain('127.0.0.1')
+
+    const broken = new HostMetricsCollector({
+      sysRoot: join(sys, 'absent'),
+      osReleaseFiles: [join(etc, 'absent')],
+    })
+    const fallback = await broken.inventory()
+    expect(() => HostInventory.parse(fallback)).not.toThrow()
+    expect(fallback.os.kernel).not.toBe('')
+    expect(broken.lastErrors.map((e) => e.split(':')[0])).toEqual(['os info', 'network interfaces'])
+  })
+
+  it('starts no process and loads no systeminformation for an interval or an inventory', async () => {
+    // A process of its own, so that nothing vitest loaded counts.
+    const script = [
+      "import { syncBuiltinESMExports, createRequire } from 'node:module'",
+      "const cp = createRequire(import.meta.url)('node:child_process')",
+      'const started = []',
+      "for (const name of ['spawn', 'exec', 'execFile', 'fork']) {",
+      '  const original = cp[name]',
+      '  cp[name] = (...args) => { started.push(String(args[0])); return original(...args) }',
+      '}',
+      'syncBuiltinESMExports()',
+      `const { HostMetricsCollector } = await import(${JSON.stringify(new URL('../../../agent/collect/host.ts', import.meta.url).pathname)})`,
+      'const c = new HostMetricsCollector()',
+      'await c.collect(); await c.inventory(); await c.collect()',
+      "const loaded = Object.keys(createRequire(import.meta.url).cache).filter((p) => p.includes('systeminformation'))",
+      'console.log(JSON.stringify({ started, loaded }))',
+    ].join('\n')
+    const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script])
+    expect(JSON.parse(stdout)).toEqual({ started: [], loaded: [] })
   })
 })
