@@ -11,7 +11,7 @@ export const CollectorConfig = z.strictObject({
       port: z.number().int().min(0).max(65535).default(8080),
     })
     .prefault({}),
-  /** Embedded engine data, the admin token file and the grant-signing key live here. */
+  /** Embedded engine data and the admin token file live here (and, unset elsewhere, the keys). */
   data_dir: z.string().min(1).default('./data'),
   clickhouse: z
     .strictObject({
@@ -124,6 +124,16 @@ export const CollectorConfig = z.strictObject({
       bootstrap_token_file: z.string().min(1).optional(),
     })
     .prefault({}),
+  grants: z
+    .strictObject({
+      /**
+       * The key that signs every capture and access grant (Ed25519, PKCS#8 PEM; made on first
+       * start if missing). Unset: grant-signing-key.pem in data_dir, where whoever holds the
+       * directory could sign grants of their own. On a site, a path outside data_dir.
+       */
+      signing_key_file: z.string().min(1).optional(),
+    })
+    .prefault({}),
   register: z
     .strictObject({
       /**
@@ -148,6 +158,7 @@ export function loadCollectorConfig(file?: string, env?: NodeJS.ProcessEnv): Col
       'cases.master_key_file',
       'cases.outbox.webhook_url',
       'oios.bootstrap_token_file',
+      'grants.signing_key_file',
       'register.signing_key_file',
     ],
   })

@@ -11,7 +11,7 @@ import { isInside } from './auth/administration.ts'
 import { recordGuardSettings } from './auth/guard-settings.ts'
 import { loadOrCreateSigningKey } from './auth/signing-key.ts'
 import type { CollectorConfig } from './config.ts'
-import { REGISTER_KEY_FILE } from './register/register.ts'
+import { REGISTER_KEY_FILE, REGISTERS, RegisterIntegrityError } from './register/register.ts'
 import { startSelfMetrics } from './self-metrics.ts'
 import { openStore } from './store/client.ts'
 import { replayJournal } from './store/group-commit.ts'
@@ -20,6 +20,9 @@ import { migrate } from './store/migrations.ts'
 import { createUsageViews, releaseUsage } from './store/usage.ts'
 import { loadOrCreateUsageHostKey } from './store/usage-host-key.ts'
 import { createTelemetry } from './telemetry.ts'
+
+/** Where the grant-signing key lives when grants.signing_key_file is not set. */
+export const GRANT_KEY_FILE = 'grant-signing-key.pem'
 
 /** How often expiry, suspension and notice delivery are looked at. */
 const MAINTENANCE_MS = 15_000
@@ -44,7 +47,14 @@ export async function startCollector(
   const dataDir = resolve(config.data_dir)
   mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   // The key files first: an empty or corrupt one stops the start before the store is touched.
-  const signingKey = loadOrCreateSigningKey(join(dataDir, 'grant-signing-key.pem'))
+  const grantKeyFile = resolve(config.grants.signing_key_file ?? join(dataDir, GRANT_KEY_FILE))
+  const signingKey = loadOrCreateSigningKey(grantKeyFile)
+  if (isInside(grantKeyFile, dataDir)) {
+    logger.warn(
+      { setting: 'grants.signing_key_file' },
+      'the grant signing key is inside the data directory: whoever holds the directory can sign capture and access grants (the register still refuses cases it does not record as active)',
+    )
+  }
   const registerKeyFile = resolve(
     config.register.signing_key_file ?? join(dataDir, REGISTER_KEY_FILE),
   )
@@ -96,6 +106,20 @@ export async function startCollector(
   // holds against the registers, the guard settings against the last ones registered.
   let oiosBootstrapToken: string | undefined
   try {
+    // Entries the collector did not write (a chain extended without the register key) or a
+    // signed head the entries no longer give: said once here; nothing is signed over them, the
+    // register's status shows it, and nothing trusts those entries.
+    for (const name of REGISTERS) {
+      try {
+        await collector.register.checkStored(name)
+      } catch (err) {
+        if (!(err instanceof RegisterIntegrityError)) throw err
+        logger.error(
+          { register: name, seq: err.seq, reason: err.message },
+          'register does not verify',
+        )
+      }
+    }
     // First, so that roles written into the store behind the collector's back are gone before
     // anyone can use them (and, on an upgrade, so the users there are recorded as they are).
     for (const removed of await collector.administration.reconcile()) {
