@@ -17,8 +17,9 @@
  * that counts is the wall clock of the whole process, startup included, from spawn to exit; peak
  * RSS comes from GNU time (`/usr/bin/time -v`), or else from polling VmHWM in /proc/PID/status.
  * Tally's own in-process figure (read + decode + aggregate, startup excluded) is printed beside
- * it. The bundled agent (dist/tally-agent.mjs, `npm run build:agent`) is measured too when it
- * has been built. Figures are printed, never asserted.
+ * it, and its fixed cost: the same command on a capture without packets. The bundled agent
+ * (dist/tally-agent.mjs, `npm run build:agent`) is measured too when it has been built. Figures
+ * are printed, never asserted.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { createSocket } from 'node:dgram'
@@ -238,6 +239,17 @@ async function runOnce(
  * Counts the records of a classic pcap, reading it whole in large chunks (which also puts it in
  * the page cache for every tool alike).
  */
+/** A classic pcap header without records: Ethernet, microseconds, little endian, snaplen 128. */
+function emptyPcap(): Uint8Array {
+  const header = Buffer.alloc(24)
+  header.writeUInt32LE(0xa1b2c3d4, 0)
+  header.writeUInt16LE(2, 4)
+  header.writeUInt16LE(4, 6)
+  header.writeUInt32LE(DEFAULT_SNAPLEN, 16)
+  header.writeUInt32LE(1, 20)
+  return header
+}
+
 function countRecords(file: string): number {
   const fd = openSync(file, 'r')
   try {
@@ -714,11 +726,20 @@ async function main(): Promise<void> {
   const results = new Map<string, RunResult[]>()
   const failures = new Map<string, string>()
   const key = (file: BenchFile, spec: ToolSpec) => `${file.path}\0${spec.name}`
-  const startupRuns: RunResult[] = []
+  // Tally's fixed cost: the same command on a capture without packets (a pcap header alone):
+  // start, load what aggregate loads, report and exit.
+  const empty = join(tmp, 'empty.pcap')
+  writeFileSync(empty, emptyPcap())
+  const startupSpecs = specs.filter((s) => s.name.startsWith('tally') && s.executable !== undefined)
+  const startupRuns = new Map<string, RunResult[]>()
   for (let round = 1; round <= runs; round++) {
-    // Tally's fixed cost: the same process doing nothing but start, print its version and exit.
-    const startup = await runOnce(launcher, node, [join(ROOT, 'bin/tally.ts'), '--version'], tmp)
-    if (startup.exitCode === 0) startupRuns.push(startup)
+    for (const spec of startupSpecs) {
+      const startup = await runOnce(launcher, node, spec.args(empty, context), tmp)
+      if (startup.exitCode !== 0) continue
+      const list = startupRuns.get(spec.name) ?? []
+      list.push(startup)
+      startupRuns.set(spec.name, list)
+    }
     for (const file of files) {
       for (const spec of specs) {
         if (spec.executable === undefined || failures.has(key(file, spec))) continue
@@ -751,15 +772,14 @@ async function main(): Promise<void> {
   }
   sink.close()
 
-  const startupSummary =
-    startupRuns.length === 0
-      ? undefined
-      : {
-          command: `${node} bin/tally.ts --version`,
-          bestWallSeconds: Math.min(...startupRuns.map((r) => r.wallSeconds)),
-          medianWallSeconds: median(startupRuns.map((r) => r.wallSeconds)),
-          peakRssMiB: Math.max(...startupRuns.map((r) => r.peakRss ?? 0)) / 2 ** 20,
-        }
+  const startupSummary = [...startupRuns].map(([tool, list]) => ({
+    tool,
+    command: `${node} ${(startupSpecs.find((s) => s.name === tool)?.args(empty, context) ?? []).join(' ')}`,
+    bestWallSeconds: Math.min(...list.map((r) => r.wallSeconds)),
+    medianWallSeconds: median(list.map((r) => r.wallSeconds)),
+    cpuSecondsMedian: median(list.map((r) => r.cpuSeconds ?? 0)),
+    peakRssMiB: Math.max(...list.map((r) => r.peakRss ?? 0)) / 2 ** 20,
+  }))
 
   const environment = {
     date: new Date().toISOString(),
@@ -817,10 +837,14 @@ async function main(): Promise<void> {
   }
   out.push(
     '',
-    startupSummary === undefined
-      ? 'tally startup alone (tally --version): did not run'
-      : `tally startup alone (tally --version, same pinning): best ${fmt(startupSummary.bestWallSeconds, 3)} s, ` +
-          `median ${fmt(startupSummary.medianWallSeconds, 3)} s, peak RSS ${fmt(startupSummary.peakRssMiB, 0)} MiB`,
+    ...(startupSummary.length === 0
+      ? ['tally startup alone (aggregate of a capture without packets): did not run']
+      : startupSummary.map(
+          (t) =>
+            `${t.tool} startup alone (aggregate of a capture without packets, same pinning): ` +
+            `best ${fmt(t.bestWallSeconds, 3)} s, median ${fmt(t.medianWallSeconds, 3)} s wall, ` +
+            `${fmt(t.cpuSecondsMedian, 2)} s CPU, peak RSS ${fmt(t.peakRssMiB, 0)} MiB`,
+        )),
   )
   if (bundleNote !== undefined) out.push(`note: ${bundleNote}`)
   process.stdout.write(`${out.join('\n')}\n`)
