@@ -696,6 +696,8 @@ export class Register {
   readonly #waiting = new Map<RegisterName, PendingAppend[]>()
   /** Entries from before entries were signed that a signed checkpoint covers: seq -> hash. */
   readonly #legacy = new Map<RegisterName, Promise<Map<number, string>>>()
+  /** Registers whose refusal to sign (RegisterIntegrityError) was already told: told once. */
+  readonly #refusalTold = new Set<RegisterName>()
   /** What the register says of a case, per register; emptied by every append to it. */
   readonly #caseRecords = new Map<RegisterName, Map<string, Promise<CaseOnRecord | undefined>>>()
 
@@ -790,8 +792,12 @@ export class Register {
     }
     try {
       await this.#checkpoint(register)
+      this.#refusalTold.delete(register)
     } catch (err) {
-      this.#onCheckpointError(err, register)
+      // A register that does not verify refuses at every append: one error line says it.
+      const integrity = err instanceof RegisterIntegrityError
+      if (!integrity || !this.#refusalTold.has(register)) this.#onCheckpointError(err, register)
+      if (integrity) this.#refusalTold.add(register)
     }
     batch.forEach((p, i) => {
       p.resolve(entries[i] as RegisterEntry)
@@ -1101,7 +1107,13 @@ export class Register {
    */
   async checkStored(register: RegisterName): Promise<void> {
     checkName(register)
-    await this.#lock(register).run(() => this.#state(register))
+    try {
+      await this.#lock(register).run(() => this.#state(register))
+    } catch (err) {
+      // The caller tells it; the appends that follow do not tell it again.
+      if (err instanceof RegisterIntegrityError) this.#refusalTold.add(register)
+      throw err
+    }
   }
 
   /** Signs and stores the current tree head, or returns the checkpoint already at this size. */
@@ -1222,8 +1234,9 @@ export class Register {
           'no checkpoint is signed over it: run `tally register verify`',
       )
     }
-    /** The entries stored without a signature. */
+    /** The entries stored without a signature, and the first whose signature is not the key's. */
     const unsigned: number[] = []
+    let badSignature: number | undefined
     for (;;) {
       const from = tree.size + pending.length + 1
       const rows = await selectRows<EntryRow>(
@@ -1246,9 +1259,7 @@ export class Register {
         if (entryHash(entry) !== entry.hash || entry.hash !== row.hash) refuse(seq, 'its hash')
         if (entry.prev_hash !== lastHash) refuse(seq, 'its link to the entry before')
         if (row.signature !== '') {
-          if (!entrySignatureValid(entry, this.#publicKey)) {
-            refuse(seq, 'its signature does not verify with the register key')
-          }
+          if (!entrySignatureValid(entry, this.#publicKey)) badSignature ??= seq
         } else {
           unsigned.push(seq)
         }
@@ -1267,8 +1278,11 @@ export class Register {
     // Unsigned entries stand only under a head this key signed (those from before migration
     // 013); beyond it they are someone else's, appended with a hash chain that needs no key.
     const uncovered = unsigned.find((seq) => seq > (signed?.size ?? 0))
-    if (uncovered !== undefined) {
+    if (uncovered !== undefined && (badSignature === undefined || uncovered < badSignature)) {
       refuse(uncovered, 'it carries no signature and no signed checkpoint covers it')
+    }
+    if (badSignature !== undefined) {
+      refuse(badSignature, 'its signature does not verify with the register key')
     }
     state.signed = signed
     // Only a fully checked batch joins the cached tree.
