@@ -560,7 +560,9 @@ function resultTable(summaries: ToolSummary[]): string[] {
           ? `${s.tool}: not installed (${s.aptPackage ? `apt-get install ${s.aptPackage}` : 'npm run build:agent'})`
           : `${s.tool}: failed: ${s.error ?? ''}`,
       )
-      rows.push([s.tool, s.status, '-', '-', '-', '-', '-', '-', '-'])
+      const status =
+        s.status === 'not installed' && s.aptPackage === undefined ? 'not built' : s.status
+      rows.push([s.tool, status, '-', '-', '-', '-', '-', '-', '-'])
       continue
     }
     rows.push([
