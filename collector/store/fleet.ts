@@ -1,8 +1,8 @@
 /**
  * The fleet: every enrolled agent with what it last sent, from one summary row per agent
  * (`tally.agent_last_batch`, fed by every stored batch record) rather than the batch records
- * themselves, and its spool depth (the highest of its last reported minute in the last day) from
- * the per-minute rollup. `batches` counts the batches stored since the summary exists
+ * themselves, and its spool depth (the highest of its last reported hour in the last day) from
+ * the hourly rollup. `batches` counts the batches stored since the summary exists
  * (migration 012).
  */
 import type { Store } from './client.ts'
@@ -60,7 +60,7 @@ export async function listFleet(store: Store, site?: string): Promise<FleetAgent
          FROM
          (
              SELECT site, toString(host) AS host, ts, max(max) AS highest
-             FROM tally.host_metrics_1m
+             FROM tally.host_metrics_1h
              WHERE metric = 'tally.agent.spool.depth' AND ts > now() - INTERVAL 1 DAY
                AND ({site:String} = '' OR site = {site:String})
              GROUP BY site, host, ts

@@ -69,7 +69,7 @@ LEFT JOIN
     FROM
     (
         SELECT site, host, metric, ts, max(max) AS highest
-        FROM tally.host_metrics_1m
+        FROM tally.host_metrics_1h
         WHERE ts > now() - INTERVAL 1 DAY
           AND metric IN ('tally.agent.spool.depth', 'tally.capture.running')
           AND ${SITE_FILTER}
@@ -180,7 +180,7 @@ FROM agents GROUP BY site ORDER BY site`),
     type: 'table',
     title: 'Agents',
     description:
-      'Every enrolled agent: status, version and sequence number of its last batch, spool depth (the highest in its last minute) and capture state from its last day of samples. Click a host for its health.',
+      'Every enrolled agent: status, version and sequence number of its last batch, spool depth and capture state (the highest of its last reported hour, within a day). Click a host for its health.',
     w: 24,
     h: 10,
     overrides: [

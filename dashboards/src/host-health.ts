@@ -15,7 +15,14 @@ import {
   SITE_FILTER,
   siteVariable,
 } from './grafana.ts'
-import { BUCKET, hostSamples, TOP_HOSTS, topHostSamples, WITH_STEP } from './rollups.ts'
+import {
+  BUCKET,
+  HOURS_OF_RANGE,
+  hostSamples,
+  TOP_HOSTS,
+  topHostSamples,
+  WITH_STEP,
+} from './rollups.ts'
 
 /** The selected host (the site filter too: a host name may repeat in another site). */
 const THIS_HOST = `${SITE_FILTER} AND host = ${HOST}`
@@ -301,6 +308,8 @@ ORDER BY time`,
   {
     type: 'table',
     title: 'Fullest filesystem per host',
+    description:
+      'The 50 fullest hosts: each filesystem as in its last reported hour of the time range (the mean of that hour).',
     w: 24,
     h: 8,
     overrides: [
@@ -320,8 +329,14 @@ ORDER BY time`,
     sql: `SELECT site, host, argMax(mount, latest) AS mountpoint, max(latest) AS utilization
 FROM
 (
-    SELECT site, host, attributes['system.filesystem.mountpoint'] AS mount, argMax(last, ts) AS latest
-    FROM ${hostSamples(`metric = 'system.filesystem.utilization' AND ${SITE_FILTER}`)}
+    SELECT site, host, attributes['system.filesystem.mountpoint'] AS mount, argMax(mean, ts) AS latest
+    FROM
+    (
+        SELECT site, host, series, ts, any(attributes) AS attributes, sum(sum) / sum(samples) AS mean
+        FROM tally.host_metrics_1h
+        WHERE ${HOURS_OF_RANGE} AND metric = 'system.filesystem.utilization' AND ${SITE_FILTER}
+        GROUP BY site, host, series, ts
+    )
     GROUP BY site, host, mount
 )
 GROUP BY site, host

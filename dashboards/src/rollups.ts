@@ -75,14 +75,23 @@ export const hostSamples = (where: string): string => `(
 export const TOP_HOSTS = 10
 
 /**
+ * The hourly rows of the whole hours the range overlaps: what a panel ranks hosts by, and what
+ * a table of every host's latest state reads, at a few rows per host whatever the range.
+ */
+export const HOURS_OF_RANGE = 'ts >= toStartOfHour($__fromTime) AND ts <= $__toTime'
+
+/**
  * Host samples matching `where`, of the TOP_HOSTS hosts with the highest `measure` (an
- * aggregate over the same samples) in the range.
+ * aggregate over the hourly table's columns: sum, samples, min, max) over the whole hours the
+ * range overlaps. Ranking on the hourly table keeps it to a few rows per host; the series are
+ * then read for those hosts only.
  */
 export const topHostSamples = (where: string, measure: string): string =>
   hostSamples(`${where}
       AND (site, host) IN
       (
-          SELECT site, host FROM ${hostSamples(where)}
+          SELECT site, host FROM tally.host_metrics_1h
+          WHERE ${HOURS_OF_RANGE} AND ${where}
           GROUP BY site, host
           ORDER BY ${measure} DESC, site, host
           LIMIT ${TOP_HOSTS}

@@ -12,6 +12,7 @@ import YAML from 'yaml'
 import { z } from 'zod'
 import { createUsageViews, releaseUsage } from '../../collector/store/usage.ts'
 import { DASHBOARDS } from '../../dashboards/src/index.ts'
+import { RETENTION_DAYS, TOP_HOSTS } from '../../dashboards/src/rollups.ts'
 import { type Harness, openHarness } from '../collector/harness.ts'
 import { BATCHES, HOSTS, INTERVAL_MS, type LoadedData, loadRealisticData } from './data.ts'
 import { ALL, expandQuery, panelInterval, type TemplateVariable } from './macros.ts'
@@ -194,6 +195,26 @@ describe('dashboard files', () => {
     const health = dashboards.find((d) => d.dashboard.uid === 'tally-host-health')?.dashboard
     const host = health === undefined ? undefined : variable(health, 'host')
     expect(host?.query).toMatch(/\$__conditionalAll\(site = \$\{site:singlequote\}, \$site\)/)
+  })
+})
+
+describe('reads that stay fast as data grows', () => {
+  const sqls = dashboards.flatMap(({ file, dashboard }) =>
+    queryPanels(dashboard).flatMap((p) =>
+      (p.targets ?? []).map((t) => ({ where: `${file} ${p.title}`, sql: t.rawSql })),
+    ),
+  )
+
+  it('every query of raw host samples can read the per-minute and hourly rollups instead', () => {
+    for (const { where, sql } of sqls) {
+      if (!/\btally\.host_metrics\b(?!_)/.test(sql)) continue
+      expect(sql, where).toMatch(/\btally\.host_metrics_1m\b/)
+      expect(sql, where).toMatch(/\btally\.host_metrics_1h\b/)
+    }
+  })
+
+  it('no query reads every batch record: agents and reporting come from their summaries', () => {
+    for (const { where, sql } of sqls) expect(sql, where).not.toMatch(/\btally\.ingest_batches\b/)
   })
 })
 
@@ -455,5 +476,193 @@ describe('on the embedded engine, after realistic ingest', () => {
         expect(text).not.toMatch(/expired|oios|Jane|u-requester|u-approver/i)
       }
     }
+  })
+
+  describe('the table each step reads, and the hosts a panel shows', () => {
+    const NOW = Date.now()
+    const minuteAgo = (m: number) => Math.floor((NOW - m * 60_000) / 60_000) * 60
+    const hourAgo = (h: number) => Math.floor((NOW - h * HOUR) / HOUR) * 3600
+    /**
+     * One rollup row of a series (no samples in the raw table: only that table has it). No
+     * deduplication token: chDB keeps the last insert's for the session.
+     */
+    const rollupRow = (
+      table: string,
+      ts: number,
+      host: string,
+      metric: string,
+      value: number,
+      attributes: Record<string, string> = {},
+    ) =>
+      h.store.command({
+        query: `INSERT INTO tally.${table} (ts, site, host, metric, series, attributes, samples, sum, min, max)
+                SELECT toDateTime(${ts}), 'geneva', '${host}', '${metric}', cityHash64(m), m, 1, ${value}, ${value}, ${value}
+                FROM (SELECT CAST(map(${Object.entries(attributes)
+                  .map(([k, v]) => `'${k}', '${v}'`)
+                  .join(', ')}), 'Map(String, String)') AS m)`,
+        clickhouse_settings: { insert_deduplication_token: '' },
+      })
+
+    beforeAll(async () => {
+      // Memory of one host: 0.111 in the per-minute table only (30 minutes and 20 days ago),
+      // 0.777 in the hourly one only (the hour before this one).
+      await rollupRow(
+        'host_metrics_1m',
+        minuteAgo(30),
+        'zz-marker',
+        'system.memory.utilization',
+        0.111,
+      )
+      await rollupRow(
+        'host_metrics_1m',
+        minuteAgo(20 * 24 * 60),
+        'zz-marker',
+        'system.memory.utilization',
+        0.111,
+      )
+      await rollupRow(
+        'host_metrics_1h',
+        hourAgo(1),
+        'zz-marker',
+        'system.memory.utilization',
+        0.777,
+      )
+      // The hour of the older one in the hourly table too (the top hosts are ranked on it), with
+      // another value.
+      await rollupRow(
+        'host_metrics_1h',
+        Math.floor(minuteAgo(20 * 24 * 60) / 3600) * 3600,
+        'zz-marker',
+        'system.memory.utilization',
+        0.999,
+      )
+      // Its spool: 111 in the per-minute table only, 777 in the hourly one only.
+      await rollupRow('host_metrics_1m', minuteAgo(30), 'zz-marker', 'tally.agent.spool.depth', 111)
+      await rollupRow('host_metrics_1h', hourAgo(1), 'zz-marker', 'tally.agent.spool.depth', 777)
+      // Twelve idle hosts, busier and busier, in the hourly table only.
+      for (let n = 1; n <= 12; n++) {
+        await rollupRow(
+          'host_metrics_1h',
+          hourAgo(3),
+          `zz-top-${String(n).padStart(2, '0')}`,
+          'system.cpu.utilization',
+          n / 100,
+          { 'cpu.mode': 'idle' },
+        )
+      }
+      // Site usage of another site in the hourly table only, released with 100 hosts.
+      await h.store.command({
+        query: `INSERT INTO tally.usage_released_1h
+                SELECT toDateTime(${hourAgo(50)}), 'zurich', 0, 'inbound', 4, 'tcp', 'marker', 'internet', 3600000, 1000, 10, 100, uniqState(toString(number))
+                FROM numbers(100)`,
+        clickhouse_settings: { insert_deduplication_token: '' },
+      })
+    })
+
+    const panelOf = (uid: string, title: string) => {
+      const d = dashboards.find((x) => x.dashboard.uid === uid)?.dashboard
+      const panel = d?.panels.find((p) => p.title === title)
+      const sql = panel?.targets?.[0]?.rawSql
+      if (panel === undefined || sql === undefined) throw new Error(`no panel ${uid}/${title}`)
+      return { panel, sql }
+    }
+    /** A panel's first query over [from, to) with Grafana's interval for it (1,000 points). */
+    const runOver = async (
+      uid: string,
+      title: string,
+      fromMs: number,
+      toMs: number,
+      site = ALL,
+    ) => {
+      const { panel, sql } = panelOf(uid, title)
+      const variables: TemplateVariable[] = [
+        { name: 'datasource', value: UID },
+        { name: 'site', value: site, allValue: "''" },
+      ]
+      const intervalMs = panelInterval(toMs - fromMs, 1000, panel.interval)
+      return (await run(expandQuery(sql, { fromMs, toMs, intervalMs, variables }))).data
+    }
+    const marker = (rows: Array<Record<string, unknown>>) =>
+      rows.filter((r) => r.agent === 'geneva/zz-marker').map((r) => Number(r.used))
+
+    it('raw samples under a minute, the per-minute rollup under 30 minutes, the hourly above', async () => {
+      const spool = (fromMs: number) =>
+        runOver('tally-fleet', 'Spool backlog', fromMs, NOW).then((rows) =>
+          rows.filter((r) => r.agent === 'geneva/zz-marker').map((r) => Number(r.batches)),
+        )
+      expect(await spool(NOW - HOUR)).toEqual([]) // 10 s steps: raw samples
+      expect(await spool(NOW - 7 * DAY)).toEqual([111]) // 600 s: per minute
+      expect(await spool(NOW - 30 * DAY)).toEqual([777]) // 1,800 s: hourly
+      expect(await spool(NOW - 90 * DAY)).toEqual([777]) // 7,200 s: hourly
+      // Memory used by host asks for a minute at least: the per-minute table for the last hour.
+      const memory = await runOver('tally-host-health', 'Memory used by host', NOW - HOUR, NOW)
+      expect(marker(memory)).toEqual([0.111])
+    })
+
+    it('the next coarser table when the range starts before a table keeps its rows', async () => {
+      const from = minuteAgo(20 * 24 * 60) * 1000 - 30 * 60_000
+      // An hour 20 days ago: 10 s steps, but raw samples are kept 14 days.
+      const rows = await runOver('tally-host-health', 'Memory used by host', from, from + HOUR)
+      expect(marker(rows)).toEqual([0.111])
+    })
+
+    it('rounds the step up to whole hours on the hourly table', async () => {
+      const rows = await runOver('tally-host-health', 'Memory used by host', NOW - 30 * DAY, NOW)
+      expect(rows.length).toBeGreaterThan(0)
+      for (const r of rows) expect(epoch(r.time) % HOUR, String(r.time)).toBe(0)
+    })
+
+    it(`series over every host show the ${TOP_HOSTS} top hosts by the panel's measure`, async () => {
+      const rows = await runOver('tally-host-health', 'CPU busy by host', NOW - 30 * DAY, NOW)
+      const agents = new Set(rows.map((r) => String(r.agent)))
+      expect(agents.size).toBe(TOP_HOSTS)
+      // The least idle ones; this machine's own host may be busier still.
+      for (let n = 1; n <= 9; n++) expect(agents).toContain(`geneva/zz-top-0${n}`)
+      for (const idle of ['11', '12']) expect(agents).not.toContain(`geneva/zz-top-${idle}`)
+    })
+
+    it('site usage over 30 days asks the views for whole hours, so they read the hourly table', async () => {
+      const rows = await runOver('tally-site-usage', 'By service', NOW - 30 * DAY, NOW, 'zurich')
+      expect(rows.map((r) => r.series)).toEqual(['marker'])
+      for (const r of rows) expect(epoch(r.time) % HOUR).toBe(0)
+      // 3,600,000 bytes in an hour's step: 8,000 bits per second.
+      expect(rows.map((r) => Number(r.bits_per_second))).toEqual([8000])
+    })
+
+    it('every time-series table has a TTL, and the panels know the host metrics ones', async () => {
+      const tables = (
+        await run(
+          `SELECT name, engine_full FROM system.tables WHERE database = 'tally' AND engine LIKE '%MergeTree'`,
+        )
+      ).data as Array<{ name: string; engine_full: string }>
+      const ttl = (name: string) =>
+        tables.find((t) => t.name === name)?.engine_full.match(/TTL (.*?)(?: SETTINGS|$)/)?.[1]
+      expect(ttl('host_metrics')).toBe(`toDateTime(ts) + toIntervalDay(${RETENTION_DAYS.raw})`)
+      expect(ttl('host_metrics_1m')).toBe(`ts + toIntervalDay(${RETENTION_DAYS.minute})`)
+      expect(ttl('host_metrics_1h')).toBe(`ts + toIntervalDay(${RETENTION_DAYS.hour})`)
+      // Kept as long as what they describe: one row per agent, user, case, token...
+      const bounded = new Set([
+        'agents',
+        'agent_last_batch',
+        'host_inventory',
+        'users',
+        'enroll_tokens',
+        'enroll_token_uses',
+        'cases',
+        'grants',
+        'outbox',
+        'oios_designations',
+        'case_keys',
+        'register_entries',
+        'register_checkpoints',
+        'schema_migrations',
+        'role_proposals',
+        'restricted_batches',
+      ])
+      for (const { name } of tables) {
+        if (bounded.has(name)) continue
+        expect(ttl(name), `${name} has no TTL`).toBeDefined()
+      }
+    })
   })
 })
