@@ -548,9 +548,15 @@ async function main(): Promise<void> {
       throw new Error('a measured process exited')
     await sleep(Math.min(sampleMs, 1000) - ((Date.now() - t0) % Math.min(sampleMs, 1000)))
   }
-  const fleet = (await (
-    await fetch(`${url}/v1/fleet`, { headers: { authorization: `Bearer ${admin}` } })
-  ).json()) as { agents: Array<{ host: string; batches: number }> }
+  const fleetAnswer = await fetch(`${url}/v1/fleet`, {
+    headers: { authorization: `Bearer ${admin}` },
+  })
+  const fleetText = await fleetAnswer.text()
+  const batches = fleetAnswer.ok
+    ? (JSON.parse(fleetText) as { agents: Array<{ host: string; batches: number }> }).agents
+        .map((a) => `${a.host} ${a.batches}`)
+        .join(', ')
+    : `unknown (/v1/fleet answered ${fleetAnswer.status}: ${fleetText.slice(0, 200)})`
   const windowSeconds = (windowEnd - windowStart) / 1000
 
   const rows = measured.flatMap((m) => (m.children ? [m.main, m.children] : [m.main]))
@@ -592,7 +598,7 @@ async function main(): Promise<void> {
     `node_exporter scraped every ${intervalSeconds} s (${scrapes} scrapes, ${(scrapeBytes / 1024).toFixed(0)} KiB each)`,
     `measured ${windowSeconds.toFixed(0)} s after a ${warmup} s warm-up, sampled every ${sampleMs / 1000} s from /proc (CLK_TCK ${CLK_TCK})`,
     ...measured.map((m) => `${m.label}: ${m.command}`),
-    `batches at the collector: ${fleet.agents.map((a) => `${a.host} ${a.batches}`).join(', ')}`,
+    `batches at the collector: ${batches}`,
     '',
     ...lines,
     '',
