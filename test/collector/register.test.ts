@@ -29,6 +29,7 @@ import {
   canonicalJson,
   checkpointBytes,
   entryHash,
+  entrySignatureValid,
   GENESIS_HASH,
   leafHash,
   MerkleTree,
@@ -982,5 +983,160 @@ describe('verifyEntries on its own', () => {
       'itsd',
     )
     expect(report.problems).toEqual([problem(1, 'inserted')])
+  })
+})
+
+describe('each entry signed on its own', () => {
+  /** An entry appended at ITSD's tail with a correct hash chain, as a holder of the store can. */
+  async function forgeTail(
+    signature: (entry: RegisterEntry) => string,
+    caseId?: string,
+  ): Promise<RegisterEntry> {
+    const last = (await rawEntries("register = 'itsd'")).at(-1)
+    const unsigned = {
+      register: 'itsd' as const,
+      seq: Number(last?.seq) + 1,
+      ts: new Date().toISOString(),
+      kind: caseId === undefined ? 'roles confirmed' : 'grants_issued',
+      actor: 'u-second-admin',
+      ...(caseId === undefined ? {} : { case_id: caseId }),
+      details: (caseId === undefined
+        ? { user_id: 'u-mallory', roles: ['itsd_investigator'] }
+        : {
+            state: 'active',
+            window: { start: 'x', end: 'y' },
+            agents: ['ag-mallory'],
+          }) as RegisterEntry['details'],
+      prev_hash: String(last?.hash),
+    }
+    const entry: RegisterEntry = { ...unsigned, hash: entryHash(unsigned) }
+    await insertRows(h.store, 'tally.register_entries', [
+      {
+        register: 'itsd',
+        seq: entry.seq,
+        ts: Date.parse(entry.ts),
+        kind: entry.kind,
+        actor: entry.actor,
+        case_id: entry.case_id ?? '',
+        entry: canonicalJson(entry),
+        prev_hash: entry.prev_hash,
+        hash: entry.hash,
+        signature: signature(entry),
+      },
+    ])
+    return entry
+  }
+
+  it('writes each entry with the register key signature over its bytes, seq and links included', async () => {
+    const rows = await rawEntries("register = 'itsd'")
+    expect(rows.every((r) => r.signature !== '')).toBe(true)
+    const entries = await register.entries('itsd', { limit: 1000 })
+    expect(entries.every((e) => entrySignatureValid(e, publicJwk))).toBe(true)
+    // The signature covers the seq: the same content at another seq does not verify.
+    const moved = { ...(entries[4] as RegisterEntry), seq: 99 }
+    expect(entrySignatureValid(moved, publicJwk)).toBe(false)
+  })
+
+  it.each([
+    ['unsigned', () => ''],
+    [
+      'signed with another key',
+      (e: RegisterEntry) => signEntry(e, generateKeyPairSync('ed25519').privateKey),
+    ],
+  ])(
+    'a tail entry %s: verify names it, no checkpoint over it, nothing trusts it',
+    async (_, sign) => {
+      await snapshot()
+      const forged = await forgeTail(sign)
+      const report = await register.verify('itsd')
+      expect(report.problems).toEqual([problem(forged.seq, 'bad-signature')])
+      // A restarted collector (no cached tree) refuses to sign over it, and says so once.
+      const told: unknown[] = []
+      const restarted = new Register(h.store, signingKey, {
+        onCheckpointError: (err) => told.push(err),
+      })
+      await expect(restarted.checkStored('itsd')).rejects.toBeInstanceOf(RegisterIntegrityError)
+      await restarted.append({ register: 'itsd', kind: 'k', actor: 'a', details: {} })
+      await restarted.append({ register: 'itsd', kind: 'k', actor: 'a', details: {} })
+      expect(told).toEqual([])
+      expect((await restarted.checkpoints('itsd')).at(-1)?.size).toBe(N)
+      // The entries after it are the collector's; the forged one is in no trusted page.
+      const trusted = await restarted.trustedEntriesPage('itsd', { from: 1, limit: 10_000 })
+      expect(trusted.entries.map((e) => e.seq)).toEqual([
+        ...Array.from({ length: N }, (_, i) => i + 1),
+        forged.seq + 1,
+        forged.seq + 2,
+      ])
+    },
+  )
+
+  it('an entry from before signatures stands only under a signed checkpoint', async () => {
+    await snapshot()
+    // Entries 1 to 50 as a store from before migration 013 holds them: no signature column.
+    await mutate("ALTER TABLE tally.register_entries UPDATE signature = '' WHERE register = 'itsd'")
+    const fresh = new Register(h.store, signingKey)
+    expect((await fresh.verify('itsd')).ok).toBe(true)
+    await fresh.checkStored('itsd')
+    const page = await fresh.trustedEntriesPage('itsd', { from: 1, limit: 10_000 })
+    expect(page.entries).toHaveLength(N)
+    // Without the checkpoints that covered them, they are nobody's.
+    await mutate(
+      "ALTER TABLE tally.register_checkpoints DELETE WHERE register = 'itsd' AND size > 40",
+    )
+    const later = new Register(h.store, signingKey)
+    const report = await later.verify('itsd')
+    expect(report.problems.map((p) => p.seq)).toEqual(Array.from({ length: 10 }, (_, i) => i + 41))
+    expect(kinds(report)).toEqual(['bad-signature'])
+    const trusted = await later.trustedEntriesPage('itsd', { from: 1, limit: 10_000 })
+    expect(trusted.entries.map((e) => e.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1))
+    await expect(later.checkStored('itsd')).rejects.toBeInstanceOf(RegisterIntegrityError)
+  })
+
+  it("says what a case's signed entries record, read again after every append", async () => {
+    await snapshot()
+    const caseId = 'c-onrecord'
+    expect(await register.caseOnRecord('itsd', caseId)).toBeUndefined()
+    await register.append({
+      register: 'itsd',
+      kind: 'case_approved',
+      actor: 'u-approver',
+      case_id: caseId,
+      details: { state: 'approved' },
+    })
+    expect(await register.caseOnRecord('itsd', caseId)).toMatchObject({ state: 'approved' })
+    await register.append({
+      register: 'itsd',
+      kind: 'grants_issued',
+      actor: 'u-approver',
+      case_id: caseId,
+      details: { state: 'active', window: { start: 'a', end: 'b' }, agents: ['ag-1'] },
+    })
+    // A drill-down's entry records no state: the case stays active on record.
+    await register.append({
+      register: 'itsd',
+      kind: 'drilldown',
+      actor: 'u-inv',
+      case_id: caseId,
+      details: { rows: 1 },
+    })
+    expect(await register.caseOnRecord('itsd', caseId)).toMatchObject({
+      state: 'active',
+      kind: 'grants_issued',
+      grants: { start: 'a', end: 'b', agents: ['ag-1'] },
+    })
+    // OIOS's register records nothing of it; an entry forged for it there counts for nothing.
+    expect(await register.caseOnRecord('oios', caseId)).toBeUndefined()
+    await register.append({
+      register: 'itsd',
+      kind: 'case_closed',
+      actor: 'u-approver',
+      case_id: caseId,
+      details: { state: 'closed' },
+    })
+    expect(await register.caseOnRecord('itsd', caseId)).toMatchObject({ state: 'closed' })
+    // A holder's "grants issued" after the closing, unsigned: the case stays closed on record.
+    await forgeTail(() => '', caseId)
+    const fresh = new Register(h.store, signingKey)
+    expect(await fresh.caseOnRecord('itsd', caseId)).toMatchObject({ state: 'closed' })
   })
 })
