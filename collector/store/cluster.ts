@@ -117,6 +117,7 @@ const CREATE_VIEW = new RegExp(`^CREATE (OR REPLACE )?VIEW (IF NOT EXISTS )?${NA
 const ALTER_TABLE = new RegExp(`^ALTER TABLE ${NAME}(\\s[\\s\\S]*)$`)
 const DROP_TABLE = new RegExp(`^DROP TABLE IF EXISTS ${NAME}( SYNC)?$`)
 const DROP_VIEW = new RegExp(`^DROP VIEW IF EXISTS ${NAME}$`)
+const INSERT_SELECT = new RegExp(`^INSERT INTO ${NAME} \\([^)]*\\)\\s+SELECT\\s`)
 const ENGINE = /^ENGINE\s*=\s*([A-Za-z]+)(?:\(([^()]*)\))?[ \t]*$/m
 const MERGE_TREE = /^(|Replacing|Aggregating|Summing|Collapsing|VersionedCollapsing)MergeTree$/
 const SETTINGS = /\n?SETTINGS[ \t]+([^\n]+)\s*$/
@@ -251,6 +252,9 @@ export function renderClusterStatement(
       ? [local, `ALTER TABLE ${name} ON CLUSTER ${cluster}${action}`]
       : [local]
   }
+  // A backfill (INSERT ... SELECT) runs once, through the Distributed tables, which route its
+  // rows to their shards.
+  if (INSERT_SELECT.test(sql)) return [sql]
   const drop = DROP_TABLE.exec(sql)
   if (drop !== null) {
     const name = drop[1] as string

@@ -189,13 +189,17 @@ describe('renderClusterMigrations', () => {
       const [row] = await selectRows<{ f: string }>(store, 'SELECT formatQuery({q:String}) AS f', {
         q: statement,
       })
-      expect(row?.f, statement.split('\n')[0]).toMatch(/ON CLUSTER tally/)
+      // A backfill runs once, through the Distributed tables; everything else on every node.
+      if (statement.startsWith('INSERT INTO ')) expect(row?.f).toMatch(/^INSERT INTO tally\.\w+ /)
+      else expect(row?.f, statement.split('\n')[0]).toMatch(/ON CLUSTER tally/)
     }
   })
 
   it('puts every statement ON CLUSTER and makes every MergeTree Replicated', () => {
     for (const statement of statements()) {
       const head = statement.split('\n')[0] as string
+      // A backfill runs once through the Distributed tables, not on every node.
+      if (head.startsWith('INSERT INTO ')) continue
       expect(head, head).toMatch(/ ON CLUSTER tally\b/)
       expect(statement).not.toMatch(/non_replicated_deduplication_window/)
       const engine = /\nENGINE = (\w+)/.exec(statement)?.[1]

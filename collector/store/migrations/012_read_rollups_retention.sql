@@ -9,8 +9,9 @@
 -- Retention: raw samples 14 days (the oldest batch ingest accepts by default); per-minute 35
 -- days; hourly 395 days. Batch records 15 days: they are what makes a resent batch a duplicate,
 -- so they must outlive the ingest age limit (ingest.max_batch_age_hours, 14 days by default).
--- The new tables start empty and fill from this migration on; docs/operators.md gives the
--- statements that fill them from what is already stored.
+-- The new tables are filled from what is already stored before their views start (each only
+-- while it is still empty, so a migration run again after a failure does not count twice), and
+-- the per-minute rollup is shortened only after the hourly one holds its history.
 
 CREATE TABLE IF NOT EXISTS tally.host_metrics_1h
 (
@@ -30,6 +31,12 @@ PARTITION BY toYYYYMM(ts)
 ORDER BY (site, host, metric, series, ts)
 TTL ts + INTERVAL 395 DAY
 SETTINGS non_replicated_deduplication_window = 100000;
+
+INSERT INTO tally.host_metrics_1h (ts, site, host, metric, series, attributes, samples, sum, min, max)
+SELECT toStartOfHour(ts) AS hour, site, host, metric, series, any(attributes), sum(samples), sum(sum), min(min), max(max)
+FROM tally.host_metrics_1m
+WHERE (SELECT count() FROM tally.host_metrics_1h) = 0
+GROUP BY hour, site, host, metric, series;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS tally.host_metrics_1h_mv TO tally.host_metrics_1h AS
 SELECT
@@ -67,6 +74,13 @@ ENGINE = AggregatingMergeTree
 ORDER BY (site, agent_id)
 SETTINGS non_replicated_deduplication_window = 100000;
 
+INSERT INTO tally.agent_last_batch (agent_id, site, batches, last_seq, last_received, agent_version, interval_seconds)
+SELECT agent_id, site, count(), max(seq), max(received_at), argMaxState(agent_version, received_at),
+       argMaxState(toUInt32(greatest(0, dateDiff('second', interval_start, interval_end))), received_at)
+FROM tally.ingest_batches FINAL
+WHERE (SELECT count() FROM tally.agent_last_batch) = 0
+GROUP BY site, agent_id;
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS tally.agent_last_batch_mv TO tally.agent_last_batch AS
 SELECT
     agent_id,
@@ -93,6 +107,12 @@ PARTITION BY toYYYYMM(ts)
 ORDER BY (site, ts)
 TTL ts + INTERVAL 395 DAY
 SETTINGS non_replicated_deduplication_window = 100000;
+
+INSERT INTO tally.ingest_site_1m (ts, site, batches, samples, agents)
+SELECT toStartOfMinute(received_at) AS minute, site, count(), sum(samples), uniqState(agent_id)
+FROM tally.ingest_batches FINAL
+WHERE (SELECT count() FROM tally.ingest_site_1m) = 0
+GROUP BY minute, site;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS tally.ingest_site_1m_mv TO tally.ingest_site_1m AS
 SELECT
