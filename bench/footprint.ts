@@ -9,8 +9,9 @@
  * Options: --duration S (measured seconds, default 60), --warmup S (default 15), --sample S
  * (default 1), --interval S (the agent's interval, default the collector's: 10), --link
  * netns|lo (default netns when root, else lo), --agent FILE (default: a fresh build of the
- * bundle into the tmp dir), --node FILE (the Node.js that runs it; default this one), --source,
- * --tmp DIR (default $TMPDIR/tally-bench).
+ * bundle into the tmp dir), --node FILE (the Node.js that runs it; default this one), --unit FILE
+ * (the systemd unit whose Node options and Environment= lines the agent runs with; default
+ * deploy/systemd/tally-agent.service), --source, --tmp DIR (default $TMPDIR/tally-bench).
  *
  * What runs: a real collector (embedded engine, a temporary data dir) on a loopback port; the
  * bundled agent, enrolled through the API, with capture on (a veth pair into a network namespace
@@ -42,7 +43,6 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-const UNIT = join(ROOT, 'deploy', 'systemd', 'tally-agent.service')
 const TARGET_RSS_MIB = 55
 const TARGET_CPU_PERCENT = 0.5
 
@@ -56,10 +56,12 @@ const { values } = parseArgs({
     agent: { type: 'string' },
     node: { type: 'string', default: process.execPath },
     source: { type: 'boolean', default: false },
+    unit: { type: 'string', default: join(ROOT, 'deploy', 'systemd', 'tally-agent.service') },
     tmp: { type: 'string', default: join(tmpdir(), 'tally-bench') },
   },
 })
 
+const UNIT = resolve(values.unit)
 const say = (line: string) => process.stderr.write(`footprint: ${line}\n`)
 
 function findExecutable(name: string): string | undefined {
@@ -283,6 +285,17 @@ function unitNodeOptions(): string[] {
   return bundleAt > 1 ? words.slice(1, bundleAt) : []
 }
 
+/** The environment the service sets (its uncommented `Environment=NAME=value` lines). */
+function unitEnvironment(): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const [, name, value] of readFileSync(UNIT, 'utf8').matchAll(
+    /^\s*Environment=([A-Za-z_][A-Za-z0-9_]*)=(\S*)\s*$/gm,
+  )) {
+    if (name !== undefined && value !== undefined) env[name] = value
+  }
+  return env
+}
+
 interface Link {
   /** The interface the agent captures on. */
   name: string
@@ -398,6 +411,7 @@ async function main(): Promise<void> {
   copyFileSync(bundle, join(bundleDir, 'tally-agent.mjs'))
   const nodeVersion = sh(values.node, ['--version']).trim()
   const nodeOptions = unitNodeOptions()
+  const serviceEnv = unitEnvironment()
 
   const collectorPort = await freePort()
   const dataDir = join(work, 'collector')
@@ -432,6 +446,7 @@ async function main(): Promise<void> {
   const agentEnv = async (name: string): Promise<NodeJS.ProcessEnv> => {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
+      ...serviceEnv,
       TALLY_COLLECTOR_URL: url,
       TALLY_ENROLLMENT_TOKEN: await enrollToken('footprint'),
       TALLY_ENROLLMENT_HOSTNAME: name,
@@ -462,7 +477,9 @@ async function main(): Promise<void> {
   )
   measured.push({
     label: 'tally agent (bundle)',
-    command: `${values.node} ${[...nodeOptions, 'tally-agent.mjs', 'run'].join(' ')}`,
+    command: `${Object.entries(serviceEnv)
+      .map(([k, v]) => `${k}=${v} `)
+      .join('')}${values.node} ${[...nodeOptions, 'tally-agent.mjs', 'run'].join(' ')}`,
     main: new Series('tally agent (bundle)'),
     children: new Series('  its tcpdump'),
     pid: bundled.child.pid as number,
