@@ -2,10 +2,12 @@
  * The collector as a Hono app. Everything it needs comes in as arguments, so tests build it with
  * a real engine and call it in-process, and the server entry only adds a socket.
  */
+import { join } from 'node:path'
 import { Hono } from 'hono'
 import type { Logger } from 'pino'
 import { RoleAdministration } from './auth/administration.ts'
 import type { GrantSigningKey } from './auth/signing-key.ts'
+import { ensureTokenKey, TOKEN_KEY_FILE } from './auth/tokens.ts'
 import { rolesOf } from './auth/users.ts'
 import { bodyCapMiddleware, bodyCaps } from './body-caps.ts'
 import { GrantIssuer } from './cases/grants.ts'
@@ -64,6 +66,9 @@ export interface Collector {
 
 export function createCollector(deps: CollectorDeps): Collector {
   const { store, config, logger, signingKey } = deps
+  // Tokens are hashed under the store's token key: server.ts binds it at start (and warns when
+  // it is inside the data directory); a collector built in-process loads it as configured.
+  ensureTokenKey(store, config.auth.token_key_file ?? join(config.data_dir, TOKEN_KEY_FILE))
   const register = new Register(store, (deps.registerKey ?? signingKey).privateKey, {
     onCheckpointError: (err) => logger.error({ err }, 'register checkpoint failed'),
   })

@@ -134,6 +134,17 @@ export const CollectorConfig = z.strictObject({
       signing_key_file: z.string().min(1).optional(),
     })
     .prefault({}),
+  auth: z
+    .strictObject({
+      /**
+       * The key binding every stored token hash (users' tokens, agents' credentials, enrollment
+       * tokens) to this collector: 32 random bytes, made on first start if missing. Unset:
+       * token-hash.key in data_dir, where whoever holds the directory could write the hash of a
+       * token of their own into anyone's row. On a site, a path outside data_dir.
+       */
+      token_key_file: z.string().min(1).optional(),
+    })
+    .prefault({}),
   register: z
     .strictObject({
       /**
@@ -160,6 +171,7 @@ export function loadCollectorConfig(file?: string, env?: NodeJS.ProcessEnv): Col
       'oios.bootstrap_token_file',
       'grants.signing_key_file',
       'register.signing_key_file',
+      'auth.token_key_file',
     ],
   })
 }

@@ -10,6 +10,8 @@ import { createCollector } from './app.ts'
 import { isInside } from './auth/administration.ts'
 import { recordGuardSettings } from './auth/guard-settings.ts'
 import { loadOrCreateSigningKey } from './auth/signing-key.ts'
+import { checkTokenHashes } from './auth/token-hashes.ts'
+import { bindTokenKey, loadOrCreateTokenKey, TOKEN_KEY_FILE } from './auth/tokens.ts'
 import type { CollectorConfig } from './config.ts'
 import { REGISTER_KEY_FILE, REGISTERS, RegisterIntegrityError } from './register/register.ts'
 import { startSelfMetrics } from './self-metrics.ts'
@@ -65,12 +67,22 @@ export async function startCollector(
       'the register signing key is inside the data directory: whoever holds the directory can re-sign a rewritten register (auditors and agents that kept a head still detect it)',
     )
   }
+  const tokenKeyFile = resolve(config.auth.token_key_file ?? join(dataDir, TOKEN_KEY_FILE))
+  const tokenKey = loadOrCreateTokenKey(tokenKeyFile)
+  if (isInside(tokenKeyFile, dataDir)) {
+    logger.warn(
+      { setting: 'auth.token_key_file' },
+      'the token key is inside the data directory: whoever holds the directory can write the hash of a token of their own into any user or agent and act as them',
+    )
+  }
   const store = openStore({
     dataDir,
     url: config.clickhouse.url,
     username: config.clickhouse.username,
     password: config.clickhouse.password,
   })
+  // Every token issued or checked on this store is hashed under this key (auth/tokens.ts).
+  bindTokenKey(store, tokenKey)
   const adminTokenFile = join(dataDir, 'admin.token')
   try {
     const applied = await migrate(store)
@@ -120,7 +132,35 @@ export async function startCollector(
         )
       }
     }
-    // First, so that roles written into the store behind the collector's back are gone before
+    // Before any token is checked (the founder's, below): hashes from before the token key
+    // are converted once, hashes written into the store since in the old form are refused.
+    const hashes = await checkTokenHashes(store, collector.register, tokenKey)
+    if (hashes.recorded === 'bound') {
+      logger.info({ converted: hashes.converted }, 'token hashes bound to the token key')
+    } else if (hashes.recorded === 'key changed') {
+      logger.error(
+        {
+          setting: 'auth.token_key_file',
+          key_id: tokenKey.id,
+          previous_key_id: hashes.previousKeyId,
+        },
+        'the token key is not the one the token hashes were bound to: no stored token, credential or enrollment token works (the founder gets a new admin token)',
+      )
+    }
+    const refused = hashes.refused
+    if (refused.users.length + refused.agents.length + refused.enroll_tokens.length > 0) {
+      logger.error(
+        refused,
+        'token hashes in the old form after they were bound to the token key: written into the store, refused',
+      )
+    }
+    for (const userId of hashes.restoredProvisional) {
+      logger.error(
+        { user_id: userId },
+        'a provisional token its holder replaced was written back into the store: refused',
+      )
+    }
+    // Then, so that roles written into the store behind the collector's back are gone before
     // anyone can use them (and, on an upgrade, so the users there are recorded as they are).
     for (const removed of await collector.administration.reconcile()) {
       logger.warn(

@@ -38,7 +38,7 @@ import {
   SIDE_OF,
   type Side,
 } from './roles.ts'
-import { issueSecret, newId, sha256Hex } from './tokens.ts'
+import { issueSecret, newId, tokenKeyOf } from './tokens.ts'
 import {
   type AuthenticatedUser,
   authenticateUser,
@@ -49,6 +49,7 @@ import {
   OIOS_FOUNDER,
   partHashes,
   readAdminTokenFile,
+  secondPartHash,
   USER_COLUMNS,
   type UserRecord,
   type UserRow,
@@ -159,15 +160,15 @@ export class RoleAdministration {
       const founder = await this.#founder('itsd')
       if (founder !== undefined) {
         if (Number(founder.revoked)) return 'none'
-        const issued = issueSecret('u', founder.user_id)
+        const issued = issueSecret(tokenKeyOf(this.#store), 'u', founder.user_id)
         await this.#record('itsd', KINDS.founderTokenReissued, 'collector', {
           user_id: founder.user_id,
         })
-        await updateUser(this.#store, founder, { token_sha256: issued.sha256 }, this.#now())
+        await updateUser(this.#store, founder, { token_sha256: issued.hash }, this.#now())
         writeFileAtomic(file, `${issued.secret}\n`, 0o600)
         return 'reissued'
       }
-      const issued = issueSecret('u', newId('u'))
+      const issued = issueSecret(tokenKeyOf(this.#store), 'u', newId('u'))
       await this.#createFounder('itsd', issued, 'admin', ['admin'], false)
       writeFileAtomic(file, `${issued.secret}\n`, 0o600)
       return 'created'
@@ -186,7 +187,7 @@ export class RoleAdministration {
   ): Promise<{ state: 'exists' } | { state: 'created'; token: string; file?: string }> {
     return this.#lock.run(async () => {
       if ((await this.#founder('oios')) !== undefined) return { state: 'exists' as const }
-      const issued = issueSecret('u', newId('u'))
+      const issued = issueSecret(tokenKeyOf(this.#store), 'u', newId('u'))
       await this.#createFounder('oios', issued, 'OIOS chief (bootstrap)', ['oios_chief'], true)
       if (file !== undefined) writeFileAtomic(file, `${issued.secret}\n`, 0o600)
       return { state: 'created' as const, token: issued.secret, ...(file ? { file } : {}) }
@@ -205,7 +206,7 @@ export class RoleAdministration {
 
   async #createFounder(
     side: Side,
-    issued: { id: string; sha256: string },
+    issued: { id: string; hash: string },
     name: string,
     roles: Role[],
     provisional: boolean,
@@ -223,7 +224,7 @@ export class RoleAdministration {
       name,
       roles,
       side,
-      token_sha256: issued.sha256,
+      token_sha256: issued.hash,
       created_by: side === 'itsd' ? ITSD_FOUNDER : OIOS_FOUNDER,
       created_at: now,
       revoked_at: null,
@@ -276,7 +277,7 @@ export class RoleAdministration {
       (await this.#exceptionOpen(side))
     ) {
       // The founder's one extra administrator: it exists at once, with a provisional token.
-      const issued = issueSecret('u', userId)
+      const issued = issueSecret(tokenKeyOf(this.#store), 'u', userId)
       await this.#record(side, KINDS.userCreated, actor.user_id, {
         user_id: userId,
         name,
@@ -289,7 +290,7 @@ export class RoleAdministration {
         name,
         roles,
         side,
-        token_sha256: issued.sha256,
+        token_sha256: issued.hash,
         created_by: actor.user_id,
         created_at: now,
         revoked_at: null,
@@ -319,7 +320,7 @@ export class RoleAdministration {
       name,
       roles: [],
       side,
-      token_sha256: partHashes(first),
+      token_sha256: partHashes(this.#store, userId, first),
       created_by: actor.user_id,
       created_at: now,
       revoked_at: null,
@@ -433,7 +434,7 @@ export class RoleAdministration {
       const change: Partial<UserRow> = { roles }
       if (proposal.new_user) {
         second = newPart()
-        change.token_sha256 = `${row.token_sha256.split(':')[0]}:${sha256Hex(second)}`
+        change.token_sha256 = `${row.token_sha256.split(':')[0]}:${secondPartHash(this.#store, row.user_id, second)}`
       }
       await updateUser(this.#store, row, change, now)
       await this.#decide(proposal, 'confirmed', actor.user_id, now)
@@ -503,7 +504,7 @@ export class RoleAdministration {
     return this.#lock.run(async () => {
       const row = await findUser(this.#store, user.user_id)
       if (row === undefined || Number(row.revoked)) refuse(404, 'not_found', 'no such user')
-      const issued = issueSecret('u', user.user_id)
+      const issued = issueSecret(tokenKeyOf(this.#store), 'u', user.user_id)
       await this.#record(row?.side ?? 'itsd', KINDS.tokenReplaced, user.user_id, {
         user_id: user.user_id,
         was_provisional: Boolean(Number(row?.provisional)),
@@ -511,7 +512,7 @@ export class RoleAdministration {
       await updateUser(
         this.#store,
         row as UserRow,
-        { token_sha256: issued.sha256, provisional: 0 },
+        { token_sha256: issued.hash, provisional: 0 },
         this.#now(),
       )
       return issued.secret

@@ -1,7 +1,7 @@
 /** Enrolled agents: who holds a credential, and revoking it. */
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
-import { secretId, secretMatches } from './tokens.ts'
+import { secretId, secretMatches, tokenKeyOf } from './tokens.ts'
 
 /** Who an agent is, as its credential says. The only source of a batch's host and site. */
 export interface AgentIdentity {
@@ -11,6 +11,7 @@ export interface AgentIdentity {
 }
 
 interface AgentRow extends AgentIdentity {
+  /** The credential's keyed hash (tokens.ts; the column is named for its first form). */
   credential_sha256: string
   enroll_token_id: string
   enrolled_at: number
@@ -30,8 +31,16 @@ async function findAgent(store: Store, agentId: string): Promise<AgentRow | unde
   return rows[0]
 }
 
-function identityOf(row: AgentRow | undefined, credential: string): AgentIdentity | undefined {
-  if (row === undefined || row.revoked || !secretMatches(credential, row.credential_sha256)) {
+function identityOf(
+  store: Store,
+  row: AgentRow | undefined,
+  credential: string,
+): AgentIdentity | undefined {
+  if (
+    row === undefined ||
+    row.revoked ||
+    !secretMatches(tokenKeyOf(store), 'a', credential, row.credential_sha256)
+  ) {
     return undefined
   }
   return { agent_id: row.agent_id, host: row.host, site: row.site }
@@ -44,7 +53,7 @@ export async function authenticateAgent(
 ): Promise<AgentIdentity | undefined> {
   const agentId = secretId('a', credential)
   if (agentId === undefined) return undefined
-  return identityOf(await findAgent(store, agentId), credential)
+  return identityOf(store, await findAgent(store, agentId), credential)
 }
 
 /**
@@ -69,7 +78,7 @@ export async function authenticateAgents(
   const byId = new Map(rows.map((r) => [r.agent_id, r]))
   return credentials.map((credential) => {
     const agentId = secretId('a', credential)
-    return agentId === undefined ? undefined : identityOf(byId.get(agentId), credential)
+    return agentId === undefined ? undefined : identityOf(store, byId.get(agentId), credential)
   })
 }
 
@@ -108,7 +117,7 @@ export async function revokeAgent(
 export async function reissueCredential(
   store: Store,
   agentId: string,
-  credentialSha256: string,
+  credentialHash: string,
   now = Date.now(),
 ): Promise<AgentIdentity | 'revoked' | undefined> {
   const row = await findAgent(store, agentId)
@@ -119,7 +128,7 @@ export async function reissueCredential(
       agent_id: row.agent_id,
       site: row.site,
       host: row.host,
-      credential_sha256: credentialSha256,
+      credential_sha256: credentialHash,
       enroll_token_id: row.enroll_token_id,
       enrolled_at: row.enrolled_at,
       revoked_at: null,

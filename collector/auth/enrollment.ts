@@ -7,7 +7,7 @@ import type { EnrollRequest, EnrollResponse } from '../../protocol/v1.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, Mutex, selectRows } from '../store/rows.ts'
 import { reissueCredential } from './agents.ts'
-import { issueSecret, newId, secretId, secretMatches, sha256Hex } from './tokens.ts'
+import { issueSecret, newId, secretId, secretMatches, type TokenKey, tokenKeyOf } from './tokens.ts'
 
 export const SITE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/
 
@@ -36,14 +36,14 @@ export async function createEnrollToken(
   now = Date.now(),
   record: (tokenId: string, expiresAt: string) => Promise<unknown> = async () => undefined,
 ): Promise<IssuedEnrollToken> {
-  const issued = issueSecret('e', newId('e'))
+  const issued = issueSecret(tokenKeyOf(store), 'e', newId('e'))
   const expiresAt = now + request.ttlHours * 3_600_000
   await record(issued.id, new Date(expiresAt).toISOString())
   await insertRows(store, 'tally.enroll_tokens', [
     {
       token_id: issued.id,
       site: request.site,
-      secret_sha256: issued.sha256,
+      secret_sha256: issued.hash,
       created_by: request.createdBy,
       created_at: now,
       expires_at: expiresAt,
@@ -93,7 +93,7 @@ const enrollments = new Mutex()
 
 /**
  * Trades a token for a credential. With an instance secret, the use of the token is recorded
- * with the secret's hash, and the same secret with the same token (still valid: known, not
+ * with the secret's keyed hash, and the same secret with the same token (still valid: known, not
  * revoked, not expired) gets the same enrollment again with a new credential that replaces the
  * previous one; it spends no further use. A used-up token without the secret, or with another,
  * is refused.
@@ -121,13 +121,13 @@ export async function enroll(
        FROM tally.enroll_tokens FINAL WHERE token_id = {id:String}`,
       { id: tokenId },
     )
-    if (row === undefined || !secretMatches(token, row.secret_sha256)) {
+    const key = tokenKeyOf(store)
+    if (row === undefined || !secretMatches(key, 'e', token, row.secret_sha256)) {
       throw new EnrollmentRefused('unknown enrollment token')
     }
     if (row.revoked) throw new EnrollmentRefused('this enrollment token was revoked')
     if (Number(row.expires_at) <= now)
       throw new EnrollmentRefused('this enrollment token has expired')
-    const instanceSha256 = request.instance === undefined ? '' : sha256Hex(request.instance)
     const answer = (agentId: string, host: string, credential: string): EnrollResponse => ({
       agent_id: agentId,
       host,
@@ -137,14 +137,8 @@ export async function enroll(
       interval_seconds: intervalSeconds,
     })
 
-    if (instanceSha256 !== '') {
-      const [use] = await selectRows<{ agent_id: string; used_at: number }>(
-        store,
-        `SELECT agent_id, toUnixTimestamp64Milli(used_at) AS used_at FROM tally.enroll_token_uses
-         WHERE token_id = {id:String} AND instance_sha256 = {instance:String}
-         ORDER BY used_at LIMIT 1`,
-        { id: tokenId, instance: instanceSha256 },
-      )
+    if (request.instance !== undefined) {
+      const use = await useOf(store, key, tokenId, request.instance)
       if (use !== undefined) {
         await record({
           agent_id: use.agent_id,
@@ -153,8 +147,8 @@ export async function enroll(
           token_id: tokenId,
           replayed: true,
         })
-        const credential = issueSecret('a', use.agent_id)
-        const agent = await reissueCredential(store, use.agent_id, credential.sha256, now)
+        const credential = issueSecret(key, 'a', use.agent_id)
+        const agent = await reissueCredential(store, use.agent_id, credential.hash, now)
         if (agent === 'revoked') {
           throw new EnrollmentRefused(
             `the agent this token and instance enrolled (${use.agent_id}) was revoked`,
@@ -166,7 +160,7 @@ export async function enroll(
             agentId: use.agent_id,
             site: row.site,
             host: request.hostname.toLowerCase(),
-            credentialSha256: credential.sha256,
+            credentialHash: credential.hash,
             tokenId,
             enrolledAt: Number(use.used_at),
             version: now,
@@ -189,17 +183,25 @@ export async function enroll(
       )
     }
     const agentId = newId('a')
-    const credential = issueSecret('a', agentId)
+    const credential = issueSecret(key, 'a', agentId)
     const host = request.hostname.toLowerCase()
     await record({ agent_id: agentId, host, site: row.site, token_id: tokenId, replayed: false })
     await insertRows(store, 'tally.enroll_token_uses', [
-      { token_id: tokenId, agent_id: agentId, used_at: now, instance_sha256: instanceSha256 },
+      {
+        token_id: tokenId,
+        agent_id: agentId,
+        used_at: now,
+        instance_sha256:
+          request.instance === undefined
+            ? ''
+            : instanceHash(key, tokenId, agentId, request.instance),
+      },
     ])
     await writeAgent(store, {
       agentId,
       site: row.site,
       host,
-      credentialSha256: credential.sha256,
+      credentialHash: credential.hash,
       tokenId,
       enrolledAt: now,
       version: now,
@@ -208,11 +210,41 @@ export async function enroll(
   })
 }
 
+/**
+ * What a use keeps of the instance secret: its keyed hash, bound to the token and the agent it
+ * enrolled, so that a use row written into the store (or one whose agent was changed) never
+ * hands out another agent's credential.
+ */
+export const instanceHash = (
+  key: TokenKey,
+  tokenId: string,
+  agentId: string,
+  instance: string,
+): string => key.hash('enroll-instance', `${tokenId}/${agentId}`, instance)
+
+/** The first use of the token by this instance, checked against each use's keyed hash. */
+async function useOf(
+  store: Store,
+  key: TokenKey,
+  tokenId: string,
+  instance: string,
+): Promise<{ agent_id: string; used_at: number } | undefined> {
+  const uses = await selectRows<{ agent_id: string; used_at: number; instance_sha256: string }>(
+    store,
+    `SELECT agent_id, toUnixTimestamp64Milli(used_at) AS used_at, instance_sha256
+     FROM tally.enroll_token_uses WHERE token_id = {id:String} ORDER BY used_at`,
+    { id: tokenId },
+  )
+  return uses.find((u) =>
+    key.matches('enroll-instance', `${tokenId}/${u.agent_id}`, instance, u.instance_sha256),
+  )
+}
+
 interface AgentRecord {
   agentId: string
   site: string
   host: string
-  credentialSha256: string
+  credentialHash: string
   tokenId: string
   enrolledAt: number
   version: number
@@ -224,7 +256,7 @@ async function writeAgent(store: Store, agent: AgentRecord): Promise<void> {
       agent_id: agent.agentId,
       site: agent.site,
       host: agent.host,
-      credential_sha256: agent.credentialSha256,
+      credential_sha256: agent.credentialHash,
       enroll_token_id: agent.tokenId,
       enrolled_at: agent.enrolledAt,
       revoked_at: null,

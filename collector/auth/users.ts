@@ -6,7 +6,8 @@
  * `tly_u_<id>.<A><B>` (two parts). A user whose creation was confirmed by a second
  * administrator has a two-part token: the proposing administrator got the first part, the
  * confirming one the second, so neither holds a working token alone; the person joins them.
- * The store keeps the SHA-256 of each part, never a part.
+ * The store keeps the keyed hash of the token, or of each part (tokens.ts), never a token or a
+ * part; the column keeps the name it had when it held plain SHA-256 hashes.
  */
 
 import { randomBytes } from 'node:crypto'
@@ -14,7 +15,7 @@ import { readStateFile } from '../../common/atomic-file.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
 import type { Role, Side } from './roles.ts'
-import { issueSecret, newId, sha256Hex } from './tokens.ts'
+import { issueSecret, newId, tokenKeyOf } from './tokens.ts'
 
 export interface User {
   user_id: string
@@ -63,9 +64,20 @@ const TOKEN = /^tly_u_([a-z0-9-]{1,64})\.([A-Za-z0-9_-]{43})([A-Za-z0-9_-]{43})?
 /** A fresh second part (what the confirming administrator hands over). */
 export const newPart = (): string => randomBytes(32).toString('base64url')
 
-/** What token_sha256 holds for a two-part token: both halves' hashes, colon separated. */
-export const partHashes = (first: string, second?: string): string =>
-  `${sha256Hex(first)}:${second === undefined ? '' : sha256Hex(second)}`
+/** The keyed hash of a two-part token's first part (`tly_u_<id>.<A>`). */
+export const firstPartHash = (store: Store, userId: string, first: string): string =>
+  tokenKeyOf(store).hash('user-first-part', userId, first)
+
+/** The keyed hash of a two-part token's second part (`<B>`). */
+export const secondPartHash = (store: Store, userId: string, second: string): string =>
+  tokenKeyOf(store).hash('user-second-part', userId, second)
+
+/**
+ * What token_sha256 holds for a two-part token: both halves' hashes, colon separated (the
+ * second empty until the proposal is confirmed).
+ */
+export const partHashes = (store: Store, userId: string, first: string, second?: string): string =>
+  `${firstPartHash(store, userId, first)}:${second === undefined ? '' : secondPartHash(store, userId, second)}`
 
 export async function findUser(store: Store, userId: string): Promise<UserRow | undefined> {
   const [row] = await selectRows<UserRow>(
@@ -96,12 +108,12 @@ export async function createUser(
   now = Date.now(),
   options: { side?: Side; provisional?: boolean } = {},
 ): Promise<{ user: User; token: string }> {
-  const issued = issueSecret('u', newId('u'))
+  const issued = issueSecret(tokenKeyOf(store), 'u', newId('u'))
   const user: User = { user_id: issued.id, name, roles: [...new Set(roles)] }
   await writeUser(store, {
     ...user,
     side: options.side ?? 'itsd',
-    token_sha256: issued.sha256,
+    token_sha256: issued.hash,
     created_by: createdBy,
     created_at: now,
     revoked_at: null,
@@ -111,16 +123,22 @@ export async function createUser(
   return { user, token: issued.secret }
 }
 
-/** Whether `token` is the one `storedSha256` was made from (either form). */
-function tokenMatches(token: string, stored: string): boolean {
+/**
+ * Whether `token` is the one `stored` was made from (either form), under the store's token key.
+ * A stored value in the old, unkeyed form matches nothing (token-hashes.ts converts those once).
+ */
+function tokenMatches(store: Store, token: string, stored: string): boolean {
   const match = TOKEN.exec(token)
-  if (match === null) return false
+  if (match === null || match[1] === undefined || match[2] === undefined) return false
   const [, id, first, second] = match
-  if (!stored.includes(':')) return second === undefined && sha256Hex(token) === stored
+  const key = tokenKeyOf(store)
+  if (!stored.includes(':')) return second === undefined && key.matches('user', id, token, stored)
   const [firstHash, secondHash] = stored.split(':')
-  if (second === undefined || secondHash === '' || secondHash === undefined) return false
-  // Not a timing-safe compare of secrets: these are hashes of 32 random bytes each.
-  return sha256Hex(`tly_u_${id}.${first}`) === firstHash && sha256Hex(second) === secondHash
+  if (second === undefined || !secondHash || firstHash === undefined) return false
+  // Both compared, whatever the first answers: no early exit to time.
+  const firstOk = key.matches('user-first-part', id, `tly_u_${id}.${first}`, firstHash)
+  const secondOk = key.matches('user-second-part', id, second, secondHash)
+  return firstOk && secondOk
 }
 
 export async function authenticateUser(
@@ -130,7 +148,9 @@ export async function authenticateUser(
   const match = TOKEN.exec(token)
   if (match === null || match[1] === undefined) return undefined
   const row = await findUser(store, match[1])
-  if (row === undefined || row.revoked || !tokenMatches(token, row.token_sha256)) return undefined
+  if (row === undefined || row.revoked || !tokenMatches(store, token, row.token_sha256)) {
+    return undefined
+  }
   return {
     user_id: row.user_id,
     name: row.name,
