@@ -20,8 +20,8 @@ import {
   ensureEnrolled,
   instancePath,
 } from '../../agent/enroll.ts'
-import { createEnrollToken } from '../../collector/auth/enrollment.ts'
-import { sha256Hex } from '../../collector/auth/tokens.ts'
+import { createEnrollToken, instanceHash } from '../../collector/auth/enrollment.ts'
+import { tokenKeyOf } from '../../collector/auth/tokens.ts'
 import { selectRows } from '../../collector/store/rows.ts'
 import { StateFileError } from '../../common/atomic-file.ts'
 import { InstanceSecret } from '../../protocol/v1.ts'
@@ -130,7 +130,17 @@ describe('agent enrollment', () => {
       'SELECT agent_id, instance_sha256 FROM tally.enroll_token_uses WHERE token_id = {id:String}',
       { id: token.token_id },
     )
-    expect(uses).toEqual([{ agent_id: expect.any(String), instance_sha256: sha256Hex(instance) }])
+    expect(uses).toEqual([
+      {
+        agent_id: uses[0]?.agent_id,
+        instance_sha256: instanceHash(
+          tokenKeyOf(h.store),
+          token.token_id,
+          String(uses[0]?.agent_id),
+          instance,
+        ),
+      },
+    ])
 
     // The retry (what the agent's enrollment loop does on a retryable error) is answered.
     const credential = await ensureEnrolled(config)

@@ -11,9 +11,11 @@ import {
   createEnrollToken,
   enroll as enrollDirectly,
   type IssuedEnrollToken,
+  instanceHash,
 } from '../../collector/auth/enrollment.ts'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
-import { sha256Hex } from '../../collector/auth/tokens.ts'
+import { sha256Hex, tokenKeyOf } from '../../collector/auth/tokens.ts'
+import { firstPartHash, secondPartHash } from '../../collector/auth/users.ts'
 import { insertRows, selectRows } from '../../collector/store/rows.ts'
 import { EnrollResponse } from '../../protocol/v1.ts'
 import {
@@ -102,7 +104,7 @@ describe('enrollment', () => {
     expect(body.grant_public_key).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA' })
     expect(body.grant_public_key.d).toBeUndefined()
 
-    // Only the hash of the credential is kept.
+    // Only the keyed hash of the credential is kept.
     const [row] = await selectRows<{ site: string; host: string; credential_sha256: string }>(
       h.store,
       'SELECT site, host, credential_sha256 FROM tally.agents FINAL WHERE agent_id = {id:String}',
@@ -111,7 +113,7 @@ describe('enrollment', () => {
     expect(row).toEqual({
       site: 'nyc-hq',
       host: 'web-01.example',
-      credential_sha256: sha256Hex(body.credential),
+      credential_sha256: tokenKeyOf(h.store).hash('agent', body.agent_id, body.credential),
     })
   })
 
@@ -217,7 +219,10 @@ describe('enrollment replay (same token, same instance secret)', () => {
       'SELECT instance_sha256 FROM tally.enroll_token_uses WHERE token_id = {id:String}',
       { id: token.token_id },
     )
-    expect(use?.instance_sha256).toBe(sha256Hex(instance))
+    expect(use?.instance_sha256).toBe(
+      instanceHash(tokenKeyOf(h.store), token.token_id, body.agent_id, instance),
+    )
+    expect(use?.instance_sha256).not.toContain(sha256Hex(instance))
 
     // A third time, with another host name: still the same agent, under its first name.
     const third = EnrollResponse.parse(
@@ -314,7 +319,7 @@ describe('enrollment replay (same token, same instance secret)', () => {
         token_id: token.token_id,
         agent_id: agentId,
         used_at: Date.now() - 5_000,
-        instance_sha256: sha256Hex(instance),
+        instance_sha256: instanceHash(tokenKeyOf(h.store), token.token_id, agentId, instance),
       },
     ])
     const res = await enrollAs(token.token, 'Half-Done', instance)
@@ -549,7 +554,7 @@ describe('admin routes', () => {
       { id: created.user_id },
     )
     expect(row?.token_sha256).toBe(
-      `${sha256Hex(proposed.token_part)}:${sha256Hex(confirmed.token_part)}`,
+      `${firstPartHash(h.store, created.user_id, proposed.token_part)}:${secondPartHash(h.store, created.user_id, confirmed.token_part)}`,
     )
 
     // The listing shows neither the token nor its hash.
@@ -557,6 +562,7 @@ describe('admin routes', () => {
     expect(list.status).toBe(200)
     const listed = await list.text()
     expect(listed).not.toContain(secretPart)
+    expect(listed).not.toContain(firstPartHash(h.store, created.user_id, proposed.token_part))
     expect(listed).not.toContain(sha256Hex(proposed.token_part))
     expect(JSON.parse(listed).users).toContainEqual(
       expect.objectContaining({
@@ -624,7 +630,9 @@ describe('admin routes', () => {
       'SELECT secret_sha256, created_by FROM tally.enroll_tokens FINAL WHERE token_id = {id:String}',
       { id: issued.token_id },
     )
-    expect(stored?.secret_sha256).toBe(sha256Hex(issued.token))
+    expect(stored?.secret_sha256).toBe(
+      tokenKeyOf(h.store).hash('enroll-token', issued.token_id, issued.token),
+    )
     for (const host of ['g1', 'g2', 'g3']) {
       const enrolled = await enroll(issued.token, host)
       expect(enrolled.status).toBe(201)

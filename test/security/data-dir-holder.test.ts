@@ -28,6 +28,7 @@ import { Writable } from 'node:stream'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
+import { bindTokenKey, TokenKey } from '../../collector/auth/tokens.ts'
 import { createUser } from '../../collector/auth/users.ts'
 import { DRILLDOWN_AUDIENCE, GrantIssuer } from '../../collector/cases/grants.ts'
 import type { Case } from '../../collector/cases/model.ts'
@@ -77,6 +78,7 @@ const config = () =>
     register: { signing_key_file: join(keysDir, 'register-signing-key.pem') },
     cases: { master_key_file: join(keysDir, 'case-master.key') },
     oios: { bootstrap_token_file: join(keysDir, 'oios-bootstrap.token') },
+    auth: { token_key_file: join(keysDir, 'token-hash.key') },
   })
 
 async function start(): Promise<void> {
@@ -92,6 +94,8 @@ async function stop(): Promise<void> {
 async function asHolder<T>(work: (store: Store) => Promise<T>): Promise<T> {
   await stop()
   const store = openStore({ dataDir: dir })
+  // Without the token key: what they write hashes under a key of their own.
+  bindTokenKey(store, new TokenKey(randomBytes(32)))
   try {
     return await work(store)
   } finally {

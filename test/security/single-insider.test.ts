@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { bindTokenKey, loadOrCreateTokenKey, TOKEN_KEY_FILE } from '../../collector/auth/tokens.ts'
 import { createUser } from '../../collector/auth/users.ts'
 import { CollectorConfig } from '../../collector/config.ts'
 import { type RunningCollector, startCollector } from '../../collector/server.ts'
@@ -220,6 +221,8 @@ describe('one ITSD admin alone cannot make the people of a case', () => {
     await stop()
     // The insider, with the collector stopped, writes a user with every role they need.
     const store = openStore({ dataDir: dir })
+    // The token key is in the data directory here (the default), so they hold it too.
+    bindTokenKey(store, loadOrCreateTokenKey(join(dir, TOKEN_KEY_FILE)))
     const forged = await createUser(store, 'forged', ['requester'], 'me')
     const forgedApprover = await createUser(store, 'forged 2', ['approver'], 'me')
     const forgedInvestigator = await createUser(store, 'forged 3', ['itsd_investigator'], 'me')
