@@ -132,8 +132,17 @@ export async function startCollector(
         )
       }
     }
-    // Before any token is checked (the founder's, below): hashes from before the token key
-    // are converted once, hashes written into the store since in the old form are refused.
+    // First, so that roles written into the store behind the collector's back are gone before
+    // anyone can use them (and, on an upgrade, so the users there are recorded as they are).
+    for (const removed of await collector.administration.reconcile()) {
+      logger.warn(
+        { user_id: removed.user_id, roles: removed.removed },
+        'roles without a register entry removed',
+      )
+    }
+    // Before any token is checked (the founder's, below), and after the roles (an entry of its
+    // own must not make a register that never recorded administration look as if it had):
+    // hashes from before the token key are converted once; in the old form since, refused.
     const hashes = await checkTokenHashes(store, collector.register, tokenKey)
     if (hashes.recorded === 'bound') {
       logger.info({ converted: hashes.converted }, 'token hashes bound to the token key')
@@ -158,14 +167,6 @@ export async function startCollector(
       logger.error(
         { user_id: userId },
         'a provisional token its holder replaced was written back into the store: refused',
-      )
-    }
-    // Then, so that roles written into the store behind the collector's back are gone before
-    // anyone can use them (and, on an upgrade, so the users there are recorded as they are).
-    for (const removed of await collector.administration.reconcile()) {
-      logger.warn(
-        { user_id: removed.user_id, roles: removed.removed },
-        'roles without a register entry removed',
       )
     }
     const founder = await collector.administration.ensureItsdFounder(adminTokenFile)
