@@ -91,7 +91,10 @@ describe('every deploy file parses', () => {
     expect(unitValue(unit, 'Service', 'ReadWritePaths')?.split(/\s+/)).toContain(
       `/var/lib/${state}`,
     )
-    expect(unitValue(unit, 'Service', 'ExecStart')).toMatch(/^\/usr\/bin\/node \/opt\/tally\//)
+    // Node and V8 options may come between node and the program (the agent's small heap).
+    expect(unitValue(unit, 'Service', 'ExecStart')).toMatch(
+      /^\/usr\/bin\/node (--[\w-]+(=\S+)? )*\/opt\/tally\//,
+    )
   })
 
   it('the unit parser refuses stray lines and repeated sections, joins continuations', () => {
@@ -181,7 +184,7 @@ describe('systemd units', () => {
     expect(unitValue(unit, 'Service', 'CapabilityBoundingSet')).toBe('CAP_NET_RAW')
     expect(unitValue(unit, 'Service', 'StateDirectory')).toBe('tally-agent')
     expect(unitValue(unit, 'Service', 'ExecStart')).toBe(
-      '/usr/bin/node /opt/tally/tally-agent.mjs run --config /etc/tally/agent.yaml',
+      '/usr/bin/node --max-semi-space-size=1 --optimize-for-size /opt/tally/tally-agent.mjs run --config /etc/tally/agent.yaml',
     )
     // tcpdump needs packet sockets; nothing else outside IP, Unix and netlink.
     expect(unitValue(unit, 'Service', 'RestrictAddressFamilies')?.split(/\s+/).sort()).toEqual(
