@@ -135,8 +135,21 @@ class Site {
 const part = (): string => randomBytes(32).toString('base64url')
 /** A token of the holder's own for the user, agent or enrollment token `id`. */
 const ownToken = (kind: 'u' | 'a' | 'e', id: string): string => `tly_${kind}_${id}.${part()}`
-/** A keyed hash as the collector makes it, under a key the holder made up. */
+/**
+ * The key a holder of the data directory can use: the token key when it is in the directory
+ * (where the collector keeps it unless auth.token_key_file says otherwise), else one they make up.
+ */
 const madeUpKey = new TokenKey(randomBytes(32))
+function holdersKey(dataDir: string): TokenKey {
+  try {
+    const text = readFileSync(join(dataDir, TOKEN_KEY_FILE), 'utf8').trim()
+    return new TokenKey(Buffer.from(text, 'base64'))
+  } catch {
+    return madeUpKey
+  }
+}
+const MADE_UP =
+  'an HMAC under the key they can find (a made-up one: the key is not in the directory)'
 
 /** Writes a new version of a row (the current one, some columns changed), as the holder can. */
 async function rewrite(
@@ -243,12 +256,9 @@ describe('the data directory holder replacing a token hash (collector stopped, S
       'a plain SHA-256 (the form from before keys)',
       (_id: string, token: string) => sha256Hex(token),
     ],
-    [
-      'an HMAC under a key of their own',
-      (id: string, token: string) => madeUpKey.hash('user', id, token),
-    ],
+    [MADE_UP, (id: string, token: string) => holdersKey(site.dir).hash('user', id, token)],
   ])(
-    'the investigator with %s of their own token: 401 everywhere',
+    "the investigator's hash replaced by %s of a token of the holder's: 401 everywhere",
     async (form, hashOf) => {
       const mine = ownToken('u', investigator.user_id)
       await site.asHolder(async (store) => {
@@ -301,9 +311,9 @@ describe('the data directory holder replacing a token hash (collector stopped, S
 
   it.each([
     ['a plain SHA-256', (_id: string, token: string) => sha256Hex(token)],
-    ['an HMAC under a key of their own', (id: string, t: string) => madeUpKey.hash('agent', id, t)],
+    [MADE_UP, (id: string, t: string) => holdersKey(site.dir).hash('agent', id, t)],
   ])(
-    "an agent's credential replaced by %s of their own: 401",
+    "an agent's credential hash replaced by %s of a credential of the holder's: 401",
     async (_form, hashOf) => {
       const mine = ownToken('a', agent.agent_id)
       await site.asHolder(async (store) => {
@@ -325,10 +335,7 @@ describe('the data directory holder replacing a token hash (collector stopped, S
 
   it.each([
     ['a plain SHA-256', (_id: string, token: string) => sha256Hex(token)],
-    [
-      'an HMAC under a key of their own',
-      (id: string, t: string) => madeUpKey.hash('enroll-token', id, t),
-    ],
+    [MADE_UP, (id: string, t: string) => holdersKey(site.dir).hash('enroll-token', id, t)],
   ])(
     'an enrollment token of their own written as %s enrolls nothing',
     async (_form, hashOf) => {
