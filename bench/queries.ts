@@ -40,6 +40,7 @@ const { values: args } = parseArgs({
     'recent-step': { type: 'string', default: '60' },
     'older-step': { type: 'string' },
     keep: { type: 'string' },
+    /** The data directory as an earlier run with --keep left it, schema included. */
     reuse: { type: 'boolean', default: false },
     only: { type: 'string' },
   },
@@ -158,7 +159,7 @@ async function main(): Promise<void> {
   const dir = args.keep ?? (await mkdtemp(join(tmpdir(), 'tally-bench-queries-')))
   const store = openStore({ dataDir: dir })
   try {
-    await migrate(store)
+    if (!args.reuse) await migrate(store)
     log(
       `generating ${shape.days} d x ${shape.hosts} hosts x ${shape.sites} sites (${SAMPLES_PER_BATCH} series a host; samples every ${shape.recentStepS} s in the last day, ${shape.olderStepS} s before; the last ${shape.replayMinutes} min through POST /v1/ingest) in ${dir}`,
     )

@@ -329,15 +329,11 @@ ORDER BY time`,
     sql: `SELECT site, host, argMax(mount, latest) AS mountpoint, max(latest) AS utilization
 FROM
 (
-    SELECT site, host, attributes['system.filesystem.mountpoint'] AS mount, argMax(mean, ts) AS latest
-    FROM
-    (
-        SELECT site, host, series, ts, any(attributes) AS attributes, sum(sum) / sum(samples) AS mean
-        FROM tally.host_metrics_1h
-        WHERE ${HOURS_OF_RANGE} AND metric = 'system.filesystem.utilization' AND ${SITE_FILTER}
-        GROUP BY site, host, series, ts
-    )
-    GROUP BY site, host, mount
+    SELECT site, host, any(attributes)['system.filesystem.mountpoint'] AS mount,
+           argMax(sum / samples, ts) AS latest
+    FROM tally.host_metrics_1h FINAL
+    WHERE ${HOURS_OF_RANGE} AND metric = 'system.filesystem.utilization' AND ${SITE_FILTER}
+    GROUP BY site, host, series
 )
 GROUP BY site, host
 ORDER BY utilization DESC

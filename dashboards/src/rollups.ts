@@ -10,9 +10,8 @@
  * The step is rounded up to the resolution of the table read (Grafana's 1,800 s becomes an hour
  * on the hourly table), so every bucket holds whole rollup rows. The three branches are one
  * UNION ALL whose conditions are constants once the macros are expanded: the engine reads
- * the chosen table only. Rollup rows are grouped per series and period first (their parts may
- * not be merged yet), so each row is one series' whole minute or hour; their aggregates have
- * names of their own, since an alias equal to a column would stand for it in the WHERE.
+ * the chosen table only. Rollup rows are read FINAL (their parts may not be merged yet), so each
+ * row is one series' whole minute or hour.
  *
  * Every branch yields (names from the first): ts (DateTime), site, host, metric, attributes (Map(String, String)),
  * samples, sum, min, max, last (the value at ts: the sample itself, or the period's mean) and
@@ -49,13 +48,10 @@ export const WITH_STEP = `WITH ${BUCKET_S} AS step`
 export const BUCKET = 'toDateTime(intDiv(toUInt32(ts), step) * step)'
 
 const rollup = (table: string, reads: string, periodMs: number, where: string) => `
-    SELECT ts, site, host, metric, any(attributes) AS period_attributes,
-           sum(samples) AS period_samples, sum(sum) AS period_sum, min(min) AS period_min,
-           max(max) AS period_max, period_sum / period_samples AS period_mean,
+    SELECT ts, site, host, metric, attributes, samples, sum, min, max, sum / samples AS period_mean,
            toUInt64(${periodMs}) AS period_ms
-    FROM ${table}
-    WHERE ${reads} AND $__timeFilter(ts) AND ${where}
-    GROUP BY site, host, metric, series, ts`
+    FROM ${table} FINAL
+    WHERE ${reads} AND $__timeFilter(ts) AND ${where}`
 
 /**
  * Host samples matching `where` (a condition on site, host, metric and attributes) in the

@@ -1,5 +1,9 @@
 -- Reads that stay fast as data grows (docs/operators.md "Retention").
 --
+-- The hourly rollup is ordered by metric first, in small granules: besides one host's series it
+-- serves reads of one metric over every host (the top hosts of a panel, every host's latest
+-- filesystem), a few rows per host and hour.
+--
 -- Every dashboard panel picks the table by its step: raw samples under a minute, the per-minute
 -- rollup under 30 minutes, the hourly rollup (new here) above; a range that starts before a
 -- table's retention reads the next coarser one. So a panel reads about as many rows for 30 days
@@ -28,9 +32,9 @@ CREATE TABLE IF NOT EXISTS tally.host_metrics_1h
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(ts)
-ORDER BY (site, host, metric, series, ts)
+ORDER BY (metric, site, host, series, ts)
 TTL ts + INTERVAL 395 DAY
-SETTINGS non_replicated_deduplication_window = 100000;
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 100000;
 
 INSERT INTO tally.host_metrics_1h (ts, site, host, metric, series, attributes, samples, sum, min, max)
 SELECT toStartOfHour(ts) AS hour, site, host, metric, series, any(attributes), sum(samples), sum(sum), min(min), max(max)
