@@ -54,9 +54,10 @@ function checkK(k: number): number {
 
 /**
  * The view for one grouping. Parameters: site ('' for every site), from and to (DateTime, to
- * exclusive) and step (seconds). It reads one table for the whole range: the hourly one when
- * step and both ends are whole hours, else the per-minute one; both hold the same released
- * cells, so the choice changes nothing but the cost. A released cell lies whole in one step. k
+ * exclusive) and step (seconds). It reads the hourly table when step and both ends are whole
+ * hours, and for the whole hours of a range asked in one step; the per-minute one for the rest.
+ * Both hold the same released cells and an hour read lies whole in one step, so the choice
+ * changes nothing but the cost. A released cell lies whole in one step. k
  * here only hides more: cells released under a smaller k, after k was raised.
  */
 export function usageViewSql(by: UsageDimension, k: number): string {
@@ -72,7 +73,12 @@ export function usageViewSql(by: UsageDimension, k: number): string {
           AND ts >= {from:DateTime} AND ts < {to:DateTime}
         GROUP BY ts, site, folded, direction, ip_version, transport, service, peer_class
         HAVING min(min_cell_hosts) >= ${k}`
-  const hourly = `{step:UInt32} % ${HOUR} = 0 AND toUnixTimestamp({from:DateTime}) % ${HOUR} = 0 AND toUnixTimestamp({to:DateTime}) % ${HOUR} = 0`
+  const aligned = `{step:UInt32} % ${HOUR} = 0 AND toUnixTimestamp({from:DateTime}) % ${HOUR} = 0 AND toUnixTimestamp({to:DateTime}) % ${HOUR} = 0`
+  // One step over the whole range (the API's default): its whole hours lie in that step.
+  const wholeHours = `{step:UInt32} >= toUInt32({to:DateTime}) - toUInt32({from:DateTime})
+          AND ts >= toDateTime(intDiv(toUInt32({from:DateTime}) + ${HOUR - 1}, ${HOUR}) * ${HOUR})
+          AND ts < toDateTime(intDiv(toUInt32({to:DateTime}), ${HOUR}) * ${HOUR})`
+  const hourly = `((${aligned}) OR (${wholeHours}))`
   return `CREATE OR REPLACE VIEW ${usageView(by)} SQL SECURITY DEFINER AS
 SELECT bucket AS ts, site, value AS ${by},
        sum(cell_bytes) AS bytes, sum(cell_packets) AS packets, sum(cell_flows) AS flows,

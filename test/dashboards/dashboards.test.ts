@@ -10,7 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import YAML from 'yaml'
 import { z } from 'zod'
-import { createUsageViews, releaseUsage } from '../../collector/store/usage.ts'
+import { createUsageViews, queryUsage, releaseUsage } from '../../collector/store/usage.ts'
 import { DASHBOARDS } from '../../dashboards/src/index.ts'
 import { RETENTION_DAYS, TOP_HOSTS } from '../../dashboards/src/rollups.ts'
 import { type Harness, openHarness } from '../collector/harness.ts'
@@ -627,6 +627,29 @@ describe('on the embedded engine, after realistic ingest', () => {
       for (const r of rows) expect(epoch(r.time) % HOUR).toBe(0)
       // 3,600,000 bytes in an hour's step: 8,000 bits per second.
       expect(rows.map((r) => Number(r.bits_per_second))).toEqual([8000])
+    })
+
+    it('the API asked for one step: whole hours from the hourly table, the ends by the minute', async () => {
+      const from = hourAgo(24 * 30) + 7 * 60 // not on the hour
+      const edge = from + 60
+      await h.store.command({
+        query: `INSERT INTO tally.usage_released
+                SELECT toDateTime(${edge}), 'zurich', 0, 'inbound', 4, 'tcp', 'edge', 'internet', 1000, 10, 1, 100, uniqState(toString(number))
+                FROM numbers(100)`,
+        clickhouse_settings: { insert_deduplication_token: '' },
+      })
+      const to = minuteAgo(0)
+      const rows = await queryUsage(h.store, {
+        site: 'zurich',
+        from,
+        to,
+        by: 'service',
+        step: to - from,
+      })
+      expect(rows.map((r) => [r.value, r.bytes, r.hosts]).sort()).toEqual([
+        ['edge', 1000, 100],
+        ['marker', 3_600_000, 100],
+      ])
     })
 
     it('every time-series table has a TTL, and the panels know the host metrics ones', async () => {
