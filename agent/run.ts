@@ -19,7 +19,7 @@ import { type AgentCredential, credentialPath, EnrollmentError, ensureEnrolled }
 import { Investigations } from './investigations.ts'
 import { httpDeliver, Sender } from './ship/sender.ts'
 import { type DropReason, type LossCounters, Spool, type SpoolStats } from './ship/spool.ts'
-import { TrafficCapture } from './traffic-capture.ts'
+import type { TrafficCapture } from './traffic-capture.ts'
 import { AGENT_VERSION } from './version.ts'
 
 /** How long a stopping agent keeps trying to deliver what it has spooled. */
@@ -221,8 +221,11 @@ export async function startAgent(
   })
   const host = new HostMetricsCollector()
   const healthReport = new HealthReport()
+  // The packet path (tcpdump, decoding, aggregation) is loaded only by an agent that captures.
   const traffic =
-    config.capture.interface === 'none' ? undefined : new TrafficCapture(config.capture, log)
+    config.capture.interface === 'none'
+      ? undefined
+      : new (await import('./traffic-capture.ts')).TrafficCapture(config.capture, log)
   traffic?.start()
   const investigations = new Investigations({
     collectorUrl: config.collector.url,
