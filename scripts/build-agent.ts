@@ -113,7 +113,7 @@ async function main(): Promise<void> {
   const { version } = JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8')) as {
     version: string
   }
-  // The CommonJS dependencies (pino, systeminformation, commander, ...) call require() for Node's
+  // The CommonJS dependencies (pino, commander, ...) call require() for Node's
   // built-ins; an ES module has no require, so the bundle makes one.
   const banner = [
     `// Tally agent ${version}, bundled by scripts/build-agent.ts; needs Node 22.12 or newer.`,
