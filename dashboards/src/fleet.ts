@@ -14,7 +14,7 @@ import {
   SITE_FILTER,
   siteVariable,
 } from './grafana.ts'
-import { BUCKET, TOP_HOSTS, topHostSamples, WITH_STEP } from './rollups.ts'
+import { BUCKET, COVERED_MS, TOP_HOSTS, topHostSamples, WITH_STEP } from './rollups.ts'
 
 /**
  * Every enrolled, unrevoked agent of the selected site(s) with its status: online when its last
@@ -250,7 +250,7 @@ ORDER BY time`,
     sql: `${WITH_STEP}
 SELECT ${BUCKET} AS time,
        concat(site, '/', host, ' ', replaceOne(attributes['tally.capture.outcome'], 'dropped_', '')) AS series,
-       sum(sum) * 1000 / sum(covered_ms) AS packets_per_second
+       sum(sum) * 1000 / ${COVERED_MS} AS packets_per_second
 FROM ${topHostSamples(CAPTURE_DROPS, 'sum(sum)')}
 GROUP BY time, series
 ORDER BY time`,

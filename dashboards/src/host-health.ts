@@ -3,7 +3,7 @@
  * and an overview of the busiest hosts of the site. Tier T, from the host metrics table the step
  * calls for (raw, per minute or hourly: ./rollups.ts). Counters (interface bytes, packets,
  * errors, drops) are per-interval increases, so a rate is their sum over the time the samples
- * cover: sum(sum) * 1000 / sum(covered_ms). Panels over every host show the top ten.
+ * cover (rollups.ts, COVERED_MS). Panels over every host show the top ten.
  */
 import {
   dashboard,
@@ -17,6 +17,7 @@ import {
 } from './grafana.ts'
 import {
   BUCKET,
+  COVERED_MS,
   HOURS_OF_RANGE,
   hostSamples,
   TOP_HOSTS,
@@ -41,7 +42,7 @@ FROM ${hostSamples(where)}`
 
 /** A counter's rate per interval and label, for the selected host. */
 const rate = (label: string, alias: string, where: string, scale = '1000') => `${WITH_STEP}
-SELECT ${BUCKET} AS time, ${label}, sum(sum) * ${scale} / sum(covered_ms) AS ${alias}
+SELECT ${BUCKET} AS time, ${label}, sum(sum) * ${scale} / ${COVERED_MS} AS ${alias}
 FROM ${hostSamples(`${where} AND ${THIS_HOST}`)}
 GROUP BY time, ${label.replace(/[\s\S]* AS /, '')}
 ORDER BY time`
@@ -331,7 +332,7 @@ FROM
 (
     SELECT site, host, any(attributes)['system.filesystem.mountpoint'] AS mount,
            argMax(sum / samples, ts) AS latest
-    FROM tally.host_metrics_1h FINAL
+    FROM tally.host_metrics_1h
     WHERE ${HOURS_OF_RANGE} AND metric = 'system.filesystem.utilization' AND ${SITE_FILTER}
     GROUP BY site, host, series
 )

@@ -10,14 +10,15 @@
  * The step is rounded up to the resolution of the table read (Grafana's 1,800 s becomes an hour
  * on the hourly table), so every bucket holds whole rollup rows. The three branches are one
  * UNION ALL whose conditions are constants once the macros are expanded: the engine reads
- * the chosen table only. Rollup rows are read FINAL (their parts may not be merged yet), so each
- * row is one series' whole minute or hour.
+ * the chosen table only. Rollup rows are read as stored: a minute or an hour may still be in
+ * several parts, which sums, minimums and maximums do not mind (merging them at read time, with
+ * FINAL or a GROUP BY, cost 4 to 8 times as much on the per-minute table).
  *
- * Every branch yields (names from the first): ts (DateTime), site, host, metric, attributes (Map(String, String)),
- * samples, sum, min, max, last (the value at ts: the sample itself, or the period's mean) and
- * covered_ms (the time the row accounts for: the sample's interval, or the whole period). So
- * a gauge's mean is sum(sum) / sum(samples) and a counter's rate sum(sum) * 1000 /
- * sum(covered_ms), whatever the table.
+ * Every branch yields (names from the first): ts (DateTime), site, host, metric, attributes
+ * (Map(String, String)), samples, sum, min, max, last (the sample itself, or the mean of the
+ * row's part of its period), covered_ms (a sample's interval; 0 for a rollup row) and period_ms
+ * (0 for a sample; the row's period). So a gauge's mean is sum(sum) / sum(samples) and a
+ * counter's rate sum(sum) * 1000 / COVERED_MS, whatever the table.
  *
  * The retentions here are the tables' TTLs (migration 012); a test compares them.
  */
@@ -49,9 +50,16 @@ export const BUCKET = 'toDateTime(intDiv(toUInt32(ts), step) * step)'
 
 const rollup = (table: string, reads: string, periodMs: number, where: string) => `
     SELECT ts, site, host, metric, attributes, samples, sum, min, max, sum / samples AS period_mean,
-           toUInt64(${periodMs}) AS period_ms
-    FROM ${table} FINAL
+           toUInt64(0) AS no_interval, toUInt64(${periodMs}) AS period
+    FROM ${table}
     WHERE ${reads} AND $__timeFilter(ts) AND ${where}`
+
+/**
+ * The time a group of rows accounts for, in ms, to turn the increases of a counter into a rate:
+ * the samples' intervals, or as many whole periods as the group has distinct ones (a rollup row
+ * may come in several parts until the engine merges them, so its rows are not counted).
+ */
+export const COVERED_MS = 'if(max(period_ms) = 0, sum(covered_ms), uniqExact(ts) * max(period_ms))'
 
 /**
  * Host samples matching `where` (a condition on site, host, metric and attributes) in the
@@ -60,7 +68,8 @@ const rollup = (table: string, reads: string, periodMs: number, where: string) =
 export const hostSamples = (where: string): string => `(
     SELECT toDateTime(ts) AS ts, site, host, metric,
            CAST(attributes, 'Map(String, String)') AS attributes, toUInt64(1) AS samples,
-           value AS sum, value AS min, value AS max, value AS last, toUInt64(interval_ms) AS covered_ms
+           value AS sum, value AS min, value AS max, value AS last, toUInt64(interval_ms) AS covered_ms,
+           toUInt64(0) AS period_ms
     FROM tally.host_metrics
     WHERE ${READS_RAW} AND $__timeFilter(ts) AND ${where}
     UNION ALL${rollup('tally.host_metrics_1m', READS_MINUTE, 60_000, where)}

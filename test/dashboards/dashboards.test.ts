@@ -629,6 +629,41 @@ describe('on the embedded engine, after realistic ingest', () => {
       expect(rows.map((r) => Number(r.bits_per_second))).toEqual([8000])
     })
 
+    it('a rate from the per-minute rollup counts each minute once, in however many parts', async () => {
+      // One minute of one interface in two parts the engine may not merge before the read.
+      await h.store.command({ query: 'SYSTEM STOP MERGES tally.host_metrics_1m' })
+      try {
+        const iface = { 'network.interface.name': 'eth0', 'network.io.direction': 'receive' }
+        for (const bytes of [600, 1200]) {
+          await rollupRow(
+            'host_metrics_1m',
+            minuteAgo(90),
+            'zz-rate',
+            'system.network.io',
+            bytes,
+            iface,
+          )
+        }
+        const variables: TemplateVariable[] = [
+          { name: 'datasource', value: UID },
+          { name: 'site', value: 'geneva' },
+          { name: 'host', value: 'zz-rate' },
+        ]
+        const { panel, sql } = panelOf('tally-host-health', 'Interface throughput')
+        const intervalMs = panelInterval(7 * DAY, 1000, panel.interval)
+        expect(intervalMs).toBe(600_000) // the per-minute table
+        const rows = (
+          await run(expandQuery(sql, { fromMs: NOW - 7 * DAY, toMs: NOW, intervalMs, variables }))
+        ).data
+        // 1,800 bytes in the one minute with data: 240 bits per second.
+        expect(rows.map((r) => [r.interface, Number(r.bits_per_second)])).toEqual([
+          ['eth0 receive', 240],
+        ])
+      } finally {
+        await h.store.command({ query: 'SYSTEM START MERGES tally.host_metrics_1m' })
+      }
+    })
+
     it('the API asked for one step: whole hours from the hourly table, the ends by the minute', async () => {
       const from = hourAgo(24 * 30) + 7 * 60 // not on the hour
       const edge = from + 60
