@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util'
 import { openStore, type Store } from '../collector/store/client.ts'
 import { listFleet } from '../collector/store/fleet.ts'
 import { migrate } from '../collector/store/migrations.ts'
-import { queryUsage, toGrid } from '../collector/store/usage.ts'
+import { createUsageViews, queryUsage, toGrid } from '../collector/store/usage.ts'
 import { DASHBOARDS } from '../dashboards/src/index.ts'
 import {
   ALL,
@@ -161,9 +161,13 @@ async function main(): Promise<void> {
   try {
     if (!args.reuse) await migrate(store)
     log(
-      `generating ${shape.days} d x ${shape.hosts} hosts x ${shape.sites} sites (${SAMPLES_PER_BATCH} series a host; samples every ${shape.recentStepS} s in the last day, ${shape.olderStepS} s before; the last ${shape.replayMinutes} min through POST /v1/ingest) in ${dir}`,
+      args.reuse
+        ? `reusing ${dir} as an earlier run left it`
+        : `generating ${shape.days} d x ${shape.hosts} hosts x ${shape.sites} sites (${SAMPLES_PER_BATCH} series a host; samples every ${shape.recentStepS} s in the last day, ${shape.olderStepS} s before; the last ${shape.replayMinutes} min through POST /v1/ingest) in ${dir}`,
     )
     const generated = args.reuse ? await enrolled(store) : await generate(store, dir, shape, log)
+    // The k views as this tree writes them (a kept directory may hold an older text).
+    await createUsageViews(store, shape.k)
     // Parts as a running collector would have them a while after the writes.
     await store.command({ query: 'SYSTEM STOP MERGES' }).catch(() => undefined)
     await store.command({ query: 'SYSTEM START MERGES' }).catch(() => undefined)
