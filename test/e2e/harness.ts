@@ -3,7 +3,7 @@
  * operator would, configured through the environment, with their JSON logs captured.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -195,10 +195,26 @@ export class AgentProcess extends TallyProcess {
     })
   }
 
+  /** The spool's depth the agent logged as it stopped (what its drain could not deliver). */
+  leftAtStop(): number | undefined {
+    const stopped = this.logged('agent stopped').at(-1)
+    return stopped === undefined ? undefined : Number(stopped.spool_depth)
+  }
+
   /** Sequence numbers this process put into its spool. */
   spooledSeqs(): number[] {
     return this.logged('batch spooled').map((l) => Number(l.seq))
   }
+}
+
+/** The seqs of the records in an agent's spool on disk (agent/ship/spool.ts names the files). */
+export function spooledOnDisk(stateDir: string): number[] {
+  const dir = join(stateDir, 'spool')
+  if (!existsSync(dir)) return []
+  return readdirSync(dir)
+    .map((name) => /^(\d{16})\.batch$/.exec(name)?.[1])
+    .filter((seq): seq is string => seq !== undefined)
+    .map(Number)
 }
 
 /**
