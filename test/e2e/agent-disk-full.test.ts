@@ -13,6 +13,7 @@ import {
   CollectorProcess,
   freePort,
   queryStore,
+  spooledOnDisk,
   type TallyProcess,
   tmp,
   waitFor,
@@ -110,17 +111,65 @@ describe.skipIf(!stateDir)('agent on a full disk (needs root for a tmpfs: skippe
     // Said once each way.
     expect(agent.logged(DISK_FULL)).toHaveLength(1)
     expect(agent.logged(DISK_BACK)).toHaveLength(1)
-    const dropLines = agent.lines.filter((l) => l.msg?.startsWith('batches dropped'))
-    const dropped = dropLines.reduce((sum, l) => sum + Number(l.dropped), 0)
-    expect(dropped).toBeGreaterThan(0)
-    expect(dropLines.every((l) => l.reason === 'memory-full')).toBe(true)
 
-    // Every drop is counted on disk and reported to the collector, once.
+    // The accounting is read from what the agent itself says and keeps, not from timing: its
+    // drop lines name the seqs (the oldest in memory go first, so each line is a run of seqs).
+    const dropLines = agent.lines.filter((l) => l.msg?.startsWith('batches dropped'))
+    expect(dropLines.every((l) => l.reason === 'memory-full')).toBe(true)
+    const droppedSeqs: number[] = []
+    for (const line of dropLines) {
+      const first = Number(line.first_seq)
+      const last = Number(line.last_seq)
+      expect(last - first + 1, 'a drop line names a run of seqs').toBe(Number(line.dropped))
+      for (let seq = first; seq <= last; seq++) droppedSeqs.push(seq)
+    }
+    expect(droppedSeqs.length).toBeGreaterThan(0)
+    expect(new Set(droppedSeqs).size, 'no batch dropped twice').toBe(droppedSeqs.length)
+
+    // Persisted: every drop counted, and each either reported by an acknowledged batch or
+    // carried by one still waiting.
     const counters = JSON.parse(readFileSync(join(dir, 'counters.json'), 'utf8')) as {
       dropped: number
       reported: { dropped: number }
+      carried?: Record<string, { dropped: number }>
     }
-    expect(counters.dropped).toBe(dropped)
+    expect(counters.dropped).toBe(droppedSeqs.length)
+    const carried = Object.values(counters.carried ?? {}).reduce((n, c) => n + c.dropped, 0)
+    expect(counters.reported.dropped + carried).toBe(counters.dropped)
+
+    // Every seq the agent made is stored, dropped, or still in its spool (a next start sends
+    // it). A batch can be both stored and dropped only if it was sent and its answer lost (the
+    // collector stopped before answering): the agent cannot know it arrived, so it counts the
+    // drop; it must then have logged a failed delivery of that seq.
+    const perSeq = await queryStore<{ seq: number; records: number; dropped: number }>(
+      dataDir,
+      `SELECT b.seq AS seq, b.records AS records, ifNull(m.dropped, 0) AS dropped
+       FROM (SELECT seq, count() AS records FROM tally.ingest_batches GROUP BY seq) AS b
+       LEFT JOIN (SELECT seq, sumIf(value, metric = 'tally.agent.batches.dropped') AS dropped
+                  FROM tally.host_metrics GROUP BY seq) AS m USING seq
+       ORDER BY seq`,
+    )
+    for (const b of perSeq) expect(b.records, `batch ${b.seq} stored once`).toBe(1)
+    const stored = new Set(perSeq.map((b) => b.seq))
+    const stillSpooled = spooledOnDisk(dir)
+    const newest = Math.max(...agent.spooledSeqs())
+    for (let seq = 1; seq <= newest; seq++) {
+      const accounted = stored.has(seq) || droppedSeqs.includes(seq) || stillSpooled.includes(seq)
+      expect(accounted, `batch ${seq} stored, dropped or spooled`).toBe(true)
+    }
+    const failedSeqs = new Set(agent.logged('batch delivery failed, will retry').map((l) => l.seq))
+    const storedAndDropped = droppedSeqs.filter((seq) => stored.has(seq))
+    for (const seq of storedAndDropped) {
+      expect(failedSeqs.has(seq), `batch ${seq} stored and dropped: it was sent unanswered`).toBe(
+        true,
+      )
+    }
+
+    // The collector saw every reported drop: what acknowledged batches carried, plus what the
+    // stored batches the agent never heard back about carried (their drops it reports again).
+    const unacknowledged = perSeq.filter(
+      (b) => droppedSeqs.includes(b.seq) || stillSpooled.includes(b.seq),
+    )
     const [health] = await queryStore<{ dropped: number; full: number; held: number }>(
       dataDir,
       `SELECT sumIf(value, metric = 'tally.agent.batches.dropped') AS dropped,
@@ -128,15 +177,11 @@ describe.skipIf(!stateDir)('agent on a full disk (needs root for a tmpfs: skippe
               maxIf(value, metric = 'tally.agent.spool.in_memory') AS held
        FROM tally.host_metrics`,
     )
-    expect(health).toEqual({ dropped, full: 1, held: expect.any(Number) })
+    expect(health).toEqual({
+      dropped: counters.reported.dropped + unacknowledged.reduce((n, b) => n + b.dropped, 0),
+      full: 1,
+      held: expect.any(Number),
+    })
     expect(health?.held).toBeGreaterThan(0)
-
-    // Nothing else is missing: the stored seqs are all the seqs but the dropped ones.
-    const stored = await queryStore<{ seq: number }>(
-      dataDir,
-      'SELECT DISTINCT seq FROM tally.ingest_batches ORDER BY seq',
-    )
-    const newest = Math.max(...agent.spooledSeqs())
-    expect(stored.length + dropped).toBe(newest)
   }, 120_000)
 })
