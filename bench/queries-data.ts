@@ -361,10 +361,24 @@ export async function generate(
   if (recentFrom > from)
     hostRows += await writeHostHistory(store, agents, from, recentFrom, shape.olderStepS)
   hostRows += await writeHostHistory(store, agents, recentFrom, replayFrom, shape.recentStepS)
-  const usageMinutes = await writeUsageHistory(store, agents, from, replayFrom, shape.k)
+  // Cells older than three hours are dropped by TTL merges; the history is released right after
+  // it is written, but a merge in between would drop cells a collector would have released.
+  await store.command({ query: 'SYSTEM STOP TTL MERGES tally.usage_cells' })
+  let usageMinutes: number
+  try {
+    usageMinutes = await writeUsageHistory(store, agents, from, replayFrom, shape.k)
+  } finally {
+    await store.command({ query: 'SYSTEM START TTL MERGES tally.usage_cells' })
+  }
+  const [cells] = await (
+    await store.query({
+      query: 'SELECT count() AS released, countIf(folded = 1) AS folded FROM tally.usage_released',
+      format: 'JSONEachRow',
+    })
+  ).json<{ released: number; folded: number }>()
   const historySeconds = (performance.now() - started) / 1000
   log(
-    `history: ${hostRows.toLocaleString('en')} host samples, ${usageMinutes.toLocaleString('en')} usage minutes released, in ${historySeconds.toFixed(0)} s`,
+    `history: ${hostRows.toLocaleString('en')} host samples, ${usageMinutes.toLocaleString('en')} usage minutes released (${Number(cells?.released ?? 0).toLocaleString('en')} cells, ${Number(cells?.folded ?? 0).toLocaleString('en')} of them 'other'), in ${historySeconds.toFixed(0)} s`,
   )
 
   // The replay, through POST /v1/ingest, a few requests in flight.
