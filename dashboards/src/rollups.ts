@@ -55,9 +55,10 @@ const rollup = (table: string, reads: string, periodMs: number, where: string) =
     WHERE ${reads} AND $__timeFilter(ts) AND ${where}`
 
 /**
- * The time a group of rows accounts for, in ms, to turn the increases of a counter into a rate:
- * the samples' intervals, or as many whole periods as the group has distinct ones (a rollup row
- * may come in several parts until the engine merges them, so its rows are not counted).
+ * The time a group of one series' rows accounts for, in ms, to turn the increases of a counter
+ * into a rate: the samples' intervals, or as many whole periods as the group has distinct ones
+ * (a rollup row may come in several parts until the engine merges them, so its rows are not
+ * counted).
  */
 export const COVERED_MS = 'if(max(period_ms) = 0, sum(covered_ms), uniqExact(ts) * max(period_ms))'
 
