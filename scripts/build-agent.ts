@@ -61,7 +61,7 @@ export function asciiOnly(text: string): string {
   // UTF-16 units as \uXXXX (a pair for a character beyond the BMP): `\u{...}` would mean
   // something else in a regular expression without the u flag.
   return text.replace(
-    /[^\x00-\x7f]/g,
+    /[\u0080-\uffff]/g,
     (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`,
   )
 }
