@@ -19,7 +19,7 @@ import { createEnrollToken } from '../collector/auth/enrollment.ts'
 import { loadOrCreateSigningKey } from '../collector/auth/signing-key.ts'
 import { CollectorConfig } from '../collector/config.ts'
 import type { Store } from '../collector/store/client.ts'
-import { createUsageViews, dateTimeParam } from '../collector/store/usage.ts'
+import { createUsageViews, dateTimeParam, releaseSql } from '../collector/store/usage.ts'
 import { EnrollResponse, type HostBatch } from '../protocol/v1.ts'
 
 export interface DataShape {
@@ -221,28 +221,7 @@ WHERE (ui + hi + intDiv(t, 60)) % 4 != 0`,
     })
     // The release of collector/store/usage.ts, for every minute of the day at once.
     await store.command({
-      query: `INSERT INTO tally.usage_released
-    (ts, site, folded, direction, ip_version, transport, service, peer_class,
-     bytes, packets, flows, min_cell_hosts, hosts)
-WITH cells AS
-(
-    SELECT ts, site, direction, ip_version, transport, service, peer_class,
-           sum(bytes) AS b, sum(packets) AS p, sum(flows) AS f,
-           uniqMergeState(hosts) AS h, finalizeAggregation(h) AS n
-    FROM tally.usage_cells
-    WHERE ts >= {from:DateTime} AND ts < {to:DateTime}
-    GROUP BY ts, site, direction, ip_version, transport, service, peer_class
-)
-SELECT ts, site, 0, direction, ip_version, transport, service, peer_class, b, p, f, n, h
-FROM cells
-WHERE n >= {k:UInt32}
-UNION ALL
-SELECT ts, site, 1, 'other', 0, 'other', 'other', 'other',
-       sum(b), sum(p), sum(f), uniqMerge(h) AS hosts_together, uniqMergeState(h)
-FROM cells
-WHERE n < {k:UInt32}
-GROUP BY ts, site
-HAVING hosts_together >= {k:UInt32}`,
+      query: releaseSql('ts >= {from:DateTime} AND ts < {to:DateTime}'),
       query_params: { from: dateTimeParam(dayStart), to: dateTimeParam(dayEnd), k },
     })
     await store.command({

@@ -132,7 +132,15 @@ export function usageContributionRows(
   return usage.map((u) => ({ ts, site: agent.site, host, ...u }))
 }
 
-const RELEASE_SQL = `INSERT INTO tally.usage_released
+/**
+ * The release: every cell of the chosen minutes with at least k hosts as it is, and per site and
+ * minute one `other` cell of the rest, itself only with at least k hosts. `minutes` is the
+ * condition on `ts`: one minute ({minute:DateTime}) for the collector, a whole day
+ * ({from:DateTime}, {to:DateTime}) for the benchmark's history.
+ */
+export const releaseSql = (
+  minutes: 'ts = {minute:DateTime}' | 'ts >= {from:DateTime} AND ts < {to:DateTime}',
+) => `INSERT INTO tally.usage_released
     (ts, site, folded, direction, ip_version, transport, service, peer_class,
      bytes, packets, flows, min_cell_hosts, hosts)
 WITH cells AS
@@ -141,7 +149,7 @@ WITH cells AS
            sum(bytes) AS b, sum(packets) AS p, sum(flows) AS f,
            uniqMergeState(hosts) AS h, finalizeAggregation(h) AS n
     FROM tally.usage_cells
-    WHERE ts = {minute:DateTime}
+    WHERE ${minutes}
     GROUP BY ts, site, direction, ip_version, transport, service, peer_class
 )
 SELECT ts, site, 0, direction, ip_version, transport, service, peer_class, b, p, f, n, h
@@ -154,6 +162,8 @@ FROM cells
 WHERE n < {k:UInt32}
 GROUP BY ts, site
 HAVING hosts_together >= {k:UInt32}`
+
+const RELEASE_SQL = releaseSql('ts = {minute:DateTime}')
 
 export interface ReleaseOptions {
   k: number
