@@ -3,8 +3,8 @@
  *
  * The cell is (site, minute, direction, ip_version, transport, service, peer_class). A host
  * counts toward a cell's k only with real traffic in that minute: packets and bytes above zero,
- * from a batch whose interval started at most `release_after_seconds` before the collector
- * received it (older usage is not stored: it cannot be backdated into a minute already judged).
+ * from a batch that reached the collector before its minute was due for release (later usage is
+ * not stored: it cannot be backdated into a minute already judged).
  * Its identity in the store is a keyed id (usage-host-key.ts), never its name.
  *
  * Once a minute is closed (it ended `release_after_seconds` ago), `releaseUsage` reads it once:
@@ -112,9 +112,9 @@ export interface UsageIngest {
 }
 
 /**
- * The rows a batch adds to tally.usage_contributions, or none: usage from an interval that
- * started more than `releaseAfterSeconds` before `receivedAt` is not stored (its minute may be
- * released already, and a late host must not be counted into a minute's k, nor change it).
+ * The rows a batch adds to tally.usage_contributions, or none: usage that arrives once its
+ * minute is due for release (`releaseAfterSeconds` after the minute's end) is not stored: the
+ * minute may be released already, and a late host must not be counted into its k, nor change it.
  * The batch's interval was checked (`implausibleTime`) before; its usage is stamped at the
  * interval's start, inside it.
  */
@@ -126,7 +126,11 @@ export function usageContributionRows(
 ): Record<string, unknown>[] {
   const usage: UsageContribution[] = batch.usage ?? []
   if (usage.length === 0) return []
-  if (batch.interval.start < receivedAt - releaseAfterSeconds * 1000) return []
+  // The minute is released once `releaseAfterSeconds` have passed since its end (releaseUsage):
+  // until then a batch still counts, even one an agent resent after a backoff; after, never.
+  const minuteEnd =
+    (Math.floor(batch.interval.start / (GRID_SECONDS * 1000)) + 1) * GRID_SECONDS * 1000
+  if (receivedAt >= minuteEnd + releaseAfterSeconds * 1000) return []
   const ts = Math.floor(batch.interval.start / 1000)
   const host = hostKey.idOf(agent.agent_id)
   return usage.map((u) => ({ ts, site: agent.site, host, ...u }))
