@@ -24,7 +24,7 @@ import { openStore, type Store } from '../../collector/store/client.ts'
 import { migrate } from '../../collector/store/migrations.ts'
 import { selectRows } from '../../collector/store/rows.ts'
 import { EnrollResponse, ErrorBody } from '../../protocol/v1.ts'
-import { type Administrators, proposeAndConfirm, setUpAdministrators } from './harness.ts'
+import { type Administrators, gz, proposeAndConfirm, setUpAdministrators } from './harness.ts'
 
 export type App = Collector['app']
 
@@ -243,6 +243,21 @@ export async function call(
     parsed = undefined
   }
   return { status: res.status, body: parsed, text }
+}
+
+/** A tier I batch as the agent sends it: gzip'd JSON under its own credential. */
+export function postTierI(app: App, credential: string, batch: unknown): Promise<Response> {
+  return Promise.resolve(
+    app.request('/v1/restricted/ingest', {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${credential}`,
+        'content-type': 'application/json',
+        'content-encoding': 'gzip',
+      },
+      body: gz(batch),
+    }),
+  )
 }
 
 /** Asserts a success and returns the body as a case. */

@@ -38,6 +38,7 @@ import {
   iso,
   marker,
   openCasesHarness,
+  postTierI as sendTierI,
   storedCase,
   type TestAgent,
   type TestUser,
@@ -159,15 +160,7 @@ function tierIBatch(agentId: string, grantId: string, seq: number): RestrictedBa
 }
 
 async function postTierI(agent: TestAgent, batch: unknown): Promise<Answer> {
-  const res = await app.request('/v1/restricted/ingest', {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${agent.credential}`,
-      'content-type': 'application/json',
-      'content-encoding': 'gzip',
-    },
-    body: gz(batch),
-  })
+  const res = await sendTierI(app, agent.credential, batch)
   const text = await res.text()
   return { status: res.status, body: JSON.parse(text) as unknown, text }
 }

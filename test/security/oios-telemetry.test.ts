@@ -26,10 +26,10 @@ import {
   call,
   iso,
   openCasesHarness,
+  postTierI,
   type TestAgent,
   type TestUser,
 } from '../collector/cases-harness.ts'
-import { gz } from '../collector/harness.ts'
 
 const HOUR = 3_600_000
 
@@ -114,15 +114,7 @@ async function work(
     web: [],
     pcap: [],
   }
-  const res = await s.app.request('/v1/restricted/ingest', {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${agent.credential}`,
-      'content-type': 'application/json',
-      'content-encoding': 'gzip',
-    },
-    body: gz(batch),
-  })
+  const res = await postTierI(s.app, agent.credential, batch)
   expect(res.status, await res.clone().text()).toBe(200)
   const { token } = await must<{ token: string }>(
     call(s.app, 'GET', `/v1/cases/${caseId}/access-grant`, investigator.token),

@@ -29,10 +29,10 @@ import {
   iso,
   marker,
   openCasesHarness,
+  postTierI,
   type TestAgent,
   type TestUser,
 } from '../collector/cases-harness.ts'
-import { gz } from '../collector/harness.ts'
 
 const HOUR = 3_600_000
 const SUBJECT = '10.77.41.5'
@@ -195,15 +195,7 @@ beforeAll(async () => {
     ],
     pcap: [],
   }
-  const res = await collector.app.request('/v1/restricted/ingest', {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${agent.credential}`,
-      'content-type': 'application/json',
-      'content-encoding': 'gzip',
-    },
-    body: gz(batch),
-  })
+  const res = await postTierI(collector.app, agent.credential, batch)
   expect(res.status, await res.clone().text()).toBe(200)
   const grant = await call(
     collector.app,
