@@ -14,7 +14,8 @@ import { GrantIssuer } from './cases/grants.ts'
 import { Outbox } from './cases/outbox.ts'
 import { CaseService, type Purger } from './cases/workflow.ts'
 import type { CollectorConfig } from './config.ts'
-import { type CollectorEnv, problem } from './http.ts'
+import { DomainError } from './errors.ts'
+import { type CollectorEnv, problem, problemOf } from './http.ts'
 import { openApiDocument } from './openapi.ts'
 import { Register } from './register/register.ts'
 import { createPurger } from './restricted/purge.ts'
@@ -182,6 +183,13 @@ function buildApp(
   )
   app.notFound((c) => problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`))
   app.onError((err, c) => {
+    // The domain's refusals and failures, answered in one place (collector/errors.ts).
+    if (err instanceof DomainError) {
+      // Not logged: which register failed, and for which case, would tell the ITSD's log about
+      // OIOS's work; the store's own failure is in the store's log.
+      if (err.failure === 'unavailable') c.header('Retry-After', retryAfter)
+      return problemOf(c, err)
+    }
     // A store that cannot work now (full, read-only, unreachable, overloaded) is a 503 the
     // client may retry, and makes /readyz say so; anything else is a bug of ours.
     if (isStoreUnavailable(err)) {

@@ -21,6 +21,7 @@
  */
 import { isAbsolute, relative, resolve } from 'node:path'
 import { writeFileAtomic } from '../../common/atomic-file.ts'
+import { Mutex } from '../../common/mutex.ts'
 import type {
   EntriesPage,
   JsonValue,
@@ -29,7 +30,7 @@ import type {
   RegisterName,
 } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, Mutex, selectRows } from '../store/rows.ts'
+import { insertRows, selectRows } from '../store/rows.ts'
 import {
   ADMINISTRATOR,
   administeredSide,

@@ -3,9 +3,11 @@
  * credential. The site comes from the token and the host name is fixed at enrollment, so a batch
  * can never name another host or site.
  */
+
+import { Mutex } from '../../common/mutex.ts'
 import type { EnrollRequest, EnrollResponse } from '../../protocol/v1.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, Mutex, selectRows } from '../store/rows.ts'
+import { insertRows, selectRows } from '../store/rows.ts'
 import { reissueCredential } from './agents.ts'
 import { issueSecret, newId, secretId, secretMatches, type TokenKey, tokenKeyOf } from './tokens.ts'
 

@@ -29,6 +29,7 @@ import {
   type webcrypto,
 } from 'node:crypto'
 import { leafHashOfBytes, MerkleTree, sha256 } from '../../common/merkle.ts'
+import { Mutex } from '../../common/mutex.ts'
 import {
   canonicalJson,
   checkpointBytes,
@@ -37,7 +38,7 @@ import {
   type PublicKeyInput,
 } from '../../common/register-head.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, Mutex, selectRows } from '../store/rows.ts'
+import { insertRows, selectRows } from '../store/rows.ts'
 
 export { EMPTY_ROOT, MerkleTree, verifyConsistency } from '../../common/merkle.ts'
 export {

@@ -15,8 +15,9 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { Mutex } from '../../common/mutex.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, Mutex, selectRows } from '../store/rows.ts'
+import { insertRows, selectRows } from '../store/rows.ts'
 
 const KEY_BYTES = 32
 const NONCE_BYTES = 12

@@ -5,6 +5,7 @@
  * call and map. Every access is registered before it is answered (fail closed).
  */
 import type { Logger } from 'pino'
+import { Mutex } from '../../common/mutex.ts'
 import type { RestrictedBatch } from '../../protocol/grants.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { User } from '../auth/users.ts'
@@ -17,7 +18,6 @@ import {
   type RegisterWriter,
 } from '../cases/workflow.ts'
 import type { Store } from '../store/client.ts'
-import { Mutex } from '../store/rows.ts'
 import { type Access, checkAccess } from './access.ts'
 import { lookupGrant, record, registerOf, sha256Hex } from './common.ts'
 import {

@@ -31,13 +31,3 @@ export async function insertRows(
     },
   })
 }
-
-/** Serialises async sections that read then write (a token's remaining uses, say). */
-export class Mutex {
-  #tail: Promise<unknown> = Promise.resolve()
-  run<T>(section: () => Promise<T>): Promise<T> {
-    const result = this.#tail.then(section)
-    this.#tail = result.catch(() => undefined)
-    return result
-  }
-}
