@@ -1,8 +1,28 @@
 /** Small helpers over the client for the control tables: read rows, write one row. */
+import { z } from 'zod'
 import type { Store } from './client.ts'
 
 export type QueryParams = Record<string, unknown>
 
+/**
+ * Reads rows and checks each against the repository's row schema, so a column renamed or retyped
+ * in a migration fails here, naming the column, instead of travelling on as a wrong value.
+ */
+export async function selectParsed<S extends z.ZodType>(
+  store: Store,
+  row: S,
+  query: string,
+  params: QueryParams = {},
+): Promise<z.output<S>[]> {
+  const result = await store.query({ query, query_params: params, format: 'JSONEachRow' })
+  const parsed = z.array(row).safeParse(await result.json())
+  if (!parsed.success) {
+    throw new Error(`stored rows do not have the expected shape: ${z.prettifyError(parsed.error)}`)
+  }
+  return parsed.data
+}
+
+/** Unchecked: to be replaced by selectParsed in each repository. */
 export async function selectRows<T>(
   store: Store,
   query: string,
