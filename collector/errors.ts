@@ -21,6 +21,10 @@ export type Failure =
   | 'conflict'
   /** Well-formed but implausible, so sending it again cannot succeed (422). */
   | 'unprocessable'
+  /** More than the collector takes in one request or answer (413). */
+  | 'too_large'
+  /** A body in an encoding the collector does not read (415). */
+  | 'unsupported_encoding'
   /** A dependency cannot work now; the caller may retry later (503 with Retry-After). */
   | 'unavailable'
 

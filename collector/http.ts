@@ -73,6 +73,8 @@ export const STATUS_OF_FAILURE: Record<Failure, ContentfulStatusCode> = {
   not_found: 404,
   conflict: 409,
   unprocessable: 422,
+  too_large: 413,
+  unsupported_encoding: 415,
   unavailable: 503,
 }
 
