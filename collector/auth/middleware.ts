@@ -1,11 +1,15 @@
 /** Bearer authentication for agents and users, as Hono middleware. */
 import { createMiddleware } from 'hono/factory'
-import { type CollectorEnv, problem } from '../http.ts'
+import { DomainError } from '../errors.ts'
+import type { CollectorEnv } from '../http.ts'
 import type { Store } from '../store/client.ts'
 import { type AgentIdentity, authenticateAgent } from './agents.ts'
 import type { Role } from './roles.ts'
 import { bearer } from './tokens.ts'
 import { authenticateUser } from './users.ts'
+
+const unauthenticated = (message: string): DomainError =>
+  new DomainError('unauthenticated', 'unauthenticated', message)
 
 /** `authenticate` may gather the lookups of several requests (the ingest route's does). */
 export const requireAgent = (
@@ -16,16 +20,11 @@ export const requireAgent = (
   createMiddleware<CollectorEnv>(async (c, next) => {
     const credential = bearer(c.req.header('authorization'))
     if (credential === undefined) {
-      return problem(
-        c,
-        401,
-        'unauthenticated',
-        'an agent credential is required (Authorization: Bearer ...)',
-      )
+      throw unauthenticated('an agent credential is required (Authorization: Bearer ...)')
     }
     const agent = await authenticate(credential)
     if (agent === undefined) {
-      return problem(c, 401, 'unauthenticated', 'the agent credential is unknown, wrong or revoked')
+      throw unauthenticated('the agent credential is unknown, wrong or revoked')
     }
     c.set('agent', agent)
     await next()
@@ -44,27 +43,25 @@ export const requireUser = (
   createMiddleware<CollectorEnv>(async (c, next) => {
     const token = bearer(c.req.header('authorization'))
     if (token === undefined) {
-      return problem(
-        c,
-        401,
-        'unauthenticated',
-        'a user token is required (Authorization: Bearer ...)',
-      )
+      throw unauthenticated('a user token is required (Authorization: Bearer ...)')
     }
     const user = await authenticateUser(store, token)
     if (user === undefined) {
-      return problem(c, 401, 'unauthenticated', 'the user token is unknown, wrong or revoked')
+      throw unauthenticated('the user token is unknown, wrong or revoked')
     }
     if (user.provisional && !options.provisional) {
-      return problem(
-        c,
-        403,
+      throw new DomainError(
+        'forbidden',
         'token_provisional',
         'this token passed through another person: replace it first (POST /v1/users/me/token, `tally token replace`)',
       )
     }
     if (roles !== 'any' && !user.roles.some((r) => roles.includes(r))) {
-      return problem(c, 403, 'forbidden', `this needs one of the roles: ${roles.join(', ')}`)
+      throw new DomainError(
+        'forbidden',
+        'forbidden',
+        `this needs one of the roles: ${roles.join(', ')}`,
+      )
     }
     c.set('user', user)
     await next()
