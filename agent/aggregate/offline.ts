@@ -4,7 +4,7 @@
  * tools. The report holds the same classes as the live agent sends, so it never shows an address.
  */
 import type { UsageContribution } from '../../protocol/v1.ts'
-import { type CaptureFormat, readPcapFile } from '../capture/pcap-reader.ts'
+import { type CaptureFormat, readPcapFile } from '../../common/pcap/pcap-reader.ts'
 import type { AggregatorOptions } from './aggregator.ts'
 import { TrafficCounter } from './traffic.ts'
 

@@ -2,7 +2,7 @@
  * Packets in, aggregates out: the decode and aggregate stages joined behind one packet sink, for
  * the live capture and for files alike.
  */
-import type { PacketSink, PcapHeader } from '../capture/pcap-reader.ts'
+import type { PacketSink, PcapHeader } from '../../common/pcap/pcap-reader.ts'
 import { decodePacket } from '../decode/decode.ts'
 import { DecodedPacket } from '../decode/packet.ts'
 import { type AggregatorOptions, TrafficAggregator } from './aggregator.ts'

@@ -22,7 +22,7 @@
  */
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { type PacketSink, type PcapHeader, PcapReader } from './pcap-reader.ts'
+import { type PacketSink, type PcapHeader, PcapReader } from '../../common/pcap/pcap-reader.ts'
 
 /** Headers only: enough for Ethernet, 802.1Q/QinQ, IPv6 extension headers and TCP options. */
 export const DEFAULT_SNAPLEN = 128

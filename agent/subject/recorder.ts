@@ -27,7 +27,7 @@
  * Nothing here throws on packet input; tables are bounded and what does not fit is counted.
  */
 
-import type { PcapHeader } from '../capture/pcap-reader.ts'
+import type { PcapHeader } from '../../common/pcap/pcap-reader.ts'
 import { formatAddress, parseAddress } from '../decode/address.ts'
 import { decodePacket } from '../decode/decode.ts'
 import { DecodedPacket, OUTCOME_IP, PROTO_TCP, PROTO_UDP } from '../decode/packet.ts'

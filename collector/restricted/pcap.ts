@@ -1,9 +1,9 @@
 /**
  * Classic pcap segments as the agent ships them (agent/subject/recorder.ts): checked on arrival,
- * and joined into one file for an export. Parsing reuses the agent's reader
- * (agent/capture/pcap-reader.ts), which handles both byte orders and both time resolutions.
+ * and joined into one file for an export. Parsing reuses the shared reader
+ * (common/pcap/pcap-reader.ts), which handles both byte orders and both time resolutions.
  */
-import { type PcapHeader, PcapReader } from '../../agent/capture/pcap-reader.ts'
+import { type PcapHeader, PcapReader } from '../../common/pcap/pcap-reader.ts'
 
 export class PcapSegmentError extends Error {
   override name = 'PcapSegmentError'

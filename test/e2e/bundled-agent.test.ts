@@ -12,7 +12,7 @@ import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } fr
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildPcap, udpFrame } from '../agent/capture/pcap-writer.ts'
+import { buildPcap, udpFrame } from '../common/pcap/pcap-writer.ts'
 import { CollectorProcess, freePort, type LogLine, tmp, waitFor } from './harness.ts'
 
 const ROOT = new URL('../../', import.meta.url).pathname

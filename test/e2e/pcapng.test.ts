@@ -15,9 +15,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PcapngReader } from '../../agent/capture/pcapng.ts'
+import { PcapngReader } from '../../common/pcap/pcapng.ts'
 import { generatePcap } from '../../bench/generate-pcap.ts'
-import { buildPcap, concatBytes, type PcapRecord } from '../agent/capture/pcap-writer.ts'
+import { buildPcap, concatBytes, type PcapRecord } from '../common/pcap/pcap-writer.ts'
 import {
   enhancedPacket,
   interfaceDescription,
@@ -25,7 +25,7 @@ import {
   nameResolution,
   sectionHeader,
   simplePacket,
-} from '../agent/capture/pcapng-writer.ts'
+} from '../common/pcap/pcapng-writer.ts'
 import {
   arp,
   ETHERTYPE_ARP,

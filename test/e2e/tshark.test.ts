@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SERVICE_TABLE } from '../../protocol/services.ts'
-import { buildPcap, type PcapRecord } from '../agent/capture/pcap-writer.ts'
+import { buildPcap, type PcapRecord } from '../common/pcap/pcap-writer.ts'
 import {
   arp,
   ETHERTYPE_ARP,

@@ -2,7 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { IntervalAggregates } from '../../../agent/aggregate/aggregator.ts'
 import { TrafficCounter } from '../../../agent/aggregate/traffic.ts'
-import { PcapReader } from '../../../agent/capture/pcap-reader.ts'
+import { PcapReader } from '../../../common/pcap/pcap-reader.ts'
 import { formatAddress } from '../../../agent/decode/address.ts'
 import { LINKTYPE_ETHERNET, MALFORMED_REASONS } from '../../../agent/decode/packet.ts'
 import { SERVICE_NAMES, SERVICE_TABLE } from '../../../protocol/services.ts'
@@ -13,7 +13,7 @@ import {
   TRANSPORTS,
   UsageContribution,
 } from '../../../protocol/v1.ts'
-import { buildPcap } from '../capture/pcap-writer.ts'
+import { buildPcap } from '../../common/pcap/pcap-writer.ts'
 import {
   arp,
   bytes,

@@ -60,7 +60,7 @@ describe('tally agent aggregate, the whole process', () => {
     const repository = loaded.filter((url) => url.startsWith(`file://${ROOT}`))
     // The hooks see the modules: without this, an empty list would pass the checks below.
     expect(repository).toContain(`file://${ROOT}agent/aggregate/offline.ts`)
-    expect(repository).toContain(`file://${ROOT}agent/capture/pcap-reader.ts`)
+    expect(repository).toContain(`file://${ROOT}common/pcap/pcap-reader.ts`)
     const unwanted = repository.filter((url) =>
       /\/(collector\/|cli\/main\.ts|node_modules\/(zod|pino|yaml|systeminformation|@opentelemetry|@clickhouse|chdb|hono)\/)/.test(
         url,

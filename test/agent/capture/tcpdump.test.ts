@@ -4,7 +4,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import type { PcapHeader } from '../../../agent/capture/pcap-reader.ts'
+import type { PcapHeader } from '../../../common/pcap/pcap-reader.ts'
 import {
   type CaptureEvent,
   LiveCapture,
@@ -12,7 +12,7 @@ import {
   parseStatsLine,
   unavailableReason,
 } from '../../../agent/capture/tcpdump.ts'
-import { buildPcap, type PcapRecord, udpFrame } from './pcap-writer.ts'
+import { buildPcap, type PcapRecord, udpFrame } from '../../common/pcap/pcap-writer.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'tally-tcpdump-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))

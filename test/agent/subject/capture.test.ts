@@ -8,7 +8,7 @@ import { createSocket, type Socket } from 'node:dgram'
 import { createServer as createHttpServer } from 'node:http'
 import { type AddressInfo, createConnection, createServer, type Server } from 'node:net'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { PcapReader } from '../../../agent/capture/pcap-reader.ts'
+import { PcapReader } from '../../../common/pcap/pcap-reader.ts'
 import type { CaptureEvent } from '../../../agent/capture/tcpdump.ts'
 import {
   SNAPLEN_HEADERS,

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { parseAddress } from '../../../agent/decode/address.ts'
 import { communityId } from '../../../agent/subject/community-id.ts'
-import { buildPcap } from '../capture/pcap-writer.ts'
+import { buildPcap } from '../../common/pcap/pcap-writer.ts'
 import { ACK, type FrameSpec, frame, SYN } from './frames.ts'
 
 const id = (src: string, dst: string, protocol: number, srcPort: number, dstPort: number) =>

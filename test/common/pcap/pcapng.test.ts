@@ -8,12 +8,12 @@ import {
   type PcapHeader,
   PcapReader,
   readPcapFile,
-} from '../../../agent/capture/pcap-reader.ts'
+} from '../../../common/pcap/pcap-reader.ts'
 import {
   MAXIMUM_BLOCK_LENGTH,
   PcapngReader,
   type PcapngStats,
-} from '../../../agent/capture/pcapng.ts'
+} from '../../../common/pcap/pcapng.ts'
 import { buildPcap, concatBytes } from './pcap-writer.ts'
 import {
   block,

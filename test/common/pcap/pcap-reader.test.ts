@@ -9,7 +9,7 @@ import {
   type PcapHeader,
   PcapReader,
   readPcapFile,
-} from '../../../agent/capture/pcap-reader.ts'
+} from '../../../common/pcap/pcap-reader.ts'
 import {
   buildPcap,
   concatBytes,

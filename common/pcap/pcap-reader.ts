@@ -19,6 +19,10 @@
  *
  * Classic pcap has no record markers, so a corrupt record length cannot be resynchronised: it
  * is a PcapFormatError, not something to skip.
+ *
+ * These readers live in common/ because the agent (live and file captures) and the collector
+ * (tier I pcap segments) both read the format. It is a file format defined elsewhere, not part
+ * of Tally's own wire contract, so it does not belong in protocol/.
  */
 
 import { closeSync, openSync, readSync } from 'node:fs'
