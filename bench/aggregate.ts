@@ -288,7 +288,15 @@ function bundleFreshness(): string | undefined {
     return 'dist/tally-agent.mjs not built: its row is skipped (npm run build:agent to measure it)'
   }
   const built = statSync(BUNDLE).mtimeMs
-  const newer = ['agent', 'agent/capture', 'agent/decode', 'agent/aggregate', 'common', 'common/pcap', 'protocol']
+  const newer = [
+    'agent',
+    'agent/capture',
+    'agent/decode',
+    'agent/aggregate',
+    'common',
+    'common/pcap',
+    'protocol',
+  ]
     .flatMap((dir) => {
       const full = join(ROOT, dir)
       if (!existsSync(full)) return []

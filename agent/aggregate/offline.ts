@@ -3,8 +3,9 @@
  * how fast they were made. This is how correctness is compared with tshark and speed with other
  * tools. The report holds the same classes as the live agent sends, so it never shows an address.
  */
-import type { UsageContribution } from '../../protocol/v1.ts'
+
 import { type CaptureFormat, readPcapFile } from '../../common/pcap/pcap-reader.ts'
+import type { UsageContribution } from '../../protocol/v1.ts'
 import type { AggregatorOptions } from './aggregator.ts'
 import { TrafficCounter } from './traffic.ts'
 

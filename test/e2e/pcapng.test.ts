@@ -15,17 +15,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PcapngReader } from '../../common/pcap/pcapng.ts'
 import { generatePcap } from '../../bench/generate-pcap.ts'
-import { buildPcap, concatBytes, type PcapRecord } from '../common/pcap/pcap-writer.ts'
-import {
-  enhancedPacket,
-  interfaceDescription,
-  interfaceStatistics,
-  nameResolution,
-  sectionHeader,
-  simplePacket,
-} from '../common/pcap/pcapng-writer.ts'
+import { PcapngReader } from '../../common/pcap/pcapng.ts'
 import {
   arp,
   ETHERTYPE_ARP,
@@ -41,6 +32,15 @@ import {
   tcp,
   udp,
 } from '../agent/decode/frames.ts'
+import { buildPcap, concatBytes, type PcapRecord } from '../common/pcap/pcap-writer.ts'
+import {
+  enhancedPacket,
+  interfaceDescription,
+  interfaceStatistics,
+  nameResolution,
+  sectionHeader,
+  simplePacket,
+} from '../common/pcap/pcapng-writer.ts'
 import { ping, sendDatagram, unusedUdpPort, which } from './traffic/sources.ts'
 import { summarize, type TallyReport, tallySums, tsharkPackets } from './traffic/tshark.ts'
 

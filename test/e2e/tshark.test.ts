@@ -12,7 +12,6 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SERVICE_TABLE } from '../../protocol/services.ts'
-import { buildPcap, type PcapRecord } from '../common/pcap/pcap-writer.ts'
 import {
   arp,
   ETHERTYPE_ARP,
@@ -38,6 +37,7 @@ import {
   udp,
   type VlanTag,
 } from '../agent/decode/frames.ts'
+import { buildPcap, type PcapRecord } from '../common/pcap/pcap-writer.ts'
 import {
   curlGet,
   DNS_A,

@@ -2,9 +2,9 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { IntervalAggregates } from '../../../agent/aggregate/aggregator.ts'
 import { TrafficCounter } from '../../../agent/aggregate/traffic.ts'
-import { PcapReader } from '../../../common/pcap/pcap-reader.ts'
 import { formatAddress } from '../../../agent/decode/address.ts'
 import { LINKTYPE_ETHERNET, MALFORMED_REASONS } from '../../../agent/decode/packet.ts'
+import { PcapReader } from '../../../common/pcap/pcap-reader.ts'
 import { SERVICE_NAMES, SERVICE_TABLE } from '../../../protocol/services.ts'
 import {
   DIRECTIONS,

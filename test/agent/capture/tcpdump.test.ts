@@ -4,7 +4,6 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import type { PcapHeader } from '../../../common/pcap/pcap-reader.ts'
 import {
   type CaptureEvent,
   LiveCapture,
@@ -12,6 +11,7 @@ import {
   parseStatsLine,
   unavailableReason,
 } from '../../../agent/capture/tcpdump.ts'
+import type { PcapHeader } from '../../../common/pcap/pcap-reader.ts'
 import { buildPcap, type PcapRecord, udpFrame } from '../../common/pcap/pcap-writer.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'tally-tcpdump-'))

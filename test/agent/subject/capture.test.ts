@@ -8,7 +8,6 @@ import { createSocket, type Socket } from 'node:dgram'
 import { createServer as createHttpServer } from 'node:http'
 import { type AddressInfo, createConnection, createServer, type Server } from 'node:net'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { PcapReader } from '../../../common/pcap/pcap-reader.ts'
 import type { CaptureEvent } from '../../../agent/capture/tcpdump.ts'
 import {
   SNAPLEN_HEADERS,
@@ -18,6 +17,7 @@ import {
   subjectFilter,
 } from '../../../agent/subject/capture.ts'
 import { emptyRecords, type SubjectRecords } from '../../../agent/subject/records.ts'
+import { PcapReader } from '../../../common/pcap/pcap-reader.ts'
 import type { Category, GrantClaims } from '../../../protocol/grants.ts'
 import { grantFor, makeKeys, type TestKeys } from '../grants/tokens.ts'
 import { dnsMessage } from './frames.ts'
