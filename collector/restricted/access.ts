@@ -12,6 +12,7 @@ import type { User } from '../auth/users.ts'
 import type { AccessClaims, GrantIssuer } from '../cases/grants.ts'
 import type { Case } from '../cases/model.ts'
 import type { CaseService } from '../cases/workflow.ts'
+import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
 import { lookupGrant } from './common.ts'
 
@@ -29,16 +30,9 @@ export interface Access {
   doc: Case
 }
 
-export class AccessDenied extends Error {
-  override name = 'AccessDenied'
-  readonly status: 401 | 403
-  readonly code: string
-  constructor(status: 401 | 403, code: string, message: string) {
-    super(message)
-    this.status = status
-    this.code = code
-  }
-}
+/** A refusal of the credential or grant presented (401) or of what it may reach (403). */
+const denied = (failure: 'unauthenticated' | 'forbidden', code: string, message: string) =>
+  new DomainError(failure, code, message)
 
 const epochMs = z.number().int().min(0)
 /** The claims as issued (collector/cases/grants.ts), checked again rather than cast. */
@@ -58,53 +52,57 @@ export async function checkAccess(
   caseId: string,
 ): Promise<Access> {
   if (token === undefined || token.trim() === '') {
-    throw new AccessDenied(
-      401,
+    throw denied(
+      'unauthenticated',
       'grant_required',
       `the access grant is required (header ${GRANT_HEADER})`,
     )
   }
   if (token.length > 16_384)
-    throw new AccessDenied(401, 'grant_invalid', 'the access grant is not a grant')
+    throw denied('unauthenticated', 'grant_invalid', 'the access grant is not a grant')
   let verified: AccessClaims & { grant_id: string }
   try {
     verified = await deps.grants.verifyAccess(token.trim(), user.user_id)
   } catch (err) {
     if (err instanceof errors.JWTExpired) {
-      throw new AccessDenied(401, 'grant_expired', 'the access grant has expired')
+      throw denied('unauthenticated', 'grant_expired', 'the access grant has expired')
     }
     if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'sub') {
-      throw new AccessDenied(403, 'not_your_grant', 'this access grant was issued to someone else')
+      throw denied('forbidden', 'not_your_grant', 'this access grant was issued to someone else')
     }
     if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'nbf') {
-      throw new AccessDenied(403, 'grant_not_yet_valid', 'the access grant is not valid yet')
+      throw denied('forbidden', 'grant_not_yet_valid', 'the access grant is not valid yet')
     }
     if (err instanceof errors.JOSEError) {
-      throw new AccessDenied(401, 'grant_invalid', `the access grant is not valid (${err.code})`)
+      throw denied(
+        'unauthenticated',
+        'grant_invalid',
+        `the access grant is not valid (${err.code})`,
+      )
     }
     // Verified, but no longer on record as live: revoked (closing, extension) or unknown.
-    throw new AccessDenied(403, 'grant_revoked', 'the access grant was revoked')
+    throw denied('forbidden', 'grant_revoked', 'the access grant was revoked')
   }
   const claims = Claims.safeParse(verified)
   if (!claims.success)
-    throw new AccessDenied(401, 'grant_invalid', 'the access grant has unexpected claims')
+    throw denied('unauthenticated', 'grant_invalid', 'the access grant has unexpected claims')
   if (claims.data.case_id !== caseId) {
-    throw new AccessDenied(403, 'wrong_case', 'the access grant is for another case')
+    throw denied('forbidden', 'wrong_case', 'the access grant is for another case')
   }
   const record = await lookupGrant(deps.store, verified.grant_id)
   if (record === undefined || record.revoked || record.case_id !== caseId) {
-    throw new AccessDenied(403, 'grant_revoked', 'the access grant was revoked')
+    throw denied('forbidden', 'grant_revoked', 'the access grant was revoked')
   }
   const doc = await deps.cases.current(caseId)
   if (doc === undefined || doc.state !== 'active') {
-    throw new AccessDenied(
-      403,
+    throw denied(
+      'forbidden',
       'case_not_active',
       `the case is ${doc?.state ?? 'unknown'}, not active`,
     )
   }
   if (doc.investigator !== user.user_id) {
-    throw new AccessDenied(403, 'not_your_grant', "only the case's investigator reads its records")
+    throw denied('forbidden', 'not_your_grant', "only the case's investigator reads its records")
   }
   return { user, grant: { ...claims.data, grant_id: verified.grant_id }, doc }
 }

@@ -6,7 +6,7 @@
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
 import type { Context } from 'hono'
-import { problem } from '../http.ts'
+import { DomainError } from '../errors.ts'
 
 const inflate = promisify(gunzip)
 
@@ -25,66 +25,47 @@ export const RESTRICTED_BODY_LIMITS: BodyLimits = {
   maxDecompressedBytes: 160 * MiB,
 }
 
-/** The body as JSON, or the answer that says why not (415, 413, 400). */
-export async function readAgentJson(
-  c: Context,
-  limits: BodyLimits,
-): Promise<{ ok: true; value: unknown } | { ok: false; response: Response }> {
+/** The body as JSON; throws the refusal that says why not (415, 413, 400). */
+export async function readAgentJson(c: Context, limits: BodyLimits): Promise<unknown> {
   const encoding = (c.req.header('content-encoding') ?? 'identity').toLowerCase()
   if (encoding !== 'gzip' && encoding !== 'identity') {
-    return {
-      ok: false,
-      response: problem(
-        c,
-        415,
-        'unsupported_encoding',
-        `Content-Encoding ${encoding} is not supported; use gzip`,
-      ),
-    }
+    throw new DomainError(
+      'unsupported_encoding',
+      'unsupported_encoding',
+      `Content-Encoding ${encoding} is not supported; use gzip`,
+    )
   }
-  let body = Buffer.from(await c.req.arrayBuffer())
+  let body: Buffer = Buffer.from(await c.req.arrayBuffer())
   if (encoding === 'gzip') {
-    try {
-      body = await inflate(body, { maxOutputLength: limits.maxDecompressedBytes })
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-        return {
-          ok: false,
-          response: problem(
-            c,
-            413,
-            'body_too_large',
-            `decompressed body exceeds ${limits.maxDecompressedBytes} bytes`,
-          ),
-        }
-      }
-      return {
-        ok: false,
-        response: problem(
-          c,
-          400,
-          'malformed_gzip',
-          `body is not valid gzip: ${(err as Error).message}`,
-        ),
-      }
-    }
+    body = await inflated(body, limits.maxDecompressedBytes)
   } else if (body.length > limits.maxDecompressedBytes) {
-    return {
-      ok: false,
-      response: problem(
-        c,
-        413,
-        'body_too_large',
-        `body exceeds ${limits.maxDecompressedBytes} bytes`,
-      ),
-    }
+    throw tooLarge(`body exceeds ${limits.maxDecompressedBytes} bytes`)
   }
   try {
-    return { ok: true, value: JSON.parse(body.toString('utf8')) }
+    return JSON.parse(body.toString('utf8'))
   } catch (err) {
-    return {
-      ok: false,
-      response: problem(c, 400, 'malformed_json', `body is not JSON: ${(err as Error).message}`),
+    throw new DomainError(
+      'invalid',
+      'malformed_json',
+      `body is not JSON: ${(err as Error).message}`,
+    )
+  }
+}
+
+const tooLarge = (message: string) => new DomainError('too_large', 'body_too_large', message)
+
+/** Inflates, stopping at `max` bytes: a gzip bomb ends at the cap instead of filling memory. */
+async function inflated(body: Buffer, max: number): Promise<Buffer> {
+  try {
+    return await inflate(body, { maxOutputLength: max })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw tooLarge(`decompressed body exceeds ${max} bytes`)
     }
+    throw new DomainError(
+      'invalid',
+      'malformed_gzip',
+      `body is not valid gzip: ${(err as Error).message}`,
+    )
   }
 }

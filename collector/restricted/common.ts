@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { isIPv4, isIPv6 } from 'node:net'
 import type { Case } from '../cases/model.ts'
 import type { RegisterWriter } from '../cases/workflow.ts'
+import { RegisterUnavailable } from '../errors.ts'
 import type { Store } from '../store/client.ts'
 import { selectRows } from '../store/rows.ts'
 
@@ -34,22 +35,13 @@ export const registerOf = (doc: Pick<Case, 'kind'> | undefined): 'itsd' | 'oios'
 
 export type RegisterEntry = Parameters<RegisterWriter['append']>[0]
 
-/** The register could not be written: the access it was for must not happen. */
-export class RegisterUnavailable extends Error {
-  override name = 'RegisterUnavailable'
-  constructor(cause: unknown) {
-    super(`the register could not be written: ${(cause as Error)?.message ?? String(cause)}`, {
-      cause,
-    })
-  }
-}
-
 /** Appends, turning any failure into RegisterUnavailable (fail closed). */
 export async function record(register: RegisterWriter, entry: RegisterEntry): Promise<void> {
   try {
     await register.append(entry)
   } catch (err) {
-    throw new RegisterUnavailable(err)
+    if (err instanceof RegisterUnavailable) throw err
+    throw new RegisterUnavailable(`the ${entry.kind} entry could not be appended`, { cause: err })
   }
 }
 

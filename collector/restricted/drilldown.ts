@@ -12,6 +12,7 @@
 import { z } from 'zod'
 import type { Category } from '../../protocol/grants.ts'
 import type { AccessClaims } from '../cases/grants.ts'
+import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
 import { selectRows } from '../store/rows.ts'
 import { normalizeAddress } from './common.ts'
@@ -38,19 +39,19 @@ const PROTOCOL_NAMES = new Map<string, number>([
   ['icmpv6', 58],
 ])
 
-export class ScopeError extends Error {
-  override name = 'ScopeError'
-  readonly status: 400 | 403
-  readonly code: string
-  constructor(status: 400 | 403, code: string, message: string) {
-    super(message)
-    this.status = status
-    this.code = code
+/**
+ * A narrowing that would read beyond the grant. Its own class because the service registers
+ * such an attempt (a malformed parameter is only refused).
+ */
+export class OutsideScope extends DomainError {
+  override name = 'OutsideScope'
+  constructor(message: string) {
+    super('forbidden', 'outside_scope', message)
   }
 }
 
-const bad = (message: string) => new ScopeError(400, 'invalid_param', message)
-const wider = (message: string) => new ScopeError(403, 'outside_scope', message)
+const bad = (message: string) => new DomainError('invalid', 'invalid_param', message)
+const wider = (message: string) => new OutsideScope(message)
 
 /** What a request narrows the grant's scope to. */
 export interface Narrowing {

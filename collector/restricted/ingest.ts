@@ -24,6 +24,7 @@ import {
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { Case } from '../cases/model.ts'
 import type { CaseService, RegisterWriter } from '../cases/workflow.ts'
+import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
 import { type GrantRecord, lookupGrant, normalizeAddress, record, registerOf } from './common.ts'
@@ -57,10 +58,18 @@ export interface BatchCounts {
   pcap: number
 }
 
-export type IngestOutcome =
-  | { kind: 'stored' | 'duplicate'; counts: BatchCounts }
-  | { kind: 'rejected'; code: RejectCode; message: string }
-  | { kind: 'invalid'; code: string; message: string }
+/** A batch taken: stored now, or recognised as stored before. Any refusal is thrown. */
+export interface IngestAccepted {
+  kind: 'stored' | 'duplicate'
+  counts: BatchCounts
+}
+
+/** A batch refused by the grant's terms (403); registered as such by ingestRestricted. */
+export const ingestRefused = (code: RejectCode, message: string): DomainError =>
+  new DomainError('forbidden', code, message)
+
+const invalidBatch = (code: 'invalid_batch' | 'invalid_pcap', message: string): DomainError =>
+  new DomainError('invalid', code, message)
 
 const countsOf = (b: RestrictedBatch): BatchCounts => ({
   flows: b.flows.length,
@@ -131,7 +140,7 @@ export async function ingestRestricted(
   deps: RestrictedIngestDeps,
   agent: AgentIdentity,
   batch: RestrictedBatch,
-): Promise<IngestOutcome> {
+): Promise<IngestAccepted> {
   const { store } = deps
   const now = (deps.now ?? Date.now)()
   const counts = countsOf(batch)
@@ -140,7 +149,7 @@ export async function ingestRestricted(
     : undefined
   let doc: Case | undefined
 
-  const reject = async (code: RejectCode, message: string): Promise<IngestOutcome> => {
+  const reject = async (code: RejectCode, message: string): Promise<never> => {
     // A refusal touches no data: it is registered, and answered even if the register is down.
     await record(deps.register, {
       register: registerOf(doc),
@@ -149,7 +158,7 @@ export async function ingestRestricted(
       ...(doc !== undefined ? { case_id: doc.case_id } : {}),
       details: { reason: code, grant_id: quoteId(batch.grant_id), seq: batch.seq, counts },
     }).catch(() => undefined)
-    return { kind: 'rejected', code, message }
+    throw ingestRefused(code, message)
   }
 
   if (grant !== undefined) doc = await deps.cases.current(grant.case_id)
@@ -195,25 +204,24 @@ export async function ingestRestricted(
     )
   }
   const invalid = invalidRecord(batch)
-  if (invalid !== undefined) return { kind: 'invalid', code: 'invalid_batch', message: invalid }
+  if (invalid !== undefined) throw invalidBatch('invalid_batch', invalid)
   const segments: Buffer[] = []
   for (const [i, p] of batch.pcap.entries()) {
     if (!BASE64.test(p.data) || p.data.length % 4 !== 0) {
-      return { kind: 'invalid', code: 'invalid_pcap', message: `pcap[${i}].data is not base64` }
+      throw invalidBatch('invalid_pcap', `pcap[${i}].data is not base64`)
     }
     const bytes = Buffer.from(p.data, 'base64')
     try {
       const parsed = parseSegment(bytes)
       if (parsed.records.length !== p.packets) {
-        return {
-          kind: 'invalid',
-          code: 'invalid_pcap',
-          message: `pcap[${i}] says ${p.packets} packets but holds ${parsed.records.length}`,
-        }
+        throw invalidBatch(
+          'invalid_pcap',
+          `pcap[${i}] says ${p.packets} packets but holds ${parsed.records.length}`,
+        )
       }
     } catch (err) {
       if (err instanceof PcapSegmentError) {
-        return { kind: 'invalid', code: 'invalid_pcap', message: `pcap[${i}]: ${err.message}` }
+        throw invalidBatch('invalid_pcap', `pcap[${i}]: ${err.message}`)
       }
       throw err
     }

@@ -5,7 +5,7 @@
  * call and map. Every access is registered before it is answered (fail closed).
  */
 import type { Logger } from 'pino'
-import { Mutex } from '../../common/mutex.ts'
+import { KeyedMutex } from '../../common/mutex.ts'
 import type { RestrictedBatch } from '../../protocol/grants.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { User } from '../auth/users.ts'
@@ -17,15 +17,16 @@ import {
   type Purger,
   type RegisterWriter,
 } from '../cases/workflow.ts'
+import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
 import { type Access, checkAccess } from './access.ts'
 import { lookupGrant, record, registerOf, sha256Hex } from './common.ts'
 import {
   type DrillCategory,
   describeNarrowing,
+  OutsideScope,
   parseNarrowing,
   queryRecords,
-  ScopeError,
 } from './drilldown.ts'
 import {
   buildBundle,
@@ -41,28 +42,9 @@ import {
   receiptMismatches,
   storeBundle,
 } from './export.ts'
-import { type IngestOutcome, ingestRestricted } from './ingest.ts'
+import { type IngestAccepted, ingestRefused, ingestRestricted } from './ingest.ts'
 import { CaseKeys, loadOrCreateMasterKey, masterKeyPath } from './keys.ts'
 import type { ReceiptSigned } from './openapi.ts'
-
-/** A refused tier I request that is neither an access nor a scope refusal. */
-export class TierIRefused extends Error {
-  override name = 'TierIRefused'
-  readonly status: 400 | 403 | 404 | 409 | 413
-  readonly code: string
-  readonly details: { path: string; message: string }[]
-  constructor(
-    status: 400 | 403 | 404 | 409 | 413,
-    code: string,
-    message: string,
-    details: { path: string; message: string }[] = [],
-  ) {
-    super(message)
-    this.status = status
-    this.code = code
-    this.details = details
-  }
-}
 
 export interface TierIServiceDeps {
   store: Store
@@ -96,7 +78,7 @@ export class TierIService {
   readonly #deps: TierIServiceDeps
   readonly #keys: CaseKeys
   /** One batch per agent at a time, so a retry racing its original cannot write twice. */
-  readonly #perAgent = new Map<string, Mutex>()
+  readonly #perAgent = new KeyedMutex()
 
   constructor(deps: TierIServiceDeps) {
     this.#deps = deps
@@ -113,22 +95,29 @@ export class TierIService {
     }
   }
 
-  #lockFor(agentId: string): Mutex {
-    let lock = this.#perAgent.get(agentId)
-    if (lock === undefined) {
-      lock = new Mutex()
-      this.#perAgent.set(agentId, lock)
-    }
-    return lock
-  }
-
-  /** An agent's batch of tier I records under its capture grant. */
-  ingest(agent: AgentIdentity, batch: RestrictedBatch): Promise<IngestOutcome> {
+  /**
+   * An agent's batch of tier I records under its capture grant. A failure that is no refusal
+   * (the store's, mostly) is logged and answered as the store's, for the agent to retry.
+   */
+  ingest(agent: AgentIdentity, batch: RestrictedBatch, log: Logger): Promise<IngestAccepted> {
     const { store, cases, register } = this.#deps
-    return this.#lockFor(agent.agent_id).run(async () => {
-      const refused = await this.#ingestOffRecord(batch)
-      if (refused !== undefined) return refused
-      return ingestRestricted({ store, cases, register, keys: this.#keys }, agent, batch)
+    return this.#perAgent.run(agent.agent_id, async () => {
+      try {
+        await this.#ingestOnRecord(batch)
+        return await ingestRestricted({ store, cases, register, keys: this.#keys }, agent, batch)
+      } catch (err) {
+        if (err instanceof DomainError) throw err
+        log.error(
+          { err, agent_id: agent.agent_id, seq: batch.seq },
+          'restricted store write failed',
+        )
+        throw new DomainError(
+          'unavailable',
+          'store_unavailable',
+          'the store could not take the batch; retry later',
+          { cause: err },
+        )
+      }
     })
   }
 
@@ -137,17 +126,16 @@ export class TierIService {
    * before anything is stored: the grant and the case document are the store's, writable by
    * whoever holds the data directory.
    */
-  async #ingestOffRecord(batch: RestrictedBatch): Promise<IngestOutcome | undefined> {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(batch.grant_id)) return undefined
+  async #ingestOnRecord(batch: RestrictedBatch): Promise<void> {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(batch.grant_id)) return
     const grant = await lookupGrant(this.#deps.store, batch.grant_id)
     const doc = grant === undefined ? undefined : await this.#deps.cases.current(grant.case_id)
-    if (doc?.state !== 'active') return undefined
+    if (doc?.state !== 'active') return
     try {
       await this.#deps.cases.onRecord(doc)
-      return undefined
     } catch (err) {
       if (!(err instanceof CaseNotOnRecord)) throw err
-      return { kind: 'rejected', code: 'case_not_on_record', message: err.message }
+      throw ingestRefused('case_not_on_record', err.message)
     }
   }
 
@@ -156,7 +144,7 @@ export class TierIService {
     try {
       await this.#deps.cases.onRecord(doc)
     } catch (err) {
-      if (err instanceof CaseNotOnRecord) throw new TierIRefused(409, err.code, err.message)
+      if (err instanceof CaseNotOnRecord) throw new DomainError('conflict', err.code, err.message)
       throw err
     }
   }
@@ -181,7 +169,7 @@ export class TierIService {
     try {
       narrowing = parseNarrowing(category, grant, params)
     } catch (err) {
-      if (err instanceof ScopeError && err.status === 403) {
+      if (err instanceof OutsideScope) {
         // An attempt to read beyond the grant is worth an entry (a refusal either way).
         await record(register, {
           register: registerOf(doc),
@@ -250,7 +238,7 @@ export class TierIService {
       bundle = await buildBundle(store, this.#keys, access, exportId)
     } catch (err) {
       if (err instanceof ExportTooLarge)
-        throw new TierIRefused(413, 'export_too_large', err.message)
+        throw new DomainError('too_large', 'export_too_large', err.message)
       throw err
     }
     await storeBundle(
@@ -311,10 +299,11 @@ export class TierIService {
   ): Promise<Uint8Array> {
     const { doc, as } = await this.#readerAccess(user, grantToken, caseId)
     if (!EXPORT_ID.test(exportId) || !FILE_NAME.test(name)) {
-      throw new TierIRefused(404, 'no_such_export', 'no such export file')
+      throw new DomainError('not_found', 'no_such_export', 'no such export file')
     }
     const bytes = await readBundleFile(this.#deps.store, this.#keys, doc.case_id, exportId, name)
-    if (bytes === undefined) throw new TierIRefused(404, 'no_such_export', 'no such export file')
+    if (bytes === undefined)
+      throw new DomainError('not_found', 'no_such_export', 'no such export file')
     await record(this.#deps.register, {
       register: registerOf(doc),
       kind: 'export_downloaded',
@@ -332,8 +321,8 @@ export class TierIService {
   async mayReceive(user: User, caseId: string): Promise<Case> {
     const doc = await this.#deps.cases.current(caseId)
     if (doc === undefined || doc.receiving_official !== user.user_id) {
-      throw new TierIRefused(
-        403,
+      throw new DomainError(
+        'forbidden',
         'forbidden',
         "only the case's receiving official signs the receipt (8.5c)",
       )
@@ -352,15 +341,12 @@ export class TierIService {
       ? await readBundleFile(this.#deps.store, this.#keys, doc.case_id, exportId, MANIFEST)
       : undefined
     if (manifest === undefined)
-      throw new TierIRefused(404, 'no_such_export', `no export ${exportId}`)
+      throw new DomainError('not_found', 'no_such_export', `no export ${exportId}`)
     const mismatches = receiptMismatches(manifest, receipt)
     if (mismatches.length > 0) {
-      throw new TierIRefused(
-        400,
-        'digest_mismatch',
-        'the receipt does not match the bundle',
-        mismatches.map((message) => ({ path: 'files', message })),
-      )
+      throw new DomainError('invalid', 'digest_mismatch', 'the receipt does not match the bundle', {
+        issues: mismatches.map((message) => ({ path: 'files', message })),
+      })
     }
     await record(this.#deps.register, {
       register: registerOf(doc),

@@ -13,14 +13,14 @@ import { decodeJwt, SignJWT } from 'jose'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { PcapReader } from '../../common/pcap/pcap-reader.ts'
 import type { Role } from '../../collector/auth/roles.ts'
 import { type GrantSigningKey, loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { createUser, rolesOf, type User } from '../../collector/auth/users.ts'
 import { ACCESS_GRANT_TYPE, DRILLDOWN_AUDIENCE, GrantIssuer } from '../../collector/cases/grants.ts'
 import { Outbox } from '../../collector/cases/outbox.ts'
 import { CaseService, type RegisterWriter } from '../../collector/cases/workflow.ts'
-import type { CollectorEnv } from '../../collector/http.ts'
+import { DomainError } from '../../collector/errors.ts'
+import { type CollectorEnv, problemOf } from '../../collector/http.ts'
 import {
   REGISTER_KEY_FILE,
   Register,
@@ -40,6 +40,7 @@ import { createPurger } from '../../collector/restricted/purge.ts'
 import { caseRoutes } from '../../collector/routes/cases.ts'
 import { restrictedRoutes } from '../../collector/routes/restricted.ts'
 import { selectRows } from '../../collector/store/rows.ts'
+import { PcapReader } from '../../common/pcap/pcap-reader.ts'
 import { GRANT_ISSUER, type RestrictedBatch } from '../../protocol/grants.ts'
 import {
   count,
@@ -319,6 +320,12 @@ beforeAll(async () => {
       '/',
       restrictedRoutes({ store: h.store, cases, grants, register: flaky, purge, dataDir: h.dir }),
     )
+    // As app.onError answers them (collector/app.ts): the routes throw, they do not answer.
+    .onError((err, c) => {
+      if (!(err instanceof DomainError)) throw err
+      if (err.failure === 'unavailable') c.header('Retry-After', '5')
+      return problemOf(c, err)
+    })
   const make = async (roles: Role[], name: string): Promise<Person> =>
     createUser(h.store, name, roles, 'test')
   people.requester = await make(['requester'], 'requester')
