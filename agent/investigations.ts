@@ -13,7 +13,7 @@ import { type GrantDrain, GrantManager } from './grants/manager.ts'
 import { agentFetch } from './http.ts'
 import { RegisterHeadWatch } from './register-head.ts'
 import { SequenceCounter } from './sequence.ts'
-import { hostAddresses, subjectCaptureFactory } from './subject/capture.ts'
+import { hostAddresses, subjectCaptureFactory } from './subject/subject-capture.ts'
 
 const compress = promisify(gzip)
 /** Batches kept for a retry when the collector cannot take them. */

@@ -13,13 +13,13 @@ import { performance } from 'node:perf_hooks'
 import { gzipSync } from 'node:zlib'
 import type { Logger } from 'pino'
 import { type HostBatch, type HostSample, PROTOCOL_VERSION } from '../protocol/v1.ts'
+import type { TrafficCapture } from './aggregate/live-traffic.ts'
 import { HostMetricsCollector } from './collect/host.ts'
 import type { AgentConfig } from './config.ts'
 import { type AgentCredential, credentialPath, EnrollmentError, ensureEnrolled } from './enroll.ts'
 import { Investigations } from './investigations.ts'
 import { httpDeliver, Sender } from './ship/sender.ts'
 import { type DropReason, type LossCounters, Spool, type SpoolStats } from './ship/spool.ts'
-import type { TrafficCapture } from './traffic-capture.ts'
 import { AGENT_VERSION } from './version.ts'
 
 /** How long a stopping agent keeps trying to deliver what it has spooled. */
@@ -225,7 +225,7 @@ export async function startAgent(
   const traffic =
     config.capture.interface === 'none'
       ? undefined
-      : new (await import('./traffic-capture.ts')).TrafficCapture(config.capture, log)
+      : new (await import('./aggregate/live-traffic.ts')).TrafficCapture(config.capture, log)
   traffic?.start()
   const investigations = new Investigations({
     collectorUrl: config.collector.url,

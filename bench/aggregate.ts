@@ -290,7 +290,7 @@ function bundleFreshness(): string | undefined {
   const built = statSync(BUNDLE).mtimeMs
   const newer = [
     'agent',
-    'agent/capture',
+    'agent/packets',
     'agent/decode',
     'agent/aggregate',
     'common',

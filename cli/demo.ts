@@ -5,10 +5,10 @@
  */
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import type { CaptureStatus } from '../agent/aggregate/live-traffic.ts'
 import { loadAgentConfig } from '../agent/config.ts'
 import { readCredential } from '../agent/enroll.ts'
 import { startAgent } from '../agent/run.ts'
-import type { CaptureStatus } from '../agent/traffic-capture.ts'
 import { callApi, readTokenFile } from '../collector/admin-client.ts'
 import { formatFleet } from '../collector/cli.ts'
 import { DEFAULT_COLLECTOR_URL, DEFAULT_TOKEN_FILE } from '../collector/cli-api.ts'

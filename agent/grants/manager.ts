@@ -22,8 +22,8 @@ import { AgentGrants } from '../../protocol/grants.ts'
 import { AgentGrantsPoll } from '../../protocol/v1.ts'
 import { type AgentFetch, type AgentResponse, agentFetch } from '../http.ts'
 import type { HeadObservation, RegisterHeadWatch } from '../register-head.ts'
-import type { SubjectCaptureHandle } from '../subject/capture.ts'
 import { recordCount, type SubjectRecords } from '../subject/records.ts'
+import type { SubjectCaptureHandle } from '../subject/subject-capture.ts'
 import {
   GrantRejected,
   type GrantRejectionReason,

@@ -8,8 +8,8 @@ import {
   GrantManager,
 } from '../../../agent/grants/manager.ts'
 import type { VerifiedGrant } from '../../../agent/grants/verify.ts'
-import type { SubjectCaptureHandle } from '../../../agent/subject/capture.ts'
 import { emptyRecords, flowRecord, type SubjectRecords } from '../../../agent/subject/records.ts'
+import type { SubjectCaptureHandle } from '../../../agent/subject/subject-capture.ts'
 import type { GrantClaims } from '../../../protocol/grants.ts'
 import { AGENT_ID, claims, makeKeys, signGrant, type TestKeys } from './tokens.ts'
 

@@ -4,11 +4,11 @@
  * or may not capture, the agent says so plainly and goes on with host metrics.
  */
 import type { Logger } from 'pino'
-import type { HostSample, UsageContribution } from '../protocol/v1.ts'
-import { aggregatorOptions, defaultInterface } from './aggregate/site.ts'
-import { TrafficCounter } from './aggregate/traffic.ts'
-import { type CaptureStats, LiveCapture, tcpdumpSaid } from './capture/tcpdump.ts'
-import type { CaptureConfig } from './config.ts'
+import type { HostSample, UsageContribution } from '../../protocol/v1.ts'
+import type { CaptureConfig } from '../config.ts'
+import { type CaptureStats, LiveCapture, tcpdumpSaid } from '../packets/tcpdump.ts'
+import { aggregatorOptions, defaultInterface } from './site.ts'
+import { TrafficCounter } from './traffic.ts'
 
 export interface TrafficInterval {
   usage: UsageContribution[]

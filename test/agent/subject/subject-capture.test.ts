@@ -8,15 +8,15 @@ import { createSocket, type Socket } from 'node:dgram'
 import { createServer as createHttpServer } from 'node:http'
 import { type AddressInfo, createConnection, createServer, type Server } from 'node:net'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import type { CaptureEvent } from '../../../agent/capture/tcpdump.ts'
+import type { CaptureEvent } from '../../../agent/packets/tcpdump.ts'
+import { emptyRecords, type SubjectRecords } from '../../../agent/subject/records.ts'
 import {
   SNAPLEN_HEADERS,
   SNAPLEN_METADATA,
   SNAPLEN_PACKETS,
   SubjectCapture,
   subjectFilter,
-} from '../../../agent/subject/capture.ts'
-import { emptyRecords, type SubjectRecords } from '../../../agent/subject/records.ts'
+} from '../../../agent/subject/subject-capture.ts'
 import { PcapReader } from '../../../common/pcap/pcap-reader.ts'
 import type { Category, GrantClaims } from '../../../protocol/grants.ts'
 import { grantFor, makeKeys, type TestKeys } from '../grants/tokens.ts'

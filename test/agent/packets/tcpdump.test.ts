@@ -10,7 +10,7 @@ import {
   type LiveCaptureOptions,
   parseStatsLine,
   unavailableReason,
-} from '../../../agent/capture/tcpdump.ts'
+} from '../../../agent/packets/tcpdump.ts'
 import type { PcapHeader } from '../../../common/pcap/pcap-reader.ts'
 import { buildPcap, type PcapRecord, udpFrame } from '../../common/pcap/pcap-writer.ts'
 

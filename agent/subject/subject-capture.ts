@@ -18,14 +18,14 @@
  * longer active (and then hands out everything still held, as a final drain).
  */
 import { networkInterfaces } from 'node:os'
+import { parseAddress } from '../decode/address.ts'
+import { VerifiedGrant } from '../grants/verify.ts'
 import {
   type CaptureEvent,
   type CaptureStats,
   DEFAULT_SNAPLEN,
   LiveCapture,
-} from '../capture/tcpdump.ts'
-import { parseAddress } from '../decode/address.ts'
-import { VerifiedGrant } from '../grants/verify.ts'
+} from '../packets/tcpdump.ts'
 import { type RecorderOptions, type RecorderStats, SubjectRecorder } from './recorder.ts'
 import type { SubjectRecords } from './records.ts'
 

@@ -1,7 +1,7 @@
 /**
  * Live capture through a tcpdump child process: `tcpdump -i IF -s SNAPLEN -U -n --immediate-mode
- * -w - [-- FILTER]`, its stdout (classic pcap) read by our own PcapReader (see pcap-reader.ts
- * for why not the `pcap-parser` package).
+ * -w - [-- FILTER]`, its stdout (classic pcap) read by our own PcapReader (see
+ * common/pcap/pcap-reader.ts for why not the `pcap-parser` package).
  *
  * Privacy: for the aggregate capture (tiers T and A) the snaplen MUST stay headers-only. The
  * default of 128 bytes covers Ethernet + VLAN tags + IPv6 with extension headers + TCP with

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { tcpdumpSaid, unavailableReason } from '../../../agent/capture/tcpdump.ts'
+import { TrafficCapture } from '../../../agent/aggregate/live-traffic.ts'
 import { CaptureConfig } from '../../../agent/config.ts'
-import { TrafficCapture } from '../../../agent/traffic-capture.ts'
+import { tcpdumpSaid, unavailableReason } from '../../../agent/packets/tcpdump.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'tally-tcpdump-exit-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
