@@ -39,6 +39,13 @@ import {
 } from '../../common/register-head.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
+import {
+  BadCountersignature,
+  CheckpointNotFound,
+  RegisterIntegrityError,
+  RegisterUnavailable,
+  SizeBeyondHead,
+} from './errors.ts'
 
 export { EMPTY_ROOT, MerkleTree, verifyConsistency } from '../../common/merkle.ts'
 export {
@@ -50,6 +57,13 @@ export {
   type HeadCheck,
   type PublicKeyInput,
 } from '../../common/register-head.ts'
+export {
+  BadCountersignature,
+  CheckpointNotFound,
+  RegisterIntegrityError,
+  RegisterUnavailable,
+  SizeBeyondHead,
+} from './errors.ts'
 
 export const REGISTERS = ['itsd', 'oios'] as const
 export type RegisterName = (typeof REGISTERS)[number]
@@ -129,29 +143,6 @@ export interface VerifyReport {
   /** Checkpoints whose signature verified (each then checked against the entries). */
   checked_checkpoints: number
   problems: VerifyProblem[]
-}
-
-/** The entry could not be written: the access it records must not happen. */
-export class RegisterUnavailable extends Error {
-  override name = 'RegisterUnavailable'
-}
-
-/** The stored chain does not verify, so the register refuses to sign a checkpoint over it. */
-export class RegisterIntegrityError extends Error {
-  override name = 'RegisterIntegrityError'
-  readonly seq: number
-  constructor(seq: number, message: string) {
-    super(message)
-    this.seq = seq
-  }
-}
-
-export class CheckpointNotFound extends Error {
-  override name = 'CheckpointNotFound'
-}
-
-export class BadCountersignature extends Error {
-  override name = 'BadCountersignature'
 }
 
 /** prev_hash of the first entry. */
@@ -653,11 +644,6 @@ export interface ConsistencyProof {
   from: number
   to: number
   proof: string[]
-}
-
-/** A size the register's tree does not have (asked beyond its head, or below 0). */
-export class SizeBeyondHead extends Error {
-  override name = 'SizeBeyondHead'
 }
 
 export const MAX_PAGE = 10_000

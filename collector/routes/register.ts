@@ -16,18 +16,9 @@ import { type Context, Hono } from 'hono'
 import { z } from 'zod'
 import { requireUser } from '../auth/middleware.ts'
 import { ROLES, type Role } from '../auth/roles.ts'
-import { type CollectorEnv, problem, readJson, zodIssues } from '../http.ts'
-import {
-  BadCountersignature,
-  CheckpointNotFound,
-  isRegisterName,
-  MAX_PAGE,
-  type Register,
-  RegisterIntegrityError,
-  type RegisterName,
-  RegisterUnavailable,
-  SizeBeyondHead,
-} from '../register/register.ts'
+import { DomainError } from '../errors.ts'
+import { type CollectorEnv, jsonBody, zodIssues } from '../http.ts'
+import { isRegisterName, MAX_PAGE, type Register, type RegisterName } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 
 export const REGISTER_READERS: Record<RegisterName, readonly Role[]> = {
@@ -60,34 +51,34 @@ const ConsistencyQuery = z.strictObject({
 
 /** The 404 the app gives for any unknown path, so a hidden register looks like none at all. */
 const notFound = (c: Context) =>
-  problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`)
+  new DomainError('not_found', 'not_found', `no route ${c.req.method} ${c.req.path}`)
 
 /**
- * The register a request names, if this user may read it; otherwise the answer to give (404 for
+ * The register a request names, if this user may read it; otherwise throws the refusal (404 for
  * an unknown register and for `oios` to anyone outside OIOS, 403 for `itsd`).
  */
-function registerFor(c: Context<CollectorEnv>): RegisterName | Response {
+function registerFor(c: Context<CollectorEnv>): RegisterName {
   const name = c.req.param('register') ?? ''
-  if (!isRegisterName(name)) return notFound(c)
+  if (!isRegisterName(name)) throw notFound(c)
   const readers = REGISTER_READERS[name]
   if (c.get('user').roles.some((r) => readers.includes(r))) return name
-  if (name === 'oios') return notFound(c)
-  return problem(c, 403, 'forbidden', `this needs one of the roles: ${readers.join(', ')}`)
+  if (name === 'oios') throw notFound(c)
+  throw new DomainError(
+    'forbidden',
+    'forbidden',
+    `this needs one of the roles: ${readers.join(', ')}`,
+  )
 }
 
-function registerProblem(c: Context, err: unknown): Response {
-  if (err instanceof CheckpointNotFound) return problem(c, 404, 'not_found', err.message)
-  if (err instanceof BadCountersignature) {
-    return problem(c, 400, 'bad_countersignature', err.message)
+/** The request's query against `schema`, or the 400 that names the parameters. */
+function queryOf<S extends z.ZodType>(c: Context, schema: S, expected: string): z.output<S> {
+  const query = schema.safeParse(c.req.query())
+  if (!query.success) {
+    throw new DomainError('invalid', 'invalid_request', expected, {
+      issues: zodIssues(query.error),
+    })
   }
-  if (err instanceof SizeBeyondHead) return problem(c, 409, 'beyond_head', err.message)
-  if (err instanceof RegisterIntegrityError) {
-    return problem(c, 409, 'register_does_not_verify', err.message)
-  }
-  if (err instanceof RegisterUnavailable) {
-    return problem(c, 503, 'register_unavailable', `${err.message}; retry later`)
-  }
-  throw err
+  return query.data
 }
 
 export function registerRoutes(store: Store, register: Register) {
@@ -101,89 +92,61 @@ export function registerRoutes(store: Store, register: Register) {
       )
       .get('/v1/register/:register/entries', anyone, async (c) => {
         const name = registerFor(c)
-        if (typeof name !== 'string') return name
-        const query = EntriesQuery.safeParse(c.req.query())
-        if (!query.success) {
-          return problem(
-            c,
-            400,
-            'invalid_request',
-            `query parameters: from (seq, >= 1), limit (1-${MAX_PAGE}), case_id`,
-            zodIssues(query.error),
-          )
-        }
-        const page = await register.entriesPage(name, query.data)
-        return c.json(page)
+        const query = queryOf(
+          c,
+          EntriesQuery,
+          `query parameters: from (seq, >= 1), limit (1-${MAX_PAGE}), case_id`,
+        )
+        return c.json(await register.entriesPage(name, query))
       })
       .get('/v1/register/:register/checkpoints', anyone, async (c) => {
         const name = registerFor(c)
-        if (typeof name !== 'string') return name
         return c.json({ checkpoints: await register.checkpoints(name) })
       })
       .post('/v1/register/:register/checkpoints', anyone, async (c) => {
         const name = registerFor(c)
-        if (typeof name !== 'string') return name
-        try {
-          const checkpoint = await register.checkpoint(name)
-          c.get('log')?.info(
-            { register: name, size: checkpoint.size, user_id: c.get('user').user_id },
-            'register checkpoint signed',
-          )
-          return c.json(checkpoint, 201)
-        } catch (err) {
-          return registerProblem(c, err)
-        }
+        const checkpoint = await register.checkpoint(name)
+        c.get('log')?.info(
+          { register: name, size: checkpoint.size, user_id: c.get('user').user_id },
+          'register checkpoint signed',
+        )
+        return c.json(checkpoint, 201)
       })
       .post('/v1/register/:register/checkpoints/:size/countersign', anyone, async (c) => {
         const name = registerFor(c)
-        if (typeof name !== 'string') return name
         const size = Number(c.req.param('size'))
         if (!Number.isSafeInteger(size) || size < 0) {
-          return problem(c, 400, 'invalid_request', 'size must be a checkpoint size (an integer)')
-        }
-        const request = await readJson(c, CountersignRequest)
-        if (!request.ok) return request.response
-        const { by, public_key, signature } = request.value
-        try {
-          const checkpoint = await register.countersign(name, size, by, public_key, signature)
-          c.get('log')?.info(
-            { register: name, size, by, user_id: c.get('user').user_id },
-            'register checkpoint countersigned',
+          throw new DomainError(
+            'invalid',
+            'invalid_request',
+            'size must be a checkpoint size (an integer)',
           )
-          return c.json(checkpoint)
-        } catch (err) {
-          return registerProblem(c, err)
         }
+        const { by, public_key, signature } = await jsonBody(c, CountersignRequest)
+        const checkpoint = await register.countersign(name, size, by, public_key, signature)
+        c.get('log')?.info(
+          { register: name, size, by, user_id: c.get('user').user_id },
+          'register checkpoint countersigned',
+        )
+        return c.json(checkpoint)
       })
       // RFC 6962 PROOF(from, to) over the stored entries, for a verifier who kept the head at
       // `from`; `to` defaults to the latest signed head. The verifier checks it against both
       // signed roots itself: this route is trusted for nothing.
       .get('/v1/register/:register/consistency', anyone, async (c) => {
         const name = registerFor(c)
-        if (typeof name !== 'string') return name
-        const query = ConsistencyQuery.safeParse(c.req.query())
-        if (!query.success) {
-          return problem(
-            c,
-            400,
-            'invalid_request',
-            'query parameters: from (a tree size, >= 0, required), to (a tree size >= from)',
-            zodIssues(query.error),
-          )
-        }
-        const { from, to } = query.data
+        const { from, to } = queryOf(
+          c,
+          ConsistencyQuery,
+          'query parameters: from (a tree size, >= 0, required), to (a tree size >= from)',
+        )
         if (to !== undefined && to < from) {
-          return problem(c, 400, 'invalid_request', `to (${to}) is below from (${from})`)
+          throw new DomainError('invalid', 'invalid_request', `to (${to}) is below from (${from})`)
         }
-        try {
-          return c.json(await register.consistency(name, from, to))
-        } catch (err) {
-          return registerProblem(c, err)
-        }
+        return c.json(await register.consistency(name, from, to))
       })
       .get('/v1/register/:register/verify', anyone, async (c) => {
         const name = registerFor(c)
-        if (typeof name !== 'string') return name
         return c.json(await register.verify(name))
       })
   )

@@ -14,7 +14,8 @@ import pino from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import type { Role } from '../../collector/auth/roles.ts'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
-import type { CollectorEnv } from '../../collector/http.ts'
+import { DomainError } from '../../collector/errors.ts'
+import { type CollectorEnv, problemOf } from '../../collector/http.ts'
 import {
   AuditError,
   auditRegister,
@@ -67,15 +68,26 @@ const log = pino({ level: 'silent' })
 function build(): void {
   register = new Register(h.store, signingKey)
   publicJwk = register.publicKeyJwk()
-  app = new Hono<CollectorEnv>()
+  app = appOver(register)
+}
+
+/** The register's routes as app.ts serves them: domain errors answered in one onError. */
+function appOver(over: Register): Hono<CollectorEnv> {
+  const routes = new Hono<CollectorEnv>()
     .use(async (c, next) => {
       c.set('log', log)
       await next()
     })
-    .route('/', registerRoutes(h.store, register))
-  app.notFound((c) =>
+    .route('/', registerRoutes(h.store, over))
+  routes.notFound((c) =>
     c.json({ error: 'not_found', message: `no route ${c.req.method} ${c.req.path}` }, 404),
   )
+  routes.onError((err, c) => {
+    if (!(err instanceof DomainError)) throw err
+    if (err.failure === 'unavailable') c.header('Retry-After', '5')
+    return problemOf(c, err)
+  })
+  return routes
 }
 
 beforeAll(async () => {
@@ -760,7 +772,7 @@ describe('routes', () => {
     await register.append({ register: 'itsd', kind: 'case.closed', actor: 'u', details: {} })
     // This instance's tree covers 1..50 already; a fresh one reads from the start.
     const fresh = new Register(h.store, signingKey)
-    const freshApp = new Hono<CollectorEnv>().route('/', registerRoutes(h.store, fresh))
+    const freshApp = appOver(fresh)
     const res = await freshApp.request('/v1/register/itsd/checkpoints', {
       method: 'POST',
       headers: { authorization: `Bearer ${await tokenFor(['auditor'])}` },
