@@ -22,6 +22,7 @@
 import { isAbsolute, relative, resolve } from 'node:path'
 import { writeFileAtomic } from '../../common/atomic-file.ts'
 import { Mutex } from '../../common/mutex.ts'
+import { DomainError, type Failure } from '../errors.ts'
 import type {
   EntriesPage,
   JsonValue,
@@ -58,19 +59,9 @@ import {
   writeUser,
 } from './users.ts'
 
-export class AdministrationRefused extends Error {
-  override name = 'AdministrationRefused'
-  readonly status: 403 | 404 | 409 | 422
-  readonly code: string
-  constructor(status: 403 | 404 | 409 | 422, code: string, message: string) {
-    super(message)
-    this.status = status
-    this.code = code
-  }
-}
-
-const refuse = (status: 403 | 404 | 409 | 422, code: string, message: string): never => {
-  throw new AdministrationRefused(status, code, message)
+/** Refuses an administration step: nothing of it is recorded or written. */
+const refuse = (failure: Failure, code: string, message: string): never => {
+  throw new DomainError(failure, code, message)
 }
 
 export interface Proposal {
@@ -243,11 +234,12 @@ export class RoleAdministration {
   ): Promise<ProposalAnswer> {
     const side = sideOf(actor)
     const roles = [...new Set(input.roles)]
-    if (roles.length === 0) refuse(422, 'invalid_roles', 'at least one role is required')
+    if (roles.length === 0)
+      refuse('unprocessable', 'invalid_roles', 'at least one role is required')
     for (const role of roles) {
       if (SIDE_OF[role] !== side) {
         refuse(
-          403,
+          'forbidden',
           'forbidden',
           `the role ${role} is granted by ${SIDE_OF[role] === 'oios' ? 'OIOS (an OIOS chief)' : 'ITSD (an admin)'} only`,
         )
@@ -255,7 +247,8 @@ export class RoleAdministration {
     }
     return this.#lock.run(async () => {
       if (input.user_id === undefined) {
-        if (input.name === undefined) refuse(422, 'invalid_request', 'a new user needs a name')
+        if (input.name === undefined)
+          refuse('unprocessable', 'invalid_request', 'a new user needs a name')
         return this.#proposeUser(actor, side, input.name as string, roles)
       }
       return this.#proposeRoles(actor, side, input.user_id, roles)
@@ -356,11 +349,13 @@ export class RoleAdministration {
     userId: string,
     roles: Role[],
   ): Promise<ProposalAnswer> {
-    if (userId === actor.user_id) refuse(403, 'forbidden', 'nobody proposes roles for themselves')
+    if (userId === actor.user_id)
+      refuse('forbidden', 'forbidden', 'nobody proposes roles for themselves')
     const user = await this.#visibleUser(side, userId, roles)
-    if (Number(user.revoked)) refuse(409, 'conflict', `the user ${userId} is revoked`)
+    if (Number(user.revoked)) refuse('conflict', 'conflict', `the user ${userId} is revoked`)
     const added = roles.filter((r) => !user.roles.includes(r))
-    if (added.length === 0) refuse(409, 'conflict', `the user ${userId} holds these roles already`)
+    if (added.length === 0)
+      refuse('conflict', 'conflict', `the user ${userId} holds these roles already`)
     const conflicts = conflictsIn([...user.roles, ...added])
     if (conflicts.length > 0) refuseConflicts(conflicts)
     const now = this.#now()
@@ -403,21 +398,21 @@ export class RoleAdministration {
     return this.#lock.run(async () => {
       const proposal = await this.#proposal(side, proposalId)
       if (proposal.state !== 'proposed') {
-        refuse(409, 'conflict', `the proposal ${proposalId} was ${proposal.state} already`)
+        refuse('conflict', 'conflict', `the proposal ${proposalId} was ${proposal.state} already`)
       }
       if (proposal.proposed_by === actor.user_id) {
         refuse(
-          403,
+          'forbidden',
           'second_person_required',
           'a proposal is confirmed by another administrator than the one who proposed it',
         )
       }
       if (proposal.user_id === actor.user_id) {
-        refuse(403, 'forbidden', 'nobody confirms their own roles')
+        refuse('forbidden', 'forbidden', 'nobody confirms their own roles')
       }
       const user = await findUser(this.#store, proposal.user_id)
       if (user === undefined || Number(user.revoked)) {
-        refuse(409, 'conflict', `the user ${proposal.user_id} is revoked`)
+        refuse('conflict', 'conflict', `the user ${proposal.user_id} is revoked`)
       }
       const row = user as UserRow
       const roles = [...new Set([...row.roles, ...proposal.roles])]
@@ -452,7 +447,7 @@ export class RoleAdministration {
     return this.#lock.run(async () => {
       const proposal = await this.#proposal(side, proposalId)
       if (proposal.state !== 'proposed') {
-        refuse(409, 'conflict', `the proposal ${proposalId} was ${proposal.state} already`)
+        refuse('conflict', 'conflict', `the proposal ${proposalId} was ${proposal.state} already`)
       }
       const now = this.#now()
       await this.#record(side, KINDS.proposalRejected, actor.user_id, {
@@ -473,11 +468,11 @@ export class RoleAdministration {
   async revokeRole(actor: AuthenticatedUser, userId: string, role: Role): Promise<Role[]> {
     const side = sideOf(actor)
     if (SIDE_OF[role] !== side)
-      refuse(403, 'forbidden', `the role ${role} is not ${side}'s to revoke`)
+      refuse('forbidden', 'forbidden', `the role ${role} is not ${side}'s to revoke`)
     return this.#lock.run(async () => {
       const user = await this.#visibleUser(side, userId, [role])
       if (!user.roles.includes(role))
-        refuse(409, 'conflict', `the user ${userId} does not hold ${role}`)
+        refuse('conflict', 'conflict', `the user ${userId} does not hold ${role}`)
       await this.#record(side, KINDS.roleRevoked, actor.user_id, { user_id: userId, role })
       const roles = user.roles.filter((r) => r !== role)
       await updateUser(this.#store, user, { roles }, this.#now())
@@ -489,7 +484,8 @@ export class RoleAdministration {
     const side = sideOf(actor)
     await this.#lock.run(async () => {
       const user = await findUser(this.#store, userId)
-      if (user === undefined || user.side !== side) refuse(404, 'not_found', `no user ${userId}`)
+      if (user === undefined || user.side !== side)
+        refuse('not_found', 'not_found', `no user ${userId}`)
       const row = user as UserRow
       if (Number(row.revoked)) return
       await this.#record(side, KINDS.userRevoked, actor.user_id, { user_id: userId })
@@ -504,7 +500,7 @@ export class RoleAdministration {
   async replaceToken(user: AuthenticatedUser): Promise<string> {
     return this.#lock.run(async () => {
       const row = await findUser(this.#store, user.user_id)
-      if (row === undefined || Number(row.revoked)) refuse(404, 'not_found', 'no such user')
+      if (row === undefined || Number(row.revoked)) refuse('not_found', 'not_found', 'no such user')
       const issued = issueSecret(tokenKeyOf(this.#store), 'u', user.user_id)
       await this.#record(row?.side ?? 'itsd', KINDS.tokenReplaced, user.user_id, {
         user_id: user.user_id,
@@ -682,7 +678,7 @@ export class RoleAdministration {
     const user = await findUser(this.#store, userId)
     const crossing = side === 'oios' && roles.every((r) => r === 'oios_designee')
     if (user === undefined || (user.side !== side && !crossing)) {
-      refuse(404, 'not_found', `no user ${userId}`)
+      refuse('not_found', 'not_found', `no user ${userId}`)
     }
     return user as UserRow
   }
@@ -694,7 +690,7 @@ export class RoleAdministration {
        WHERE proposal_id = {id:String} AND side = {side:String}`,
       { id: proposalId, side },
     )
-    if (row === undefined) refuse(404, 'not_found', `no proposal ${proposalId}`)
+    if (row === undefined) refuse('not_found', 'not_found', `no proposal ${proposalId}`)
     return proposalOf(row as ProposalRow)
   }
 
@@ -737,14 +733,18 @@ export class RoleAdministration {
 function sideOf(actor: AuthenticatedUser): Side {
   const side = administeredSide(actor.roles)
   if (side === undefined) {
-    return refuse(403, 'forbidden', 'role administration needs the admin or oios_chief role')
+    return refuse(
+      'forbidden',
+      'forbidden',
+      'role administration needs the admin or oios_chief role',
+    )
   }
   return side
 }
 
 function refuseConflicts(conflicts: [Role, Role][]): never {
   return refuse(
-    422,
+    'unprocessable',
     'conflicting_roles',
     `one person may not hold both ${conflicts.map(([a, b]) => `${a} and ${b}`).join(', nor ')}`,
   )

@@ -1,4 +1,5 @@
 /** Enrolled agents: who holds a credential, and revoking it. */
+import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
 import { secretId, secretMatches, tokenKeyOf } from './tokens.ts'
@@ -82,16 +83,16 @@ export async function authenticateAgents(
   })
 }
 
-/** Returns false when there is no such agent. Revoking twice keeps the first time. */
+/** Revoking twice keeps the first time; an unknown agent is not_found. */
 export async function revokeAgent(
   store: Store,
   agentId: string,
   now = Date.now(),
   record: () => Promise<unknown> = async () => undefined,
-): Promise<boolean> {
+): Promise<void> {
   const row = await findAgent(store, agentId)
-  if (row === undefined) return false
-  if (row.revoked) return true
+  if (row === undefined) throw new DomainError('not_found', 'not_found', `no agent ${agentId}`)
+  if (row.revoked) return
   // The register entry first: a revocation it cannot record does not happen.
   await record()
   await insertRows(store, 'tally.agents', [
@@ -107,7 +108,6 @@ export async function revokeAgent(
       version: Math.max(now, Number(row.version) + 1),
     },
   ])
-  return true
 }
 
 /**

@@ -6,6 +6,7 @@
 
 import { Mutex } from '../../common/mutex.ts'
 import type { EnrollRequest, EnrollResponse } from '../../protocol/v1.ts'
+import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
 import { reissueCredential } from './agents.ts'
@@ -63,8 +64,12 @@ export async function createEnrollToken(
   }
 }
 
-export class EnrollmentRefused extends Error {
+/** The token cannot enroll (unknown, revoked, expired, used up): the agent gets no credential. */
+export class EnrollmentRefused extends DomainError {
   override name = 'EnrollmentRefused'
+  constructor(message: string) {
+    super('unauthenticated', 'enrollment_refused', message)
+  }
 }
 
 interface TokenRow {

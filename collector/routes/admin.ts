@@ -5,14 +5,15 @@
  */
 import { Hono } from 'hono'
 import { z } from 'zod'
-import { AdministrationRefused, type RoleAdministration } from '../auth/administration.ts'
+import type { RoleAdministration } from '../auth/administration.ts'
 import { revokeAgent } from '../auth/agents.ts'
 import { createEnrollToken, SITE_NAME } from '../auth/enrollment.ts'
 import { requireUser } from '../auth/middleware.ts'
 import { ROLES } from '../auth/roles.ts'
 import type { AuthenticatedUser } from '../auth/users.ts'
 import type { CollectorConfig } from '../config.ts'
-import { type CollectorEnv, problem, readJson } from '../http.ts'
+import { DomainError } from '../errors.ts'
+import { type CollectorEnv, jsonBody } from '../http.ts'
 import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 
@@ -52,28 +53,22 @@ export function adminRoutes(
   const administrators = requireUser(store, ['admin', 'oios_chief'])
   const itsdAdmins = requireUser(store, ['admin'])
   const actor = (c: { get(key: 'user'): unknown }) => c.get('user') as AuthenticatedUser
-  const refused = (c: Parameters<typeof problem>[0], err: unknown): Response => {
-    if (err instanceof AdministrationRefused) return problem(c, err.status, err.code, err.message)
-    throw err
+  /** An id that cannot be one is a 404 like an unknown one, before anything is read. */
+  const knownId = (what: string, id: string): string => {
+    if (!ID.test(id)) throw new DomainError('not_found', 'not_found', `no ${what} ${id}`)
+    return id
   }
-  const badId = (
-    c: Parameters<typeof problem>[0],
-    what: string,
-    id: string,
-  ): Response | undefined =>
-    ID.test(id) ? undefined : problem(c, 404, 'not_found', `no ${what} ${id}`)
 
   return (
     new Hono<CollectorEnv>()
       .post('/v1/admin/enroll-tokens', itsdAdmins, async (c) => {
-        const request = await readJson(c, EnrollTokenRequest)
-        if (!request.ok) return request.response
+        const request = await jsonBody(c, EnrollTokenRequest)
         const user = actor(c)
-        const ttlHours = request.value.ttl_hours ?? config.enrollment.token_ttl_hours
-        const maxUses = request.value.max_uses ?? config.enrollment.token_max_uses
+        const ttlHours = request.ttl_hours ?? config.enrollment.token_ttl_hours
+        const maxUses = request.max_uses ?? config.enrollment.token_max_uses
         const issued = await createEnrollToken(
           store,
-          { site: request.value.site, ttlHours, maxUses, createdBy: user.user_id },
+          { site: request.site, ttlHours, maxUses, createdBy: user.user_id },
           Date.now(),
           (tokenId, expiresAt) =>
             register.append({
@@ -82,7 +77,7 @@ export function adminRoutes(
               actor: user.user_id,
               details: {
                 token_id: tokenId,
-                site: request.value.site,
+                site: request.site,
                 expires_at: expiresAt,
                 max_uses: maxUses,
               },
@@ -97,7 +92,7 @@ export function adminRoutes(
       .post('/v1/admin/agents/:id/revoke', itsdAdmins, async (c) => {
         const id = c.req.param('id')
         const user = actor(c)
-        const revoked = await revokeAgent(store, id, Date.now(), () =>
+        await revokeAgent(store, id, Date.now(), () =>
           register.append({
             register: 'itsd',
             kind: 'agent revoked',
@@ -105,74 +100,48 @@ export function adminRoutes(
             details: { agent_id: id },
           }),
         )
-        if (!revoked) return problem(c, 404, 'not_found', `no agent ${id}`)
         c.get('log').info({ agent_id: id }, 'agent revoked')
         return c.json({ agent_id: id, revoked: true })
       })
       // Users and roles: proposals, confirmations, revocations.
       .post('/v1/admin/users', administrators, async (c) => {
-        const request = await readJson(c, UserRequest)
-        if (!request.ok) return request.response
-        try {
-          const answer = await administration.propose(actor(c), request.value)
-          c.get('log').info(
-            { user_id: answer.user_id, proposal_id: answer.proposal_id, state: answer.state },
-            'user proposed',
-          )
-          return c.json(answer, 201)
-        } catch (err) {
-          return refused(c, err)
-        }
+        const request = await jsonBody(c, UserRequest)
+        const answer = await administration.propose(actor(c), request)
+        c.get('log').info(
+          { user_id: answer.user_id, proposal_id: answer.proposal_id, state: answer.state },
+          'user proposed',
+        )
+        return c.json(answer, 201)
       })
       .get('/v1/admin/users', administrators, async (c) =>
         c.json({ users: await administration.users(actor(c)) }),
       )
       .post('/v1/admin/users/:id/roles', administrators, async (c) => {
-        const id = c.req.param('id')
-        const request = await readJson(c, RoleProposalRequest)
-        if (!request.ok) return request.response
-        const bad = badId(c, 'user', id)
-        if (bad) return bad
-        try {
-          const answer = await administration.propose(actor(c), { user_id: id, ...request.value })
-          return c.json(answer, 201)
-        } catch (err) {
-          return refused(c, err)
-        }
+        const request = await jsonBody(c, RoleProposalRequest)
+        const id = knownId('user', c.req.param('id'))
+        const answer = await administration.propose(actor(c), { user_id: id, ...request })
+        return c.json(answer, 201)
       })
       .post('/v1/admin/users/:id/roles/:role/revoke', administrators, async (c) => {
-        const id = c.req.param('id')
         const role = RoleParam.safeParse(c.req.param('role'))
         if (!role.success) {
-          return problem(c, 404, 'not_found', `no role ${c.req.param('role')}`)
+          throw new DomainError('not_found', 'not_found', `no role ${c.req.param('role')}`)
         }
-        const bad = badId(c, 'user', id)
-        if (bad) return bad
-        try {
-          const roles = await administration.revokeRole(actor(c), id, role.data)
-          return c.json({ user_id: id, roles })
-        } catch (err) {
-          return refused(c, err)
-        }
+        const id = knownId('user', c.req.param('id'))
+        const roles = await administration.revokeRole(actor(c), id, role.data)
+        return c.json({ user_id: id, roles })
       })
       .post('/v1/admin/users/:id/revoke', administrators, async (c) => {
-        const id = c.req.param('id')
-        const bad = badId(c, 'user', id)
-        if (bad) return bad
-        try {
-          await administration.revokeUser(actor(c), id)
-        } catch (err) {
-          return refused(c, err)
-        }
+        const id = knownId('user', c.req.param('id'))
+        await administration.revokeUser(actor(c), id)
         c.get('log').info({ user_id: id }, 'user revoked')
         return c.json({ user_id: id, revoked: true })
       })
       .get('/v1/admin/proposals', administrators, async (c) => {
         const query = ProposalState.safeParse(c.req.query())
         if (!query.success) {
-          return problem(
-            c,
-            400,
+          throw new DomainError(
+            'invalid',
             'invalid_query',
             `unknown or invalid query parameter: ${query.error.issues[0]?.message}`,
           )
@@ -180,38 +149,22 @@ export function adminRoutes(
         return c.json({ proposals: await administration.proposals(actor(c), query.data.state) })
       })
       .post('/v1/admin/proposals/:id/confirm', administrators, async (c) => {
-        const id = c.req.param('id')
-        const bad = badId(c, 'proposal', id)
-        if (bad) return bad
-        try {
-          const answer = await administration.confirm(actor(c), id)
-          c.get('log').info({ proposal_id: id }, 'proposal confirmed')
-          return c.json({
-            ...answer.proposal,
-            ...(answer.token_part ? { token_part: answer.token_part } : {}),
-          })
-        } catch (err) {
-          return refused(c, err)
-        }
+        const id = knownId('proposal', c.req.param('id'))
+        const answer = await administration.confirm(actor(c), id)
+        c.get('log').info({ proposal_id: id }, 'proposal confirmed')
+        return c.json({
+          ...answer.proposal,
+          ...(answer.token_part ? { token_part: answer.token_part } : {}),
+        })
       })
       .post('/v1/admin/proposals/:id/reject', administrators, async (c) => {
-        const id = c.req.param('id')
-        const bad = badId(c, 'proposal', id)
-        if (bad) return bad
-        try {
-          return c.json(await administration.reject(actor(c), id))
-        } catch (err) {
-          return refused(c, err)
-        }
+        const id = knownId('proposal', c.req.param('id'))
+        return c.json(await administration.reject(actor(c), id))
       })
       // Anyone's own token, provisional ones included (that is how they stop being provisional).
       .post('/v1/users/me/token', requireUser(store, 'any', { provisional: true }), async (c) => {
-        try {
-          const token = await administration.replaceToken(actor(c))
-          return c.json({ user_id: actor(c).user_id, token }, 201)
-        } catch (err) {
-          return refused(c, err)
-        }
+        const token = await administration.replaceToken(actor(c))
+        return c.json({ user_id: actor(c).user_id, token }, 201)
       })
   )
 }

@@ -2,12 +2,13 @@
 import { Hono } from 'hono'
 import { z } from 'zod'
 import { EnrollRequest } from '../../protocol/v1.ts'
-import { EnrollmentRefused, enroll } from '../auth/enrollment.ts'
+import { enroll } from '../auth/enrollment.ts'
 import { requireUser } from '../auth/middleware.ts'
 import type { GrantSigningKey } from '../auth/signing-key.ts'
 import { bearer } from '../auth/tokens.ts'
 import type { CollectorConfig } from '../config.ts'
-import { type CollectorEnv, problem, readJson } from '../http.ts'
+import { DomainError } from '../errors.ts'
+import { type CollectorEnv, jsonBody } from '../http.ts'
 import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 import { listFleet } from '../store/fleet.ts'
@@ -24,51 +25,42 @@ export function agentRoutes(
     .post('/v1/agents/enroll', async (c) => {
       const token = bearer(c.req.header('authorization'))
       if (token === undefined) {
-        return problem(
-          c,
-          401,
+        throw new DomainError(
+          'unauthenticated',
           'unauthenticated',
           'an enrollment token is required (Authorization: Bearer ...)',
         )
       }
-      const request = await readJson(c, EnrollRequest)
-      if (!request.ok) return request.response
-      try {
-        const { response: enrolled, replayed } = await enroll(
-          store,
-          token,
-          request.value,
-          signingKey.publicJwk,
-          config.enrollment.interval_seconds,
-          Date.now(),
-          // Every enrollment, a replayed one too, is on the ITSD register before it is answered.
-          (enrollment) =>
-            register.append({
-              register: 'itsd',
-              kind: 'agent enrolled',
-              actor: `enrollment token ${enrollment.token_id}`,
-              details: enrollment,
-            }),
-        )
-        c.get('log').info(
-          { agent_id: enrolled.agent_id, host: enrolled.host, site: enrolled.site, replayed },
-          replayed
-            ? 'agent enrolled again with the same token and instance: new credential, the previous one revoked'
-            : 'agent enrolled',
-        )
-        return c.json(enrolled, 201)
-      } catch (err) {
-        if (err instanceof EnrollmentRefused)
-          return problem(c, 401, 'enrollment_refused', err.message)
-        throw err
-      }
+      const request = await jsonBody(c, EnrollRequest)
+      const { response: enrolled, replayed } = await enroll(
+        store,
+        token,
+        request,
+        signingKey.publicJwk,
+        config.enrollment.interval_seconds,
+        Date.now(),
+        // Every enrollment, a replayed one too, is on the ITSD register before it is answered.
+        (enrollment) =>
+          register.append({
+            register: 'itsd',
+            kind: 'agent enrolled',
+            actor: `enrollment token ${enrollment.token_id}`,
+            details: enrollment,
+          }),
+      )
+      c.get('log').info(
+        { agent_id: enrolled.agent_id, host: enrolled.host, site: enrolled.site, replayed },
+        replayed
+          ? 'agent enrolled again with the same token and instance: new credential, the previous one revoked'
+          : 'agent enrolled',
+      )
+      return c.json(enrolled, 201)
     })
     .get('/v1/fleet', requireUser(store, ['operator', 'admin']), async (c) => {
       const query = FleetQuery.safeParse(c.req.query())
       if (!query.success) {
-        return problem(
-          c,
-          400,
+        throw new DomainError(
+          'invalid',
           'invalid_query',
           `unknown or invalid query parameter: ${query.error.issues[0]?.message}`,
         )

@@ -613,6 +613,63 @@ describe('admin routes', () => {
     }
   })
 
+  it('answer each refusal as exactly { error, message }, nothing more', async () => {
+    const operator = await userToken(h.store, ['operator'], 'refusal shapes')
+    const cases: [Promise<Response>, number, { error: string; message: string }][] = [
+      [
+        request('/v1/admin/agents/a-0000000000000000/revoke', {
+          method: 'POST',
+          token: adminToken,
+        }),
+        404,
+        { error: 'not_found', message: 'no agent a-0000000000000000' },
+      ],
+      [
+        request('/v1/admin/users', { token: operator }),
+        403,
+        { error: 'forbidden', message: 'this needs one of the roles: admin, oios_chief' },
+      ],
+      [
+        request('/v1/admin/users'),
+        401,
+        {
+          error: 'unauthenticated',
+          message: 'a user token is required (Authorization: Bearer ...)',
+        },
+      ],
+      [
+        request('/v1/admin/users', {
+          method: 'POST',
+          token: adminToken,
+          body: { name: 'x', roles: ['oios_investigator'] },
+        }),
+        403,
+        {
+          error: 'forbidden',
+          message: 'the role oios_investigator is granted by OIOS (an OIOS chief) only',
+        },
+      ],
+      [
+        request('/v1/admin/proposals/p-0000000000000000/confirm', {
+          method: 'POST',
+          token: adminToken,
+        }),
+        404,
+        { error: 'not_found', message: 'no proposal p-0000000000000000' },
+      ],
+      [
+        enroll('tly_e_e-0000000000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'h'),
+        401,
+        { error: 'enrollment_refused', message: 'unknown enrollment token' },
+      ],
+    ]
+    for (const [pending, status, body] of cases) {
+      const res = await pending
+      expect(res.status, body.message).toBe(status)
+      expect(await res.text()).toBe(JSON.stringify(body))
+    }
+  })
+
   it('make enrollment tokens that an agent can use for that site', async () => {
     const res = await request('/v1/admin/enroll-tokens', {
       method: 'POST',
