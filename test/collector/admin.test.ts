@@ -615,7 +615,7 @@ describe('admin routes', () => {
 
   it('answer each refusal as exactly { error, message }, nothing more', async () => {
     const operator = await userToken(h.store, ['operator'], 'refusal shapes')
-    const cases: [Promise<Response>, number, { error: string; message: string }][] = [
+    const cases: [Response | Promise<Response>, number, { error: string; message: string }][] = [
       [
         request('/v1/admin/agents/a-0000000000000000/revoke', {
           method: 'POST',
