@@ -12,7 +12,7 @@ import {
 } from '../../protocol/grants.ts'
 import type { GrantSigningKey } from '../auth/signing-key.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
+import { GrantsRepository, type NewGrant } from './grants-repository.ts'
 import type { Case } from './model.ts'
 
 export const DRILLDOWN_AUDIENCE = 'tally-drilldown'
@@ -28,35 +28,18 @@ export interface AccessClaims {
 
 const grantId = () => `g-${randomBytes(8).toString('hex')}`
 
-interface GrantRow {
-  grant_id: string
-  case_id: string
-  audience: string
-  subject: string
-  token: string
-  window_start: number
-  window_end: number
-  issued_at: number
-  revoked: number
-  version: number
-}
-
-const COLUMNS = `grant_id, case_id, audience, subject, token,
-  toUnixTimestamp64Milli(window_start) AS window_start, toUnixTimestamp64Milli(window_end) AS window_end,
-  toUnixTimestamp64Milli(issued_at) AS issued_at, revoked_at IS NOT NULL AS revoked, version`
-
 export class GrantIssuer {
-  readonly #store: Store
+  readonly #grants: GrantsRepository
   readonly #key: GrantSigningKey
 
   constructor(store: Store, key: GrantSigningKey) {
-    this.#store = store
+    this.#grants = new GrantsRepository(store)
     this.#key = key
   }
 
   /** Signs one grant per subject agent and one access grant for the investigator. */
   async issue(doc: Case, startMs: number, endMs: number, now = Date.now()): Promise<string[]> {
-    const rows: Record<string, unknown>[] = []
+    const rows: NewGrant[] = []
     const sign = async (payload: JWTPayload, audience: string, type: string, subject: string) => {
       const id = grantId()
       const token = await new SignJWT(payload)
@@ -78,8 +61,6 @@ export class GrantIssuer {
         window_start: startMs,
         window_end: endMs,
         issued_at: now,
-        revoked_at: null,
-        version: now,
       })
       return id
     }
@@ -104,26 +85,14 @@ export class GrantIssuer {
       }
       ids.push(await sign({ ...access }, DRILLDOWN_AUDIENCE, ACCESS_GRANT_TYPE, doc.investigator))
     }
-    await insertRows(this.#store, 'tally.grants', rows)
+    await this.#grants.insert(rows)
     return ids
   }
 
   /** Revokes every grant of the case: agents stop at their next poll, drill-down at once. */
   async revokeCase(caseId: string, now = Date.now()): Promise<number> {
-    const live = await selectRows<GrantRow>(
-      this.#store,
-      `SELECT ${COLUMNS} FROM tally.grants FINAL WHERE case_id = {id:String} AND revoked_at IS NULL`,
-      { id: caseId },
-    )
-    await insertRows(
-      this.#store,
-      'tally.grants',
-      live.map(({ revoked: _r, ...g }) => ({
-        ...g,
-        revoked_at: now,
-        version: Math.max(now, Number(g.version) + 1),
-      })),
-    )
+    const live = await this.#grants.unrevokedOfCase(caseId)
+    await this.#grants.revoke(live, now)
     return live.length
   }
 
@@ -133,13 +102,7 @@ export class GrantIssuer {
     isActive: (caseId: string) => Promise<boolean>,
     now = Date.now(),
   ): Promise<{ grant_id: string; token: string }[]> {
-    const rows = await selectRows<GrantRow>(
-      this.#store,
-      `SELECT ${COLUMNS} FROM tally.grants FINAL
-       WHERE audience = {aud:String} AND subject = {agent:String} AND revoked_at IS NULL
-         AND window_end > fromUnixTimestamp64Milli({now:Int64})`,
-      { aud: GRANT_AUDIENCE, agent: agentId, now },
-    )
+    const rows = await this.#grants.currentFor(GRANT_AUDIENCE, agentId, now)
     const out: { grant_id: string; token: string }[] = []
     for (const row of rows)
       if (await isActive(row.case_id)) out.push({ grant_id: row.grant_id, token: row.token })
@@ -152,32 +115,21 @@ export class GrantIssuer {
   ): Promise<
     { case_id: string; audience: string; subject: string; start: number; end: number } | undefined
   > {
-    const [row] = await selectRows<GrantRow>(
-      this.#store,
-      `SELECT ${COLUMNS} FROM tally.grants FINAL WHERE grant_id = {id:String} AND revoked_at IS NULL`,
-      { id: grantIdValue },
-    )
-    return row === undefined
+    const row = await this.#grants.find(grantIdValue)
+    return row === undefined || row.revoked
       ? undefined
       : {
           case_id: row.case_id,
           audience: row.audience,
           subject: row.subject,
-          start: Number(row.window_start),
-          end: Number(row.window_end),
+          start: row.window_start,
+          end: row.window_end,
         }
   }
 
   /** The investigator's current access grant token for a case. */
   async accessToken(caseId: string, investigator: string): Promise<string | undefined> {
-    const rows = await selectRows<GrantRow>(
-      this.#store,
-      `SELECT ${COLUMNS} FROM tally.grants FINAL
-       WHERE case_id = {id:String} AND audience = {aud:String} AND subject = {user:String} AND revoked_at IS NULL
-       ORDER BY window_end DESC LIMIT 1`,
-      { id: caseId, aud: DRILLDOWN_AUDIENCE, user: investigator },
-    )
-    return rows[0]?.token
+    return (await this.#grants.latestOfCaseFor(caseId, DRILLDOWN_AUDIENCE, investigator))?.token
   }
 
   /**
