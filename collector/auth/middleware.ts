@@ -1,5 +1,6 @@
 /** Bearer authentication for agents and users, as Hono middleware. */
 import { createMiddleware } from 'hono/factory'
+import { consoleCredential } from '../console/session.ts'
 import { DomainError } from '../errors.ts'
 import type { CollectorEnv } from '../http.ts'
 import type { Store } from '../store/client.ts'
@@ -41,7 +42,8 @@ export const requireUser = (
   options: { provisional?: boolean } = {},
 ) =>
   createMiddleware<CollectorEnv>(async (c, next) => {
-    const token = bearer(c.req.header('authorization'))
+    // Without a bearer token, the web console's session cookie (CSRF-checked) stands for it.
+    const token = bearer(c.req.header('authorization')) ?? consoleCredential(c, store)
     if (token === undefined) {
       throw unauthenticated('a user token is required (Authorization: Bearer ...)')
     }
