@@ -1,23 +1,15 @@
 /**
  * The agent's part in investigations: each interval it asks the collector which grants to run,
  * runs a subject capture for each grant it can verify with its pinned key, stops those no longer
- * listed, and sends the interval's tier I records. Nothing tier I touches the disk: records that
- * cannot be sent wait in memory (a few intervals at most) and are lost if the agent stops.
+ * listed, and sends the interval's tier I records (ship/restricted-uploader.ts: in memory only).
  */
-import { promisify } from 'node:util'
-import { gzip } from 'node:zlib'
 import type { Logger } from 'pino'
-import type { RestrictedBatch } from '../protocol/grants.ts'
 import type { AgentCredential } from './enroll.ts'
 import { type GrantDrain, GrantManager } from './grants/manager.ts'
-import { agentFetch } from './http.ts'
 import { RegisterHeadWatch } from './register-head.ts'
 import { SequenceCounter } from './sequence.ts'
+import { RestrictedUploader } from './ship/restricted-uploader.ts'
 import { hostAddresses, subjectCaptureFactory } from './subject/subject-capture.ts'
-
-const compress = promisify(gzip)
-/** Batches kept for a retry when the collector cannot take them. */
-const MAX_PENDING = 32
 
 export interface InvestigationOptions {
   collectorUrl: string
@@ -35,7 +27,7 @@ export class Investigations {
   readonly #manager: GrantManager
   readonly #sequence: SequenceCounter
   readonly #registerHead: RegisterHeadWatch
-  #pending: RestrictedBatch[] = []
+  readonly #uploader: RestrictedUploader
 
   constructor(options: InvestigationOptions) {
     this.#options = options
@@ -50,6 +42,12 @@ export class Investigations {
         hostAddresses: hostAddresses(),
         tcpdumpPath: options.tcpdumpPath,
       }),
+      log: options.log,
+    })
+    this.#uploader = new RestrictedUploader({
+      collectorUrl: options.collectorUrl,
+      credential: options.credential.credential,
+      timeoutMs: options.timeoutMs,
       log: options.log,
     })
   }
@@ -86,8 +84,8 @@ export class Investigations {
   }
 
   async #send(drained: GrantDrain[]): Promise<void> {
-    for (const { grant_id, records } of drained) {
-      this.#pending.push({
+    await this.#uploader.send(
+      drained.map(({ grant_id, records }) => ({
         version: 1,
         agent_id: this.#options.credential.agent_id,
         grant_id,
@@ -96,59 +94,7 @@ export class Investigations {
         dns: records.dns,
         web: records.web,
         pcap: records.pcap,
-      })
-    }
-    if (this.#pending.length > MAX_PENDING) {
-      const dropped = this.#pending.splice(0, this.#pending.length - MAX_PENDING)
-      this.#options.log.warn(
-        { dropped: dropped.length },
-        'tier I batches dropped: the collector did not take them in time',
-      )
-    }
-    const left: RestrictedBatch[] = []
-    for (const batch of this.#pending) {
-      const outcome = await this.#post(batch)
-      if (outcome === 'retry') left.push(batch)
-    }
-    this.#pending = left
-  }
-
-  async #post(batch: RestrictedBatch): Promise<'done' | 'retry'> {
-    const { collectorUrl, credential, timeoutMs, log } = this.#options
-    try {
-      const response = await agentFetch(new URL('/v1/restricted/ingest', collectorUrl), {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${credential.credential}`,
-          'content-type': 'application/json',
-          'content-encoding': 'gzip',
-        },
-        body: await compress(JSON.stringify(batch)),
-        redirect: 'manual',
-        signal: AbortSignal.timeout(timeoutMs),
-      })
-      if (response.ok) return 'done'
-      const text = await response.text()
-      // A refusal (grant revoked, case closed, outside the window) is final: the records go.
-      if (
-        response.status >= 400 &&
-        response.status < 500 &&
-        response.status !== 408 &&
-        response.status !== 429
-      ) {
-        log.warn(
-          { status: response.status, grant_id: batch.grant_id, answer: text.slice(0, 300) },
-          'tier I batch refused; discarded',
-        )
-        return 'done'
-      }
-      return 'retry'
-    } catch (err) {
-      log.warn(
-        { err: (err as Error).message, grant_id: batch.grant_id },
-        'tier I batch not sent; will retry',
-      )
-      return 'retry'
-    }
+      })),
+    )
   }
 }

@@ -13,6 +13,7 @@
  */
 import { ErrorBody, IngestAck, SeqConflict } from '../../protocol/v1.ts'
 import { type AgentResponse, agentFetch } from '../http.ts'
+import { classifyAnswer, describeError, type UploadAnswer } from './answer.ts'
 import { repairInterval, withSeq } from './batch-body.ts'
 import type { Spool, SpoolRecord } from './spool.ts'
 
@@ -36,8 +37,6 @@ export interface HttpDeliverOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000
-/** A Retry-After beyond this is taken as a misconfiguration, not as an instruction. */
-const MAX_RETRY_AFTER_MS = 3_600_000
 const MAX_MESSAGE_CHARS = 500
 
 /** Delivers a record over HTTP; never throws, every failure is an outcome. */
@@ -67,21 +66,8 @@ export function httpDeliver(options: HttpDeliverOptions): Deliver {
       return { kind: 'retry', message: describeError(error) }
     }
 
-    if (status >= 200 && status < 300) {
-      const ack = IngestAck.safeParse(parseJson(text))
-      if (!ack.success) {
-        return { kind: 'retry', message: `HTTP ${status} without an IngestAck: ${clip(text)}` }
-      }
-      if (ack.data.seq !== record.seq) {
-        return {
-          kind: 'retry',
-          message: `HTTP ${status} acknowledged seq ${ack.data.seq} instead of ${record.seq}`,
-        }
-      }
-      return { kind: 'acknowledged' }
-    }
-
-    const message = errorMessage(status, text)
+    const answer = classifyAnswer(status, headers)
+    if (answer.kind === 'accepted') return acknowledgement(status, text, record.seq)
     if (status === 409) {
       const conflict = SeqConflict.safeParse(parseJson(text))
       if (conflict.success) {
@@ -89,21 +75,44 @@ export function httpDeliver(options: HttpDeliverOptions): Deliver {
         return { kind: 'conflict', lastSeq: last_seq, message: clip(`HTTP 409 ${error}: ${said}`) }
       }
     }
-    if (status === 401) return { kind: 'unauthorized', message }
-    if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+    return failureOutcome(status, errorMessage(status, text), answer)
+  }
+}
+
+/** A 2xx counts only with an IngestAck for this very record. */
+function acknowledgement(status: number, text: string, seq: number): DeliveryOutcome {
+  const ack = IngestAck.safeParse(parseJson(text))
+  if (!ack.success) {
+    return { kind: 'retry', message: `HTTP ${status} without an IngestAck: ${clip(text)}` }
+  }
+  if (ack.data.seq !== seq) {
+    return {
+      kind: 'retry',
+      message: `HTTP ${status} acknowledged seq ${ack.data.seq} instead of ${seq}`,
+    }
+  }
+  return { kind: 'acknowledged' }
+}
+
+/** The outcome of an answer other than a 2xx or a seq_conflict. */
+function failureOutcome(
+  status: number,
+  message: string,
+  answer: Exclude<UploadAnswer, { kind: 'accepted' }>,
+): DeliveryOutcome {
+  switch (answer.kind) {
+    case 'credential-rejected':
+      return { kind: 'unauthorized', message }
+    case 'refused':
       return { kind: 'rejected', status, message }
+    case 'redirected': {
+      const to = answer.location ? ` to ${clip(answer.location)}` : ''
+      return { kind: 'retry', message: `HTTP ${status} redirect${to}: check the ingest URL` }
     }
-    if (status >= 300 && status < 400) {
-      const location = headers.get('location')
-      return {
-        kind: 'retry',
-        message: `HTTP ${status} redirect${location ? ` to ${clip(location)}` : ''}: check the ingest URL`,
-      }
-    }
-    const retryAfterMs = parseRetryAfter(headers.get('retry-after'))
-    return retryAfterMs === undefined
-      ? { kind: 'retry', message }
-      : { kind: 'retry', message, retryAfterMs }
+    case 'retry':
+      return answer.retryAfterMs === undefined
+        ? { kind: 'retry', message }
+        : { kind: 'retry', message, retryAfterMs: answer.retryAfterMs }
   }
 }
 
@@ -127,32 +136,6 @@ function errorMessage(status: number, text: string): string {
     return clip(`HTTP ${status} ${body.data.error}: ${body.data.message}${detail}`)
   }
   return clip(`HTTP ${status}${text ? `: ${text}` : ''}`)
-}
-
-/** Retry-After as delta-seconds or as an HTTP date, clamped to [0, 1 h]. */
-function parseRetryAfter(value: string | null): number | undefined {
-  if (value === null) return undefined
-  const trimmed = value.trim()
-  let ms: number
-  if (/^\d+$/.test(trimmed)) ms = Number(trimmed) * 1000
-  else {
-    const date = Date.parse(trimmed)
-    if (Number.isNaN(date)) return undefined
-    ms = date - Date.now()
-  }
-  return Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS)
-}
-
-/** fetch reports "fetch failed" and hides the useful part (ECONNREFUSED, ...) in `cause`. */
-function describeError(error: unknown): string {
-  if (!(error instanceof Error)) return String(error)
-  if (error.name === 'TimeoutError') return 'request timed out'
-  const cause: unknown = error.cause
-  if (cause instanceof Error) {
-    const code = 'code' in cause && typeof cause.code === 'string' ? cause.code : undefined
-    return `${error.message}: ${code ? `${code} ` : ''}${cause.message}`
-  }
-  return error.message
 }
 
 export type SenderEvent =
