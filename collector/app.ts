@@ -14,7 +14,6 @@ import { GrantIssuer } from './cases/grants.ts'
 import { Outbox } from './cases/outbox.ts'
 import { CaseService, type Purger } from './cases/workflow.ts'
 import type { CollectorConfig } from './config.ts'
-import { consoleRoutes } from './console/routes.ts'
 import { DomainError } from './errors.ts'
 import { type CollectorEnv, problem, problemOf } from './http.ts'
 import { openApiDocument } from './openapi.ts'
@@ -23,6 +22,7 @@ import { createPurger } from './restricted/purge.ts'
 import { adminRoutes } from './routes/admin.ts'
 import { agentRoutes } from './routes/agents.ts'
 import { caseRoutes } from './routes/cases.ts'
+import { healthRoutes } from './routes/health.ts'
 import { ingestRoutes } from './routes/ingest.ts'
 import { registerRoutes } from './routes/register.ts'
 import { restrictedRoutes } from './routes/restricted.ts'
@@ -135,28 +135,9 @@ function buildApp(
   // Before every route, so before any authentication: an oversized body is refused unread.
   const caps = bodyCaps(config)
   app.use(bodyCapMiddleware(caps))
-  app.get('/healthz', (c) => c.json({ status: 'ok' }))
   const writes = new WriteProbe(store, { maxAgeMs: deps.readyProbeMs, instance: deps.instance })
   const retryAfter = String(config.ingest.retry_after_seconds)
-  // Ready means writes succeed: a full disk leaves reads and pings working.
-  app.get('/readyz', async (c) => {
-    const ping = await store.ping()
-    if (!ping.success) {
-      c.header('Retry-After', retryAfter)
-      return problem(c, 503, 'store_unavailable', `store is not reachable: ${ping.error.message}`)
-    }
-    const health = await writes.check()
-    if (!health.ok) {
-      c.header('Retry-After', retryAfter)
-      return problem(
-        c,
-        503,
-        'store_not_writable',
-        `the store does not take writes (${health.reason})`,
-      )
-    }
-    return c.json({ status: 'ready' })
-  })
+  app.route('/', healthRoutes(store, writes))
   app.get('/metrics', async (c) =>
     c.text(await telemetry.prometheus(), 200, { 'content-type': PROMETHEUS_CONTENT_TYPE }),
   )
@@ -168,7 +149,6 @@ function buildApp(
   app.route('/', usageRoutes(store, config))
   app.route('/', caseRoutes(store, services.cases, services.register))
   app.route('/', registerRoutes(store, services.register))
-  app.route('/', consoleRoutes({ store, cases: services.cases }))
   app.route(
     '/',
     restrictedRoutes({

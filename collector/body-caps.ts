@@ -12,7 +12,7 @@
 import type { MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import type { CollectorConfig } from './config.ts'
-import { problem } from './http.ts'
+import { DomainError } from './errors.ts'
 import { RESTRICTED_BODY_LIMITS } from './restricted/body.ts'
 
 const KiB = 1024
@@ -69,11 +69,12 @@ function compile(caps: Record<RouteKey, number>): CompiledCap[] {
   })
 }
 
+const capIn = (compiled: readonly CompiledCap[], method: string, path: string): number =>
+  compiled.find((c) => c.method === method && c.pattern.test(path))?.maxBytes ?? DEFAULT_CAP
+
 /** The cap for a request: its route's, or DEFAULT_CAP. */
 export function capFor(caps: Record<RouteKey, number>, method: string, path: string): number {
-  return (
-    compile(caps).find((c) => c.method === method && c.pattern.test(path))?.maxBytes ?? DEFAULT_CAP
-  )
+  return capIn(compile(caps), method, path)
 }
 
 /** The one middleware, registered before every route and so before any authentication. */
@@ -85,7 +86,13 @@ export function bodyCapMiddleware(caps: Record<RouteKey, number>): MiddlewareHan
     if (made === undefined) {
       made = bodyLimit({
         maxSize: maxBytes,
-        onError: (c) => problem(c, 413, 'body_too_large', `request body exceeds ${maxBytes} bytes`),
+        onError: () => {
+          throw new DomainError(
+            'too_large',
+            'body_too_large',
+            `request body exceeds ${maxBytes} bytes`,
+          )
+        },
       })
       limiters.set(maxBytes, made)
     }
@@ -93,11 +100,6 @@ export function bodyCapMiddleware(caps: Record<RouteKey, number>): MiddlewareHan
   }
   return async (c, next) => {
     if (c.req.raw.body === null) return next()
-    const method = c.req.method
-    const path = c.req.path
-    const cap =
-      compiled.find((entry) => entry.method === method && entry.pattern.test(path))?.maxBytes ??
-      DEFAULT_CAP
-    return limiter(cap)(c, next)
+    return limiter(capIn(compiled, c.req.method, c.req.path))(c, next)
   }
 }

@@ -80,7 +80,10 @@ export const STATUS_OF_FAILURE: Record<Failure, ContentfulStatusCode> = {
 
 /** The answer to a DomainError; app.onError adds Retry-After to an `unavailable` one. */
 export function problemOf(c: Context, err: DomainError): Response {
-  const body: Record<string, unknown> = { ...err.fields, error: err.code, message: err.message }
+  // The code and the message first, as every error answer has them; a field cannot replace them.
+  const body: Record<string, unknown> = { error: err.code, message: err.message, ...err.fields }
+  body.error = err.code
+  body.message = err.message
   if (err.issues !== undefined) body.issues = err.issues
   return c.json(body, STATUS_OF_FAILURE[err.failure])
 }

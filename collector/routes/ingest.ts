@@ -15,8 +15,9 @@
 
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
-import { type Context, Hono } from 'hono'
+import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import type { Logger } from 'pino'
 import {
   HostBatch,
   type IngestAck,
@@ -25,11 +26,14 @@ import {
   type TimeWindow,
 } from '../../protocol/v1.ts'
 import { AgentLookups } from '../auth/agent-lookups.ts'
+import type { AgentIdentity } from '../auth/agents.ts'
 import { requireAgent } from '../auth/middleware.ts'
 import type { CollectorConfig } from '../config.ts'
-import { type CollectorEnv, problem, zodIssues } from '../http.ts'
+import { DomainError, type DomainErrorOptions, type Failure } from '../errors.ts'
+import { type CollectorEnv, zodIssues } from '../http.ts'
 import type { Store } from '../store/client.ts'
-import { GroupWriter, IngestQueueFull } from '../store/group-commit.ts'
+import { GroupWriter, IngestQueueFull, type ReceivedBatch } from '../store/group-commit.ts'
+import type { BatchOutcome } from '../store/host-batches.ts'
 import { batchDigest } from '../store/host-batches.ts'
 import { IngestJournal, journalDir } from '../store/ingest-journal.ts'
 import { loadOrCreateUsageHostKey } from '../store/usage-host-key.ts'
@@ -37,8 +41,115 @@ import type { IngestCounters, RejectReason } from '../telemetry.ts'
 
 const inflate = promisify(gunzip)
 
+type Encoding = ReceivedBatch['encoding']
+
+/** A 4xx refusal, counted under its reason; thrown on to app.onError. */
+type Refuse = (
+  reason: RejectReason,
+  failure: Failure,
+  code: string,
+  message: string,
+  options?: DomainErrorOptions,
+) => DomainError
+
+function contentEncoding(header: string | undefined, refuse: Refuse): Encoding {
+  const encoding = (header ?? 'identity').toLowerCase()
+  if (encoding === 'gzip' || encoding === 'identity') return encoding
+  throw refuse(
+    'encoding',
+    'unsupported_encoding',
+    'unsupported_encoding',
+    `Content-Encoding ${encoding} is not supported; use gzip`,
+  )
+}
+
+/** The body inflated, stopping at the cap so that a gzip bomb cannot fill memory. */
+async function inflated(received: Buffer, maxBytes: number, refuse: Refuse): Promise<Buffer> {
+  try {
+    return await inflate(received, { maxOutputLength: maxBytes })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw refuse(
+        'too_large',
+        'too_large',
+        'body_too_large',
+        `decompressed body exceeds ${maxBytes} bytes`,
+      )
+    }
+    throw refuse(
+      'gzip',
+      'invalid',
+      'malformed_gzip',
+      `body is not valid gzip: ${(err as Error).message}`,
+    )
+  }
+}
+
+/**
+ * The batch in `body`, checked as far as it can be without the store: JSON, no identity of its
+ * own, protocol v1, the credential's agent, a plausible interval. `sent` is the JSON as sent,
+ * which the batch's digest is computed on.
+ */
+function checkedBatch(
+  body: Buffer,
+  agent: AgentIdentity,
+  window: TimeWindow,
+  refuse: Refuse,
+): { sent: unknown; batch: HostBatch } {
+  let sent: unknown
+  try {
+    sent = JSON.parse(body.toString('utf8'))
+  } catch (err) {
+    throw refuse('json', 'invalid', 'malformed_json', `body is not JSON: ${(err as Error).message}`)
+  }
+  if (typeof sent === 'object' && sent !== null && ('host' in sent || 'site' in sent)) {
+    throw refuse(
+      'identity',
+      'invalid',
+      'identity_in_body',
+      'a batch must not name a host or site: the collector takes them from the agent credential',
+    )
+  }
+  const parsed = HostBatch.safeParse(sent)
+  if (!parsed.success) {
+    throw refuse('schema', 'invalid', 'invalid_batch', 'batch does not match protocol v1', {
+      issues: zodIssues(parsed.error),
+    })
+  }
+  const batch = parsed.data
+  if (batch.agent_id !== agent.agent_id) {
+    throw refuse(
+      'identity',
+      'forbidden',
+      'wrong_agent',
+      `batch names agent ${batch.agent_id} but the credential belongs to another agent`,
+    )
+  }
+  const implausible = implausibleTime(batch.interval, Date.now(), window)
+  if (implausible !== undefined) {
+    throw refuse('time', 'unprocessable', 'implausible_time', implausible)
+  }
+  return { sent, batch }
+}
+
+/** 409: the seq is stored with other content; the agent renumbers from `lastSeq` + 1. */
+function seqConflict(seq: number, lastSeq: number, refuse: Refuse): DomainError {
+  const fields: Omit<SeqConflict, 'error' | 'message'> = { last_seq: lastSeq }
+  return refuse(
+    'seq_conflict',
+    'conflict',
+    'seq_conflict',
+    `seq ${seq} is already stored for this agent with other content: its ` +
+      `numbering went backwards; number unacknowledged batches from ${lastSeq + 1}`,
+    { fields },
+  )
+}
+
 export function ingestRoutes(store: Store, config: CollectorConfig, counters: IngestCounters) {
-  const rejected = (reason: RejectReason) => counters.rejected(reason)
+  const refuse: Refuse = (reason, failure, code, message, options) => {
+    counters.rejected(reason)
+    return new DomainError(failure, code, message, options)
+  }
   const usage = {
     hostKey: loadOrCreateUsageHostKey(config.data_dir),
     releaseAfterSeconds: config.usage.release_after_seconds,
@@ -56,31 +167,43 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
     queueMaxBatches: config.ingest.queue_max_batches,
   })
   const lookups = new AgentLookups(store)
-  const busy = (c: Context<CollectorEnv>) => {
-    counters.unavailable()
-    c.header('Retry-After', String(config.ingest.retry_after_seconds))
-    return problem(
-      c,
-      503,
-      'ingest_queue_full',
-      `more than ${config.ingest.queue_max_batches} batches are waiting to be stored; retry later`,
-    )
+
+  /** Waits for the batch's group; a full queue or a failing store is a 503, counted. */
+  const stored = async (received: ReceivedBatch, log: Logger): Promise<BatchOutcome> => {
+    try {
+      return await writer.submit(received)
+    } catch (err) {
+      counters.unavailable()
+      if (err instanceof IngestQueueFull) throw err
+      const { agent_id } = received.agent
+      log.error({ err, agent_id, seq: received.batch.seq }, 'store write failed')
+      throw new DomainError(
+        'unavailable',
+        'store_unavailable',
+        'the store could not take the batch; retry later',
+        { cause: err },
+      )
+    }
   }
 
   return new Hono<CollectorEnv>().post(
     '/v1/ingest',
-    async (c, next) => {
+    async (_c, next) => {
       // Before the body is read or the agent looked up: refusing must cost next to nothing.
-      if (writer.full) return busy(c)
+      try {
+        writer.checkRoom()
+      } catch (err) {
+        counters.unavailable()
+        throw err
+      }
       await next()
     },
     bodyLimit({
       maxSize: config.ingest.max_body_bytes,
-      onError: (c) => {
-        rejected('too_large')
-        return problem(
-          c,
-          413,
+      onError: () => {
+        throw refuse(
+          'too_large',
+          'too_large',
           'body_too_large',
           `request body exceeds ${config.ingest.max_body_bytes} bytes`,
         )
@@ -89,122 +212,34 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
     requireAgent(store, lookups.authenticate),
     async (c) => {
       const agent = c.get('agent')
-      const encoding = (c.req.header('content-encoding') ?? 'identity').toLowerCase()
-      if (encoding !== 'gzip' && encoding !== 'identity') {
-        rejected('encoding')
-        return problem(
-          c,
-          415,
-          'unsupported_encoding',
-          `Content-Encoding ${encoding} is not supported; use gzip`,
-        )
-      }
+      const encoding = contentEncoding(c.req.header('content-encoding'), refuse)
       const received = Buffer.from(await c.req.arrayBuffer())
-      let body = received
-      if (encoding === 'gzip') {
-        try {
-          body = await inflate(body, { maxOutputLength: config.ingest.max_decompressed_bytes })
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
-            rejected('too_large')
-            return problem(
-              c,
-              413,
-              'body_too_large',
-              `decompressed body exceeds ${config.ingest.max_decompressed_bytes} bytes`,
-            )
-          }
-          rejected('gzip')
-          return problem(
-            c,
-            400,
-            'malformed_gzip',
-            `body is not valid gzip: ${(err as Error).message}`,
-          )
-        }
-      }
-      let raw: unknown
-      try {
-        raw = JSON.parse(body.toString('utf8'))
-      } catch (err) {
-        rejected('json')
-        return problem(c, 400, 'malformed_json', `body is not JSON: ${(err as Error).message}`)
-      }
-      if (typeof raw === 'object' && raw !== null && ('host' in raw || 'site' in raw)) {
-        rejected('identity')
-        return problem(
-          c,
-          400,
-          'identity_in_body',
-          'a batch must not name a host or site: the collector takes them from the agent credential',
-        )
-      }
-      const parsed = HostBatch.safeParse(raw)
-      if (!parsed.success) {
-        rejected('schema')
-        return problem(
-          c,
-          400,
-          'invalid_batch',
-          'batch does not match protocol v1',
-          zodIssues(parsed.error),
-        )
-      }
-      const batch = parsed.data
-      if (batch.agent_id !== agent.agent_id) {
-        rejected('identity')
-        return problem(
-          c,
-          403,
-          'wrong_agent',
-          `batch names agent ${batch.agent_id} but the credential belongs to another agent`,
-        )
-      }
-      const implausible = implausibleTime(batch.interval, Date.now(), window)
-      if (implausible !== undefined) {
-        rejected('time')
-        return problem(c, 422, 'implausible_time', implausible)
-      }
-      const digest = batchDigest(raw)
-      try {
-        const outcome = await writer.submit({
+      const body =
+        encoding === 'gzip'
+          ? await inflated(received, config.ingest.max_decompressed_bytes, refuse)
+          : received
+      const { sent, batch } = checkedBatch(body, agent, window, refuse)
+      const outcome = await stored(
+        {
           agent,
           batch,
-          digest,
+          digest: batchDigest(sent),
           receivedAt: Date.now(),
           encoding,
           body: received,
-        })
-        if (outcome.status === 'conflict') {
-          rejected('seq_conflict')
-          c.get('log').warn(
-            { agent_id: agent.agent_id, seq: batch.seq, last_seq: outcome.lastSeq },
-            'batch reuses a stored seq with other content: the agent numbering went backwards',
-          )
-          const conflict: SeqConflict = {
-            error: 'seq_conflict',
-            message:
-              `seq ${batch.seq} is already stored for this agent with other content: its ` +
-              `numbering went backwards; number unacknowledged batches from ${outcome.lastSeq + 1}`,
-            last_seq: outcome.lastSeq,
-          }
-          return c.json(conflict, 409)
-        }
-        counters.batch(outcome.status, batch.samples.length)
-        const ack: IngestAck = { agent_id: agent.agent_id, seq: batch.seq, status: outcome.status }
-        return c.json(ack, 200)
-      } catch (err) {
-        if (err instanceof IngestQueueFull) return busy(c)
-        counters.unavailable()
-        c.get('log').error({ err, agent_id: agent.agent_id, seq: batch.seq }, 'store write failed')
-        c.header('Retry-After', String(config.ingest.retry_after_seconds))
-        return problem(
-          c,
-          503,
-          'store_unavailable',
-          'the store could not take the batch; retry later',
+        },
+        c.get('log'),
+      )
+      if (outcome.status === 'conflict') {
+        c.get('log').warn(
+          { agent_id: agent.agent_id, seq: batch.seq, last_seq: outcome.lastSeq },
+          'batch reuses a stored seq with other content: the agent numbering went backwards',
         )
+        throw seqConflict(batch.seq, outcome.lastSeq, refuse)
       }
+      counters.batch(outcome.status, batch.samples.length)
+      const ack: IngestAck = { agent_id: agent.agent_id, seq: batch.seq, status: outcome.status }
+      return c.json(ack, 200)
     },
   )
 }

@@ -38,6 +38,7 @@
 import { randomBytes } from 'node:crypto'
 import type { HostBatch } from '../../protocol/v1.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
+import { DomainError } from '../errors.ts'
 import type { Store } from './client.ts'
 import {
   type BatchOutcome,
@@ -71,9 +72,17 @@ export interface ReceivedBatch {
   body: Buffer
 }
 
-/** The queue is full: the caller answers 503 with Retry-After. */
-export class IngestQueueFull extends Error {
+/** The queue is full: answered 503 with Retry-After, before the batch's body is read. */
+export class IngestQueueFull extends DomainError {
   override name = 'IngestQueueFull'
+
+  constructor(queueMaxBatches: number) {
+    super(
+      'unavailable',
+      'ingest_queue_full',
+      `more than ${queueMaxBatches} batches are waiting to be stored; retry later`,
+    )
+  }
 }
 
 interface Pending {
@@ -115,14 +124,14 @@ export class GroupWriter {
     this.#settings = settings
   }
 
-  /** True when a batch would be refused now: the route answers 503 before reading the body. */
-  get full(): boolean {
-    return this.#queue.length >= this.#settings.queueMaxBatches
-  }
-
-  /** Batches waiting for a group (not those being written). */
-  get queued(): number {
-    return this.#queue.length
+  /**
+   * Throws IngestQueueFull when a batch would be refused now; the route asks before it reads the
+   * body, so refusing costs next to nothing.
+   */
+  checkRoom(): void {
+    if (this.#queue.length >= this.#settings.queueMaxBatches) {
+      throw new IngestQueueFull(this.#settings.queueMaxBatches)
+    }
   }
 
   /**
@@ -130,7 +139,7 @@ export class GroupWriter {
    * IngestQueueFull when the queue is full, and RangeError for a span the store cannot hold.
    */
   submit(received: ReceivedBatch): Promise<BatchOutcome> {
-    if (this.full) throw new IngestQueueFull('the ingest queue is full')
+    this.checkRoom()
     const { agent, batch, digest, receivedAt } = received
     const rows = batchRows(agent, batch, digest, this.#usage, receivedAt)
     return new Promise<BatchOutcome>((answer, fail) => {
