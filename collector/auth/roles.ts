@@ -6,20 +6,9 @@
  * decided here, once (docs/privacy.md "Roles and who grants them"), and enforced by users.ts on
  * every proposal and confirmation.
  */
-export const ROLES = [
-  'admin',
-  'operator',
-  'requester',
-  'approver',
-  'oios_chief',
-  'itsd_lead',
-  'itsd_investigator',
-  'oios_investigator',
-  'oios_designee',
-  'receiving_official',
-  'auditor',
-] as const
-export type Role = (typeof ROLES)[number]
+import { ROLES, type Role } from '../../protocol/api/names.ts'
+
+export { ROLES, type Role }
 
 export const ROLE_DESCRIPTIONS: Record<Role, string> = {
   admin: 'ITSD: proposes and confirms ITSD users and roles, enrollment tokens, agents',

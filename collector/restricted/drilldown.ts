@@ -22,7 +22,9 @@ import { type DnsSecret, type FlowSecret, openRow, type WebSecret } from './seal
 export const DRILL_CATEGORIES = ['flows', 'dns', 'web'] as const
 export type DrillCategory = (typeof DRILL_CATEGORIES)[number]
 
-export const MAX_LIMIT = 10_000
+import { MAX_DRILL_LIMIT as MAX_LIMIT } from '../../protocol/api/names.ts'
+
+export { MAX_LIMIT }
 export const DEFAULT_LIMIT = 1_000
 
 const PARAMS: Record<DrillCategory, readonly string[]> = {

@@ -12,7 +12,6 @@
  * value exactly as captured.
  */
 import { randomBytes } from 'node:crypto'
-import { z } from 'zod'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
 import type { Access } from './access.ts'
@@ -46,15 +45,9 @@ export class ExportTooLarge extends Error {
   override name = 'ExportTooLarge'
 }
 
-const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lower-case hex SHA-256')
-export const Receipt = z.strictObject({
-  manifest_sha256: sha256,
-  files: z
-    .array(z.strictObject({ name: z.string().min(1).max(100), sha256 }))
-    .min(1)
-    .max(100),
-})
-export type Receipt = z.infer<typeof Receipt>
+import { Receipt } from '../../protocol/api/restricted.ts'
+
+export { Receipt }
 
 export const EXPORT_ID = /^x-[0-9a-f]{16}$/
 export const FILE_NAME = /^[a-z0-9][a-z0-9.-]{0,63}$/

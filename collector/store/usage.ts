@@ -19,6 +19,8 @@
  * cell, or a part of the `other` cell, is in no answer and cannot be had by subtracting answers.
  * The views are SQL SECURITY DEFINER: Grafana's user reads them without any grant on a table.
  */
+
+import { USAGE_DIMENSIONS, type UsageDimension } from '../../protocol/api/names.ts'
 import type { HostBatch, UsageContribution } from '../../protocol/v1.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { Store } from './client.ts'
@@ -26,14 +28,7 @@ import { onClusterView } from './cluster.ts'
 import { selectRows } from './rows.ts'
 import type { UsageHostKey } from './usage-host-key.ts'
 
-export const USAGE_DIMENSIONS = [
-  'service',
-  'peer_class',
-  'transport',
-  'ip_version',
-  'direction',
-] as const
-export type UsageDimension = (typeof USAGE_DIMENSIONS)[number]
+export { USAGE_DIMENSIONS, type UsageDimension }
 
 /** The grid: every answer is made of whole minutes. */
 export const GRID_SECONDS = 60
