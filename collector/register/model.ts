@@ -1,0 +1,149 @@
+/**
+ * What the register is made of: its two names, its entries and signed checkpoints, and what a
+ * verification reports. Shared by the collector's register, the routes and the auditor's side.
+ */
+
+export const REGISTERS = ['itsd', 'oios'] as const
+export type RegisterName = (typeof REGISTERS)[number]
+export const isRegisterName = (name: string): name is RegisterName =>
+  (REGISTERS as readonly string[]).includes(name)
+
+/** The register a caller names, or a TypeError: callers check names before they get here. */
+export function checkName(register: string): RegisterName {
+  if (!isRegisterName(register)) throw new TypeError(`no register ${register}`)
+  return register
+}
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [k: string]: JsonValue }
+
+export interface RegisterEntryInput {
+  register: RegisterName
+  kind: string
+  actor: string
+  case_id?: string
+  details: { [k: string]: JsonValue }
+}
+
+export interface RegisterEntry extends RegisterEntryInput {
+  seq: number
+  /** ISO 8601, UTC, milliseconds. */
+  ts: string
+  prev_hash: string
+  hash: string
+  /**
+   * base64url Ed25519 signature by the register key over entrySignedBytes (the entry without
+   * this field, `hash` included). Not part of what is hashed. Absent on entries stored before
+   * migration 013, which only a signed checkpoint vouches for.
+   */
+  signature?: string
+}
+
+export interface Countersignature {
+  by: string
+  /** The countersigner's Ed25519 public key: the JWK `x` (base64url) or a PEM. */
+  key: string
+  signature: string
+  ts: string
+}
+
+export interface SignedCheckpoint {
+  register: RegisterName
+  size: number
+  /** Merkle root, hex. */
+  root: string
+  ts: string
+  /** RFC 7638 thumbprint of the register's public key. */
+  key_id: string
+  /** base64url Ed25519 signature over canonical {register, size, root, ts}. */
+  signature: string
+  countersignatures: Countersignature[]
+}
+
+export type VerifyProblemKind =
+  | 'changed'
+  | 'removed'
+  | 'inserted'
+  | 'reordered'
+  | 'checkpoint-mismatch'
+  | 'bad-signature'
+  /** Fewer entries than a head the verifier kept from an earlier run. */
+  | 'rolled-back'
+  /** No valid consistency proof from a kept head: its entries were rewritten. */
+  | 'inconsistent'
+
+export interface VerifyProblem {
+  seq: number
+  kind: VerifyProblemKind
+  message: string
+}
+
+export interface VerifyReport {
+  register: RegisterName
+  ok: boolean
+  /** Entries in the chain as reconstructed (forged duplicates left out). */
+  size: number
+  /** Merkle root over those entries, hex. */
+  root: string
+  /** Checkpoints whose signature verified (each then checked against the entries). */
+  checked_checkpoints: number
+  problems: VerifyProblem[]
+}
+
+export interface EntriesPage {
+  entries: RegisterEntry[]
+  /** The `from` of the next page, or null at the end. */
+  next_from: number | null
+}
+
+/** RFC 6962 PROOF(from, D[to]), hex hashes, for a verifier who kept the head at `from`. */
+export interface ConsistencyProof {
+  register: RegisterName
+  from: number
+  to: number
+  proof: string[]
+}
+
+/** What the register's signed entries say of a case (Register.caseOnRecord). */
+export interface CaseOnRecord {
+  /** The state the latest entry that records one gives (every workflow entry does). */
+  state: string
+  /** That entry's seq and kind. */
+  seq: number
+  kind: string
+  /** The latest grants issued: window (ISO) and the agents captured. */
+  grants?: { start: string; end: string; agents: string[] }
+}
+
+/** prev_hash of the first entry. */
+export const GENESIS_HASH = '0'.repeat(64)
+
+/** The most entries one read (a page, a step of the tree's extension) takes. */
+export const MAX_PAGE = 10_000
+
+/** Where the register's signing key lives: its own key, not the grant-signing key. */
+export const REGISTER_KEY_FILE = 'register-signing-key.pem'
+
+/** The entry as hashed and signed: everything but its own signature. */
+export function entryBody<T extends { signature?: string }>(entry: T): Omit<T, 'signature'> {
+  const { signature: _signature, ...body } = entry
+  return body
+}
+
+export function looksLikeEntry(value: unknown): value is RegisterEntry {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  const v = value as Record<string, unknown>
+  return (
+    typeof v.register === 'string' &&
+    typeof v.seq === 'number' &&
+    typeof v.ts === 'string' &&
+    typeof v.kind === 'string' &&
+    typeof v.actor === 'string' &&
+    (v.case_id === undefined || typeof v.case_id === 'string') &&
+    typeof v.details === 'object' &&
+    v.details !== null &&
+    !Array.isArray(v.details) &&
+    typeof v.prev_hash === 'string' &&
+    typeof v.hash === 'string' &&
+    (v.signature === undefined || typeof v.signature === 'string')
+  )
+}
