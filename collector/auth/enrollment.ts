@@ -12,7 +12,7 @@ import { insertRows, selectRows } from '../store/rows.ts'
 import { reissueCredential } from './agents.ts'
 import { issueSecret, newId, secretId, secretMatches, type TokenKey, tokenKeyOf } from './tokens.ts'
 
-export const SITE_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/
+export { SITE_NAME } from '../../protocol/api/names.ts'
 
 export interface EnrollTokenRequest {
   site: string

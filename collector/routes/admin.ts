@@ -5,9 +5,15 @@
  */
 import { Hono } from 'hono'
 import { z } from 'zod'
+import {
+  EnrollTokenRequest,
+  ProposalState,
+  RoleProposalRequest,
+  UserRequest,
+} from '../../protocol/api/admin.ts'
 import type { RoleAdministration } from '../auth/administration.ts'
 import { revokeAgent } from '../auth/agents.ts'
-import { createEnrollToken, SITE_NAME } from '../auth/enrollment.ts'
+import { createEnrollToken } from '../auth/enrollment.ts'
 import { requireUser } from '../auth/middleware.ts'
 import { ROLES } from '../auth/roles.ts'
 import type { AuthenticatedUser } from '../auth/users.ts'
@@ -17,32 +23,8 @@ import { type CollectorEnv, jsonBody } from '../http.ts'
 import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 
-export const EnrollTokenRequest = z.strictObject({
-  site: z.string().regex(SITE_NAME, 'must be lower case letters, digits, dot, dash or underscore'),
-  ttl_hours: z
-    .number()
-    .positive()
-    .max(24 * 365)
-    .optional(),
-  max_uses: z.number().int().positive().max(100_000).optional(),
-})
-
-/** A new user with roles: a proposal, until another administrator confirms it. */
-export const UserRequest = z.strictObject({
-  name: z.string().min(1).max(128),
-  roles: z.array(z.enum(ROLES)).min(1),
-})
-
-/** More roles for an existing user: a proposal, until another administrator confirms it. */
-export const RoleProposalRequest = z.strictObject({
-  roles: z.array(z.enum(ROLES)).min(1),
-})
-
 const ID = /^[a-z]-[0-9a-f]{16}$/
 const RoleParam = z.enum(ROLES)
-export const ProposalState = z.strictObject({
-  state: z.enum(['proposed', 'confirmed', 'rejected']).optional(),
-})
 
 export function adminRoutes(
   store: Store,

@@ -1,6 +1,6 @@
 /** Enrollment (agents) and the fleet view (operators). */
 import { Hono } from 'hono'
-import { z } from 'zod'
+import { FleetQuery } from '../../protocol/api/admin.ts'
 import { EnrollRequest } from '../../protocol/v1.ts'
 import { enroll } from '../auth/enrollment.ts'
 import { requireUser } from '../auth/middleware.ts'
@@ -12,8 +12,6 @@ import { type CollectorEnv, jsonBody } from '../http.ts'
 import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 import { listFleet } from '../store/fleet.ts'
-
-export const FleetQuery = z.strictObject({ site: z.string().max(63).optional() })
 
 export function agentRoutes(
   store: Store,

@@ -14,6 +14,8 @@
  */
 import { type Context, Hono } from 'hono'
 import { z } from 'zod'
+import { REGISTER_READERS } from '../../protocol/api/names.ts'
+import { CountersignRequest } from '../../protocol/api/register.ts'
 import { requireUser } from '../auth/middleware.ts'
 import { ROLES, type Role } from '../auth/roles.ts'
 import { DomainError } from '../errors.ts'
@@ -21,22 +23,7 @@ import { type CollectorEnv, jsonBody, zodIssues } from '../http.ts'
 import { isRegisterName, MAX_PAGE, type Register, type RegisterName } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 
-export const REGISTER_READERS: Record<RegisterName, readonly Role[]> = {
-  itsd: ['auditor', 'admin', 'approver'],
-  oios: ['oios_investigator', 'oios_chief'],
-}
-
 const ALL_READERS: readonly Role[] = [...REGISTER_READERS.itsd, ...REGISTER_READERS.oios]
-
-export const CountersignRequest = z.strictObject({
-  by: z.string().min(1).max(200),
-  public_key: z.looseObject({
-    kty: z.literal('OKP'),
-    crv: z.literal('Ed25519'),
-    x: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url Ed25519 public key'),
-  }),
-  signature: z.string().regex(/^[A-Za-z0-9_-]{86}$/, 'must be a base64url Ed25519 signature'),
-})
 
 const EntriesQuery = z.strictObject({
   from: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
