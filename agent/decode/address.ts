@@ -116,3 +116,10 @@ export function parseAddress(text: string): Uint8Array {
   if (bytes === undefined) throw new TypeError(`not an IP address: ${JSON.stringify(text)}`)
   return bytes
 }
+
+/** Whether `buf` holds the address `address` (4 or 16 bytes) at `offset`. Allocates nothing. */
+export function addressAt(address: Uint8Array, buf: Uint8Array, offset: number): boolean {
+  if (offset + address.length > buf.length) return false
+  for (let i = 0; i < address.length; i++) if (address[i] !== buf[offset + i]) return false
+  return true
+}
