@@ -142,7 +142,21 @@ export class GrantManager {
     }
     const listed = new Map<string, string>()
     for (const { grant_id, token } of tokens) if (!listed.has(grant_id)) listed.set(grant_id, token)
+    this.#followRunning(listed, nowMs, report)
+    for (const [grantId, token] of listed) {
+      if (this.#running.has(grantId) || this.#refused.has(token)) continue
+      const grant = await this.#verify(grantId, token, nowMs, report)
+      if (grant !== undefined) this.#start(grantId, token, grant, report)
+    }
+    return report
+  }
 
+  /** Stops the captures whose grant is no longer listed (or listed anew) or whose window ended. */
+  #followRunning(
+    listed: ReadonlyMap<string, string>,
+    nowMs: number,
+    report: ReconcileReport,
+  ): void {
     for (const [id, capture] of this.#running) {
       if (listed.get(id) !== capture.grant.token) {
         this.#running.delete(id)
@@ -157,59 +171,68 @@ export class GrantManager {
         report.ended.push(id)
       }
     }
+  }
 
-    for (const [grantId, token] of listed) {
-      if (this.#running.has(grantId) || this.#refused.has(token)) continue
-      let grant: VerifiedGrant
-      try {
-        grant = await verifyGrant(token, this.#pinnedKey, this.#agentId, nowMs)
-      } catch (error) {
-        const rejection =
-          error instanceof GrantRejected ? error : new GrantRejected('malformed', String(error))
-        if (rejection.reason === 'not-yet-valid') {
-          report.waiting.push(grantId)
-          continue
-        }
-        this.#refuse(token, grantId, rejection.reason, rejection.message)
-        report.rejected.push({ grant_id: grantId, reason: rejection.reason })
-        continue
+  /** The listed token as a verified grant, or undefined (refused for good, or not yet valid). */
+  async #verify(
+    grantId: string,
+    token: string,
+    nowMs: number,
+    report: ReconcileReport,
+  ): Promise<VerifiedGrant | undefined> {
+    let grant: VerifiedGrant
+    try {
+      grant = await verifyGrant(token, this.#pinnedKey, this.#agentId, nowMs)
+    } catch (error) {
+      const rejection =
+        error instanceof GrantRejected ? error : new GrantRejected('malformed', String(error))
+      if (rejection.reason === 'not-yet-valid') {
+        report.waiting.push(grantId)
+        return undefined
       }
-      if (grant.grantId !== grantId) {
-        const message = `the token's id (jti) ${grant.grantId} is not the listed grant_id`
-        this.#refuse(token, grantId, 'grant-id-mismatch', message)
-        report.rejected.push({ grant_id: grantId, reason: 'grant-id-mismatch' })
-        continue
-      }
-      let capture: SubjectCaptureHandle
-      try {
-        capture = this.#createCapture(grant)
-        capture.start()
-      } catch (error) {
-        if (!this.#failed.has(token)) {
-          this.#failed.add(token)
-          this.#log.error(
-            { grant_id: grantId, case_id: grant.caseId, err: (error as Error).message },
-            'subject capture could not be started; will try again',
-          )
-        }
-        report.rejected.push({ grant_id: grantId, reason: 'capture' })
-        continue
-      }
-      this.#failed.delete(token)
-      this.#running.set(grantId, capture)
-      report.started.push(grantId)
-      this.#log.info(
-        {
-          grant_id: grantId,
-          case_id: grant.caseId,
-          categories: grant.categories,
-          mode: grant.hostMode ? 'host' : 'gateway',
-          window: grant.window,
-        },
-        'grant verified: subject capture started',
-      )
+      this.#refuse(token, grantId, rejection.reason, rejection.message)
+      report.rejected.push({ grant_id: grantId, reason: rejection.reason })
+      return undefined
     }
-    return report
+    if (grant.grantId !== grantId) {
+      const message = `the token's id (jti) ${grant.grantId} is not the listed grant_id`
+      this.#refuse(token, grantId, 'grant-id-mismatch', message)
+      report.rejected.push({ grant_id: grantId, reason: 'grant-id-mismatch' })
+      return undefined
+    }
+    return grant
+  }
+
+  /** Starts the grant's subject capture; a failure is logged once and tried again next time. */
+  #start(grantId: string, token: string, grant: VerifiedGrant, report: ReconcileReport): void {
+    let capture: SubjectCaptureHandle
+    try {
+      capture = this.#createCapture(grant)
+      capture.start()
+    } catch (error) {
+      if (!this.#failed.has(token)) {
+        this.#failed.add(token)
+        this.#log.error(
+          { grant_id: grantId, case_id: grant.caseId, err: (error as Error).message },
+          'subject capture could not be started; will try again',
+        )
+      }
+      report.rejected.push({ grant_id: grantId, reason: 'capture' })
+      return
+    }
+    this.#failed.delete(token)
+    this.#running.set(grantId, capture)
+    report.started.push(grantId)
+    this.#log.info(
+      {
+        grant_id: grantId,
+        case_id: grant.caseId,
+        categories: grant.categories,
+        mode: grant.hostMode ? 'host' : 'gateway',
+        window: grant.window,
+      },
+      'grant verified: subject capture started',
+    )
   }
 
   #refuse(token: string, grantId: string, reason: string, message: string): void {

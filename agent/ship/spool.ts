@@ -197,6 +197,105 @@ function decodeRecord(seq: number, file: Buffer): { body: Buffer } | { problem: 
 }
 
 /** Removes a file; a missing one, or a disk that refuses (read-only), is not an error here. */
+function resolveOptions(dir: string, options: SpoolOptions): ResolvedOptions {
+  const resolved: ResolvedOptions = {
+    maxRecords: options.maxRecords,
+    maxBytes: options.maxBytes,
+    maxAgeMs: options.maxAgeMs ?? DEFAULT_MAX_AGE_MS,
+    maxMemoryRecords: options.maxMemoryRecords ?? DEFAULT_MAX_MEMORY_RECORDS,
+    seqFile: options.seqFile ?? join(dir, 'next-seq'),
+    countersFile: options.countersFile ?? join(dir, 'counters.json'),
+    now: options.now ?? Date.now,
+  }
+  if (!Number.isSafeInteger(resolved.maxRecords) || resolved.maxRecords < 1) {
+    throw new Error(`spool maxRecords must be a positive integer, got ${resolved.maxRecords}`)
+  }
+  if (!Number.isSafeInteger(resolved.maxBytes) || resolved.maxBytes <= RECORD_HEADER_BYTES) {
+    throw new Error(
+      `spool maxBytes must be an integer above ${RECORD_HEADER_BYTES}, got ${resolved.maxBytes}`,
+    )
+  }
+  if (!(resolved.maxAgeMs > 0)) {
+    throw new Error(`spool maxAgeMs must be positive, got ${resolved.maxAgeMs}`)
+  }
+  if (!Number.isSafeInteger(resolved.maxMemoryRecords) || resolved.maxMemoryRecords < 1) {
+    throw new Error(
+      `spool maxMemoryRecords must be a positive integer, got ${resolved.maxMemoryRecords}`,
+    )
+  }
+  return resolved
+}
+
+/** The records on disk, oldest first; removes what an interrupted write left. */
+async function scanRecords(dir: string): Promise<DiskEntry[]> {
+  const index: DiskEntry[] = []
+  for (const name of await readdir(dir)) {
+    if (TEMP_NAME.test(name)) {
+      // A write interrupted before its rename: the record never existed.
+      await unlink(join(dir, name)).catch(() => {})
+      continue
+    }
+    const match = RECORD_NAME.exec(name)
+    if (!match?.[1]) continue
+    const seq = Number(match[1])
+    if (!isValidSeq(seq)) continue
+    const info = await lstat(join(dir, name))
+    if (!info.isFile()) continue
+    index.push({ seq, size: info.size, writtenAt: info.mtimeMs })
+  }
+  return index.sort((a, b) => a.seq - b.seq)
+}
+
+/** The next seq: the stored one, but never below `afterNewest`; a lost file goes in `recovery`. */
+async function readNextSeq(
+  seqFile: string,
+  afterNewest: number,
+  recovery: SpoolRecovery,
+): Promise<number> {
+  let stored: number | undefined
+  try {
+    stored = await readStateFileAsync(seqFile, { parse: parseSeq })
+    if (stored === undefined) recovery.seq = { problem: `${seqFile}: missing`, next: 0 }
+  } catch (error) {
+    if (!(error instanceof StateFileError)) throw error
+    recovery.seq = { problem: error.message, next: 0 }
+  }
+  const next = Math.max(stored ?? 1, afterNewest)
+  if (recovery.seq) recovery.seq.next = next
+  return next
+}
+
+/** The loss counters as persisted; an unreadable file goes in `recovery` and counts restart. */
+async function readCounters(
+  countersFile: string,
+  index: readonly DiskEntry[],
+  recovery: SpoolRecovery,
+): Promise<{ counters: LossCounters; reported: LossCounters; carried: Map<number, LossCounters> }> {
+  let counters = zero()
+  let reported = zero()
+  const carried = new Map<number, LossCounters>()
+  try {
+    const file = await readStateFileAsync(countersFile, {
+      parse: (data) => CountersFile.parse(JSON.parse(data.toString('utf8'))),
+    })
+    if (file) {
+      counters = { dropped: file.dropped, corrupted: file.corrupted, rejected: file.rejected }
+      reported = file.reported
+      const waiting = new Set(index.map((entry) => entry.seq))
+      for (const [key, losses] of Object.entries(file.carried)) {
+        // A record gone while the agent was down went by acknowledgement (every other way out
+        // is persisted when it happens): what it carried was delivered.
+        if (waiting.has(Number(key))) carried.set(Number(key), losses)
+        else for (const loss of LOSSES) reported[loss] += losses[loss]
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof StateFileError)) throw error
+    recovery.counters = error.message
+  }
+  return { counters, reported, carried }
+}
+
 async function removeFile(path: string): Promise<void> {
   await unlink(path).catch((error: unknown) => {
     if (errorCode(error) !== 'ENOENT' && !isNoSpaceError(error)) throw error
@@ -252,85 +351,16 @@ export class Spool {
   }
 
   static async open(dir: string, options: SpoolOptions): Promise<Spool> {
-    const resolved: ResolvedOptions = {
-      maxRecords: options.maxRecords,
-      maxBytes: options.maxBytes,
-      maxAgeMs: options.maxAgeMs ?? DEFAULT_MAX_AGE_MS,
-      maxMemoryRecords: options.maxMemoryRecords ?? DEFAULT_MAX_MEMORY_RECORDS,
-      seqFile: options.seqFile ?? join(dir, 'next-seq'),
-      countersFile: options.countersFile ?? join(dir, 'counters.json'),
-      now: options.now ?? Date.now,
-    }
-    if (!Number.isSafeInteger(resolved.maxRecords) || resolved.maxRecords < 1) {
-      throw new Error(`spool maxRecords must be a positive integer, got ${resolved.maxRecords}`)
-    }
-    if (!Number.isSafeInteger(resolved.maxBytes) || resolved.maxBytes <= RECORD_HEADER_BYTES) {
-      throw new Error(
-        `spool maxBytes must be an integer above ${RECORD_HEADER_BYTES}, got ${resolved.maxBytes}`,
-      )
-    }
-    if (!(resolved.maxAgeMs > 0)) {
-      throw new Error(`spool maxAgeMs must be positive, got ${resolved.maxAgeMs}`)
-    }
-    if (!Number.isSafeInteger(resolved.maxMemoryRecords) || resolved.maxMemoryRecords < 1) {
-      throw new Error(
-        `spool maxMemoryRecords must be a positive integer, got ${resolved.maxMemoryRecords}`,
-      )
-    }
+    const resolved = resolveOptions(dir, options)
     await mkdir(dir, { recursive: true, mode: 0o700 })
-    const index: DiskEntry[] = []
-    for (const name of await readdir(dir)) {
-      if (TEMP_NAME.test(name)) {
-        // A write interrupted before its rename: the record never existed.
-        await unlink(join(dir, name)).catch(() => {})
-        continue
-      }
-      const match = RECORD_NAME.exec(name)
-      if (!match?.[1]) continue
-      const seq = Number(match[1])
-      if (!isValidSeq(seq)) continue
-      const info = await lstat(join(dir, name))
-      if (!info.isFile()) continue
-      index.push({ seq, size: info.size, writtenAt: info.mtimeMs })
-    }
-    index.sort((a, b) => a.seq - b.seq)
-
+    const index = await scanRecords(dir)
     const recovery: SpoolRecovery = {}
-    const afterNewest = (index.at(-1)?.seq ?? 0) + 1
-    let stored: number | undefined
-    try {
-      stored = await readStateFileAsync(resolved.seqFile, { parse: parseSeq })
-      if (stored === undefined) recovery.seq = { problem: `${resolved.seqFile}: missing`, next: 0 }
-    } catch (error) {
-      if (!(error instanceof StateFileError)) throw error
-      recovery.seq = { problem: error.message, next: 0 }
-    }
-    const next = Math.max(stored ?? 1, afterNewest)
-    if (recovery.seq) recovery.seq.next = next
-
-    let counters = zero()
-    let reported = zero()
-    const carried = new Map<number, LossCounters>()
-    try {
-      const file = await readStateFileAsync(resolved.countersFile, {
-        parse: (data) => CountersFile.parse(JSON.parse(data.toString('utf8'))),
-      })
-      if (file) {
-        counters = { dropped: file.dropped, corrupted: file.corrupted, rejected: file.rejected }
-        reported = file.reported
-        const waiting = new Set(index.map((entry) => entry.seq))
-        for (const [key, losses] of Object.entries(file.carried)) {
-          // A record gone while the agent was down went by acknowledgement (every other way out
-          // is persisted when it happens): what it carried was delivered.
-          if (waiting.has(Number(key))) carried.set(Number(key), losses)
-          else for (const loss of LOSSES) reported[loss] += losses[loss]
-        }
-      }
-    } catch (error) {
-      if (!(error instanceof StateFileError)) throw error
-      recovery.counters = error.message
-    }
-
+    const next = await readNextSeq(resolved.seqFile, (index.at(-1)?.seq ?? 0) + 1, recovery)
+    const { counters, reported, carried } = await readCounters(
+      resolved.countersFile,
+      index,
+      recovery,
+    )
     const spool = new Spool(
       dir,
       resolved,
