@@ -12,6 +12,7 @@ import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import pino from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { registerCommand } from '../../cli/register.ts'
 import type { Role } from '../../collector/auth/roles.ts'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { DomainError } from '../../collector/errors.ts'
@@ -24,7 +25,6 @@ import {
   type KeptHead,
   type RegisterApi,
 } from '../../collector/register/audit.ts'
-import { registerCommand } from '../../collector/register/cli.ts'
 import {
   BadCountersignature,
   canonicalJson,
