@@ -77,14 +77,3 @@ export interface Case {
   purged_at?: string
   notify?: Person[]
 }
-
-export class CaseError extends Error {
-  override name = 'CaseError'
-  readonly status: 400 | 403 | 404 | 409
-  readonly code: string
-  constructor(status: 400 | 403 | 404 | 409, code: string, message: string) {
-    super(message)
-    this.status = status
-    this.code = code
-  }
-}

@@ -11,7 +11,8 @@
 
 import { CATEGORIES, type Category } from '../../protocol/grants.ts'
 import type { Role } from '../auth/roles.ts'
-import { type Case, CaseError, type CaseState } from './model.ts'
+import { DomainError } from '../errors.ts'
+import type { Case, CaseState } from './model.ts'
 
 export const WORKFLOW_KINDS = ['written', 'emergency', 'technical', 'oios'] as const
 export type WorkflowKind = (typeof WORKFLOW_KINDS)[number]
@@ -502,19 +503,19 @@ export async function authorize(input: {
   const kind = kindOf(before)
   const rows = transitionsFor(kind, step)
   if (rows.length === 0)
-    throw new CaseError(409, 'wrong_state', `a ${kind} case has no ${label(step)}`)
+    throw new DomainError('conflict', 'wrong_state', `a ${kind} case has no ${label(step)}`)
   const relationsBefore = relationsOf(before, actor.user_id, actor.designations)
   const permitted = rows.filter((t) =>
     t.by.some((a) => actorMatches(a, actor.roles, relationsBefore)),
   )
   if (permitted.length === 0)
-    throw new CaseError(403, 'forbidden', `${label(step)}: ${whoMay(rows)}`)
+    throw new DomainError('forbidden', 'forbidden', `${label(step)}: ${whoMay(rows)}`)
   const relationsAfter = relationsOf(after, actor.user_id, actor.designations)
   const separated = permitted.filter((t) => !t.notAs.some((r) => relationsAfter.has(r)))
   if (separated.length === 0) {
     const [row] = permitted
-    throw new CaseError(
-      403,
+    throw new DomainError(
+      'forbidden',
       'forbidden',
       `${label(step)}: not by the case's ${row?.notAs.filter((r) => relationsAfter.has(r)).join(' or ')} (separation of duties)`,
     )
@@ -523,7 +524,11 @@ export async function authorize(input: {
   const inState = separated.filter((t) => t.from.includes(state))
   const [transition] = inState
   if (transition === undefined) {
-    throw new CaseError(409, 'wrong_state', `the case is ${state}; ${label(step)} is not taken now`)
+    throw new DomainError(
+      'conflict',
+      'wrong_state',
+      `the case is ${state}; ${label(step)} is not taken now`,
+    )
   }
   for (const named of transition.names ?? []) {
     const person = after[named.party]
@@ -531,8 +536,8 @@ export async function authorize(input: {
     const held = relationsOf(after, person)
     const clash = named.notAs.filter((r) => held.has(r))
     if (clash.length > 0) {
-      throw new CaseError(
-        403,
+      throw new DomainError(
+        'forbidden',
         'forbidden',
         `the ${named.party.replace('_', ' ')} named cannot also be the case's ${clash.join(' or ')} (separation of duties)`,
       )
@@ -545,17 +550,17 @@ export async function authorize(input: {
     const what =
       named.party === 'requester' ? 'the verbal requester' : `the ${named.party.replace('_', ' ')}`
     if (roles === undefined)
-      throw new CaseError(400, 'unknown_user', `${what} ${person} is not a user`)
+      throw new DomainError('invalid', 'unknown_user', `${what} ${person} is not a user`)
     if (!roles.includes(named.role))
-      throw new CaseError(
-        400,
+      throw new DomainError(
+        'invalid',
         'wrong_role',
         `${what} ${person} does not hold the ${named.role} role`,
       )
   }
   for (const condition of transition.when ?? []) {
     if (!CONDITIONS[condition].holds(before, now))
-      throw new CaseError(409, 'wrong_state', CONDITIONS[condition].refusal)
+      throw new DomainError('conflict', 'wrong_state', CONDITIONS[condition].refusal)
   }
   return { transition, next: transition.to === 'same' ? before.state : transition.to }
 }

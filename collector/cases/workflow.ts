@@ -11,25 +11,26 @@ import type { Logger } from 'pino'
 import type { z } from 'zod'
 import type { Role } from '../auth/roles.ts'
 import type { User } from '../auth/users.ts'
+import { DomainError } from '../errors.ts'
 import type { CaseOnRecord } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectRows } from '../store/rows.ts'
+import { CaseNotOnRecord } from './errors.ts'
 import type { GrantIssuer } from './grants.ts'
-import {
-  type Approval,
-  type Case,
-  CaseError,
-  type CaseRequest,
-  type Closing,
-  type Consultation,
-  type Denial,
-  type Designation,
-  type EmergencyConfirmation,
-  type EmergencyRequest,
-  type Extension,
-  type Notice,
-  type OiosOpening,
-  type TechnicalOpening,
+import type {
+  Approval,
+  Case,
+  CaseRequest,
+  Closing,
+  Consultation,
+  Denial,
+  Designation,
+  EmergencyConfirmation,
+  EmergencyRequest,
+  Extension,
+  Notice,
+  OiosOpening,
+  TechnicalOpening,
 } from './model.ts'
 import { type Outbox, OutboxUnavailable } from './outbox.ts'
 import { listCases, loadCase, newCaseId, saveCase } from './store.ts'
@@ -41,6 +42,8 @@ import {
   type StepActor,
   systemStep,
 } from './transitions.ts'
+
+export { CaseNotOnRecord } from './errors.ts'
 
 export interface CasePolicy {
   /** The longest a grant may run, request or extension (8.5f). */
@@ -69,18 +72,6 @@ export interface RegisterWriter {
  */
 export interface CaseRecords {
   caseOnRecord(register: 'itsd' | 'oios', caseId: string): Promise<CaseOnRecord | undefined>
-}
-
-/** The stored case document is not what the register's signed entries record. */
-export class CaseNotOnRecord extends CaseError {
-  override name = 'CaseNotOnRecord'
-  constructor(reason: string) {
-    super(
-      409,
-      'case_not_on_record',
-      `the case document does not match the register (${reason}); nothing of the case is served: run \`tally register verify\``,
-    )
-  }
 }
 
 /** What the investigator receives: the signed access grant and what it covers. */
@@ -192,7 +183,7 @@ export class CaseService {
   async #load(actor: StepActor, caseId: string): Promise<Case> {
     const doc = await loadCase(this.#deps.store, caseId)
     if (doc === undefined || !mayTake('view', doc, actor))
-      throw new CaseError(404, 'not_found', `no case ${caseId}`)
+      throw new DomainError('not_found', 'not_found', `no case ${caseId}`)
     return this.#refresh(doc)
   }
 
@@ -295,7 +286,8 @@ export class CaseService {
       return found
     })
     const token = await this.#deps.grants.accessToken(doc.case_id, user.user_id)
-    if (token === undefined) throw new CaseError(409, 'wrong_state', 'no access grant is in force')
+    if (token === undefined)
+      throw new DomainError('conflict', 'wrong_state', 'no access grant is in force')
     return { case_id: doc.case_id, token, window: doc.window, categories: doc.categories }
   }
 
@@ -319,24 +311,28 @@ export class CaseService {
     const start = Date.parse(window.start)
     const end = Date.parse(window.end)
     if (!(end > start))
-      throw new CaseError(400, 'invalid_window', 'window.end must be after window.start')
+      throw new DomainError('invalid', 'invalid_window', 'window.end must be after window.start')
     if (end - start > maxMs) {
-      throw new CaseError(
-        400,
+      throw new DomainError(
+        'invalid',
         'window_too_long',
         `the window is longer than the policy allows (${maxMs / HOUR} h)`,
       )
     }
     if (end <= this.#now())
-      throw new CaseError(400, 'invalid_window', 'the window has already ended')
+      throw new DomainError('invalid', 'invalid_window', 'the window has already ended')
   }
 
   async #requireRole(userId: string, role: Role, what: string): Promise<void> {
     const roles = await this.#deps.rolesOf(userId)
     if (roles === undefined)
-      throw new CaseError(400, 'unknown_user', `${what} ${userId} is not a user`)
+      throw new DomainError('invalid', 'unknown_user', `${what} ${userId} is not a user`)
     if (!roles.includes(role))
-      throw new CaseError(400, 'wrong_role', `${what} ${userId} does not hold the ${role} role`)
+      throw new DomainError(
+        'invalid',
+        'wrong_role',
+        `${what} ${userId} does not hold the ${role} role`,
+      )
   }
 
   #fromRequest(
@@ -430,8 +426,8 @@ export class CaseService {
         !same(request.staff_member, doc.staff_member) ||
         request.receiving_official !== doc.receiving_official
       ) {
-        throw new CaseError(
-          400,
+        throw new DomainError(
+          'invalid',
           'written_request_differs',
           'the written request must confirm the verbal one: same staff member, subjects, categories and receiving official',
         )
@@ -532,15 +528,15 @@ export class CaseService {
       }
       const { next } = await this.#authorize('approve', actor, doc, approved)
       if (end > requestedEnd) {
-        throw new CaseError(
-          400,
+        throw new DomainError(
+          'invalid',
           'invalid_window',
           `the approved window lies inside the requested one: until may not be after ${doc.window.end}`,
         )
       }
       if (end <= Math.max(Date.parse(doc.window.start), this.#now())) {
-        throw new CaseError(
-          400,
+        throw new DomainError(
+          'invalid',
           'invalid_window',
           'the approved window must end after it starts and after now',
         )
@@ -597,8 +593,8 @@ export class CaseService {
           )
         } catch (err) {
           if (err instanceof OutboxUnavailable)
-            throw new CaseError(
-              409,
+            throw new DomainError(
+              'conflict',
               'no_outbox',
               `${err.message}; record an in-person notice instead`,
             )
@@ -606,8 +602,8 @@ export class CaseService {
         }
         const undelivered = sent.filter((m) => m.delivered_at === null)
         if (undelivered.length > 0) {
-          throw new CaseError(
-            409,
+          throw new DomainError(
+            'conflict',
             'wrong_state',
             `the notice was not delivered (${undelivered.map((m) => m.last_error).join('; ')}); retry or record it in person`,
           )
@@ -646,20 +642,20 @@ export class CaseService {
   #checkInPerson(doc: Case, notice: Extract<z.infer<typeof Notice>, { method: 'in_person' }>) {
     const name = (s: string) => s.trim().replace(/\s+/g, ' ').toLowerCase()
     if (name(notice.witness) === name(notice.given_by)) {
-      throw new CaseError(
-        400,
+      throw new DomainError(
+        'invalid',
         'invalid_notice',
         'the witness of an in-person notice is someone other than who gave it',
       )
     }
     const at = Date.parse(notice.given_at)
     if (at > this.#now() + CLOCK_SKEW_MS) {
-      throw new CaseError(400, 'invalid_notice', 'given_at is in the future')
+      throw new DomainError('invalid', 'invalid_notice', 'given_at is in the future')
     }
     const approvedAt = doc.approvals.findLast((a) => a.kind === 'approval')?.at
     if (approvedAt !== undefined && at < Date.parse(approvedAt)) {
-      throw new CaseError(
-        400,
+      throw new DomainError(
+        'invalid',
         'invalid_notice',
         `given_at is before the approval (${approvedAt}); the notice follows approval`,
       )
@@ -699,14 +695,14 @@ export class CaseService {
       await this.#authorize('extend', actor, doc, extended)
       await this.onRecord(doc)
       if (until <= Date.parse(doc.window.end))
-        throw new CaseError(
-          400,
+        throw new DomainError(
+          'invalid',
           'invalid_window',
           'an extension must end later than the current window',
         )
       if (until - this.#now() > this.#deps.policy.max_grant_days * DAY) {
-        throw new CaseError(
-          400,
+        throw new DomainError(
+          'invalid',
           'window_too_long',
           `an extension may run at most ${this.#deps.policy.max_grant_days} days from now`,
         )
@@ -779,8 +775,8 @@ export class CaseService {
       }
       await this.#authorize('open_technical', user, draft, draft, true)
       if (!this.#deps.outbox.configured) {
-        throw new CaseError(
-          409,
+        throw new DomainError(
+          'conflict',
           'no_outbox',
           'a technical case is notified when it starts (8.2): configure cases.outbox first',
         )
@@ -850,7 +846,11 @@ export class CaseService {
     designation: z.infer<typeof Designation>,
   ): Promise<{ category: string; designees: { user_id: string; position: string }[] }> {
     if (!user.roles.includes('admin'))
-      throw new CaseError(403, 'forbidden', 'designations are made by an ITSD admin (9.2e)')
+      throw new DomainError(
+        'forbidden',
+        'forbidden',
+        'designations are made by an ITSD admin (9.2e)',
+      )
     await this.#requireRole(designation.user_id, 'oios_designee', 'the designated officer')
     return this.#serial(async () => {
       const current = await selectRows<{ user_id: string; position: string }>(
@@ -860,16 +860,16 @@ export class CaseService {
         { category: designation.category },
       )
       if (current.some((d) => d.user_id === designation.user_id)) {
-        throw new CaseError(
-          409,
+        throw new DomainError(
+          'conflict',
           'already_designated',
           `${designation.user_id} is already designated for ${designation.category}`,
         )
       }
       const limit = designation.position === 'designee' ? 1 : 2
       if (current.filter((d) => d.position === designation.position).length >= limit) {
-        throw new CaseError(
-          409,
+        throw new DomainError(
+          'conflict',
           'designation_limit',
           `${designation.category} already has ${limit === 1 ? 'its officer' : 'two alternates'}: one officer and at most two alternates per category (9.2e)`,
         )

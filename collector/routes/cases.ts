@@ -1,6 +1,7 @@
 /**
- * /v1/cases/...: the investigation workflow over HTTP: parse, call the case service, map its
- * answer. The rules live in cases/transitions.ts (who, when) and cases/workflow.ts (the steps).
+ * /v1/cases/...: the investigation workflow over HTTP: parse, call the case service, answer.
+ * Refusals are DomainErrors, answered by app.onError. The rules live in cases/transitions.ts
+ * (who, when) and cases/workflow.ts (the steps).
  */
 import { type Context, Hono } from 'hono'
 import type { z } from 'zod'
@@ -10,7 +11,6 @@ import { requireAgent, requireUser } from '../auth/middleware.ts'
 import { ROLES } from '../auth/roles.ts'
 import {
   Approval,
-  CaseError,
   CaseRequest,
   Closing,
   Consultation,
@@ -24,24 +24,11 @@ import {
   TechnicalOpening,
 } from '../cases/model.ts'
 import type { CaseService } from '../cases/workflow.ts'
-import { type CollectorEnv, problem, readJson } from '../http.ts'
+import { DomainError } from '../errors.ts'
+import { type CollectorEnv, jsonBody } from '../http.ts'
 import { agentRegisterHead } from '../register/agent-head.ts'
 import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
-
-/** Answers a failed step: the rule that refused it, or 503 when the register could not be written. */
-export function caseProblem(c: Context, err: unknown): Response {
-  if (err instanceof CaseError) return problem(c, err.status, err.code, err.message)
-  if (err instanceof Error && err.name === 'RegisterUnavailable') {
-    return problem(
-      c,
-      503,
-      'register_unavailable',
-      'the register could not be written, so nothing was done; retry later',
-    )
-  }
-  throw err
-}
 
 export function caseRoutes(store: Store, cases: CaseService, register?: Register) {
   const anyone = requireUser(store, ROLES)
@@ -52,15 +39,8 @@ export function caseRoutes(store: Store, cases: CaseService, register?: Register
       run: (c: Context<CollectorEnv>, body: z.output<S>) => Promise<unknown>,
       status: 200 | 201 = 200,
     ) =>
-    async (c: Context<CollectorEnv>) => {
-      const body = await readJson(c, schema)
-      if (!body.ok) return body.response
-      try {
-        return c.json(await run(c, body.value), status)
-      } catch (err) {
-        return caseProblem(c, err)
-      }
-    }
+    async (c: Context<CollectorEnv>) =>
+      c.json(await run(c, await jsonBody(c, schema)), status)
 
   app.use('/v1/cases', anyone)
   app.use('/v1/cases/*', anyone)
@@ -82,13 +62,7 @@ export function caseRoutes(store: Store, cases: CaseService, register?: Register
     step(OiosOpening, (c, body) => cases.openOios(c.get('user'), body), 201),
   )
   app.get('/v1/cases', async (c) => c.json({ cases: await cases.list(c.get('user')) }))
-  app.get('/v1/cases/:id', async (c) => {
-    try {
-      return c.json(await cases.get(c.get('user'), c.req.param('id')))
-    } catch (err) {
-      return caseProblem(c, err)
-    }
-  })
+  app.get('/v1/cases/:id', async (c) => c.json(await cases.get(c.get('user'), c.req.param('id'))))
   const id = (c: Context) => c.req.param('id') ?? ''
   app.post(
     '/v1/cases/:id/written-request',
@@ -122,13 +96,9 @@ export function caseRoutes(store: Store, cases: CaseService, register?: Register
     '/v1/cases/:id/closing',
     step(Closing, (c, body) => cases.close(c.get('user'), id(c), body)),
   )
-  app.get('/v1/cases/:id/access-grant', async (c) => {
-    try {
-      return c.json(await cases.accessGrant(c.get('user'), id(c)))
-    } catch (err) {
-      return caseProblem(c, err)
-    }
-  })
+  app.get('/v1/cases/:id/access-grant', async (c) =>
+    c.json(await cases.accessGrant(c.get('user'), id(c))),
+  )
   app.post(
     '/v1/oios/designations',
     step(Designation, (c, body) => cases.designate(c.get('user'), body), 201),
@@ -140,9 +110,8 @@ export function caseRoutes(store: Store, cases: CaseService, register?: Register
   app.get('/v1/agents/grants', requireAgent(store), async (c) => {
     const query = GrantsPollQuery.safeParse(c.req.query())
     if (!query.success) {
-      return problem(
-        c,
-        400,
+      throw new DomainError(
+        'invalid',
         'invalid_request',
         'query parameter: register_size (the size of the register head the agent kept, an integer >= 0)',
       )
