@@ -13,9 +13,9 @@
 import { randomBytes } from 'node:crypto'
 import { readStateFile } from '../../common/atomic-file.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
 import type { Role, Side } from './roles.ts'
 import { issueSecret, newId, tokenKeyOf } from './tokens.ts'
+import { type UserRow, UsersRepository } from './users-repository.ts'
 
 export interface User {
   user_id: string
@@ -40,18 +40,7 @@ export interface UserRecord extends User {
   provisional: boolean
 }
 
-export interface UserRow extends User {
-  side: Side
-  token_sha256: string
-  version: number
-  created_by: string
-  created_at: number
-  revoked: number
-  provisional: number
-}
-
-export const USER_COLUMNS = `user_id, name, roles, side, token_sha256, created_by, provisional,
-  toUnixTimestamp64Milli(created_at) AS created_at, revoked_at IS NOT NULL AS revoked, version`
+export type { UserRow } from './users-repository.ts'
 
 /** The created_by of the ITSD founder, the admin the collector makes at its first start. */
 export const ITSD_FOUNDER = 'collector bootstrap'
@@ -80,19 +69,7 @@ export const partHashes = (store: Store, userId: string, first: string, second?:
   `${firstPartHash(store, userId, first)}:${second === undefined ? '' : secondPartHash(store, userId, second)}`
 
 export async function findUser(store: Store, userId: string): Promise<UserRow | undefined> {
-  const [row] = await selectRows<UserRow>(
-    store,
-    `SELECT ${USER_COLUMNS} FROM tally.users FINAL WHERE user_id = {id:String}`,
-    { id: userId },
-  )
-  return row
-}
-
-export async function writeUser(
-  store: Store,
-  row: Omit<UserRow, 'revoked'> & { revoked_at: number | null },
-): Promise<void> {
-  await insertRows(store, 'tally.users', [row])
+  return new UsersRepository(store).find(userId)
 }
 
 /**
@@ -110,7 +87,7 @@ export async function createUser(
 ): Promise<{ user: User; token: string }> {
   const issued = issueSecret(tokenKeyOf(store), 'u', newId('u'))
   const user: User = { user_id: issued.id, name, roles: [...new Set(roles)] }
-  await writeUser(store, {
+  await new UsersRepository(store).write({
     ...user,
     side: options.side ?? 'itsd',
     token_sha256: issued.hash,
@@ -156,53 +133,33 @@ export async function authenticateUser(
     name: row.name,
     roles: row.roles,
     side: row.side,
-    provisional: Boolean(Number(row.provisional)),
+    provisional: Boolean(row.provisional),
   }
 }
 
 export const isPart = (text: string): boolean => PART.test(text)
 
 export async function listUsers(store: Store, side?: Side): Promise<UserRecord[]> {
-  const rows = await selectRows<UserRow>(
-    store,
-    `SELECT ${USER_COLUMNS} FROM tally.users FINAL
-     ${side === undefined ? '' : 'WHERE side = {side:String}'} ORDER BY created_at`,
-    { side: side ?? '' },
-  )
+  const rows = await new UsersRepository(store).list(side)
   return rows.map((r) => ({
     user_id: r.user_id,
     name: r.name,
     roles: r.roles,
     side: r.side,
     created_by: r.created_by,
-    created_at: new Date(Number(r.created_at)).toISOString(),
-    revoked: Boolean(Number(r.revoked)),
+    created_at: new Date(r.created_at).toISOString(),
+    revoked: Boolean(r.revoked),
     pending: r.token_sha256.endsWith(':'),
-    provisional: Boolean(Number(r.provisional)),
+    provisional: Boolean(r.provisional),
   }))
 }
 
-/** A new row for `row` with some fields changed, winning over it even behind a slower clock. */
-export async function updateUser(
-  store: Store,
-  row: UserRow,
-  change: Partial<Omit<UserRow, 'revoked'>> & { revoked_at?: number | null },
-  now = Date.now(),
-): Promise<void> {
-  const { revoked, ...kept } = row
-  await writeUser(store, {
-    ...kept,
-    revoked_at: Number(revoked) ? now : null,
-    ...change,
-    version: Math.max(now, Number(row.version) + 1),
-  })
-}
-
 export async function revokeUser(store: Store, userId: string, now = Date.now()): Promise<boolean> {
-  const row = await findUser(store, userId)
+  const users = new UsersRepository(store)
+  const row = await users.find(userId)
   if (row === undefined) return false
-  if (Number(row.revoked)) return true
-  await updateUser(store, row, { revoked_at: now }, now)
+  if (row.revoked) return true
+  await users.update(row, { revoked_at: now }, now)
   return true
 }
 
@@ -222,11 +179,6 @@ export function readAdminTokenFile(file: string): string | undefined {
 }
 
 /** The roles of a user who is not revoked, or undefined. */
-export async function rolesOf(store: Store, userId: string): Promise<Role[] | undefined> {
-  const [row] = await selectRows<{ roles: Role[] }>(
-    store,
-    'SELECT roles FROM tally.users FINAL WHERE user_id = {id:String} AND revoked_at IS NULL',
-    { id: userId },
-  )
-  return row?.roles
+export function rolesOf(store: Store, userId: string): Promise<Role[] | undefined> {
+  return new UsersRepository(store).activeRoles(userId)
 }
