@@ -13,13 +13,13 @@ import type { AccessClaims, GrantIssuer } from '../cases/grants.ts'
 import type { Case } from '../cases/model.ts'
 import type { CaseService } from '../cases/workflow.ts'
 import { DomainError } from '../errors.ts'
-import type { Store } from '../store/client.ts'
-import { lookupGrant } from './common.ts'
+import type { GrantsOnRecord } from './common.ts'
 
 export const GRANT_HEADER = 'x-tally-grant'
 
 export interface AccessDeps {
-  store: Store
+  /** Grants as on record, to tell a revoked one. */
+  onRecord: GrantsOnRecord
   cases: CaseService
   grants: GrantIssuer
 }
@@ -89,7 +89,7 @@ export async function checkAccess(
   if (claims.data.case_id !== caseId) {
     throw denied('forbidden', 'wrong_case', 'the access grant is for another case')
   }
-  const record = await lookupGrant(deps.store, verified.grant_id)
+  const record = await deps.onRecord.find(verified.grant_id)
   if (record === undefined || record.revoked || record.case_id !== caseId) {
     throw denied('forbidden', 'grant_revoked', 'the access grant was revoked')
   }

@@ -57,10 +57,18 @@ export interface GrantRecord {
 }
 
 /**
- * A grant as on record, revoked or not. GrantIssuer.find answers undefined for both an unknown
+ * Grants as on record, revoked or not. GrantIssuer.find answers undefined for both an unknown
  * and a revoked grant; an agent (and the register) is told which of the two it was.
  */
-export async function lookupGrant(store: Store, grantId: string): Promise<GrantRecord | undefined> {
+export interface GrantsOnRecord {
+  find(grantId: string): Promise<GrantRecord | undefined>
+}
+
+export const grantsOnRecord = (store: Store): GrantsOnRecord => ({
+  find: (grantId) => lookupGrant(store, grantId),
+})
+
+async function lookupGrant(store: Store, grantId: string): Promise<GrantRecord | undefined> {
   const [row] = await selectRows<Omit<GrantRecord, 'revoked'> & { revoked: number }>(
     store,
     `SELECT grant_id, case_id, audience, subject, token,

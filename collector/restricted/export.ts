@@ -12,14 +12,16 @@
  * value exactly as captured.
  */
 import { randomBytes } from 'node:crypto'
-import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
+import { Receipt } from '../../protocol/api/restricted.ts'
 import type { Access } from './access.ts'
 import { sha256Hex } from './common.ts'
-import { type DrillCategory, type DrillRow, queryRecords } from './drilldown.ts'
+import { toCsv } from './csv.ts'
+import { queryRecords } from './drilldown.ts'
+import type { ExportsRepository } from './exports-repository.ts'
 import { segmentAad } from './ingest.ts'
-import { type CaseKeys, type Sealed, seal, unseal } from './keys.ts'
+import { type CaseKeys, seal, unseal } from './keys.ts'
 import { joinSegments, type ParsedSegment, parseSegment } from './pcap.ts'
+import type { TierIRecordsRepository } from './records-repository.ts'
 
 /** Rows per category in one bundle; a larger export is refused rather than cut short. */
 export const EXPORT_MAX_ROWS = 1_000_000
@@ -45,92 +47,22 @@ export class ExportTooLarge extends Error {
   override name = 'ExportTooLarge'
 }
 
-import { Receipt } from '../../protocol/api/restricted.ts'
-
-export { Receipt }
-
 export const EXPORT_ID = /^x-[0-9a-f]{16}$/
 export const FILE_NAME = /^[a-z0-9][a-z0-9.-]{0,63}$/
 
-const CSV_COLUMNS: Record<DrillCategory, string[]> = {
-  flows: [
-    'agent_id',
-    'start',
-    'end',
-    'ip_version',
-    'protocol',
-    'src',
-    'dst',
-    'src_port',
-    'dst_port',
-    'bytes',
-    'packets',
-    'tcp_flags',
-    'community_id',
-  ],
-  dns: ['agent_id', 'ts', 'client', 'server', 'query', 'qtype', 'rcode'],
-  web: ['agent_id', 'ts', 'client', 'server', 'server_port', 'kind', 'name'],
-}
-
-/**
- * A cell a spreadsheet would take for a formula (OWASP, CSV injection): one starting with = + - @,
- * a tab or a carriage return. A subject's DNS name or site name is whatever their traffic said.
- */
-const FORMULA_START = /^[=+\-@\t\r]/
-
-/**
- * RFC 4180: a field with a comma, quote, CR or LF is quoted, quotes doubled; CRLF line ends.
- * A text cell that a spreadsheet would run as a formula is prefixed with a single quote, which
- * makes it text; numbers are written as they are (a negative number is no formula).
- */
-export function csvField(value: string | number | undefined): string {
-  let text = value === undefined ? '' : String(value)
-  if (typeof value === 'string' && FORMULA_START.test(text)) text = `'${text}`
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text
-}
-
-export function toCsv(category: DrillCategory, rows: DrillRow[]): string {
-  const columns = CSV_COLUMNS[category]
-  const lines = [columns.join(',')]
-  for (const row of rows) lines.push(columns.map((c) => csvField(row[c])).join(','))
-  return `${lines.join('\r\n')}\r\n`
-}
-
-interface SegmentRow extends Sealed {
-  grant_id: string
-  agent_id: string
-  segment_index: number
-  key_version: number
-}
-
 /** The case's packet segments in scope, decrypted and parsed, in time order. */
 async function loadSegments(
-  store: Store,
+  records: TierIRecordsRepository,
   keys: CaseKeys,
   access: Access,
 ): Promise<ParsedSegment[]> {
   const { grant } = access
-  const params: Record<string, unknown> = {
-    case_id: grant.case_id,
-    agents: grant.subjects.map((s) => s.agent_id),
-    w_start: grant.window.start,
-    w_end: grant.window.end,
-  }
-  const rows = await selectRows<SegmentRow>(
-    store,
-    `SELECT grant_id, agent_id, segment_index, key_version, nonce, ciphertext, tag
-     FROM tally_restricted.pcap_segments FINAL
-     WHERE case_id = {case_id:String} AND has({agents:Array(String)}, agent_id)
-       AND first >= fromUnixTimestamp64Milli({w_start:Int64})
-       AND last <= fromUnixTimestamp64Milli({w_end:Int64})
-     ORDER BY first, agent_id, grant_id, segment_index`,
-    params,
-  )
+  const agents = grant.subjects.map((s) => s.agent_id)
   const out: ParsedSegment[] = []
-  for (const row of rows) {
-    const key = await keys.get(grant.case_id, Number(row.key_version))
-    const aad = segmentAad(grant.case_id, row.grant_id, row.agent_id, Number(row.segment_index))
-    out.push(parseSegment(unseal(key, row, aad)))
+  for (const row of await records.segments(grant.case_id, agents, grant.window)) {
+    const key = await keys.get(grant.case_id, row.key_version)
+    const aad = segmentAad(grant.case_id, row.grant_id, row.agent_id, row.segment_index)
+    out.push(parseSegment(unseal(key, row.sealed, aad)))
   }
   return out
 }
@@ -139,7 +71,7 @@ export const newExportId = (): string => `x-${randomBytes(8).toString('hex')}`
 
 /** Builds the bundle's files (not stored yet): name → bytes, the manifest last. */
 export async function buildBundle(
-  store: Store,
+  records: TierIRecordsRepository,
   keys: CaseKeys,
   access: Access,
   exportId: string,
@@ -150,7 +82,7 @@ export async function buildBundle(
   for (const category of ['flows', 'dns', 'web'] as const) {
     if (!grant.categories.includes(category)) continue
     const { rows, truncated } = await queryRecords(
-      store,
+      records,
       keys,
       category,
       grant.case_id,
@@ -168,7 +100,7 @@ export async function buildBundle(
     files.set(`${category}.csv`, Buffer.from(toCsv(category, rows), 'utf8'))
   }
   if (grant.categories.includes('packets')) {
-    const joined = joinSegments(await loadSegments(store, keys, access))
+    const joined = joinSegments(await loadSegments(records, keys, access))
     joined.forEach(([linkType, bytes], i) => {
       files.set(i === 0 ? 'packets.pcap' : `packets-linktype-${linkType}.pcap`, bytes)
     })
@@ -194,7 +126,7 @@ const fileAad = (caseId: string, exportId: string, name: string) =>
 
 /** Stores every file of a bundle, manifest included, encrypted with the case key. */
 export async function storeBundle(
-  store: Store,
+  exports: ExportsRepository,
   keys: CaseKeys,
   caseId: string,
   exportId: string,
@@ -207,63 +139,38 @@ export async function storeBundle(
   const all: [string, Buffer][] = [...files, [MANIFEST, manifestBytes]]
   // One insert per file: a packet capture can be large, and each row is one file.
   for (const [name, bytes] of all) {
-    await insertRows(store, 'tally_restricted.exports', [
+    await exports.insert(
+      { case_id: caseId, export_id: exportId, name },
       {
-        case_id: caseId,
-        export_id: exportId,
-        name,
-        created_at: now,
-        created_by: createdBy,
         bytes: bytes.length,
         sha256: sha256Hex(bytes),
         key_version: version,
-        ...seal(key, bytes, fileAad(caseId, exportId, name)),
+        sealed: seal(key, bytes, fileAad(caseId, exportId, name)),
       },
-    ])
+      createdBy,
+      now,
+    )
   }
-}
-
-/** Removes a bundle that must not exist (its register entry could not be written). */
-export async function dropBundle(
-  store: Store,
-  caseId: string,
-  exportId: string,
-  cluster?: string,
-): Promise<void> {
-  const table =
-    cluster === undefined
-      ? 'tally_restricted.exports'
-      : `tally_restricted.exports_local ON CLUSTER ${cluster}`
-  await store.command({
-    query: `ALTER TABLE ${table} DELETE
-      WHERE case_id = {case_id:String} AND export_id = {export_id:String}`,
-    query_params: { case_id: caseId, export_id: exportId },
-    clickhouse_settings: { mutations_sync: '2' },
-  })
 }
 
 /** One stored file, decrypted and checked against its digest; undefined when there is none. */
 export async function readBundleFile(
-  store: Store,
+  exports: ExportsRepository,
   keys: CaseKeys,
   caseId: string,
   exportId: string,
   name: string,
 ): Promise<Buffer | undefined> {
-  const [row] = await selectRows<Sealed & { key_version: number; sha256: string }>(
-    store,
-    `SELECT key_version, sha256, nonce, ciphertext, tag FROM tally_restricted.exports
-     WHERE case_id = {case_id:String} AND export_id = {export_id:String} AND name = {name:String}
-     LIMIT 1`,
-    { case_id: caseId, export_id: exportId, name },
-  )
-  if (row === undefined) return undefined
-  const key = await keys.get(caseId, Number(row.key_version))
-  const bytes = unseal(key, row, fileAad(caseId, exportId, name))
-  if (sha256Hex(bytes) !== row.sha256)
+  const file = await exports.find({ case_id: caseId, export_id: exportId, name })
+  if (file === undefined) return undefined
+  const key = await keys.get(caseId, file.key_version)
+  const bytes = unseal(key, file.sealed, fileAad(caseId, exportId, name))
+  if (sha256Hex(bytes) !== file.sha256)
     throw new Error(`export file ${name} does not match its digest`)
   return bytes
 }
+
+export { Receipt }
 
 /** What a receipt gets wrong against the manifest, one line each; empty when it matches. */
 export function receiptMismatches(manifestBytes: Buffer, receipt: Receipt): string[] {

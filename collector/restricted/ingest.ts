@@ -16,24 +16,30 @@ import { decodeJwt } from 'jose'
 import { z } from 'zod'
 import {
   type Category,
-  type DnsRecord,
   GRANT_AUDIENCE,
+  type PcapSegment,
   type RestrictedBatch,
-  type WebRecord,
 } from '../../protocol/grants.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
-import type { Case } from '../cases/model.ts'
 import type { CaseService, RegisterWriter } from '../cases/workflow.ts'
 import { DomainError } from '../errors.ts'
-import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
-import { type GrantRecord, lookupGrant, normalizeAddress, record, registerOf } from './common.ts'
+import {
+  type GrantRecord,
+  type GrantsOnRecord,
+  normalizeAddress,
+  record,
+  registerOf,
+} from './common.ts'
 import { type CaseKeys, seal } from './keys.ts'
 import { PcapSegmentError, parseSegment } from './pcap.ts'
+import type { BatchCounts, SealedBatch, TierIRecordsRepository } from './records-repository.ts'
 import { flowKey, sealRow } from './sealed.ts'
 
+export type { BatchCounts } from './records-repository.ts'
+
 export interface RestrictedIngestDeps {
-  store: Store
+  records: TierIRecordsRepository
+  grants: GrantsOnRecord
   cases: CaseService
   register: RegisterWriter
   keys: CaseKeys
@@ -51,13 +57,6 @@ export type RejectCode =
   | 'category_not_granted'
   | 'outside_window'
 
-export interface BatchCounts {
-  flows: number
-  dns: number
-  web: number
-  pcap: number
-}
-
 /** A batch taken: stored now, or recognised as stored before. Any refusal is thrown. */
 export interface IngestAccepted {
   kind: 'stored' | 'duplicate'
@@ -70,6 +69,11 @@ export const ingestRefused = (code: RejectCode, message: string): DomainError =>
 
 const invalidBatch = (code: 'invalid_batch' | 'invalid_pcap', message: string): DomainError =>
   new DomainError('invalid', code, message)
+
+interface Refusal {
+  code: RejectCode
+  message: string
+}
 
 const countsOf = (b: RestrictedBatch): BatchCounts => ({
   flows: b.flows.length,
@@ -85,30 +89,63 @@ function grantCategories(grant: GrantRecord): Set<string> {
   return new Set(parsed.success ? parsed.data.categories : [])
 }
 
-const BATCH_CATEGORY: Record<keyof BatchCounts, Category> = {
-  flows: 'flows',
-  dns: 'dns',
-  web: 'web',
-  pcap: 'packets',
-}
+const BATCH_CATEGORY: [keyof BatchCounts, Category][] = [
+  ['flows', 'flows'],
+  ['dns', 'dns'],
+  ['web', 'web'],
+  ['pcap', 'packets'],
+]
+
+const GRANT_ID = /^[A-Za-z0-9_-]{1,64}$/
 
 /** A grant id as the register may quote it: never more than a short printable string. */
-const quoteId = (id: string) =>
-  /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : `${JSON.stringify(id.slice(0, 64))}…`
+const quoteId = (id: string) => (GRANT_ID.test(id) ? id : `${JSON.stringify(id.slice(0, 64))}…`)
 
-export async function isRestrictedBatchStored(
-  store: Store,
-  agentId: string,
-  grantId: string,
-  seq: number,
-): Promise<boolean> {
-  const [row] = await selectRows<{ n: number }>(
-    store,
-    `SELECT count() AS n FROM tally.restricted_batches
-     WHERE agent_id = {agent:String} AND grant_id = {grant:String} AND seq = {seq:UInt64}`,
-    { agent: agentId, grant: grantId, seq },
-  )
-  return Number(row?.n ?? 0) > 0
+/** The grant, when it is on record and was issued to this agent for capture. */
+function ownGrant(
+  agent: AgentIdentity,
+  batch: RestrictedBatch,
+  grant: GrantRecord | undefined,
+): GrantRecord | Refusal {
+  if (batch.agent_id !== agent.agent_id) {
+    return {
+      code: 'wrong_agent',
+      message: `the batch names agent ${batch.agent_id} but the credential belongs to another agent`,
+    }
+  }
+  if (grant === undefined) {
+    return { code: 'grant_unknown', message: `no grant ${quoteId(batch.grant_id)} is on record` }
+  }
+  if (grant.audience !== GRANT_AUDIENCE || grant.subject !== agent.agent_id) {
+    return {
+      code: 'not_your_grant',
+      message: `grant ${grant.grant_id} was not issued to this agent for capture`,
+    }
+  }
+  return grant
+}
+
+/** Whether the batch stays inside what the grant allows: its categories and its window. */
+function beyondGrant(
+  grant: GrantRecord,
+  batch: RestrictedBatch,
+  counts: BatchCounts,
+): Refusal | undefined {
+  const granted = grantCategories(grant)
+  for (const [field, category] of BATCH_CATEGORY) {
+    if (counts[field] > 0 && !granted.has(category)) {
+      return {
+        code: 'category_not_granted',
+        message: `grant ${grant.grant_id} does not allow ${category}`,
+      }
+    }
+  }
+  const outside = firstOutside(batch, grant.window_start, grant.window_end)
+  if (outside === undefined) return undefined
+  return {
+    code: 'outside_window',
+    message: `${outside} lies outside the grant's window ${new Date(grant.window_start).toISOString()} .. ${new Date(grant.window_end).toISOString()}`,
+  }
 }
 
 /** Checks that each record's time lies in [start, end]; the first offender, or undefined. */
@@ -136,20 +173,40 @@ function invalidRecord(batch: RestrictedBatch): string | undefined {
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 
+/** One segment's bytes, checked to be a whole classic pcap file holding what it says. */
+function decodeSegment(p: PcapSegment, i: number): Buffer {
+  if (!BASE64.test(p.data) || p.data.length % 4 !== 0) {
+    throw invalidBatch('invalid_pcap', `pcap[${i}].data is not base64`)
+  }
+  const bytes = Buffer.from(p.data, 'base64')
+  let packets: number
+  try {
+    packets = parseSegment(bytes).records.length
+  } catch (err) {
+    if (err instanceof PcapSegmentError) {
+      throw invalidBatch('invalid_pcap', `pcap[${i}]: ${err.message}`)
+    }
+    throw err
+  }
+  if (packets !== p.packets) {
+    throw invalidBatch('invalid_pcap', `pcap[${i}] says ${p.packets} packets but holds ${packets}`)
+  }
+  return bytes
+}
+
 export async function ingestRestricted(
   deps: RestrictedIngestDeps,
   agent: AgentIdentity,
   batch: RestrictedBatch,
 ): Promise<IngestAccepted> {
-  const { store } = deps
   const now = (deps.now ?? Date.now)()
   const counts = countsOf(batch)
-  const grant = /^[A-Za-z0-9_-]{1,64}$/.test(batch.grant_id)
-    ? await lookupGrant(store, batch.grant_id)
+  const onRecord = GRANT_ID.test(batch.grant_id)
+    ? await deps.grants.find(batch.grant_id)
     : undefined
-  let doc: Case | undefined
+  const doc = onRecord === undefined ? undefined : await deps.cases.current(onRecord.case_id)
 
-  const reject = async (code: RejectCode, message: string): Promise<never> => {
+  const refuse = async ({ code, message }: Refusal): Promise<DomainError> => {
     // A refusal touches no data: it is registered, and answered even if the register is down.
     await record(deps.register, {
       register: registerOf(doc),
@@ -158,77 +215,33 @@ export async function ingestRestricted(
       ...(doc !== undefined ? { case_id: doc.case_id } : {}),
       details: { reason: code, grant_id: quoteId(batch.grant_id), seq: batch.seq, counts },
     }).catch(() => undefined)
-    throw ingestRefused(code, message)
+    return ingestRefused(code, message)
   }
 
-  if (grant !== undefined) doc = await deps.cases.current(grant.case_id)
-  if (batch.agent_id !== agent.agent_id) {
-    return reject(
-      'wrong_agent',
-      `the batch names agent ${batch.agent_id} but the credential belongs to another agent`,
-    )
-  }
-  if (grant === undefined)
-    return reject('grant_unknown', `no grant ${quoteId(batch.grant_id)} is on record`)
-  if (grant.audience !== GRANT_AUDIENCE || grant.subject !== agent.agent_id) {
-    return reject(
-      'not_your_grant',
-      `grant ${grant.grant_id} was not issued to this agent for capture`,
-    )
-  }
-  if (await isRestrictedBatchStored(store, agent.agent_id, grant.grant_id, batch.seq)) {
+  const grant = ownGrant(agent, batch, onRecord)
+  if ('code' in grant) throw await refuse(grant)
+  if (await deps.records.isBatchStored(agent.agent_id, grant.grant_id, batch.seq)) {
     return { kind: 'duplicate', counts }
   }
-  if (grant.revoked)
-    return reject('grant_revoked', `grant ${grant.grant_id} was revoked; stop capturing under it`)
+  if (grant.revoked) {
+    throw await refuse({
+      code: 'grant_revoked',
+      message: `grant ${grant.grant_id} was revoked; stop capturing under it`,
+    })
+  }
   if (doc?.state !== 'active') {
-    return reject(
-      'case_not_active',
-      `the case of grant ${grant.grant_id} is ${doc?.state ?? 'unknown'}, not active`,
-    )
+    throw await refuse({
+      code: 'case_not_active',
+      message: `the case of grant ${grant.grant_id} is ${doc?.state ?? 'unknown'}, not active`,
+    })
   }
-  const granted = grantCategories(grant)
-  for (const [field, category] of Object.entries(BATCH_CATEGORY) as [
-    keyof BatchCounts,
-    Category,
-  ][]) {
-    if (counts[field] > 0 && !granted.has(category)) {
-      return reject('category_not_granted', `grant ${grant.grant_id} does not allow ${category}`)
-    }
-  }
-  const outside = firstOutside(batch, grant.window_start, grant.window_end)
-  if (outside !== undefined) {
-    return reject(
-      'outside_window',
-      `${outside} lies outside the grant's window ${new Date(grant.window_start).toISOString()} .. ${new Date(grant.window_end).toISOString()}`,
-    )
-  }
+  const beyond = beyondGrant(grant, batch, counts)
+  if (beyond !== undefined) throw await refuse(beyond)
   const invalid = invalidRecord(batch)
   if (invalid !== undefined) throw invalidBatch('invalid_batch', invalid)
-  const segments: Buffer[] = []
-  for (const [i, p] of batch.pcap.entries()) {
-    if (!BASE64.test(p.data) || p.data.length % 4 !== 0) {
-      throw invalidBatch('invalid_pcap', `pcap[${i}].data is not base64`)
-    }
-    const bytes = Buffer.from(p.data, 'base64')
-    try {
-      const parsed = parseSegment(bytes)
-      if (parsed.records.length !== p.packets) {
-        throw invalidBatch(
-          'invalid_pcap',
-          `pcap[${i}] says ${p.packets} packets but holds ${parsed.records.length}`,
-        )
-      }
-    } catch (err) {
-      if (err instanceof PcapSegmentError) {
-        throw invalidBatch('invalid_pcap', `pcap[${i}]: ${err.message}`)
-      }
-      throw err
-    }
-    segments.push(bytes)
-  }
+  const segments = batch.pcap.map(decodeSegment)
 
-  // Fail closed: the entry first; if it cannot be written, nothing is stored (the caller answers 503).
+  // Fail closed: the entry first; if it cannot be written, nothing is stored (503).
   await record(deps.register, {
     register: registerOf(doc),
     kind: 'restricted_ingest',
@@ -241,101 +254,60 @@ export async function ingestRestricted(
       packets: batch.pcap.reduce((n, p) => n + p.packets, 0),
     },
   })
-  await writeBatch(deps, agent, grant, batch, segments, now)
+  await deps.records.insertBatch(await sealBatch(deps.keys, agent, grant, batch, segments, now))
   return { kind: 'stored', counts }
 }
 
-async function writeBatch(
-  deps: RestrictedIngestDeps,
+/** The batch sealed with the case's key: no tier I value goes to the store in clear. */
+async function sealBatch(
+  keys: CaseKeys,
   agent: AgentIdentity,
   grant: GrantRecord,
   batch: RestrictedBatch,
   segments: Buffer[],
   receivedAt: number,
-): Promise<void> {
-  const { store } = deps
-  const token = (table: string) => `${agent.agent_id}:${grant.grant_id}:${batch.seq}:${table}`
-  const base = {
-    case_id: grant.case_id,
-    grant_id: grant.grant_id,
-    agent_id: agent.agent_id,
-    received_at: receivedAt,
-  }
+): Promise<SealedBatch> {
   const addr = (a: string) => normalizeAddress(a) ?? a
   const sealing = batch.flows.length + batch.dns.length + batch.web.length + segments.length > 0
   // One key for the whole batch, and only when there is something to seal.
   const { version, key } = sealing
-    ? await deps.keys.current(grant.case_id)
+    ? await keys.current(grant.case_id)
     : { version: 0, key: Buffer.alloc(0) }
   const id = { case_id: grant.case_id, grant_id: grant.grant_id, agent_id: agent.agent_id }
-  await insertRows(
-    store,
-    'tally_restricted.flows',
-    batch.flows.map(({ start, end, ...secret }) => {
+  const events = (category: 'dns' | 'web') =>
+    batch[category].map(({ ts, ...secret }, i) => {
+      const clear = { ts, row_id: `${batch.seq}:${i}` }
+      const normalized = { ...secret, client: addr(secret.client), server: addr(secret.server) }
+      return { clear, sealed: sealRow(key, category, id, clear, normalized) }
+    })
+  return {
+    place: { ...id, received_at: receivedAt },
+    seq: batch.seq,
+    key_version: version,
+    flows: batch.flows.map(({ start, end, ...secret }) => {
       const clear = { start, end, flow_key: flowKey(key, secret.community_id) }
       const normalized = { ...secret, src: addr(secret.src), dst: addr(secret.dst) }
+      return { clear, sealed: sealRow(key, 'flows', id, clear, normalized) }
+    }),
+    dns: events('dns'),
+    web: events('web'),
+    segments: batch.pcap.map((p, i) => {
+      const bytes = segments[i] as Buffer
       return {
-        ...base,
-        ...clear,
-        key_version: version,
-        ...sealRow(key, 'flows', id, clear, normalized),
+        index: p.index,
+        first: p.first,
+        last: p.last,
+        packets: p.packets,
+        bytes: bytes.length,
+        sealed: seal(
+          key,
+          bytes,
+          segmentAad(grant.case_id, grant.grant_id, agent.agent_id, p.index),
+        ),
       }
     }),
-    token('flows'),
-  )
-  for (const category of ['dns', 'web'] as const) {
-    const records: (DnsRecord | WebRecord)[] = batch[category]
-    await insertRows(
-      store,
-      `tally_restricted.${category}`,
-      records.map(({ ts, ...secret }, i) => {
-        const clear = { ts, row_id: `${batch.seq}:${i}` }
-        const normalized = { ...secret, client: addr(secret.client), server: addr(secret.server) }
-        return {
-          ...base,
-          ...clear,
-          key_version: version,
-          ...sealRow(key, category, id, clear, normalized),
-        }
-      }),
-      token(category),
-    )
+    counts: countsOf(batch),
   }
-  if (segments.length > 0) {
-    await insertRows(
-      store,
-      'tally_restricted.pcap_segments',
-      batch.pcap.map((p, i) => {
-        const bytes = segments[i] as Buffer
-        return {
-          ...base,
-          segment_index: p.index,
-          first: p.first,
-          last: p.last,
-          packets: p.packets,
-          bytes: bytes.length,
-          key_version: version,
-          ...seal(key, bytes, segmentAad(grant.case_id, grant.grant_id, agent.agent_id, p.index)),
-        }
-      }),
-      token('pcap_segments'),
-    )
-  }
-  await insertRows(
-    store,
-    'tally.restricted_batches',
-    [
-      {
-        agent_id: agent.agent_id,
-        grant_id: grant.grant_id,
-        seq: batch.seq,
-        case_id: grant.case_id,
-        received_at: receivedAt,
-        ...countsOf(batch),
-      },
-    ],
-    token('batches'),
-  )
 }
 
 /** What a segment's ciphertext is bound to: moving it to another case or grant breaks it. */

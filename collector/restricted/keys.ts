@@ -15,9 +15,9 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Mutex } from '../../common/mutex.ts'
+import { KeyedMutex } from '../../common/mutex.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
+import { CaseKeysRepository } from './case-keys-repository.ts'
 
 const KEY_BYTES = 32
 const NONCE_BYTES = 12
@@ -85,11 +85,6 @@ export class CaseKeyDestroyed extends Error {
   override name = 'CaseKeyDestroyed'
 }
 
-interface KeyRow {
-  key_ciphertext: string
-  version: number
-}
-
 const wrapAad = (caseId: string, version: number) => `tally-case-key:${caseId}:${version}`
 
 function wrap(master: Buffer, caseId: string, version: number, key: Buffer): string {
@@ -117,31 +112,16 @@ function unwrap(master: Buffer, caseId: string, version: number, wrapped: string
   )
 }
 
-/** Destroys every key of a case. Needs no master key: it overwrites the wrapped keys. */
-export async function destroyCaseKeys(
-  store: Store,
-  caseId: string,
-  now = Date.now(),
-): Promise<void> {
-  await store.command({
-    query: `ALTER TABLE tally.case_keys
-      UPDATE key_ciphertext = '', destroyed_at = fromUnixTimestamp64Milli({now:Int64})
-      WHERE case_id = {id:String} AND destroyed_at IS NULL`,
-    query_params: { id: caseId, now },
-    // Wait for the rewrite: the purge is done only when the keys are gone.
-    clickhouse_settings: { mutations_sync: '2' },
-  })
-}
-
 export class CaseKeys {
-  readonly #store: Store
+  readonly #stored: CaseKeysRepository
   readonly #loadMaster: () => Buffer
   #masterKey: Buffer | undefined
-  readonly #create = new Mutex()
+  /** One creation at a time per case, so that racing batches do not make two keys. */
+  readonly #create = new KeyedMutex()
 
   /** `master`: the key, or how to load it on first use (loadOrCreateMasterKey). */
   constructor(store: Store, master: Buffer | (() => Buffer)) {
-    this.#store = store
+    this.#stored = new CaseKeysRepository(store)
     this.#loadMaster = typeof master === 'function' ? master : () => master
   }
 
@@ -152,46 +132,32 @@ export class CaseKeys {
 
   /** The case's newest live key, created if it has none. */
   async current(caseId: string): Promise<{ version: number; key: Buffer }> {
-    return this.#create.run(async () => {
-      const [row] = await selectRows<KeyRow>(
-        this.#store,
-        `SELECT key_ciphertext, version FROM tally.case_keys
-         WHERE case_id = {id:String} AND destroyed_at IS NULL AND key_ciphertext != ''
-         ORDER BY version DESC LIMIT 1`,
-        { id: caseId },
-      )
-      if (row !== undefined) {
-        const version = Number(row.version)
-        return { version, key: unwrap(this.#master, caseId, version, row.key_ciphertext) }
+    return this.#create.run(caseId, async () => {
+      const newest = await this.#stored.newest(caseId)
+      if (newest !== undefined) {
+        return {
+          version: newest.version,
+          key: unwrap(this.#master, caseId, newest.version, newest.wrapped),
+        }
       }
       const now = Date.now()
       const version = now * 1000 + (randomBytes(2).readUInt16BE(0) % 1000)
       const key = randomBytes(KEY_BYTES)
-      await insertRows(this.#store, 'tally.case_keys', [
-        {
-          case_id: caseId,
-          key_ciphertext: wrap(this.#master, caseId, version, key),
-          created_at: now,
-          destroyed_at: null,
-          version,
-        },
-      ])
+      await this.#stored.insert(
+        caseId,
+        { version, wrapped: wrap(this.#master, caseId, version, key) },
+        now,
+      )
       return { version, key }
     })
   }
 
   /** A key by version; throws CaseKeyDestroyed when it is gone. */
   async get(caseId: string, version: number): Promise<Buffer> {
-    const [row] = await selectRows<KeyRow>(
-      this.#store,
-      `SELECT key_ciphertext, version FROM tally.case_keys
-       WHERE case_id = {id:String} AND version = {version:UInt64} AND destroyed_at IS NULL
-       LIMIT 1`,
-      { id: caseId, version },
-    )
-    if (row === undefined || row.key_ciphertext === '') {
+    const stored = await this.#stored.byVersion(caseId, version)
+    if (stored === undefined || stored.wrapped === '') {
       throw new CaseKeyDestroyed(`the key ${version} of case ${caseId} is destroyed or unknown`)
     }
-    return unwrap(this.#master, caseId, version, row.key_ciphertext)
+    return unwrap(this.#master, caseId, version, stored.wrapped)
   }
 }

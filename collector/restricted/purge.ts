@@ -13,8 +13,8 @@
  */
 import type { Purger } from '../cases/workflow.ts'
 import type { Store } from '../store/client.ts'
+import { CaseKeysRepository } from './case-keys-repository.ts'
 import { RESTRICTED_TABLES } from './common.ts'
-import { destroyCaseKeys } from './keys.ts'
 
 /**
  * The statements that drop a case's partitions. On a cluster the tables under the usual names
@@ -30,8 +30,9 @@ export function purgeStatements(cluster?: string): string[] {
 }
 
 export function createPurger(store: Store, cluster?: string): Purger {
+  const keys = new CaseKeysRepository(store)
   return async (caseId: string) => {
-    await destroyCaseKeys(store, caseId)
+    await keys.destroyAll(caseId, Date.now())
     for (const query of purgeStatements(cluster)) {
       try {
         await store.command({ query, query_params: { case_id: caseId } })

@@ -20,17 +20,10 @@ import {
 import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
 import { type Access, checkAccess } from './access.ts'
-import { lookupGrant, record, registerOf, sha256Hex } from './common.ts'
-import {
-  type DrillCategory,
-  describeNarrowing,
-  OutsideScope,
-  parseNarrowing,
-  queryRecords,
-} from './drilldown.ts'
+import { type GrantsOnRecord, grantsOnRecord, record, registerOf, sha256Hex } from './common.ts'
+import { queryRecords } from './drilldown.ts'
 import {
   buildBundle,
-  dropBundle,
   EXPORT_ID,
   ExportTooLarge,
   FILE_NAME,
@@ -42,9 +35,12 @@ import {
   receiptMismatches,
   storeBundle,
 } from './export.ts'
+import { ExportsRepository } from './exports-repository.ts'
 import { type IngestAccepted, ingestRefused, ingestRestricted } from './ingest.ts'
 import { CaseKeys, loadOrCreateMasterKey, masterKeyPath } from './keys.ts'
+import { type DrillCategory, describeNarrowing, OutsideScope, parseNarrowing } from './narrowing.ts'
 import type { ReceiptSigned } from './openapi.ts'
+import { TierIRecordsRepository } from './records-repository.ts'
 
 export interface TierIServiceDeps {
   store: Store
@@ -77,6 +73,9 @@ export interface ExportMade {
 export class TierIService {
   readonly #deps: TierIServiceDeps
   readonly #keys: CaseKeys
+  readonly #records: TierIRecordsRepository
+  readonly #exports: ExportsRepository
+  readonly #grantsOnRecord: GrantsOnRecord
   /** One batch per agent at a time, so a retry racing its original cannot write twice. */
   readonly #perAgent = new KeyedMutex()
 
@@ -85,6 +84,9 @@ export class TierIService {
     // Loaded on first use: building the service touches no file.
     const masterFile = masterKeyPath(deps.dataDir, deps.masterKeyFile)
     this.#keys = new CaseKeys(deps.store, () => loadOrCreateMasterKey(masterFile))
+    this.#records = new TierIRecordsRepository(deps.store)
+    this.#exports = new ExportsRepository(deps.store, deps.cluster)
+    this.#grantsOnRecord = grantsOnRecord(deps.store)
     if (deps.masterKeyFile === undefined) {
       deps.logger?.warn(
         { master_key_file: masterFile },
@@ -100,11 +102,18 @@ export class TierIService {
    * (the store's, mostly) is logged and answered as the store's, for the agent to retry.
    */
   ingest(agent: AgentIdentity, batch: RestrictedBatch, log: Logger): Promise<IngestAccepted> {
-    const { store, cases, register } = this.#deps
+    const { cases, register } = this.#deps
+    const deps = {
+      records: this.#records,
+      grants: this.#grantsOnRecord,
+      cases,
+      register,
+      keys: this.#keys,
+    }
     return this.#perAgent.run(agent.agent_id, async () => {
       try {
         await this.#ingestOnRecord(batch)
-        return await ingestRestricted({ store, cases, register, keys: this.#keys }, agent, batch)
+        return await ingestRestricted(deps, agent, batch)
       } catch (err) {
         if (err instanceof DomainError) throw err
         log.error(
@@ -128,7 +137,7 @@ export class TierIService {
    */
   async #ingestOnRecord(batch: RestrictedBatch): Promise<void> {
     if (!/^[A-Za-z0-9_-]{1,64}$/.test(batch.grant_id)) return
-    const grant = await lookupGrant(this.#deps.store, batch.grant_id)
+    const grant = await this.#grantsOnRecord.find(batch.grant_id)
     const doc = grant === undefined ? undefined : await this.#deps.cases.current(grant.case_id)
     if (doc?.state !== 'active') return
     try {
@@ -150,7 +159,13 @@ export class TierIService {
   }
 
   async #access(user: User, grantToken: string | undefined, caseId: string): Promise<Access> {
-    const access = await checkAccess(this.#deps, user, grantToken, caseId)
+    const { cases, grants } = this.#deps
+    const access = await checkAccess(
+      { onRecord: this.#grantsOnRecord, cases, grants },
+      user,
+      grantToken,
+      caseId,
+    )
     await this.#onRecord(access.doc)
     return access
   }
@@ -163,7 +178,7 @@ export class TierIService {
     category: DrillCategory,
     params: Record<string, string[]>,
   ): Promise<DrillAnswer> {
-    const { store, register } = this.#deps
+    const { register } = this.#deps
     const { doc, grant } = await this.#access(user, grantToken, caseId)
     let narrowing: ReturnType<typeof parseNarrowing>
     try {
@@ -188,7 +203,7 @@ export class TierIService {
       throw err
     }
     const { rows, truncated } = await queryRecords(
-      store,
+      this.#records,
       this.#keys,
       category,
       doc.case_id,
@@ -229,20 +244,20 @@ export class TierIService {
     caseId: string,
     log: Logger,
   ): Promise<ExportMade> {
-    const { store, register } = this.#deps
+    const { register } = this.#deps
     const access = await this.#access(user, grantToken, caseId)
     const exportId = newExportId()
     const caseIdValue = access.doc.case_id
     let bundle: Awaited<ReturnType<typeof buildBundle>>
     try {
-      bundle = await buildBundle(store, this.#keys, access, exportId)
+      bundle = await buildBundle(this.#records, this.#keys, access, exportId)
     } catch (err) {
       if (err instanceof ExportTooLarge)
         throw new DomainError('too_large', 'export_too_large', err.message)
       throw err
     }
     await storeBundle(
-      store,
+      this.#exports,
       this.#keys,
       caseIdValue,
       exportId,
@@ -266,9 +281,11 @@ export class TierIService {
       })
     } catch (err) {
       // Without its entry the bundle must not exist.
-      await dropBundle(store, caseIdValue, exportId, this.#deps.cluster).catch((dropErr: unknown) =>
-        log.error({ err: dropErr, export_id: exportId }, 'unregistered export not dropped'),
-      )
+      await this.#exports
+        .drop(caseIdValue, exportId)
+        .catch((dropErr: unknown) =>
+          log.error({ err: dropErr, export_id: exportId }, 'unregistered export not dropped'),
+        )
       throw err
     }
     return { export_id: exportId, manifest: bundle.manifest, manifest_sha256: manifestSha256 }
@@ -301,7 +318,7 @@ export class TierIService {
     if (!EXPORT_ID.test(exportId) || !FILE_NAME.test(name)) {
       throw new DomainError('not_found', 'no_such_export', 'no such export file')
     }
-    const bytes = await readBundleFile(this.#deps.store, this.#keys, doc.case_id, exportId, name)
+    const bytes = await readBundleFile(this.#exports, this.#keys, doc.case_id, exportId, name)
     if (bytes === undefined)
       throw new DomainError('not_found', 'no_such_export', 'no such export file')
     await record(this.#deps.register, {
@@ -338,7 +355,7 @@ export class TierIService {
     receipt: Receipt,
   ): Promise<ReceiptSigned> {
     const manifest = EXPORT_ID.test(exportId)
-      ? await readBundleFile(this.#deps.store, this.#keys, doc.case_id, exportId, MANIFEST)
+      ? await readBundleFile(this.#exports, this.#keys, doc.case_id, exportId, MANIFEST)
       : undefined
     if (manifest === undefined)
       throw new DomainError('not_found', 'no_such_export', `no export ${exportId}`)

@@ -29,7 +29,7 @@ import {
   RegisterUnavailable,
 } from '../../collector/register/register.ts'
 import { RESTRICTED_TABLES } from '../../collector/restricted/common.ts'
-import { csvField, toCsv } from '../../collector/restricted/export.ts'
+import { csvField, toCsv } from '../../collector/restricted/csv.ts'
 import { masterKeyFile } from '../../collector/restricted/keys.ts'
 import {
   RESTRICTED_REQUESTS,
