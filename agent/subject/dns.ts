@@ -86,39 +86,50 @@ export function readName(
   end: number,
   pos: number,
 ): { name: string; next: number } | undefined {
+  /** Where each label of the name starts (its length byte), in order. */
+  const labels: number[] = []
   let p = pos
   let next = -1
   let pointers = 0
   let octets = 1
-  let name = ''
   for (;;) {
     if (p < start || p >= end) return undefined
     const length = b[p] as number
-    if (length === 0) {
-      if (next < 0) next = p + 1
-      break
-    }
-    const kind = length & 0xc0
-    if (kind === 0xc0) {
-      if (p + 1 >= end || ++pointers > MAX_POINTERS) return undefined
-      const target = start + (((length & 0x3f) << 8) | (b[p + 1] as number))
-      if (target >= p) return undefined
+    if (length === 0) break
+    if ((length & 0xc0) === 0xc0) {
+      const target = ++pointers > MAX_POINTERS ? undefined : pointerTarget(b, start, end, p)
+      if (target === undefined) return undefined
       if (next < 0) next = p + 2
       p = target
       continue
     }
-    // 0x40 and 0x80: extended and reserved label types (RFC 6891), not in questions.
-    if (kind !== 0) return undefined
-    if (p + 1 + length > end) return undefined
     octets += length + 1
-    if (octets > MAX_NAME_OCTETS) return undefined
-    if (name.length < MAX_NAME_CHARS)
-      name += `${name === '' ? '' : '.'}${labelText(b, p + 1, length)}`
+    // 0x40 and 0x80: extended and reserved label types (RFC 6891), not in questions.
+    if ((length & 0xc0) !== 0 || p + 1 + length > end || octets > MAX_NAME_OCTETS) {
+      return undefined
+    }
+    labels.push(p)
     p += 1 + length
   }
-  if (name === '') name = '.'
-  if (name.length > MAX_NAME_CHARS) name = name.slice(0, MAX_NAME_CHARS)
-  return { name, next }
+  return { name: nameOf(b, labels), next: next < 0 ? p + 1 : next }
+}
+
+/** The dotted name of these labels, cut at MAX_NAME_CHARS; '.' for the root. */
+function nameOf(b: Uint8Array, labels: readonly number[]): string {
+  let name = ''
+  for (const at of labels) {
+    if (name.length >= MAX_NAME_CHARS) break
+    name += `${name === '' ? '' : '.'}${labelText(b, at + 1, b[at] as number)}`
+  }
+  if (name === '') return '.'
+  return name.length > MAX_NAME_CHARS ? name.slice(0, MAX_NAME_CHARS) : name
+}
+
+/** Where the compression pointer at `p` leads, if it is whole and points backwards. */
+function pointerTarget(b: Uint8Array, start: number, end: number, p: number): number | undefined {
+  if (p + 1 >= end) return undefined
+  const target = start + ((((b[p] as number) & 0x3f) << 8) | (b[p + 1] as number))
+  return target < p ? target : undefined
 }
 
 /** Parses the DNS message at `b[offset .. offset+length)` (clamped to the buffer). */
