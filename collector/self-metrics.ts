@@ -3,8 +3,9 @@
  * Collector and Oversight dashboards: Grafana reads only ClickHouse, never a collector's
  * /metrics, and a fleet of collectors behind a load balancer writes one table.
  *
- * Every 10 s (on the clock's boundaries) it reads the Telemetry's instruments, through the same
- * Prometheus text /metrics serves, and writes what changed since its previous snapshot:
+ * Every 10 s (on the clock's boundaries) it reads the Telemetry's instruments through a metric
+ * reader of their own (the SDK's cumulative values, not the /metrics text) and writes what
+ * changed since its previous snapshot:
  *   ingest.batches{outcome}        batches acknowledged: stored, duplicate (duplicates recognised)
  *   ingest.samples                 host samples stored (rows written to tally.host_metrics)
  *   ingest.rejected{reason}        ingest requests refused with a 4xx
@@ -32,6 +33,7 @@
  * dashboards read. OIOS checks its register through the API (`/v1/register/oios/verify`).
  */
 import { hostname } from 'node:os'
+import { DataPointType, type ResourceMetrics } from '@opentelemetry/sdk-metrics'
 import type { Logger } from 'pino'
 import type { Register, RegisterName, VerifyReport } from './register/register.ts'
 import type { Store } from './store/client.ts'
@@ -62,7 +64,7 @@ export type CollectorMetricRow = {
 
 export interface SelfMetricsOptions {
   store: Store
-  telemetry: Pick<Telemetry, 'prometheus'>
+  telemetry: Pick<Telemetry, 'collect'>
   /** The register whose ITSD chain is verified every minute; without one, none is. */
   register?: Pick<Register, 'verify' | 'checkpoints'>
   /** Names this collector in the rows; the host name by default. Give it the port too. */
@@ -75,63 +77,6 @@ export interface SelfMetricsOptions {
   /** Pause before a failed register check is repeated (1 s). */
   recheckMs?: number
   now?: () => number
-}
-
-/** One line of the Prometheus text format: a sample with its labels. */
-export interface PromSample {
-  name: string
-  labels: Record<string, string>
-  value: number
-}
-
-const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$/
-
-/** Parses the exposition text (0.0.4): comments skipped, label values unescaped. */
-export function parsePrometheusText(text: string): PromSample[] {
-  const samples: PromSample[] = []
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const match = SAMPLE_LINE.exec(line)
-    if (match === null) continue
-    const [, name = '', labelText = '', valueText = ''] = match
-    const value = parsePromValue(valueText)
-    if (value === undefined) continue
-    samples.push({ name, labels: parseLabels(labelText), value })
-  }
-  return samples
-}
-
-function parsePromValue(text: string): number | undefined {
-  if (text === '+Inf') return Number.POSITIVE_INFINITY
-  if (text === '-Inf') return Number.NEGATIVE_INFINITY
-  const n = Number(text)
-  return Number.isNaN(n) ? undefined : n
-}
-
-function parseLabels(text: string): Record<string, string> {
-  const labels: Record<string, string> = {}
-  let i = 0
-  while (i < text.length) {
-    const eq = text.indexOf('=', i)
-    if (eq < 0 || text[eq + 1] !== '"') break
-    const name = text.slice(i, eq).trim()
-    let value = ''
-    let j = eq + 2
-    for (; j < text.length && text[j] !== '"'; j++) {
-      const c = text[j]
-      if (c === '\\' && j + 1 < text.length) {
-        j++
-        const e = text[j]
-        value += e === 'n' ? '\n' : (e ?? '')
-      } else {
-        value += c
-      }
-    }
-    labels[name] = value
-    i = j + 1
-    while (i < text.length && (text[i] === ',' || text[i] === ' ')) i++
-  }
-  return labels
 }
 
 /**
@@ -161,32 +106,76 @@ export function histogramQuantile(
   return lower
 }
 
-const seriesKey = (name: string, labels: Record<string, string>): string =>
-  `${name}${JSON.stringify(Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)))}`
-
-/** The ingest series written in every snapshot, moved or not. */
-const STEADY = new Set([
-  'tally_ingest_batches_total',
-  'tally_ingest_samples_total',
-  'tally_ingest_rejected_total',
-  'tally_ingest_unavailable_total',
-])
-
-const METRIC_OF: Record<string, string> = {
-  tally_ingest_batches_total: 'ingest.batches',
-  tally_ingest_samples_total: 'ingest.samples',
-  tally_ingest_rejected_total: 'ingest.rejected',
-  tally_ingest_unavailable_total: 'ingest.unavailable',
-  tally_ingest_duration_seconds_count: 'ingest.duration.count',
-  tally_ingest_duration_seconds_sum: 'ingest.duration.sum',
-  tally_http_requests_total: 'http.requests',
+/** One cumulative value of an instrument, or of one bucket of the request histogram. */
+interface Reading {
+  /** The row's metric, or undefined for a bucket (summed into the quantiles). */
+  metric: string | undefined
+  labels: Record<string, string>
+  value: number
+  /** A bucket's upper bound; its value is the count at or below it. */
+  le?: number
+  /** Written in every snapshot, moved or not. */
+  steady: boolean
 }
 
-const DURATION_BUCKET = 'tally_ingest_duration_seconds_bucket'
+/** The counters written, by instrument; the ingest ones are steady (see the file comment). */
+const COUNTERS: Record<string, { metric: string; steady: boolean }> = {
+  tally_ingest_batches: { metric: 'ingest.batches', steady: true },
+  tally_ingest_samples: { metric: 'ingest.samples', steady: true },
+  tally_ingest_rejected: { metric: 'ingest.rejected', steady: true },
+  tally_ingest_unavailable: { metric: 'ingest.unavailable', steady: true },
+  tally_http_requests: { metric: 'http.requests', steady: false },
+}
+
+const DURATION = 'tally_ingest_duration_seconds'
+
+const labelsOf = (attributes: Record<string, unknown>): Record<string, string> =>
+  Object.fromEntries(Object.entries(attributes).map(([k, v]) => [k, String(v)]))
+
+/** A histogram point as count, sum and cumulative buckets (the SDK counts each bucket alone). */
+function histogramReadings(
+  labels: Record<string, string>,
+  point: { count: number; sum?: number; buckets: { boundaries: number[]; counts: number[] } },
+): Reading[] {
+  const readings: Reading[] = [
+    { metric: 'ingest.duration.count', labels, value: point.count, steady: false },
+    { metric: 'ingest.duration.sum', labels, value: point.sum ?? 0, steady: false },
+  ]
+  const { boundaries, counts } = point.buckets
+  let atOrBelow = 0
+  counts.forEach((count, i) => {
+    atOrBelow += count
+    const le = boundaries[i] ?? Number.POSITIVE_INFINITY
+    readings.push({ metric: undefined, labels, value: atOrBelow, le, steady: false })
+  })
+  return readings
+}
+
+/** The instruments this file writes, as cumulative readings. */
+function readingsOf(resourceMetrics: ResourceMetrics): Reading[] {
+  const readings: Reading[] = []
+  for (const { metrics } of resourceMetrics.scopeMetrics) {
+    for (const m of metrics) {
+      const counter = COUNTERS[m.descriptor.name]
+      if (m.dataPointType === DataPointType.SUM && counter !== undefined) {
+        for (const p of m.dataPoints) {
+          readings.push({ ...counter, labels: labelsOf(p.attributes), value: p.value })
+        }
+      } else if (m.dataPointType === DataPointType.HISTOGRAM && m.descriptor.name === DURATION) {
+        for (const p of m.dataPoints)
+          readings.push(...histogramReadings(labelsOf(p.attributes), p.value))
+      }
+    }
+  }
+  return readings
+}
+
+const seriesKey = (r: Reading): string =>
+  `${r.metric ?? `bucket:${r.le}`}${JSON.stringify(Object.entries(r.labels).sort(([a], [b]) => (a < b ? -1 : 1)))}`
 
 export class SelfMetrics {
   readonly #store: Store
-  readonly #telemetry: Pick<Telemetry, 'prometheus'>
+  readonly #telemetry: Pick<Telemetry, 'collect'>
   readonly #register: Pick<Register, 'verify' | 'checkpoints'> | undefined
   readonly #instance: string
   readonly #logger: Logger | undefined
@@ -222,20 +211,18 @@ export class SelfMetrics {
     const row = (metric: string, labels: Record<string, string>, value: number) =>
       rows.push({ ts, instance: this.#instance, metric, labels, value })
     const buckets = new Map<number, number>()
-    for (const s of parsePrometheusText(await this.#telemetry.prometheus())) {
-      const key = seriesKey(s.name, s.labels)
-      current.set(key, s.value)
+    for (const reading of readingsOf(await this.#telemetry.collect())) {
+      const key = seriesKey(reading)
+      current.set(key, reading.value)
       // A counter lower than its baseline restarted from zero: its value is the increase.
       const before = this.#baseline.get(key) ?? 0
-      const delta = s.value >= before ? s.value - before : s.value
-      if (s.name === DURATION_BUCKET) {
-        const le = parsePromValue(s.labels.le ?? '')
-        if (le !== undefined) buckets.set(le, (buckets.get(le) ?? 0) + delta)
-        continue
+      const delta = reading.value >= before ? reading.value - before : reading.value
+      if (reading.metric === undefined) {
+        const le = reading.le ?? Number.POSITIVE_INFINITY
+        buckets.set(le, (buckets.get(le) ?? 0) + delta)
+      } else if (delta !== 0 || reading.steady) {
+        row(reading.metric, reading.labels, delta)
       }
-      const metric = METRIC_OF[s.name]
-      if (metric === undefined) continue
-      if (delta !== 0 || STEADY.has(s.name)) row(metric, s.labels, delta)
     }
     const histogram = [...buckets].map(([le, count]) => ({ le, count }))
     for (const { metric, q } of LATENCY_QUANTILES) {

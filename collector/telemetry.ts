@@ -9,6 +9,8 @@
  * registered globally. Readers:
  * - Prometheus, always: `PrometheusExporter` with its own server off; the app serves its text on
  *   `GET /metrics` (`prometheus()` below).
+ * - A reader pulled by the collector itself, always (`collect()`): the cumulative values that
+ *   self-metrics.ts writes to tally.collector_metrics, without a round trip through text.
  * - OTLP over HTTP (JSON bodies), only when `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` (used as is) or
  *   `OTEL_EXPORTER_OTLP_ENDPOINT` (with `/v1/metrics` appended) is set, every
  *   `OTEL_METRIC_EXPORT_INTERVAL` ms (60000 by default). Headers, timeout, compression and
@@ -44,8 +46,10 @@ import { defaultResource, resourceFromAttributes } from '@opentelemetry/resource
 import {
   type IMetricReader,
   MeterProvider,
+  MetricReader,
   PeriodicExportingMetricReader,
   type PushMetricExporter,
+  type ResourceMetrics,
 } from '@opentelemetry/sdk-metrics'
 import type { Context, MiddlewareHandler } from 'hono'
 import { matchedRoutes } from 'hono/route'
@@ -81,6 +85,8 @@ export interface Telemetry extends IngestCounters {
   middleware: MiddlewareHandler
   /** Every instrument in the Prometheus text format (0.0.4). */
   prometheus(): Promise<string>
+  /** Every instrument's cumulative value now, for tally.collector_metrics (self-metrics.ts). */
+  collect(): Promise<ResourceMetrics>
   /** Flushes the OTLP reader (if any, within 5 s) and stops the provider. Idempotent. */
   shutdown(): Promise<void>
 }
@@ -174,6 +180,15 @@ function loggedExporter(exporter: PushMetricExporter, logger?: Logger): PushMetr
   return logged
 }
 
+/**
+ * A reader the collector pulls from itself: the values as the SDK holds them, cumulative, with
+ * nothing to flush or stop (the provider's other readers export; this one is only read).
+ */
+class PullReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
+
 export function createTelemetry(options: TelemetryOptions = {}): Telemetry {
   const env = options.env ?? {}
   const logger = options.logger
@@ -182,7 +197,8 @@ export function createTelemetry(options: TelemetryOptions = {}): Telemetry {
   // No prefix, no timestamps, no resource labels, target_info kept, and no scope labels: the
   // scope is always this collector, a label on every line would say nothing.
   const serializer = new PrometheusSerializer('', false, undefined, false, true)
-  const readers: IMetricReader[] = [prometheus]
+  const pull = new PullReader()
+  const readers: IMetricReader[] = [prometheus, pull]
   const url = otlpMetricsUrl(env)
   if (url !== undefined) {
     readers.push(
@@ -254,6 +270,11 @@ export function createTelemetry(options: TelemetryOptions = {}): Telemetry {
       const { resourceMetrics, errors } = await prometheus.collect()
       if (errors.length > 0) logger?.warn({ errors }, 'metric collection errors')
       return serializer.serialize(resourceMetrics)
+    },
+    async collect() {
+      const { resourceMetrics, errors } = await pull.collect()
+      if (errors.length > 0) logger?.warn({ errors }, 'metric collection errors')
+      return resourceMetrics
     },
     // Bounded, so an OTLP endpoint that is down (the exporter retries) cannot hold up a stop.
     shutdown: () =>

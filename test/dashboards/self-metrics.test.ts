@@ -5,43 +5,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApp } from '../../collector/app.ts'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { Register } from '../../collector/register/register.ts'
-import {
-  histogramQuantile,
-  parsePrometheusText,
-  SelfMetrics,
-} from '../../collector/self-metrics.ts'
+import { histogramQuantile, SelfMetrics } from '../../collector/self-metrics.ts'
 import type { Store } from '../../collector/store/client.ts'
 import { selectRows } from '../../collector/store/rows.ts'
 import { createTelemetry, REJECT_REASONS } from '../../collector/telemetry.ts'
 import { type Harness, openHarness } from '../collector/harness.ts'
+import { parsePrometheusText } from '../collector/prometheus-text.ts'
 
-describe('reading the Prometheus text', () => {
-  it('parses samples with escaped labels and skips comments', () => {
-    const text = [
-      '# HELP x y',
-      '# TYPE x counter',
-      'tally_ingest_batches_total{outcome="stored"} 3',
-      'tally_http_requests_total{route="/v1/a\\"b\\\\c",status="200"} 2 1700000000000',
-      'tally_ingest_duration_seconds_bucket{status="200",le="+Inf"} 7',
-      'tally_ingest_samples_total 12',
-      '',
-    ].join('\n')
-    expect(parsePrometheusText(text)).toEqual([
-      { name: 'tally_ingest_batches_total', labels: { outcome: 'stored' }, value: 3 },
-      {
-        name: 'tally_http_requests_total',
-        labels: { route: '/v1/a"b\\c', status: '200' },
-        value: 2,
-      },
-      {
-        name: 'tally_ingest_duration_seconds_bucket',
-        labels: { status: '200', le: '+Inf' },
-        value: 7,
-      },
-      { name: 'tally_ingest_samples_total', labels: {}, value: 12 },
-    ])
-  })
-
+describe('latency quantiles', () => {
   it('estimates quantiles from cumulative buckets as histogram_quantile does', () => {
     const buckets = [
       { le: 0.1, count: 5 },
@@ -154,6 +125,65 @@ describe('SelfMetrics on the embedded engine', () => {
     expect(p50).toBeGreaterThan(0)
     expect(p95).toBeGreaterThanOrEqual(p50)
     expect(sum(all, 'http.requests', { route: '/v1/ingest', status: '401' })).toBe(4)
+  })
+
+  it('writes, from its metric reader, the rows the /metrics text of the same counters gives', async () => {
+    const telemetry = createTelemetry()
+    const app = createApp({
+      store: h.store,
+      config: h.config,
+      logger: pino({ level: 'silent' }),
+      signingKey: loadOrCreateSigningKey(join(h.dir, 'grant.pem')),
+      telemetry,
+    })
+    await app.request('/v1/ingest', { method: 'POST', body: '{}' })
+    await app.request('/v1/ingest', { method: 'POST', body: '{}' })
+    await app.request('/v1/usage')
+    await app.request('/v1/nothing-here', { method: 'POST', body: '{}' })
+    telemetry.batch('stored', 7)
+    telemetry.batch('duplicate', 3)
+    telemetry.rejected('gzip')
+    telemetry.unavailable()
+    // What the rows must be, read from the exposition text as the collector once did.
+    const expected: string[] = []
+    const buckets: { le: number; count: number }[] = []
+    const NAMES: Record<string, string> = {
+      tally_ingest_batches_total: 'ingest.batches',
+      tally_ingest_samples_total: 'ingest.samples',
+      tally_ingest_rejected_total: 'ingest.rejected',
+      tally_ingest_unavailable_total: 'ingest.unavailable',
+      tally_ingest_duration_seconds_count: 'ingest.duration.count',
+      tally_ingest_duration_seconds_sum: 'ingest.duration.sum',
+      tally_http_requests_total: 'http.requests',
+    }
+    const line = (metric: string, labels: Record<string, string>, value: number) =>
+      `${metric}${JSON.stringify(Object.entries(labels).sort())} ${value}`
+    for (const sample of parsePrometheusText(await telemetry.prometheus())) {
+      if (sample.name === 'tally_ingest_duration_seconds_bucket') {
+        const le = sample.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(sample.labels.le)
+        const bucket = buckets.find((b) => b.le === le)
+        if (bucket === undefined) buckets.push({ le, count: sample.value })
+        else bucket.count += sample.value
+        continue
+      }
+      const metric = NAMES[sample.name]
+      const steady = metric?.startsWith('ingest.') && !metric.startsWith('ingest.duration')
+      if (metric !== undefined && (sample.value !== 0 || steady)) {
+        expected.push(line(metric, sample.labels, sample.value))
+      }
+    }
+    for (const [metric, q] of [
+      ['ingest.duration.p50', 0.5],
+      ['ingest.duration.p95', 0.95],
+    ] as const) {
+      expected.push(line(metric, {}, histogramQuantile(q, buckets) ?? Number.NaN))
+    }
+    const metrics = new SelfMetrics({ store: h.store, telemetry, instance: 'g' })
+    await metrics.snapshot()
+    const written = (await rows('g')).map((r) => line(r.metric, r.labels, r.value))
+    expect(written.sort()).toEqual(expected.sort())
+    expect(written.some((w) => w.startsWith('http.requests'))).toBe(true)
+    expect(written.some((w) => w.startsWith('ingest.duration.count'))).toBe(true)
   })
 
   it('keeps what a failed write held for the next snapshot', async () => {

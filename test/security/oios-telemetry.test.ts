@@ -16,7 +16,7 @@
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCollector } from '../../collector/app.ts'
-import { parsePrometheusText, SelfMetrics } from '../../collector/self-metrics.ts'
+import { SelfMetrics } from '../../collector/self-metrics.ts'
 import { selectRows } from '../../collector/store/rows.ts'
 import { createTelemetry, type Telemetry } from '../../collector/telemetry.ts'
 import type { RestrictedBatch } from '../../protocol/grants.ts'
@@ -30,6 +30,7 @@ import {
   type TestAgent,
   type TestUser,
 } from '../collector/cases-harness.ts'
+import { parsePrometheusText } from '../collector/prometheus-text.ts'
 
 const HOUR = 3_600_000
 
