@@ -138,11 +138,25 @@ export function verifyConsistency(
   const path = proof.map((p) => Buffer.from(p, 'hex'))
   // A power-of-two first tree is itself a node of the second: its root starts the path.
   if (isPowerOfTwo(m)) path.unshift(Buffer.from(mRoot, 'hex'))
-  // Numbers above 2^31 do not survive JavaScript's bit operators: shift by halving.
+  const roots = rootsOfPath(m, n, path)
+  return roots !== undefined && roots.first === mRoot && roots.second === nRoot
+}
+
+// Numbers above 2^31 do not survive JavaScript's bit operators: shift by halving.
+const odd = (x: number) => x % 2 === 1
+const half = (x: number) => Math.floor(x / 2)
+
+/**
+ * The roots of the trees of sizes m and n that a consistency path gives (RFC 9162 2.1.4.2,
+ * steps 3 to 7), or undefined when the path is longer than the trees allow or ends early.
+ */
+function rootsOfPath(
+  m: number,
+  n: number,
+  path: Buffer[],
+): { first: string; second: string } | undefined {
   let fn = m - 1
   let sn = n - 1
-  const odd = (x: number) => x % 2 === 1
-  const half = (x: number) => Math.floor(x / 2)
   while (odd(fn)) {
     fn = half(fn)
     sn = half(sn)
@@ -150,15 +164,13 @@ export function verifyConsistency(
   let fr = path[0] as Buffer
   let sr = path[0] as Buffer
   for (const c of path.slice(1)) {
-    if (sn === 0) return false
+    if (sn === 0) return undefined
     if (odd(fn) || fn === sn) {
       fr = nodeHash(c, fr)
       sr = nodeHash(c, sr)
-      if (!odd(fn)) {
-        while (!odd(fn) && fn !== 0) {
-          fn = half(fn)
-          sn = half(sn)
-        }
+      while (!odd(fn) && fn !== 0) {
+        fn = half(fn)
+        sn = half(sn)
       }
     } else {
       sr = nodeHash(sr, c)
@@ -166,5 +178,5 @@ export function verifyConsistency(
     fn = half(fn)
     sn = half(sn)
   }
-  return sn === 0 && fr.toString('hex') === mRoot && sr.toString('hex') === nRoot
+  return sn === 0 ? { first: fr.toString('hex'), second: sr.toString('hex') } : undefined
 }
