@@ -84,8 +84,17 @@ function walkClientHello(at: ByteAt): SniResult {
   if (recordLength < 4 || recordLength > MAX_RECORD) return NONE
   // Everything we read must lie inside the handshake message and inside the first record.
   const limit = Math.min(5 + recordLength, 9 + handshakeLength)
-  /** Reads `n` bytes big-endian at `p`: -1 when missing (more may come), -2 past the limit. */
-  const read = (p: number, n: number): number => {
+  const read = boundedReader(at, limit)
+  const extensions = extensionsAt(read, limit)
+  if (typeof extensions !== 'number') return extensions
+  return findServerName(read, at, extensions, limit)
+}
+
+type Read = (p: number, n: number) => number
+
+/** Reads `n` bytes big-endian at `p`: -1 when missing (more may come), -2 past the limit. */
+function boundedReader(at: ByteAt, limit: number): Read {
+  return (p, n) => {
     if (p + n > limit) return -2
     let v = 0
     for (let i = 0; i < n; i++) {
@@ -95,23 +104,36 @@ function walkClientHello(at: ByteAt): SniResult {
     }
     return v
   }
+}
+
+/** What a failed read means: more bytes may come (-1), or the hello is not one (-2). */
+function shortRead(value: number): SniResult {
+  return value === -1 ? MORE : NONE
+}
+
+/** Where the extensions block starts, past the hello's fixed part; or why there is none. */
+function extensionsAt(read: Read, limit: number): number | SniResult {
   let p = 9 + 2 + 32 // client version, random
   const sessionId = read(p, 1)
-  if (sessionId < 0) return sessionId === -1 ? MORE : NONE
+  if (sessionId < 0) return shortRead(sessionId)
   if (sessionId > 32) return NONE
   p += 1 + sessionId
   const suites = read(p, 2)
-  if (suites < 0) return suites === -1 ? MORE : NONE
+  if (suites < 0) return shortRead(suites)
   if (suites < 2 || suites % 2 !== 0) return NONE
   p += 2 + suites
   const compression = read(p, 1)
-  if (compression < 0) return compression === -1 ? MORE : NONE
+  if (compression < 0) return shortRead(compression)
   if (compression < 1) return NONE
   p += 1 + compression
   if (p === limit) return NONE // no extensions at all
-  const extensionsLength = read(p, 2)
-  if (extensionsLength < 0) return extensionsLength === -1 ? MORE : NONE
-  p += 2
+  return p
+}
+
+function findServerName(read: Read, at: ByteAt, start: number, limit: number): SniResult {
+  const extensionsLength = read(start, 2)
+  if (extensionsLength < 0) return shortRead(extensionsLength)
+  let p = start + 2
   const extensionsEnd = p + extensionsLength
   if (extensionsEnd > limit) return NONE
   while (p + 4 <= extensionsEnd) {
@@ -127,12 +149,7 @@ function walkClientHello(at: ByteAt): SniResult {
   return NONE
 }
 
-function serverName(
-  read: (p: number, n: number) => number,
-  at: ByteAt,
-  start: number,
-  end: number,
-): SniResult {
+function serverName(read: Read, at: ByteAt, start: number, end: number): SniResult {
   const listLength = read(start, 2)
   if (listLength === -1) return MORE
   if (listLength < 0 || start + 2 + listLength > end) return NONE
@@ -221,27 +238,35 @@ function hostValue(b: Uint8Array, start: number, end: number): string | undefine
   while (s < e && (b[s] === 0x20 || b[s] === 0x09)) s++
   while (e > s && (b[e - 1] === 0x20 || b[e - 1] === 0x09)) e--
   if (s === e || e - s > MAX_NAME_CHARS + 6) return undefined
+  const text = lowerCaseVisible(b, s, e)
+  const host = text === undefined ? undefined : withoutPort(text)
+  if (host === undefined || host === '' || host.length > MAX_NAME_CHARS) return undefined
+  return host
+}
+
+/** The bytes as lower-case text, or undefined if any is a control, space or non-ASCII byte. */
+function lowerCaseVisible(b: Uint8Array, start: number, end: number): string | undefined {
   let text = ''
-  for (let i = s; i < e; i++) {
+  for (let i = start; i < end; i++) {
     let c = b[i] as number
     if (c <= 0x20 || c >= 0x7f) return undefined
     if (c >= 0x41 && c <= 0x5a) c += 0x20
     text += String.fromCharCode(c)
   }
-  // Strip the port: "name:8080" or "[v6]:8080".
+  return text
+}
+
+/** The host without its port: "name:8080" or "[v6]:8080"; undefined if the port is not one. */
+function withoutPort(text: string): string | undefined {
   if (text.startsWith('[')) {
     const close = text.indexOf(']')
     if (close < 0) return undefined
     const rest = text.slice(close + 1)
     if (rest !== '' && !/^:[0-9]*$/.test(rest)) return undefined
-    text = text.slice(0, close + 1)
-  } else {
-    const colon = text.lastIndexOf(':')
-    if (colon >= 0) {
-      if (!/^[0-9]*$/.test(text.slice(colon + 1))) return undefined
-      text = text.slice(0, colon)
-    }
+    return text.slice(0, close + 1)
   }
-  if (text === '' || text.length > MAX_NAME_CHARS) return undefined
-  return text
+  const colon = text.lastIndexOf(':')
+  if (colon < 0) return text
+  if (!/^[0-9]*$/.test(text.slice(colon + 1))) return undefined
+  return text.slice(0, colon)
 }
