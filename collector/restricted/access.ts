@@ -10,16 +10,16 @@ import { z } from 'zod'
 import { CATEGORIES } from '../../protocol/grants.ts'
 import type { User } from '../auth/users.ts'
 import type { AccessClaims, GrantIssuer } from '../cases/grants.ts'
+import type { GrantsRepository } from '../cases/grants-repository.ts'
 import type { Case } from '../cases/model.ts'
 import type { CaseService } from '../cases/workflow.ts'
 import { DomainError } from '../errors.ts'
-import type { GrantsOnRecord } from './common.ts'
 
 export const GRANT_HEADER = 'x-tally-grant'
 
 export interface AccessDeps {
   /** Grants as on record, to tell a revoked one. */
-  onRecord: GrantsOnRecord
+  onRecord: GrantsRepository
   cases: CaseService
   grants: GrantIssuer
 }

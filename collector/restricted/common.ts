@@ -4,8 +4,6 @@ import { isIPv4, isIPv6 } from 'node:net'
 import type { Case } from '../cases/model.ts'
 import type { RegisterWriter } from '../cases/workflow.ts'
 import { RegisterUnavailable } from '../errors.ts'
-import type { Store } from '../store/client.ts'
-import { selectRows } from '../store/rows.ts'
 
 /** Every table of `tally_restricted`: each is partitioned by case_id, each is purged. */
 export const RESTRICTED_TABLES = ['flows', 'dns', 'web', 'pcap_segments', 'exports'] as const
@@ -42,48 +40,6 @@ export async function record(register: RegisterWriter, entry: RegisterEntry): Pr
   } catch (err) {
     if (err instanceof RegisterUnavailable) throw err
     throw new RegisterUnavailable(`the ${entry.kind} entry could not be appended`, { cause: err })
-  }
-}
-
-export interface GrantRecord {
-  grant_id: string
-  case_id: string
-  audience: string
-  subject: string
-  token: string
-  window_start: number
-  window_end: number
-  revoked: boolean
-}
-
-/**
- * Grants as on record, revoked or not. GrantIssuer.find answers undefined for both an unknown
- * and a revoked grant; an agent (and the register) is told which of the two it was.
- */
-export interface GrantsOnRecord {
-  find(grantId: string): Promise<GrantRecord | undefined>
-}
-
-export const grantsOnRecord = (store: Store): GrantsOnRecord => ({
-  find: (grantId) => lookupGrant(store, grantId),
-})
-
-async function lookupGrant(store: Store, grantId: string): Promise<GrantRecord | undefined> {
-  const [row] = await selectRows<Omit<GrantRecord, 'revoked'> & { revoked: number }>(
-    store,
-    `SELECT grant_id, case_id, audience, subject, token,
-       toUnixTimestamp64Milli(window_start) AS window_start,
-       toUnixTimestamp64Milli(window_end) AS window_end,
-       revoked_at IS NOT NULL AS revoked
-     FROM tally.grants FINAL WHERE grant_id = {id:String}`,
-    { id: grantId },
-  )
-  if (row === undefined) return undefined
-  return {
-    ...row,
-    window_start: Number(row.window_start),
-    window_end: Number(row.window_end),
-    revoked: Boolean(Number(row.revoked)),
   }
 }
 

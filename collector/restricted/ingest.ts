@@ -21,15 +21,10 @@ import {
   type RestrictedBatch,
 } from '../../protocol/grants.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
+import type { GrantRecord, GrantsRepository } from '../cases/grants-repository.ts'
 import type { CaseService, RegisterWriter } from '../cases/workflow.ts'
 import { DomainError } from '../errors.ts'
-import {
-  type GrantRecord,
-  type GrantsOnRecord,
-  normalizeAddress,
-  record,
-  registerOf,
-} from './common.ts'
+import { normalizeAddress, record, registerOf } from './common.ts'
 import { type CaseKeys, seal } from './keys.ts'
 import { PcapSegmentError, parseSegment } from './pcap.ts'
 import type { BatchCounts, SealedBatch, TierIRecordsRepository } from './records-repository.ts'
@@ -39,7 +34,7 @@ export type { BatchCounts } from './records-repository.ts'
 
 export interface RestrictedIngestDeps {
   records: TierIRecordsRepository
-  grants: GrantsOnRecord
+  grants: GrantsRepository
   cases: CaseService
   register: RegisterWriter
   keys: CaseKeys

@@ -10,6 +10,7 @@ import type { RestrictedBatch } from '../../protocol/grants.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { User } from '../auth/users.ts'
 import type { GrantIssuer } from '../cases/grants.ts'
+import { GrantsRepository } from '../cases/grants-repository.ts'
 import type { Case } from '../cases/model.ts'
 import {
   CaseNotOnRecord,
@@ -20,7 +21,7 @@ import {
 import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
 import { type Access, checkAccess } from './access.ts'
-import { type GrantsOnRecord, grantsOnRecord, record, registerOf, sha256Hex } from './common.ts'
+import { record, registerOf, sha256Hex } from './common.ts'
 import { queryRecords } from './drilldown.ts'
 import {
   buildBundle,
@@ -75,7 +76,7 @@ export class TierIService {
   readonly #keys: CaseKeys
   readonly #records: TierIRecordsRepository
   readonly #exports: ExportsRepository
-  readonly #grantsOnRecord: GrantsOnRecord
+  readonly #grantsOnRecord: GrantsRepository
   /** One batch per agent at a time, so a retry racing its original cannot write twice. */
   readonly #perAgent = new KeyedMutex()
 
@@ -86,7 +87,7 @@ export class TierIService {
     this.#keys = new CaseKeys(deps.store, () => loadOrCreateMasterKey(masterFile))
     this.#records = new TierIRecordsRepository(deps.store)
     this.#exports = new ExportsRepository(deps.store, deps.cluster)
-    this.#grantsOnRecord = grantsOnRecord(deps.store)
+    this.#grantsOnRecord = new GrantsRepository(deps.store)
     if (deps.masterKeyFile === undefined) {
       deps.logger?.warn(
         { master_key_file: masterFile },
@@ -148,16 +149,6 @@ export class TierIService {
     }
   }
 
-  /** The register's record must bear the case document out (CaseService.onRecord). */
-  async #onRecord(doc: Case): Promise<void> {
-    try {
-      await this.#deps.cases.onRecord(doc)
-    } catch (err) {
-      if (err instanceof CaseNotOnRecord) throw new DomainError('conflict', err.code, err.message)
-      throw err
-    }
-  }
-
   async #access(user: User, grantToken: string | undefined, caseId: string): Promise<Access> {
     const { cases, grants } = this.#deps
     const access = await checkAccess(
@@ -166,7 +157,8 @@ export class TierIService {
       grantToken,
       caseId,
     )
-    await this.#onRecord(access.doc)
+    // The register's record must bear the case document out (CaseNotOnRecord, 409).
+    await this.#deps.cases.onRecord(access.doc)
     return access
   }
 
@@ -299,7 +291,7 @@ export class TierIService {
   ): Promise<{ doc: Case; as: 'receiving_official' | 'investigator' }> {
     const doc = await this.#deps.cases.current(caseId)
     if (doc !== undefined && doc.receiving_official === user.user_id) {
-      await this.#onRecord(doc)
+      await this.#deps.cases.onRecord(doc)
       return { doc, as: 'receiving_official' }
     }
     const access = await this.#access(user, grantToken, caseId)
