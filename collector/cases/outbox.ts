@@ -6,44 +6,30 @@
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
 import type { Person } from './model.ts'
+import { type OutboxMessage, OutboxRepository } from './outbox-repository.ts'
 
 export interface OutboxConfig {
   webhook_url?: string | undefined
   smtp?: { host: string; port: number; from: string; secure: boolean } | undefined
 }
 
-export interface OutboxMessage {
-  message_id: string
-  case_id: string
-  channel: string
-  recipient: string
-  subject: string
-  body: string
-  created_at: number
-  delivered_at: number | null
-  attempts: number
-  last_error: string
-  version: number
-}
+export type { OutboxMessage } from './outbox-repository.ts'
 
-const COLUMNS = `message_id, case_id, channel, recipient, subject, body,
-  toUnixTimestamp64Milli(created_at) AS created_at,
-  if(delivered_at IS NULL, NULL, toUnixTimestamp64Milli(delivered_at)) AS delivered_at,
-  attempts, last_error, version`
+/** After this many failed attempts a message is no longer retried. */
+const MAX_ATTEMPTS = 20
 
 export class OutboxUnavailable extends Error {
   override name = 'OutboxUnavailable'
 }
 
 export class Outbox {
-  readonly #store: Store
+  readonly #messages: OutboxRepository
   readonly #config: OutboxConfig
   readonly #log: Logger
 
   constructor(store: Store, config: OutboxConfig, log: Logger) {
-    this.#store = store
+    this.#messages = new OutboxRepository(store)
     this.#config = config
     this.#log = log
   }
@@ -79,25 +65,18 @@ export class Outbox {
       last_error: '',
       version: now,
     }))
-    await insertRows(this.#store, 'tally.outbox', messages as unknown as Record<string, unknown>[])
+    await this.#messages.save(messages)
     return Promise.all(messages.map((m) => this.#deliver(m)))
   }
 
   /** Retries what is not delivered yet (called periodically). */
   async deliverPending(): Promise<void> {
-    const pending = await selectRows<OutboxMessage>(
-      this.#store,
-      `SELECT ${COLUMNS} FROM tally.outbox FINAL WHERE delivered_at IS NULL AND attempts < 20`,
-    )
+    const pending = await this.#messages.pending(MAX_ATTEMPTS)
     for (const message of pending) await this.#deliver(message)
   }
 
   async messages(caseId: string): Promise<OutboxMessage[]> {
-    return selectRows<OutboxMessage>(
-      this.#store,
-      `SELECT ${COLUMNS} FROM tally.outbox FINAL WHERE case_id = {id:String} ORDER BY created_at`,
-      { id: caseId },
-    )
+    return this.#messages.ofCase(caseId)
   }
 
   async #deliver(message: OutboxMessage): Promise<OutboxMessage> {
@@ -123,7 +102,7 @@ export class Outbox {
       last_error: error,
       version: Math.max(now, message.version + 1),
     }
-    await insertRows(this.#store, 'tally.outbox', [updated as unknown as Record<string, unknown>])
+    await this.#messages.save([updated])
     return updated
   }
 

@@ -14,7 +14,7 @@ import type { User } from '../auth/users.ts'
 import { DomainError } from '../errors.ts'
 import type { CaseOnRecord } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
+import { DesignationsRepository } from './designations-repository.ts'
 import { CaseNotOnRecord } from './errors.ts'
 import type { GrantIssuer } from './grants.ts'
 import type {
@@ -33,7 +33,7 @@ import type {
   TechnicalOpening,
 } from './model.ts'
 import { type Outbox, OutboxUnavailable } from './outbox.ts'
-import { listCases, loadCase, newCaseId, saveCase } from './store.ts'
+import { CaseRepository, newCaseId } from './repository.ts'
 import {
   type Authorized,
   authorize,
@@ -111,12 +111,16 @@ const iso = (ms: number) => new Date(ms).toISOString()
 export class CaseService {
   readonly #deps: CaseServiceDeps
   readonly #now: () => number
+  readonly #cases: CaseRepository
+  readonly #designations: DesignationsRepository
   /** One step at a time: a step reads, checks and writes the case. */
   #tail: Promise<unknown> = Promise.resolve()
 
   constructor(deps: CaseServiceDeps) {
     this.#deps = deps
     this.#now = deps.now ?? Date.now
+    this.#cases = new CaseRepository(deps.store)
+    this.#designations = new DesignationsRepository(deps.store)
   }
 
   #serial<T>(step: () => Promise<T>): Promise<T> {
@@ -151,13 +155,7 @@ export class CaseService {
   /** The user as the table sees them: roles, and the 9.2e designations a designee holds. */
   async #actor(user: User): Promise<StepActor> {
     if (!user.roles.includes('oios_designee')) return user
-    const rows = await selectRows<{ category: string }>(
-      this.#deps.store,
-      `SELECT category FROM tally.oios_designations FINAL
-       WHERE user_id = {user:String} AND revoked_at IS NULL`,
-      { user: user.user_id },
-    )
-    return { ...user, designations: rows.map((r) => r.category) }
+    return { ...user, designations: await this.#designations.categoriesOf(user.user_id) }
   }
 
   /** Applies the workflow table to one step (see transitions.ts). */
@@ -181,7 +179,7 @@ export class CaseService {
 
   /** The case, if `actor` may see it; to anyone else it does not exist (404). */
   async #load(actor: StepActor, caseId: string): Promise<Case> {
-    const doc = await loadCase(this.#deps.store, caseId)
+    const doc = await this.#cases.find(caseId)
     if (doc === undefined || !mayTake('view', doc, actor))
       throw new DomainError('not_found', 'not_found', `no case ${caseId}`)
     return this.#refresh(doc)
@@ -209,10 +207,10 @@ export class CaseService {
   ): Promise<Case> {
     const ended: Case = { ...doc, state }
     await this.#record(ended, actor, `case_${state}`, { reason })
-    await saveCase(this.#deps.store, ended)
+    await this.#cases.save(ended)
     await this.#deps.grants.revokeCase(doc.case_id)
     if (this.#deps.purge !== undefined) await this.purge(ended, actor)
-    return (await loadCase(this.#deps.store, doc.case_id)) ?? ended
+    return (await this.#cases.find(doc.case_id)) ?? ended
   }
 
   /**
@@ -224,13 +222,13 @@ export class CaseService {
     if (this.#deps.purge === undefined) return
     await this.#record(doc, actor, 'tier_i_purged')
     await this.#deps.purge(doc.case_id)
-    await saveCase(this.#deps.store, { ...doc, purged_at: iso(this.#now()) })
+    await this.#cases.save({ ...doc, purged_at: iso(this.#now()) })
   }
 
   /** Applies time to every live case (expiry, overdue written requests), for the server's timer. */
   async sweep(): Promise<number> {
-    const live = (await listCases(this.#deps.store, ['standard', 'technical', 'oios'])).filter(
-      (c) => LIVE_STATES.has(c.state),
+    const live = (await this.#cases.list(['standard', 'technical', 'oios'])).filter((c) =>
+      LIVE_STATES.has(c.state),
     )
     let moved = 0
     for (const doc of live) {
@@ -247,7 +245,7 @@ export class CaseService {
   /** The case for a drill-down or an ingest: re-read and refreshed on every call. */
   async current(caseId: string): Promise<Case | undefined> {
     return this.#serial(async () => {
-      const doc = await loadCase(this.#deps.store, caseId)
+      const doc = await this.#cases.find(caseId)
       return doc === undefined ? undefined : this.#refresh(doc)
     })
   }
@@ -269,7 +267,7 @@ export class CaseService {
 
   async list(user: User): Promise<Case[]> {
     const actor = await this.#actor(user)
-    const all = await listCases(this.#deps.store, ['standard', 'technical', 'oios'])
+    const all = await this.#cases.list(['standard', 'technical', 'oios'])
     return all.filter((c) => mayTake('view', c, actor))
   }
 
@@ -377,7 +375,7 @@ export class CaseService {
         receiving_official: request.receiving_official,
         requesting_office: request.requesting_office,
       })
-      await saveCase(this.#deps.store, doc)
+      await this.#cases.save(doc)
       return doc
     })
   }
@@ -402,7 +400,7 @@ export class CaseService {
         written_request_due: iso(due),
         categories: request.categories,
       })
-      await saveCase(this.#deps.store, doc)
+      await this.#cases.save(doc)
       return doc
     })
   }
@@ -441,7 +439,7 @@ export class CaseService {
       await this.#record(updated, user, 'written_request_filed', {
         data_required: request.data_required,
       })
-      await saveCase(this.#deps.store, updated)
+      await this.#cases.save(updated)
       return updated
     })
   }
@@ -462,7 +460,7 @@ export class CaseService {
         consultation: { by: user.user_id, at: iso(this.#now()), summary: consultation.summary },
       }
       await this.#record(updated, user, 'oios_consulted')
-      await saveCase(this.#deps.store, updated)
+      await this.#cases.save(updated)
       return updated
     })
   }
@@ -492,7 +490,7 @@ export class CaseService {
       await this.#record(updated, user, 'emergency_confirmed', {
         statement: confirmation.statement,
       })
-      await saveCase(this.#deps.store, updated)
+      await this.#cases.save(updated)
       return updated
     })
   }
@@ -546,7 +544,7 @@ export class CaseService {
         investigator: approval.investigator,
         until: iso(end),
       })
-      await saveCase(this.#deps.store, updated)
+      await this.#cases.save(updated)
       return updated
     })
   }
@@ -562,7 +560,7 @@ export class CaseService {
         denial: { by: user.user_id, at: iso(this.#now()), reason: denial.reason },
       }
       await this.#record(updated, user, 'case_denied', { reason: denial.reason })
-      await saveCase(this.#deps.store, updated)
+      await this.#cases.save(updated)
       return updated
     })
   }
@@ -671,7 +669,7 @@ export class CaseService {
       agents: doc.subjects.map((s) => s.agent_id),
     })
     const ids = await this.#deps.grants.issue(active, start, end)
-    await saveCase(this.#deps.store, active)
+    await this.#cases.save(active)
     // Not logged: the log is the ITSD side's to read, and a line for ITSD's grants alone would
     // tell by its absence when OIOS's were issued. The register holds both, each in its own.
     void ids
@@ -853,12 +851,7 @@ export class CaseService {
       )
     await this.#requireRole(designation.user_id, 'oios_designee', 'the designated officer')
     return this.#serial(async () => {
-      const current = await selectRows<{ user_id: string; position: string }>(
-        this.#deps.store,
-        `SELECT user_id, position FROM tally.oios_designations FINAL
-         WHERE category = {category:String} AND revoked_at IS NULL`,
-        { category: designation.category },
-      )
+      const current = await this.#designations.designees(designation.category)
       if (current.some((d) => d.user_id === designation.user_id)) {
         throw new DomainError(
           'conflict',
@@ -885,15 +878,11 @@ export class CaseService {
         },
       })
       const now = this.#now()
-      await insertRows(this.#deps.store, 'tally.oios_designations', [
-        {
-          ...designation,
-          designated_by: user.user_id,
-          designated_at: now,
-          revoked_at: null,
-          version: now,
-        },
-      ])
+      await this.#designations.insert({
+        ...designation,
+        designated_by: user.user_id,
+        designated_at: now,
+      })
       return {
         category: designation.category,
         designees: [...current, { user_id: designation.user_id, position: designation.position }],

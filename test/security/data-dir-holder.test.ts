@@ -32,7 +32,7 @@ import { bindTokenKey, TokenKey } from '../../collector/auth/tokens.ts'
 import { createUser } from '../../collector/auth/users.ts'
 import { DRILLDOWN_AUDIENCE, GrantIssuer } from '../../collector/cases/grants.ts'
 import type { Case } from '../../collector/cases/model.ts'
-import { saveCase } from '../../collector/cases/store.ts'
+import { saveCase } from '../../collector/cases/repository.ts'
 import { CollectorConfig } from '../../collector/config.ts'
 import { auditRegister, type RegisterApi } from '../../collector/register/audit.ts'
 import {
