@@ -29,9 +29,10 @@
  * followed by a column list or `AS other`, an `ENGINE = X[(args)]` clause, then the table's
  * clauses with `SETTINGS` last.
  */
+import { z } from 'zod'
 import type { Store } from './client.ts'
 import { type Migration, MigrationError, migrate, readMigrations } from './migrations.ts'
-import { selectRows } from './rows.ts'
+import { selectParsed } from './rows.ts'
 
 export class ClusterRenderError extends Error {
   override name = 'ClusterRenderError'
@@ -339,8 +340,9 @@ export async function migrateCluster(
   migrations: Migration[] = readMigrations(),
 ): Promise<number[]> {
   const rendered = renderClusterMigrations(migrations, cluster)
-  const [existing] = await selectRows<{ engine: string }>(
+  const [existing] = await selectParsed(
     store,
+    z.object({ engine: z.string() }),
     "SELECT engine FROM system.tables WHERE database = 'tally' AND name = 'schema_migrations'",
   )
   if (existing !== undefined && !existing.engine.startsWith('Replicated')) {

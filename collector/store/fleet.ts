@@ -5,8 +5,9 @@
  * the hourly rollup. `batches` counts the batches stored since the summary exists
  * (migration 012).
  */
+import { z } from 'zod'
 import type { Store } from './client.ts'
-import { selectRows } from './rows.ts'
+import { selectParsed } from './rows.ts'
 
 export interface FleetAgent {
   agent_id: string
@@ -21,22 +22,24 @@ export interface FleetAgent {
   spool_depth: number | null
 }
 
-interface FleetRow {
-  agent_id: string
-  host: string
-  site: string
-  enrolled_at: number
-  revoked: number
-  version: string
-  last_seen: number
-  last_seq: number
-  batches: number
-  spool_depth: number | null
-}
+/** A row of the query below; the joined columns are null for an agent that sent nothing. */
+const FleetRow = z.object({
+  agent_id: z.string(),
+  host: z.string(),
+  site: z.string(),
+  enrolled_at: z.number(),
+  revoked: z.number(),
+  version: z.string().nullable(),
+  last_seen: z.number().nullable(),
+  last_seq: z.number().nullable(),
+  batches: z.number().nullable(),
+  spool_depth: z.number().nullable(),
+})
 
 export async function listFleet(store: Store, site?: string): Promise<FleetAgent[]> {
-  const rows = await selectRows<FleetRow>(
+  const rows = await selectParsed(
     store,
+    FleetRow,
     `SELECT a.agent_id AS agent_id, a.host AS host, a.site AS site,
             toUnixTimestamp64Milli(a.enrolled_at) AS enrolled_at,
             a.revoked_at IS NOT NULL AS revoked,
@@ -76,12 +79,12 @@ export async function listFleet(store: Store, site?: string): Promise<FleetAgent
     agent_id: r.agent_id,
     host: r.host,
     site: r.site,
-    version: r.version ?? null,
-    enrolled_at: new Date(Number(r.enrolled_at)).toISOString(),
-    revoked: Boolean(r.revoked),
-    last_seen: r.last_seen === null ? null : new Date(Number(r.last_seen)).toISOString(),
-    last_seq: r.last_seq === null ? null : Number(r.last_seq),
-    batches: Number(r.batches ?? 0),
-    spool_depth: r.spool_depth === null ? null : Number(r.spool_depth),
+    version: r.version,
+    enrolled_at: new Date(r.enrolled_at).toISOString(),
+    revoked: r.revoked !== 0,
+    last_seen: r.last_seen === null ? null : new Date(r.last_seen).toISOString(),
+    last_seq: r.last_seq,
+    batches: r.batches ?? 0,
+    spool_depth: r.spool_depth,
   }))
 }

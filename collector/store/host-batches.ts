@@ -13,11 +13,12 @@
  */
 
 import { createHash } from 'node:crypto'
+import { z } from 'zod'
 import type { HostBatch } from '../../protocol/v1.ts'
 import { MAX_SPAN_MS } from '../../protocol/v1.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { Store } from './client.ts'
-import { selectRows } from './rows.ts'
+import { selectParsed } from './rows.ts'
 import { type UsageIngest, usageContributionRows } from './usage.ts'
 
 export type BatchOutcome =
@@ -199,14 +200,18 @@ export interface BatchKey {
 
 export const batchKey = (k: BatchKey): string => `${k.agent_id}:${k.seq}`
 
+const StoredDigestRow = z.object({ agent_id: z.string(), seq: z.number(), digest: z.string() })
+const LastSeqRow = z.object({ agent_id: z.string(), last: z.number() })
+
 /** The stored digests of those batches that have a marker, by batchKey; one query. */
 export async function storedDigests(
   store: Store,
   keys: readonly BatchKey[],
 ): Promise<Map<string, string>> {
   if (keys.length === 0) return new Map()
-  const rows = await selectRows<{ agent_id: string; seq: number; digest: string }>(
+  const rows = await selectParsed(
     store,
+    StoredDigestRow,
     // The primary key (agent_id, seq) narrows both lists; pairs not asked for are dropped below.
     `SELECT agent_id, seq, digest FROM tally.ingest_batches
      WHERE agent_id IN {agents:Array(String)} AND seq IN {seqs:Array(UInt64)}`,
@@ -218,7 +223,7 @@ export async function storedDigests(
   const asked = new Set(keys.map(batchKey))
   const stored = new Map<string, string>()
   for (const r of rows) {
-    const key = batchKey({ agent_id: r.agent_id, seq: Number(r.seq) })
+    const key = batchKey(r)
     if (asked.has(key)) stored.set(key, r.digest)
   }
   return stored
@@ -231,12 +236,13 @@ export async function lastStoredSeqs(
 ): Promise<Map<string, number>> {
   const last = new Map(agentIds.map((id) => [id, 0]))
   if (agentIds.length === 0) return last
-  const rows = await selectRows<{ agent_id: string; last: string | number }>(
+  const rows = await selectParsed(
     store,
+    LastSeqRow,
     `SELECT agent_id, max(seq) AS last FROM tally.ingest_batches
      WHERE agent_id IN {agents:Array(String)} GROUP BY agent_id`,
     { agents: [...new Set(agentIds)] },
   )
-  for (const r of rows) last.set(r.agent_id, Number(r.last))
+  for (const r of rows) last.set(r.agent_id, r.last)
   return last
 }

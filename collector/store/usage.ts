@@ -20,12 +20,13 @@
  * The views are SQL SECURITY DEFINER: Grafana's user reads them without any grant on a table.
  */
 
+import { z } from 'zod'
 import { USAGE_DIMENSIONS, type UsageDimension } from '../../protocol/api/names.ts'
 import type { HostBatch, UsageContribution } from '../../protocol/v1.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { Store } from './client.ts'
 import { onClusterView } from './cluster.ts'
-import { selectRows } from './rows.ts'
+import { selectParsed } from './rows.ts'
 import type { UsageHostKey } from './usage-host-key.ts'
 
 export { USAGE_DIMENSIONS, type UsageDimension }
@@ -174,11 +175,12 @@ export interface ReleaseOptions {
 
 /** The last released minute (seconds), or undefined when none was. */
 export async function lastReleasedMinute(store: Store): Promise<number | undefined> {
-  const [row] = await selectRows<{ last: number | null }>(
+  const [row] = await selectParsed(
     store,
+    z.object({ last: z.number() }),
     'SELECT toUnixTimestamp(max(minute)) AS last, count() AS n FROM tally.usage_release_marks HAVING n > 0',
   )
-  return row?.last === undefined || row.last === null ? undefined : Number(row.last)
+  return row?.last
 }
 
 /**
@@ -249,9 +251,21 @@ export interface UsageBucket {
   hosts: number
 }
 
+/** A bucket as the view gives it: seconds, and the grouping's value as text. */
+const UsageBucketRow = z.object({
+  ts: z.number(),
+  site: z.string(),
+  value: z.string(),
+  bytes: z.number(),
+  packets: z.number(),
+  flows: z.number(),
+  hosts: z.number(),
+})
+
 export async function queryUsage(store: Store, query: UsageQuery): Promise<UsageBucket[]> {
-  const rows = await selectRows<Record<string, string | number>>(
+  const rows = await selectParsed(
     store,
+    UsageBucketRow,
     `SELECT toUnixTimestamp(ts) AS ts, site, toString(${query.by}) AS value, bytes, packets, flows, hosts
      FROM ${usageView(query.by)}(site = {site:String}, from = {from:DateTime}, to = {to:DateTime}, step = {step:UInt32})`,
     {
@@ -261,15 +275,7 @@ export async function queryUsage(store: Store, query: UsageQuery): Promise<Usage
       step: query.step,
     },
   )
-  return rows.map((r) => ({
-    ts: new Date(Number(r.ts) * 1000).toISOString(),
-    site: String(r.site),
-    value: String(r.value),
-    bytes: Number(r.bytes),
-    packets: Number(r.packets),
-    flows: Number(r.flows),
-    hosts: Number(r.hosts),
-  }))
+  return rows.map((r) => ({ ...r, ts: new Date(r.ts * 1000).toISOString() }))
 }
 
 /**
