@@ -14,6 +14,7 @@ import { GrantIssuer } from './cases/grants.ts'
 import { Outbox } from './cases/outbox.ts'
 import { CaseService, type Purger } from './cases/workflow.ts'
 import type { CollectorConfig } from './config.ts'
+import { consoleRoutes } from './console/routes.ts'
 import { DomainError } from './errors.ts'
 import { type CollectorEnv, problem, problemOf } from './http.ts'
 import { openApiDocument } from './openapi.ts'
@@ -149,6 +150,7 @@ function buildApp(
   app.route('/', usageRoutes(store, config))
   app.route('/', caseRoutes(store, services.cases, services.register))
   app.route('/', registerRoutes(store, services.register))
+  app.route('/', consoleRoutes({ store, cases: services.cases }))
   app.route(
     '/',
     restrictedRoutes({
