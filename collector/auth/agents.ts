@@ -1,7 +1,7 @@
 /** Enrolled agents: who holds a credential, and revoking it. */
 import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
+import { type AgentRow, AgentsRepository } from './agents-repository.ts'
 import { secretId, secretMatches, tokenKeyOf } from './tokens.ts'
 
 /** Who an agent is, as its credential says. The only source of a batch's host and site. */
@@ -9,27 +9,6 @@ export interface AgentIdentity {
   agent_id: string
   host: string
   site: string
-}
-
-interface AgentRow extends AgentIdentity {
-  /** The credential's keyed hash (tokens.ts; the column is named for its first form). */
-  credential_sha256: string
-  enroll_token_id: string
-  enrolled_at: number
-  revoked: number
-  version: number
-}
-
-const AGENT_COLUMNS = `agent_id, host, site, credential_sha256, enroll_token_id,
-  toUnixTimestamp64Milli(enrolled_at) AS enrolled_at, revoked_at IS NOT NULL AS revoked, version`
-
-async function findAgent(store: Store, agentId: string): Promise<AgentRow | undefined> {
-  const rows = await selectRows<AgentRow>(
-    store,
-    `SELECT ${AGENT_COLUMNS} FROM tally.agents FINAL WHERE agent_id = {id:String}`,
-    { id: agentId },
-  )
-  return rows[0]
 }
 
 function identityOf(
@@ -54,7 +33,7 @@ export async function authenticateAgent(
 ): Promise<AgentIdentity | undefined> {
   const agentId = secretId('a', credential)
   if (agentId === undefined) return undefined
-  return identityOf(store, await findAgent(store, agentId), credential)
+  return identityOf(store, await new AgentsRepository(store).find(agentId), credential)
 }
 
 /**
@@ -68,14 +47,7 @@ export async function authenticateAgents(
   const ids = [
     ...new Set(credentials.map((c) => secretId('a', c)).filter((id) => id !== undefined)),
   ]
-  const rows =
-    ids.length === 0
-      ? []
-      : await selectRows<AgentRow>(
-          store,
-          `SELECT ${AGENT_COLUMNS} FROM tally.agents FINAL WHERE agent_id IN {ids:Array(String)}`,
-          { ids },
-        )
+  const rows = await new AgentsRepository(store).findMany(ids)
   const byId = new Map(rows.map((r) => [r.agent_id, r]))
   return credentials.map((credential) => {
     const agentId = secretId('a', credential)
@@ -90,24 +62,13 @@ export async function revokeAgent(
   now = Date.now(),
   record: () => Promise<unknown> = async () => undefined,
 ): Promise<void> {
-  const row = await findAgent(store, agentId)
+  const agents = new AgentsRepository(store)
+  const row = await agents.find(agentId)
   if (row === undefined) throw new DomainError('not_found', 'not_found', `no agent ${agentId}`)
   if (row.revoked) return
   // The register entry first: a revocation it cannot record does not happen.
   await record()
-  await insertRows(store, 'tally.agents', [
-    {
-      agent_id: row.agent_id,
-      site: row.site,
-      host: row.host,
-      credential_sha256: row.credential_sha256,
-      enroll_token_id: row.enroll_token_id,
-      enrolled_at: row.enrolled_at,
-      revoked_at: now,
-      // A later version must win even if this clock is behind the one that wrote the row.
-      version: Math.max(now, Number(row.version) + 1),
-    },
-  ])
+  await agents.update(row, { revoked_at: now }, now)
 }
 
 /**
@@ -120,20 +81,10 @@ export async function reissueCredential(
   credentialHash: string,
   now = Date.now(),
 ): Promise<AgentIdentity | 'revoked' | undefined> {
-  const row = await findAgent(store, agentId)
+  const agents = new AgentsRepository(store)
+  const row = await agents.find(agentId)
   if (row === undefined) return undefined
   if (row.revoked) return 'revoked'
-  await insertRows(store, 'tally.agents', [
-    {
-      agent_id: row.agent_id,
-      site: row.site,
-      host: row.host,
-      credential_sha256: credentialHash,
-      enroll_token_id: row.enroll_token_id,
-      enrolled_at: row.enrolled_at,
-      revoked_at: null,
-      version: Math.max(now, Number(row.version) + 1),
-    },
-  ])
+  await agents.update(row, { credential_sha256: credentialHash, revoked_at: null }, now)
   return { agent_id: row.agent_id, host: row.host, site: row.site }
 }

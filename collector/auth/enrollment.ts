@@ -8,8 +8,13 @@ import { Mutex } from '../../common/mutex.ts'
 import type { EnrollRequest, EnrollResponse } from '../../protocol/v1.ts'
 import { DomainError } from '../errors.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
 import { reissueCredential } from './agents.ts'
+import { AgentsRepository } from './agents-repository.ts'
+import {
+  EnrollmentRepository,
+  type EnrollTokenUse,
+  type TokenWithUses,
+} from './enrollment-repository.ts'
 import { issueSecret, newId, secretId, secretMatches, type TokenKey, tokenKeyOf } from './tokens.ts'
 
 export { SITE_NAME } from '../../protocol/api/names.ts'
@@ -42,19 +47,17 @@ export async function createEnrollToken(
   const issued = issueSecret(tokenKeyOf(store), 'e', newId('e'))
   const expiresAt = now + request.ttlHours * 3_600_000
   await record(issued.id, new Date(expiresAt).toISOString())
-  await insertRows(store, 'tally.enroll_tokens', [
-    {
-      token_id: issued.id,
-      site: request.site,
-      secret_sha256: issued.hash,
-      created_by: request.createdBy,
-      created_at: now,
-      expires_at: expiresAt,
-      max_uses: request.maxUses,
-      revoked_at: null,
-      version: now,
-    },
-  ])
+  await new EnrollmentRepository(store).writeTokens({
+    token_id: issued.id,
+    site: request.site,
+    secret_sha256: issued.hash,
+    created_by: request.createdBy,
+    created_at: now,
+    expires_at: expiresAt,
+    max_uses: request.maxUses,
+    revoked_at: null,
+    version: now,
+  })
   return {
     token_id: issued.id,
     token: issued.secret,
@@ -70,15 +73,6 @@ export class EnrollmentRefused extends DomainError {
   constructor(message: string) {
     super('unauthenticated', 'enrollment_refused', message)
   }
-}
-
-interface TokenRow {
-  site: string
-  secret_sha256: string
-  expires_at: number
-  max_uses: number
-  revoked: number
-  uses: number
 }
 
 /** What an enrollment records (the register entry), before it writes anything. */
@@ -97,6 +91,17 @@ export interface Enrollment {
 }
 
 const enrollments = new Mutex()
+
+/** What one enrollment works with, once its token is known to be valid. */
+interface Enrolling {
+  store: Store
+  key: TokenKey
+  token: TokenWithUses
+  host: string
+  now: number
+  record: EnrollmentRecorder
+  answer: (agentId: string, host: string, credential: string) => EnrollResponse
+}
 
 /**
  * Trades a token for a credential. With an instance secret, the use of the token is recorded
@@ -120,68 +125,35 @@ export async function enroll(
   const tokenId = secretId('e', token)
   if (tokenId === undefined) throw new EnrollmentRefused('not an enrollment token')
   return enrollments.run(async () => {
-    const [row] = await selectRows<TokenRow>(
-      store,
-      `SELECT site, secret_sha256, toUnixTimestamp64Milli(expires_at) AS expires_at, max_uses,
-              revoked_at IS NOT NULL AS revoked,
-              (SELECT count() FROM tally.enroll_token_uses WHERE token_id = {id:String}) AS uses
-       FROM tally.enroll_tokens FINAL WHERE token_id = {id:String}`,
-      { id: tokenId },
-    )
+    const repository = new EnrollmentRepository(store)
     const key = tokenKeyOf(store)
+    const row = await repository.token(tokenId)
     if (row === undefined || !secretMatches(key, 'e', token, row.secret_sha256)) {
       throw new EnrollmentRefused('unknown enrollment token')
     }
-    if (row.revoked) throw new EnrollmentRefused('this enrollment token was revoked')
-    if (Number(row.expires_at) <= now)
-      throw new EnrollmentRefused('this enrollment token has expired')
-    const answer = (agentId: string, host: string, credential: string): EnrollResponse => ({
-      agent_id: agentId,
-      host,
-      site: row.site,
-      credential,
-      grant_public_key: grantPublicKey,
-      interval_seconds: intervalSeconds,
-    })
-
-    if (request.instance !== undefined) {
-      const use = await useOf(store, key, tokenId, request.instance)
-      if (use !== undefined) {
-        await record({
-          agent_id: use.agent_id,
-          host: request.hostname.toLowerCase(),
-          site: row.site,
-          token_id: tokenId,
-          replayed: true,
-        })
-        const credential = issueSecret(key, 'a', use.agent_id)
-        const agent = await reissueCredential(store, use.agent_id, credential.hash, now)
-        if (agent === 'revoked') {
-          throw new EnrollmentRefused(
-            `the agent this token and instance enrolled (${use.agent_id}) was revoked`,
-          )
-        }
-        if (agent === undefined) {
-          // The collector died after recording the use and before writing the agent.
-          await writeAgent(store, {
-            agentId: use.agent_id,
-            site: row.site,
-            host: request.hostname.toLowerCase(),
-            credentialHash: credential.hash,
-            tokenId,
-            enrolledAt: Number(use.used_at),
-            version: now,
-          })
-          return {
-            response: answer(use.agent_id, request.hostname.toLowerCase(), credential.secret),
-            replayed: true,
-          }
-        }
-        return { response: answer(use.agent_id, agent.host, credential.secret), replayed: true }
-      }
+    if (row.revoked_at !== null) throw new EnrollmentRefused('this enrollment token was revoked')
+    if (row.expires_at <= now) throw new EnrollmentRefused('this enrollment token has expired')
+    const enrolling: Enrolling = {
+      store,
+      key,
+      token: row,
+      host: request.hostname.toLowerCase(),
+      now,
+      record,
+      answer: (agentId, host, credential) => ({
+        agent_id: agentId,
+        host,
+        site: row.site,
+        credential,
+        grant_public_key: grantPublicKey,
+        interval_seconds: intervalSeconds,
+      }),
     }
-
-    if (Number(row.uses) >= Number(row.max_uses)) {
+    if (request.instance !== undefined) {
+      const use = await useOf(repository, key, tokenId, request.instance)
+      if (use !== undefined) return enrollAgain(enrolling, use)
+    }
+    if (row.uses >= row.max_uses) {
       throw new EnrollmentRefused(
         `this enrollment token was already used ${row.uses} time(s), its maximum` +
           (request.instance === undefined
@@ -189,32 +161,58 @@ export async function enroll(
             : '; this instance secret is not the one it was used with'),
       )
     }
-    const agentId = newId('a')
-    const credential = issueSecret(key, 'a', agentId)
-    const host = request.hostname.toLowerCase()
-    await record({ agent_id: agentId, host, site: row.site, token_id: tokenId, replayed: false })
-    await insertRows(store, 'tally.enroll_token_uses', [
-      {
-        token_id: tokenId,
-        agent_id: agentId,
-        used_at: now,
-        instance_sha256:
-          request.instance === undefined
-            ? ''
-            : instanceHash(key, tokenId, agentId, request.instance),
-      },
-    ])
-    await writeAgent(store, {
-      agentId,
-      site: row.site,
-      host,
-      credentialHash: credential.hash,
-      tokenId,
-      enrolledAt: now,
-      version: now,
-    })
-    return { response: answer(agentId, host, credential.secret), replayed: false }
+    return enrollNew(enrolling, repository, request.instance)
   })
+}
+
+/** A first enrollment: one use of the token spent, a new agent. */
+async function enrollNew(
+  e: Enrolling,
+  repository: EnrollmentRepository,
+  instance: string | undefined,
+): Promise<Enrollment> {
+  const tokenId = e.token.token_id
+  const agentId = newId('a')
+  const credential = issueSecret(e.key, 'a', agentId)
+  await e.record({
+    agent_id: agentId,
+    host: e.host,
+    site: e.token.site,
+    token_id: tokenId,
+    replayed: false,
+  })
+  await repository.addUse({
+    token_id: tokenId,
+    agent_id: agentId,
+    used_at: e.now,
+    instance_sha256: instance === undefined ? '' : instanceHash(e.key, tokenId, agentId, instance),
+  })
+  await writeAgent(e, agentId, e.host, credential.hash, e.now)
+  return { response: e.answer(agentId, e.host, credential.secret), replayed: false }
+}
+
+/** The same token and instance again: the same agent, with a new credential replacing its own. */
+async function enrollAgain(e: Enrolling, use: EnrollTokenUse): Promise<Enrollment> {
+  await e.record({
+    agent_id: use.agent_id,
+    host: e.host,
+    site: e.token.site,
+    token_id: e.token.token_id,
+    replayed: true,
+  })
+  const credential = issueSecret(e.key, 'a', use.agent_id)
+  const agent = await reissueCredential(e.store, use.agent_id, credential.hash, e.now)
+  if (agent === 'revoked') {
+    throw new EnrollmentRefused(
+      `the agent this token and instance enrolled (${use.agent_id}) was revoked`,
+    )
+  }
+  if (agent === undefined) {
+    // The collector died after recording the use and before writing the agent.
+    await writeAgent(e, use.agent_id, e.host, credential.hash, use.used_at)
+    return { response: e.answer(use.agent_id, e.host, credential.secret), replayed: true }
+  }
+  return { response: e.answer(use.agent_id, agent.host, credential.secret), replayed: true }
 }
 
 /**
@@ -231,43 +229,32 @@ export const instanceHash = (
 
 /** The first use of the token by this instance, checked against each use's keyed hash. */
 async function useOf(
-  store: Store,
+  repository: EnrollmentRepository,
   key: TokenKey,
   tokenId: string,
   instance: string,
-): Promise<{ agent_id: string; used_at: number } | undefined> {
-  const uses = await selectRows<{ agent_id: string; used_at: number; instance_sha256: string }>(
-    store,
-    `SELECT agent_id, toUnixTimestamp64Milli(used_at) AS used_at, instance_sha256
-     FROM tally.enroll_token_uses WHERE token_id = {id:String} ORDER BY used_at`,
-    { id: tokenId },
-  )
+): Promise<EnrollTokenUse | undefined> {
+  const uses = await repository.uses(tokenId)
   return uses.find((u) =>
     key.matches('enroll-instance', `${tokenId}/${u.agent_id}`, instance, u.instance_sha256),
   )
 }
 
-interface AgentRecord {
-  agentId: string
-  site: string
-  host: string
-  credentialHash: string
-  tokenId: string
-  enrolledAt: number
-  version: number
-}
-
-async function writeAgent(store: Store, agent: AgentRecord): Promise<void> {
-  await insertRows(store, 'tally.agents', [
-    {
-      agent_id: agent.agentId,
-      site: agent.site,
-      host: agent.host,
-      credential_sha256: agent.credentialHash,
-      enroll_token_id: agent.tokenId,
-      enrolled_at: agent.enrolledAt,
-      revoked_at: null,
-      version: agent.version,
-    },
-  ])
+async function writeAgent(
+  e: Enrolling,
+  agentId: string,
+  host: string,
+  credentialHash: string,
+  enrolledAt: number,
+): Promise<void> {
+  await new AgentsRepository(e.store).write({
+    agent_id: agentId,
+    site: e.token.site,
+    host,
+    credential_sha256: credentialHash,
+    enroll_token_id: e.token.token_id,
+    enrolled_at: enrolledAt,
+    revoked_at: null,
+    version: e.now,
+  })
 }

@@ -18,11 +18,15 @@
  *   an old row written back into the store (its old token may be the one the founder saw): its
  *   token is refused from this start on.
  */
+import { z } from 'zod'
 import type { Register, RegisterEntry, RegisterName } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
-import { insertRows, selectRows } from '../store/rows.ts'
-import { KINDS } from './administration.ts'
+import { selectParsed } from '../store/rows.ts'
+import { KINDS } from './administration-register.ts'
+import { AgentsRepository } from './agents-repository.ts'
+import { EnrollmentRepository } from './enrollment-repository.ts'
 import { isLegacyHash, type TokenKey } from './tokens.ts'
+import { UsersRepository } from './users-repository.ts'
 
 export const TOKEN_HASHES_BOUND = 'token hashes bound to the token key'
 
@@ -39,11 +43,18 @@ export interface TokenHashesAtStart {
   restoredProvisional: string[]
 }
 
-/** What to convert, per table: the column, the scope and id of each stored hash. */
-interface UserHashRow {
-  user_id: string
-  token_sha256: string
+/** The three tables that hold hashes of secrets, each through its repository. */
+interface HashTables {
+  users: UsersRepository
+  agents: AgentsRepository
+  enrollment: EnrollmentRepository
 }
+
+const tablesOf = (store: Store): HashTables => ({
+  users: new UsersRepository(store),
+  agents: new AgentsRepository(store),
+  enrollment: new EnrollmentRepository(store),
+})
 
 export async function checkTokenHashes(
   store: Store,
@@ -57,7 +68,7 @@ export async function checkTokenHashes(
   let previousKeyId: string | undefined
   if (bound === undefined) {
     // Rows first, the entry after: a start cut short converts the rest at the next one.
-    converted = await convertLegacyHashes(store, key, now)
+    converted = await convertLegacyHashes(tablesOf(store), key, now)
     await register.append({
       register: 'itsd',
       kind: TOKEN_HASHES_BOUND,
@@ -79,7 +90,7 @@ export async function checkTokenHashes(
     converted,
     recorded,
     ...(previousKeyId === undefined ? {} : { previousKeyId }),
-    refused: await legacyRows(store),
+    refused: await legacyRows(tablesOf(store)),
     restoredProvisional: await refuseRestoredProvisional(store, register, now),
   }
 }
@@ -94,16 +105,17 @@ async function trustedOfKind(
   name: RegisterName,
   kind: string,
 ): Promise<RegisterEntry[]> {
-  const rows = await selectRows<{ seq: number }>(
+  const rows = await selectParsed(
     store,
+    z.object({ seq: z.coerce.number() }),
     `SELECT DISTINCT seq FROM tally.register_entries
      WHERE register = {name:String} AND kind = {kind:String} ORDER BY seq`,
     { name, kind },
   )
   const out: RegisterEntry[] = []
   for (const { seq } of rows) {
-    const page = await register.trustedEntriesPage(name, { from: Number(seq), limit: 1 })
-    out.push(...page.entries.filter((e) => e.seq === Number(seq) && e.kind === kind))
+    const page = await register.trustedEntriesPage(name, { from: seq, limit: 1 })
+    out.push(...page.entries.filter((e) => e.seq === seq && e.kind === kind))
   }
   return out
 }
@@ -125,48 +137,26 @@ function keyedUserHash(key: TokenKey, userId: string, stored: string): string {
 }
 
 async function convertLegacyHashes(
-  store: Store,
+  tables: HashTables,
   key: TokenKey,
   now: () => number,
 ): Promise<number> {
-  const version = (row: { version: number }) => Math.max(now(), Number(row.version) + 1)
-  const users = await selectRows<UserHashRow & Record<string, unknown> & { version: number }>(
-    store,
-    `SELECT user_id, name, roles, side, token_sha256, created_by, provisional, version,
-            toUnixTimestamp64Milli(created_at) AS created_at,
-            toUnixTimestamp64Milli(revoked_at) AS revoked_at
-     FROM tally.users FINAL`,
-  )
-  const userRows = users
+  const version = (row: { version: number }) => Math.max(now(), row.version + 1)
+  const userRows = (await tables.users.list())
     .filter((u) => keyedUserHash(key, u.user_id, u.token_sha256) !== u.token_sha256)
-    .map((u) => ({
+    .map(({ revoked: _, ...u }) => ({
       ...u,
       token_sha256: keyedUserHash(key, u.user_id, u.token_sha256),
       version: version(u),
     }))
-  const agents = await selectRows<{ agent_id: string; credential_sha256: string; version: number }>(
-    store,
-    `SELECT agent_id, site, host, credential_sha256, enroll_token_id, version,
-            toUnixTimestamp64Milli(enrolled_at) AS enrolled_at,
-            toUnixTimestamp64Milli(revoked_at) AS revoked_at
-     FROM tally.agents FINAL`,
-  )
-  const agentRows = agents
+  const agentRows = (await tables.agents.all())
     .filter((a) => isLegacyHash(a.credential_sha256))
-    .map((a) => ({
+    .map(({ revoked: _, ...a }) => ({
       ...a,
       credential_sha256: key.bind('agent', a.agent_id, a.credential_sha256),
       version: version(a),
     }))
-  const tokens = await selectRows<{ token_id: string; secret_sha256: string; version: number }>(
-    store,
-    `SELECT token_id, site, secret_sha256, created_by, max_uses, version,
-            toUnixTimestamp64Milli(created_at) AS created_at,
-            toUnixTimestamp64Milli(expires_at) AS expires_at,
-            toUnixTimestamp64Milli(revoked_at) AS revoked_at
-     FROM tally.enroll_tokens FINAL`,
-  )
-  const tokenRows = tokens
+  const tokenRows = (await tables.enrollment.allTokens())
     .filter((t) => isLegacyHash(t.secret_sha256))
     .map((t) => ({
       ...t,
@@ -175,26 +165,17 @@ async function convertLegacyHashes(
     }))
   // Enrollment uses (append-only) keep their instance hashes: a replay through a use from
   // before the binding is refused, and needs a new enrollment token (they last a day).
-  await insertRows(store, 'tally.users', userRows)
-  await insertRows(store, 'tally.agents', agentRows)
-  await insertRows(store, 'tally.enroll_tokens', tokenRows)
+  await tables.users.write(...userRows)
+  await tables.agents.write(...agentRows)
+  await tables.enrollment.writeTokens(...tokenRows)
   return userRows.length + agentRows.length + tokenRows.length
 }
 
-/** Rows whose stored hash is a plain SHA-256 (in any part): no token matches them. */
-async function legacyRows(store: Store): Promise<TokenHashesAtStart['refused']> {
-  const users = await selectRows<UserHashRow>(
-    store,
-    'SELECT user_id, token_sha256 FROM tally.users FINAL WHERE revoked_at IS NULL',
-  )
-  const agents = await selectRows<{ agent_id: string; credential_sha256: string }>(
-    store,
-    'SELECT agent_id, credential_sha256 FROM tally.agents FINAL WHERE revoked_at IS NULL',
-  )
-  const tokens = await selectRows<{ token_id: string; secret_sha256: string }>(
-    store,
-    'SELECT token_id, secret_sha256 FROM tally.enroll_tokens FINAL WHERE revoked_at IS NULL',
-  )
+/** Rows not revoked whose stored hash is a plain SHA-256 (in any part): no token matches them. */
+async function legacyRows(tables: HashTables): Promise<TokenHashesAtStart['refused']> {
+  const users = (await tables.users.list()).filter((u) => !u.revoked)
+  const agents = (await tables.agents.all()).filter((a) => !a.revoked)
+  const tokens = (await tables.enrollment.allTokens()).filter((t) => t.revoked_at === null)
   return {
     users: users.filter((u) => u.token_sha256.split(':').some(isLegacyHash)).map((u) => u.user_id),
     agents: agents.filter((a) => isLegacyHash(a.credential_sha256)).map((a) => a.agent_id),
@@ -208,15 +189,8 @@ async function refuseRestoredProvisional(
   register: Register,
   now: () => number,
 ): Promise<string[]> {
-  const provisional = await selectRows<
-    UserHashRow & Record<string, unknown> & { side: 'itsd' | 'oios'; version: number }
-  >(
-    store,
-    `SELECT user_id, name, roles, side, token_sha256, created_by, provisional, version,
-            toUnixTimestamp64Milli(created_at) AS created_at,
-            toUnixTimestamp64Milli(revoked_at) AS revoked_at
-     FROM tally.users FINAL WHERE provisional = 1 AND revoked_at IS NULL AND token_sha256 != ''`,
-  )
+  const users = new UsersRepository(store)
+  const provisional = await users.provisionalWithToken()
   const restored: string[] = []
   const replacedOn = new Map<RegisterName, Set<string>>()
   for (const user of provisional) {
@@ -228,9 +202,8 @@ async function refuseRestoredProvisional(
     }
     if (!replaced.has(user.user_id)) continue
     // No token matches an empty hash; the row stays, for whoever looks into it.
-    await insertRows(store, 'tally.users', [
-      { ...user, token_sha256: '', version: Math.max(now(), Number(user.version) + 1) },
-    ])
+    const { revoked: _, ...row } = user
+    await users.write({ ...row, token_sha256: '', version: Math.max(now(), user.version + 1) })
     restored.push(user.user_id)
   }
   return restored
