@@ -163,6 +163,7 @@ function buildApp(
       masterKeyFile: config.cases.master_key_file,
       logger,
       cluster: config.clickhouse.cluster,
+      limits: config.restricted,
     }),
   )
   app.notFound((c) => problem(c, 404, 'not_found', `no route ${c.req.method} ${c.req.path}`))

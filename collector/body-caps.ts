@@ -13,7 +13,6 @@ import type { MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import type { CollectorConfig } from './config.ts'
 import { DomainError } from './errors.ts'
-import { RESTRICTED_BODY_LIMITS } from './restricted/body.ts'
 
 const KiB = 1024
 
@@ -30,7 +29,7 @@ export function bodyCaps(config: CollectorConfig): Record<RouteKey, number> {
   return {
     'POST /v1/agents/enroll': 4 * KiB,
     'POST /v1/ingest': config.ingest.max_body_bytes,
-    'POST /v1/restricted/ingest': RESTRICTED_BODY_LIMITS.maxBodyBytes,
+    'POST /v1/restricted/ingest': config.restricted.max_body_bytes,
     'POST /v1/admin/enroll-tokens': 4 * KiB,
     'POST /v1/admin/users': 4 * KiB,
     'POST /v1/admin/users/{id}/roles': 4 * KiB,

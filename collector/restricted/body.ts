@@ -6,24 +6,13 @@
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
 import type { Context } from 'hono'
+import type { CollectorConfig } from '../config.ts'
 import { DomainError } from '../errors.ts'
 
 const inflate = promisify(gunzip)
 
-const MiB = 1024 * 1024
-
-/**
- * Tier I batches carry packet segments (up to 64 MiB of packets per interval from the agent's
- * recorder, base64 in JSON), so their caps are wider than those of tier T batches.
- */
-export interface BodyLimits {
-  maxBodyBytes: number
-  maxDecompressedBytes: number
-}
-export const RESTRICTED_BODY_LIMITS: BodyLimits = {
-  maxBodyBytes: 128 * MiB,
-  maxDecompressedBytes: 160 * MiB,
-}
+/** The `restricted` settings (config.ts): tier I's caps are settings, as tier T's are. */
+export type BodyLimits = CollectorConfig['restricted']
 
 /** The body as JSON; throws the refusal that says why not (415, 413, 400). */
 export async function readAgentJson(c: Context, limits: BodyLimits): Promise<unknown> {
@@ -37,9 +26,9 @@ export async function readAgentJson(c: Context, limits: BodyLimits): Promise<unk
   }
   let body: Buffer = Buffer.from(await c.req.arrayBuffer())
   if (encoding === 'gzip') {
-    body = await inflated(body, limits.maxDecompressedBytes)
-  } else if (body.length > limits.maxDecompressedBytes) {
-    throw tooLarge(`body exceeds ${limits.maxDecompressedBytes} bytes`)
+    body = await inflated(body, limits.max_decompressed_bytes)
+  } else if (body.length > limits.max_decompressed_bytes) {
+    throw tooLarge(`body exceeds ${limits.max_decompressed_bytes} bytes`)
   }
   try {
     return JSON.parse(body.toString('utf8'))

@@ -13,15 +13,15 @@ import type { Role } from '../auth/roles.ts'
 import { DomainError } from '../errors.ts'
 import { type CollectorEnv, jsonBody, problem, zodIssues } from '../http.ts'
 import { GRANT_HEADER } from '../restricted/access.ts'
-import { type BodyLimits, RESTRICTED_BODY_LIMITS, readAgentJson } from '../restricted/body.ts'
+import { type BodyLimits, readAgentJson } from '../restricted/body.ts'
 import { MANIFEST, Receipt } from '../restricted/export.ts'
 import { DRILL_CATEGORIES, type DrillCategory } from '../restricted/narrowing.ts'
 import type { RestrictedIngestAck } from '../restricted/openapi.ts'
 import { TierIService, type TierIServiceDeps } from '../restricted/service.ts'
 
-/** The tier I service's dependencies, and how the routes cap bodies. */
+/** The tier I service's dependencies, and how the routes cap bodies (the `restricted` settings). */
 export interface RestrictedRoutesDeps extends TierIServiceDeps {
-  limits?: BodyLimits
+  limits: BodyLimits
 }
 
 const INVESTIGATORS: Role[] = ['itsd_investigator', 'oios_investigator']
@@ -29,7 +29,7 @@ const INVESTIGATORS: Role[] = ['itsd_investigator', 'oios_investigator']
 export function restrictedRoutes(deps: RestrictedRoutesDeps) {
   const { store } = deps
   const tierI = new TierIService(deps)
-  const limits = deps.limits ?? RESTRICTED_BODY_LIMITS
+  const { limits } = deps
   const investigator = requireUser(store, INVESTIGATORS)
   const reader = requireUser(store, [...INVESTIGATORS, 'receiving_official'])
   const official = requireUser(store, ['receiving_official'])
@@ -38,9 +38,9 @@ export function restrictedRoutes(deps: RestrictedRoutesDeps) {
   app.post(
     '/v1/restricted/ingest',
     bodyLimit({
-      maxSize: limits.maxBodyBytes,
+      maxSize: limits.max_body_bytes,
       onError: (c) =>
-        problem(c, 413, 'body_too_large', `request body exceeds ${limits.maxBodyBytes} bytes`),
+        problem(c, 413, 'body_too_large', `request body exceeds ${limits.max_body_bytes} bytes`),
     }),
     requireAgent(store),
     async (c) => {

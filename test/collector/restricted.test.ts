@@ -5,7 +5,7 @@
  * that follows. Every refusal is checked to change nothing and leak nothing; every access to
  * be registered, and not to happen when the register cannot be written.
  */
-import { createHash, generateKeyPairSync } from 'node:crypto'
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { Hono } from 'hono'
@@ -19,6 +19,7 @@ import { createUser, rolesOf, type User } from '../../collector/auth/users.ts'
 import { ACCESS_GRANT_TYPE, DRILLDOWN_AUDIENCE, GrantIssuer } from '../../collector/cases/grants.ts'
 import { Outbox } from '../../collector/cases/outbox.ts'
 import { CaseService, type RegisterWriter } from '../../collector/cases/workflow.ts'
+import { CollectorConfig } from '../../collector/config.ts'
 import { DomainError } from '../../collector/errors.ts'
 import { type CollectorEnv, problemOf } from '../../collector/http.ts'
 import {
@@ -318,7 +319,15 @@ beforeAll(async () => {
     .route('/', caseRoutes(h.store, cases))
     .route(
       '/',
-      restrictedRoutes({ store: h.store, cases, grants, register: flaky, purge, dataDir: h.dir }),
+      restrictedRoutes({
+        store: h.store,
+        cases,
+        grants,
+        register: flaky,
+        purge,
+        dataDir: h.dir,
+        limits: h.config.restricted,
+      }),
     )
     // As app.onError answers them (collector/app.ts): the routes throw, they do not answer.
     .onError((err, c) => {
@@ -620,6 +629,46 @@ describe('tier I', () => {
       )
       const res = await app.request('/v1/restricted/ingest', { method: 'POST', body: '{}' })
       expect(res.status).toBe(401)
+      expect(await rowsIn(c1.case_id)).toMatchObject({ flows: 2, pcap_segments: 2 })
+    })
+
+    it('caps bodies by the restricted settings (413), as tier T by the ingest ones', async () => {
+      const MiB = 1024 * 1024
+      expect(h.config.restricted).toEqual({
+        max_body_bytes: 128 * MiB,
+        max_decompressed_bytes: 160 * MiB,
+      })
+      expect(() => CollectorConfig.parse({ restricted: { max_body_bytes: 0 } })).toThrow()
+      const capped = h.appWith({
+        restricted: { max_body_bytes: 2048, max_decompressed_bytes: 4096 },
+      })
+      const post = (body: Uint8Array) =>
+        capped.request('/v1/restricted/ingest', {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${agentA.credential}`,
+            'content-type': 'application/json',
+            'content-encoding': 'gzip',
+          },
+          body,
+        })
+      // Small compressed, past the decompressed cap once inflated.
+      const inflating = { ...batch(agentA, c1.grant_id, 6, {}), padding: 'x'.repeat(10_000) }
+      expect(gz(inflating).length).toBeLessThan(2048)
+      const bomb = await post(gz(inflating))
+      expect(bomb.status).toBe(413)
+      expect(await errorBody(bomb)).toMatchObject({
+        error: 'body_too_large',
+        message: 'decompressed body exceeds 4096 bytes',
+      })
+      const large = await post(randomBytes(3000))
+      expect(large.status).toBe(413)
+      expect(await errorBody(large)).toMatchObject({
+        error: 'body_too_large',
+        message: 'request body exceeds 2048 bytes',
+      })
+      // Under the default caps the same body is read, and refused for what it is.
+      expect((await ingest(agentA, inflating)).status).toBe(400)
       expect(await rowsIn(c1.case_id)).toMatchObject({ flows: 2, pcap_segments: 2 })
     })
 
@@ -1133,6 +1182,7 @@ describe('tier I', () => {
         register: flaky,
         purge: async () => undefined,
         dataDir: h.dir,
+        limits: h.config.restricted,
       }).routes
       const served = [
         ...new Set(
