@@ -1,5 +1,7 @@
 /** What the commands that call a running collector share: their options and the call. */
 import { type Command, Option } from 'commander'
+import type { AnswerOf, CallOf, RouteContract } from '../protocol/api/contract.ts'
+import type { ApiTarget } from '../protocol/client.ts'
 
 export interface ApiOptions {
   collector: string
@@ -28,21 +30,35 @@ export const apiOptions = (command: Command): Command =>
     )
     .option('--json', 'print the JSON answer, for scripts')
 
-/**
- * Calls the collector's API as the options say. The client (and the schema library it uses)
- * loads only when a command calls, so `tally` starts fast for the commands that do not.
- */
-export async function api<T>(
-  options: ApiOptions,
-  method: 'GET' | 'POST',
-  path: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<T> {
-  const { callApi, readTokenFile } = await import('./admin-client.ts')
-  const token = options.token ?? readTokenFile(options.tokenFile)
-  return callApi<T>({ collectorUrl: options.collector, token }, method, path, body, headers)
+/** The collector and token the options name. */
+export async function targetOf(options: ApiOptions): Promise<ApiTarget> {
+  const { readTokenFile } = await import('../protocol/client.ts')
+  return {
+    collectorUrl: options.collector,
+    token: options.token ?? readTokenFile(options.tokenFile),
+  }
 }
+
+/**
+ * Calls a route of the collector's API as the options say. The client (and the schema library
+ * it uses) loads only when a command calls, so `tally` starts fast for the commands that do not.
+ */
+export async function api<R extends RouteContract>(
+  options: ApiOptions,
+  contract: R,
+  input?: CallOf<R>,
+): Promise<AnswerOf<R>> {
+  const { call } = await import('../protocol/client.ts')
+  const target = await targetOf(options)
+  return (call as (t: ApiTarget, c: R, i?: CallOf<R>) => Promise<AnswerOf<R>>)(
+    target,
+    contract,
+    input,
+  )
+}
+
+/** The contract table, loaded with the client when a command calls. */
+export const contracts = () => import('../protocol/api/index.ts')
 
 export function print(options: ApiOptions, answer: unknown, human: () => string): void {
   process.stdout.write(options.json ? `${JSON.stringify(answer, null, 2)}\n` : `${human()}\n`)

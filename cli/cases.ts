@@ -8,9 +8,20 @@ import { createHash } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Command } from 'commander'
-import { type ApiOptions, api, apiOptions, print } from '../cli-api.ts'
-import { type CaseFileKind, caseFileExample } from './examples.ts'
-import type { Case } from './model.ts'
+import type { RouteContract } from '../protocol/api/contract.ts'
+import type * as Api from '../protocol/api/index.ts'
+import { type ApiOptions, api, apiOptions, contracts, print, targetOf } from './api-options.ts'
+
+type Routes = typeof Api.cases
+/** A route answered with the case: an opening or a step. */
+type CaseRoute = RouteContract & {
+  readonly answer: { readonly description: string; readonly schema: Routes['Case'] }
+}
+type CaseStepRoute = CaseRoute
+type CaseOpeningRoute = CaseRoute
+
+import { type CaseFileKind, caseFileExample } from '../collector/cases/examples.ts'
+import type { Case } from '../protocol/api/cases.ts'
 
 async function readBody(file: string): Promise<unknown> {
   const { parse } = await import('yaml')
@@ -38,13 +49,17 @@ function caseStep(
   name: string,
   description: string,
   define: Step,
-  path: (id: string) => string,
+  step: (routes: Routes) => CaseStepRoute,
   body: (options: Record<string, unknown>) => unknown,
 ): void {
   apiOptions(
     define(parent.command(name).description(description).argument('<case-id>', CASE_ID)),
   ).action(async (caseId: string, options: ApiOptions & Record<string, unknown>) => {
-    const answer = await api<Case>(options, 'POST', path(encodeURIComponent(caseId)), body(options))
+    const route = step((await contracts()).cases)
+    const answer = await api(options, route, {
+      params: { id: caseId },
+      body: body(options),
+    } as never)
     print(options, answer, () => summary(answer))
   })
 }
@@ -62,7 +77,12 @@ function example(kind: CaseFileKind, options: { example?: boolean; file?: string
   return false
 }
 
-function fileStep(parent: Command, name: CaseFileKind, description: string, path: string): void {
+function fileStep(
+  parent: Command,
+  name: CaseFileKind,
+  description: string,
+  opening: (routes: Routes) => CaseOpeningRoute,
+): void {
   apiOptions(
     parent
       .command(name)
@@ -71,7 +91,10 @@ function fileStep(parent: Command, name: CaseFileKind, description: string, path
       .option('--example', EXAMPLE),
   ).action(async (options: ApiOptions & { file?: string; example?: boolean }) => {
     if (example(name, options)) return
-    const answer = await api<Case>(options, 'POST', path, await readBody(options.file as string))
+    const route = opening((await contracts()).cases)
+    const answer = await api(options, route, {
+      body: await readBody(options.file as string),
+    } as never)
     print(options, answer, () => summary(answer))
   })
 }
@@ -82,11 +105,8 @@ async function accessGrant(
   caseId: string,
 ): Promise<string> {
   if (options.grant !== undefined) return options.grant
-  const answer = await api<{ token: string }>(
-    options,
-    'GET',
-    `/v1/cases/${encodeURIComponent(caseId)}/access-grant`,
-  )
+  const { cases } = await contracts()
+  const answer = await api(options, cases.getAccessGrant, { params: { id: caseId } })
   return answer.token
 }
 
@@ -106,25 +126,25 @@ export function caseCommand(): Command {
     cases,
     'request',
     'File a written request (8.4a; requester role). --example prints the file to fill in.',
-    '/v1/cases',
+    (c) => c.fileCase,
   )
   fileStep(
     cases,
     'emergency',
     'Record a verbal request in an emergency (8.4b; approver role, naming who asked). --example prints the file.',
-    '/v1/cases/emergency',
+    (c) => c.recordEmergency,
   )
   fileStep(
     cases,
     'technical',
     'Open a technical case on a disruption (8.2; ITSD lead): flows only, 72 h at most. --example prints the file.',
-    '/v1/cases/technical',
+    (c) => c.openTechnicalCase,
   )
   fileStep(
     cases,
     'oios',
     'Open an OIOS case (section 9; OIOS investigator): no approval, no notice. --example prints the file.',
-    '/v1/cases/oios',
+    (c) => c.openOiosCase,
   )
   apiOptions(
     cases
@@ -142,12 +162,11 @@ export function caseCommand(): Command {
     ) => {
       if (example('written-request', options)) return
       if (caseId === undefined) throw new Error('the case id is required')
-      const answer = await api<Case>(
-        options,
-        'POST',
-        `/v1/cases/${encodeURIComponent(caseId)}/written-request`,
-        await readBody(options.file as string),
-      )
+      const { cases } = await contracts()
+      const answer = await api(options, cases.fileWrittenRequest, {
+        params: { id: caseId },
+        body: (await readBody(options.file as string)) as never,
+      })
       print(options, answer, () => summary(answer))
     },
   )
@@ -156,7 +175,7 @@ export function caseCommand(): Command {
     'consult',
     'Record the OIOS consultation (8.4d; OIOS Chief of Investigations)',
     (c) => c.requiredOption('--summary <text>', 'what OIOS said'),
-    (id) => `/v1/cases/${id}/consultation`,
+    (c) => c.recordConsultation,
     (o) => ({ summary: o.summary }),
   )
   caseStep(
@@ -165,7 +184,7 @@ export function caseCommand(): Command {
     'Confirm an emergency before its approval (8.4b; another approver or the OIOS Chief, neither its recorder nor who asked)',
     (c) =>
       c.requiredOption('--statement <text>', 'how the emergency was confirmed, for the register'),
-    (id) => `/v1/cases/${id}/emergency-confirmation`,
+    (c) => c.confirmEmergency,
     (o) => ({ statement: o.statement }),
   )
   caseStep(
@@ -180,7 +199,7 @@ export function caseCommand(): Command {
         )
         .option('--until <time>', 'an earlier end than requested, never later (ISO 8601)')
         .option('--comment <text>', 'a comment for the register'),
-    (id) => `/v1/cases/${id}/approval`,
+    (c) => c.approveCase,
     (o) => ({ investigator: o.investigator, until: o.until, comment: o.comment }),
   )
   caseStep(
@@ -188,7 +207,7 @@ export function caseCommand(): Command {
     'deny',
     'Deny a request (approver role, not the requester)',
     (c) => c.requiredOption('--reason <text>', 'why, for the register and the requester'),
-    (id) => `/v1/cases/${id}/denial`,
+    (c) => c.denyCase,
     (o) => ({ reason: o.reason }),
   )
   caseStep(
@@ -202,7 +221,7 @@ export function caseCommand(): Command {
         .option('--witness <name>', 'who else was present when it was given')
         .option('--given-at <time>', 'when (ISO 8601; not in the future, not before the approval)')
         .option('--to <who...>', 'staff_member and/or supervisor', ['staff_member', 'supervisor']),
-    (id) => `/v1/cases/${id}/notice`,
+    (c) => c.recordNotice,
     (o) =>
       o.outbox
         ? { method: 'outbox' }
@@ -222,7 +241,7 @@ export function caseCommand(): Command {
       c
         .requiredOption('--until <time>', 'the new end (ISO 8601)')
         .requiredOption('--justification <text>', 'why the case needs longer'),
-    (id) => `/v1/cases/${id}/extension`,
+    (c) => c.extendCase,
     (o) => ({ until: o.until, justification: o.justification }),
   )
   caseStep(
@@ -234,13 +253,14 @@ export function caseCommand(): Command {
       'investigator or the OIOS Chief.',
     (c) =>
       c.requiredOption('--outcome <text>', 'how the case ended, for the register and the notice'),
-    (id) => `/v1/cases/${id}/closing`,
+    (c) => c.closeCase,
     (o) => ({ outcome: o.outcome }),
   )
 
   apiOptions(cases.command('list').description('The cases you may see')).action(
     async (options: ApiOptions) => {
-      const answer = await api<{ cases: Case[] }>(options, 'GET', '/v1/cases')
+      const { cases } = await contracts()
+      const answer = await api(options, cases.listCases)
       print(options, answer, () =>
         answer.cases.length === 0 ? 'no cases' : answer.cases.map(summary).join('\n'),
       )
@@ -248,7 +268,8 @@ export function caseCommand(): Command {
   )
   apiOptions(cases.command('show').description('One case').argument('<case-id>', CASE_ID)).action(
     async (caseId: string, options: ApiOptions) => {
-      const answer = await api<Case>(options, 'GET', `/v1/cases/${encodeURIComponent(caseId)}`)
+      const { cases } = await contracts()
+      const answer = await api(options, cases.getCase, { params: { id: caseId } })
       print(options, answer, () => summary(answer))
     },
   )
@@ -258,11 +279,8 @@ export function caseCommand(): Command {
       .description("Print the case's access grant (its investigator only)")
       .argument('<case-id>', CASE_ID),
   ).action(async (caseId: string, options: ApiOptions) => {
-    const answer = await api<{ token: string }>(
-      options,
-      'GET',
-      `/v1/cases/${encodeURIComponent(caseId)}/access-grant`,
-    )
+    const { cases } = await contracts()
+    const answer = await api(options, cases.getAccessGrant, { params: { id: caseId } })
     print(options, answer, () => answer.token)
   })
   for (const category of ['flows', 'dns', 'web'] as const) {
@@ -291,19 +309,19 @@ export function caseCommand(): Command {
           limit?: string
         },
       ) => {
-        const query = new URLSearchParams()
-        for (const key of ['from', 'to', 'address', 'port', 'limit'] as const) {
-          const value = options[key]
-          if (value !== undefined) query.set(key, value)
-        }
+        const { from, to, address, port, limit } = options
         const grant = await accessGrant(options, caseId)
-        const answer = await api<{ rows: Record<string, unknown>[] }>(
-          options,
-          'GET',
-          `/v1/cases/${encodeURIComponent(caseId)}/${category}${query.size > 0 ? `?${query}` : ''}`,
-          undefined,
-          { 'x-tally-grant': grant },
-        )
+        const { restricted } = await contracts()
+        const route = {
+          flows: restricted.drillFlows,
+          dns: restricted.drillDns,
+          web: restricted.drillWeb,
+        }[category]
+        const answer = await api(options, route, {
+          params: { id: caseId },
+          query: { from, to, address, port, limit },
+          headers: { 'x-tally-grant': grant },
+        })
         print(
           options,
           answer,
@@ -320,13 +338,12 @@ export function caseCommand(): Command {
       .option('--grant <token>', 'the access grant (default: fetched with your token)'),
   ).action(async (caseId: string, options: ApiOptions & { grant?: string }) => {
     const grant = await accessGrant(options, caseId)
-    const answer = await api<{ export_id: string; manifest: unknown }>(
-      options,
-      'POST',
-      `/v1/cases/${encodeURIComponent(caseId)}/exports`,
-      {},
-      { 'x-tally-grant': grant },
-    )
+    const { restricted } = await contracts()
+    const answer = await api(options, restricted.createExport, {
+      params: { id: caseId },
+      body: {} as never,
+      headers: { 'x-tally-grant': grant },
+    })
     print(
       options,
       answer,
@@ -344,11 +361,8 @@ export function caseCommand(): Command {
         'a private folder for the bundle (made 0700; files 0600); not inside a git checkout',
       ),
   ).action(async (caseId: string, exportId: string, options: ApiOptions & { out: string }) => {
-    const { downloadFile, readTokenFile } = await import('../admin-client.ts')
-    const target = {
-      collectorUrl: options.collector,
-      token: options.token ?? readTokenFile(options.tokenFile),
-    }
+    const { download: downloadFile } = await import('../protocol/client.ts')
+    const target = await targetOf(options)
     const base = `/v1/cases/${encodeURIComponent(caseId)}/exports/${encodeURIComponent(exportId)}`
     const manifestBytes = await downloadFile(target, `${base}/manifest`)
     const manifest = JSON.parse(manifestBytes.toString('utf8')) as {
@@ -392,12 +406,11 @@ export function caseCommand(): Command {
         sha256: sha(readFileSync(join(options.dir, f.name))),
       })),
     }
-    const answer = await api(
-      options,
-      'POST',
-      `/v1/cases/${encodeURIComponent(caseId)}/exports/${encodeURIComponent(exportId)}/receipt`,
+    const { restricted } = await contracts()
+    const answer = await api(options, restricted.signReceipt, {
+      params: { id: caseId, export_id: exportId },
       body,
-    )
+    })
     print(
       options,
       answer,
@@ -419,10 +432,13 @@ export function oiosCommand(): Command {
       .requiredOption('--user <user-id>', 'the ITSD officer, a user id (u-...)')
       .requiredOption('--position <position>', 'designee or alternate'),
   ).action(async (options: ApiOptions & { category: string; user: string; position: string }) => {
-    const answer = await api(options, 'POST', '/v1/oios/designations', {
-      category: options.category,
-      user_id: options.user,
-      position: options.position,
+    const { cases } = await contracts()
+    const answer = await api(options, cases.designateForOios, {
+      body: {
+        category: options.category,
+        user_id: options.user,
+        position: options.position as 'designee',
+      },
     })
     print(options, answer, () => JSON.stringify(answer))
   })

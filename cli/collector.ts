@@ -1,9 +1,10 @@
 /** `tally collector ...`, `tally admin ...` and `tally fleet`. */
 import { Command, Option } from 'commander'
-import { ROLE_DESCRIPTIONS, ROLES } from './auth/roles.ts'
-import { type ApiOptions, api, apiOptions, print } from './cli-api.ts'
-import { migrateCommand } from './migrate-cli.ts'
-import type { FleetAgent } from './store/fleet.ts'
+import { ROLE_DESCRIPTIONS, ROLES } from '../collector/auth/roles.ts'
+import type { FleetAgent } from '../collector/store/fleet.ts'
+import type { Role } from '../protocol/api/names.ts'
+import { type ApiOptions, api, apiOptions, contracts, print } from './api-options.ts'
+import { migrateCommand } from './migrate.ts'
 
 export function collectorCommand(): Command {
   const collector = new Command('collector').description(
@@ -21,11 +22,11 @@ export function collectorCommand(): Command {
     )
     .action(async (options: { config?: string }) => {
       // The server stack (engine, OpenTelemetry) loads only when a collector runs.
-      const { loadCollectorConfig } = await import('./config.ts')
+      const { loadCollectorConfig } = await import('../collector/config.ts')
       const { createLogger } = await import('../common/log.ts')
       const { untilSignal } = await import('../common/signals.ts')
-      const { startCollector } = await import('./server.ts')
-      const { explainStartFailure, refuseSharedDataDir } = await import('./cli-preflight.ts')
+      const { startCollector } = await import('../collector/server.ts')
+      const { explainStartFailure, refuseSharedDataDir } = await import('./preflight.ts')
       const config = loadCollectorConfig(options.config)
       if (config.clickhouse.url === undefined) refuseSharedDataDir(config.data_dir)
       const logger = createLogger(config.log_level, 'collector')
@@ -54,7 +55,7 @@ export function collectorCommand(): Command {
     )
     .requiredOption('-c, --config <file>', 'YAML config file to check')
     .action(async (options: { config: string }) => {
-      const { loadCollectorConfig } = await import('./config.ts')
+      const { loadCollectorConfig } = await import('../collector/config.ts')
       const { maskSecrets } = await import('../common/config.ts')
       const config = loadCollectorConfig(options.config)
       process.stdout.write(
@@ -92,12 +93,10 @@ export function adminCommand(): Command {
         Number,
       ),
   ).action(async (options: ApiOptions & { site: string; ttlHours?: number; maxUses?: number }) => {
-    const answer = await api<{ token: string; expires_at: string; max_uses: number }>(
-      options,
-      'POST',
-      '/v1/admin/enroll-tokens',
-      { site: options.site, ttl_hours: options.ttlHours, max_uses: options.maxUses },
-    )
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.createEnrollToken, {
+      body: { site: options.site, ttl_hours: options.ttlHours, max_uses: options.maxUses },
+    })
     print(
       options,
       answer,
@@ -126,25 +125,17 @@ export function adminCommand(): Command {
       .requiredOption('--name <name>', "the person's name, as it will appear in records")
       .requiredOption('--role <role...>', 'one or more roles'),
   ).action(async (options: ApiOptions & { name: string; role: string[] }) => {
-    const answer = await api<ProposalAnswer>(options, 'POST', '/v1/admin/users', {
-      name: options.name,
-      roles: options.role,
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.proposeUser, {
+      body: { name: options.name, roles: options.role as Role[] },
     })
     print(options, answer, () => describeProposal(answer))
   })
   apiOptions(
     user.command('list').description('List the users of your side and their roles'),
   ).action(async (options: ApiOptions) => {
-    const answer = await api<{
-      users: {
-        user_id: string
-        name: string
-        roles: string[]
-        revoked: boolean
-        pending: boolean
-        provisional: boolean
-      }[]
-    }>(options, 'GET', '/v1/admin/users')
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.listUsers)
     print(options, answer, () =>
       answer.users
         .map(
@@ -161,11 +152,8 @@ export function adminCommand(): Command {
       .description('Revoke a user token at once (one administrator suffices to take power away)')
       .argument('<user-id>', 'the user id (u-...), as `tally admin user list` shows it'),
   ).action(async (userId: string, options: ApiOptions) => {
-    const answer = await api(
-      options,
-      'POST',
-      `/v1/admin/users/${encodeURIComponent(userId)}/revoke`,
-    )
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.revokeUser, { params: { id: userId } })
     print(options, answer, () => `revoked user ${userId}`)
   })
   apiOptions(
@@ -178,12 +166,11 @@ export function adminCommand(): Command {
       .argument('<user-id>', 'the user id (u-...), as `tally admin user list` shows it')
       .requiredOption('--role <role...>', 'one or more roles of your side'),
   ).action(async (userId: string, options: ApiOptions & { role: string[] }) => {
-    const answer = await api<ProposalAnswer>(
-      options,
-      'POST',
-      `/v1/admin/users/${encodeURIComponent(userId)}/roles`,
-      { roles: options.role },
-    )
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.proposeRoles, {
+      params: { id: userId },
+      body: { roles: options.role as Role[] },
+    })
     print(options, answer, () => describeProposal(answer))
   })
   apiOptions(
@@ -195,11 +182,8 @@ export function adminCommand(): Command {
       )
       .argument('<proposal-id>', 'the proposal id (p-...), as `tally admin proposals` shows it'),
   ).action(async (proposalId: string, options: ApiOptions) => {
-    const answer = await api<{ user_id: string; roles: string[]; token_part?: string }>(
-      options,
-      'POST',
-      `/v1/admin/proposals/${encodeURIComponent(proposalId)}/confirm`,
-    )
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.confirmProposal, { params: { id: proposalId } })
     print(options, answer, () =>
       [
         ...(answer.token_part === undefined ? [] : [answer.token_part]),
@@ -216,11 +200,8 @@ export function adminCommand(): Command {
       .description('Reject a proposal: a proposed new user never comes to exist')
       .argument('<proposal-id>', 'the proposal id (p-...)'),
   ).action(async (proposalId: string, options: ApiOptions) => {
-    const answer = await api(
-      options,
-      'POST',
-      `/v1/admin/proposals/${encodeURIComponent(proposalId)}/reject`,
-    )
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.rejectProposal, { params: { id: proposalId } })
     print(options, answer, () => `rejected proposal ${proposalId}`)
   })
   apiOptions(
@@ -230,11 +211,8 @@ export function adminCommand(): Command {
       .argument('<user-id>', 'the user id (u-...)')
       .argument('<role>', 'the role to take away'),
   ).action(async (userId: string, role: string, options: ApiOptions) => {
-    const answer = await api<{ roles: string[] }>(
-      options,
-      'POST',
-      `/v1/admin/users/${encodeURIComponent(userId)}/roles/${encodeURIComponent(role)}/revoke`,
-    )
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.revokeRole, { params: { id: userId, role } })
     print(
       options,
       answer,
@@ -253,17 +231,8 @@ export function adminCommand(): Command {
         ]),
       ),
   ).action(async (options: ApiOptions & { state?: string }) => {
-    const query = options.state === undefined ? '' : `?state=${options.state}`
-    const answer = await api<{
-      proposals: {
-        proposal_id: string
-        user_id: string
-        roles: string[]
-        new_user: boolean
-        proposed_by: string
-        state: string
-      }[]
-    }>(options, 'GET', `/v1/admin/proposals${query}`)
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.listProposals, { query: { state: options.state } })
     print(options, answer, () =>
       answer.proposals
         .map(
@@ -283,11 +252,8 @@ export function adminCommand(): Command {
           'If yours was replaced already, someone else had it: tell the other side.',
       ),
   ).action(async (options: ApiOptions) => {
-    const answer = await api<{ user_id: string; token: string }>(
-      options,
-      'POST',
-      '/v1/users/me/token',
-    )
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.replaceOwnToken)
     print(
       options,
       answer,
@@ -301,11 +267,8 @@ export function adminCommand(): Command {
       .description("Revoke an agent's credential: its next batch is refused with 401")
       .argument('<agent-id>', 'the agent id (a-...), as `tally fleet` shows it'),
   ).action(async (agentId: string, options: ApiOptions) => {
-    const answer = await api(
-      options,
-      'POST',
-      `/v1/admin/agents/${encodeURIComponent(agentId)}/revoke`,
-    )
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.revokeAgent, { params: { id: agentId } })
     print(options, answer, () => `revoked agent ${agentId}`)
   })
   return admin
@@ -319,8 +282,8 @@ export function fleetCommand(): Command {
       )
       .option('--site <name>', 'only this site'),
   ).action(async (options: ApiOptions & { site?: string }) => {
-    const query = options.site === undefined ? '' : `?site=${encodeURIComponent(options.site)}`
-    const answer = await api<{ agents: FleetAgent[] }>(options, 'GET', `/v1/fleet${query}`)
+    const { admin: routes } = await contracts()
+    const answer = await api(options, routes.fleet, { query: { site: options.site } })
     print(options, answer, () => formatFleet(answer.agents))
   })
 }
@@ -381,12 +344,9 @@ export function usageCommand(): Command {
         step?: string
       },
     ) => {
-      const query = new URLSearchParams({ by: options.by })
-      for (const key of ['site', 'from', 'to', 'step'] as const) {
-        const value = options[key]
-        if (value !== undefined) query.set(key, value)
-      }
-      const answer = await api<UsageAnswer>(options, 'GET', `/v1/usage?${query}`)
+      const { by, site, from, to, step } = options
+      const { usage } = await contracts()
+      const answer = await api(options, usage.usage, { query: { by, site, from, to, step } })
       print(options, answer, () => formatUsage(answer))
     },
   )

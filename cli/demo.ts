@@ -9,16 +9,16 @@ import type { CaptureStatus } from '../agent/aggregate/live-traffic.ts'
 import { loadAgentConfig } from '../agent/config.ts'
 import { readCredential } from '../agent/enroll.ts'
 import { startAgent } from '../agent/run.ts'
-import { callApi, readTokenFile } from '../collector/admin-client.ts'
-import { formatFleet } from '../collector/cli.ts'
-import { DEFAULT_COLLECTOR_URL, DEFAULT_TOKEN_FILE } from '../collector/cli-api.ts'
-import { refuseSharedDataDir } from '../collector/cli-preflight.ts'
 import { loadCollectorConfig } from '../collector/config.ts'
 import { startCollector } from '../collector/server.ts'
-import type { FleetAgent } from '../collector/store/fleet.ts'
 import { writeFileAtomic } from '../common/atomic-file.ts'
 import { createLogger } from '../common/log.ts'
 import { untilSignal } from '../common/signals.ts'
+import { admin } from '../protocol/api/index.ts'
+import { call, readTokenFile } from '../protocol/client.ts'
+import { DEFAULT_COLLECTOR_URL, DEFAULT_TOKEN_FILE } from './api-options.ts'
+import { formatFleet } from './collector.ts'
+import { refuseSharedDataDir } from './preflight.ts'
 
 export interface DemoOptions {
   config?: string
@@ -60,10 +60,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   agentConfig.collector.url = collector.url
   agentConfig.state_dir = stateDir
   if (!existsSync(join(stateDir, 'credential.json')) || readCredential(stateDir) === undefined) {
-    const issued = await callApi<{ token: string }>(api, 'POST', '/v1/admin/enroll-tokens', {
-      site: 'demo',
-      ttl_hours: 1,
-      max_uses: 1,
+    const issued = await call(api, admin.createEnrollToken, {
+      body: { site: 'demo', ttl_hours: 1, max_uses: 1 },
     })
     agentConfig.enrollment.token = issued.token
   }
@@ -117,7 +115,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
           : `traffic capture not running: ${status.reason}; host metrics go on\n`,
       )
     }
-    callApi<{ agents: FleetAgent[] }>(api, 'GET', '/v1/fleet')
+    call(api, admin.fleet)
       .then((fleet) => {
         const active = fleet.agents.filter((a) => a.last_seen !== null)
         if (active.length > 0)
@@ -146,15 +144,13 @@ async function demoSecondAdmin(
 ): Promise<string> {
   const file = join(dataDir, 'admin2.token')
   if (existsSync(file)) return file
-  const made = await callApi<{ token?: string }>(api, 'POST', '/v1/admin/users', {
-    name: 'second admin (demo)',
-    roles: ['admin'],
+  const made = await call(api, admin.proposeUser, {
+    body: { name: 'second admin (demo)', roles: ['admin'] },
   })
   if (made.token === undefined) return `${file} (not made: this collector has its second admin)`
-  const replaced = await callApi<{ token: string }>(
+  const replaced = await call(
     { collectorUrl: api.collectorUrl, token: made.token },
-    'POST',
-    '/v1/users/me/token',
+    admin.replaceOwnToken,
   )
   writeFileAtomic(file, `${replaced.token}\n`, 0o600)
   return file

@@ -2,9 +2,9 @@
 import { Command, CommanderError } from 'commander'
 import { agentCommand } from '../agent/cli.ts'
 import { AGENT_VERSION } from '../agent/version.ts'
-import { caseCommand, oiosCommand } from '../collector/cases/cli.ts'
-import { adminCommand, collectorCommand, fleetCommand, usageCommand } from '../collector/cli.ts'
-import { registerCommand } from '../collector/register/cli.ts'
+import { caseCommand, oiosCommand } from './cases.ts'
+import { adminCommand, collectorCommand, fleetCommand, usageCommand } from './collector.ts'
+import { registerCommand } from './register.ts'
 
 export function program(): Command {
   const tally = new Command('tally')

@@ -3,7 +3,7 @@
  * collector does at start) or printed, for one server or rendered for a cluster.
  */
 import { Command } from 'commander'
-import type { Migration } from './store/migrations.ts'
+import type { Migration } from '../collector/store/migrations.ts'
 
 export interface ScriptOptions {
   migrations: Migration[]
@@ -20,9 +20,9 @@ export interface ScriptOptions {
  */
 export async function migrationScript(options: ScriptOptions): Promise<string> {
   const { clusterBootstrap, onClusterView, renderClusterMigrations } = await import(
-    './store/cluster.ts'
+    '../collector/store/cluster.ts'
   )
-  const { USAGE_DIMENSIONS, usageViewSql } = await import('./store/usage.ts')
+  const { USAGE_DIMENSIONS, usageViewSql } = await import('../collector/store/usage.ts')
   const { cluster } = options
   const migrations =
     cluster === undefined
@@ -74,9 +74,9 @@ export function migrateCommand(): Command {
     .option('--print', 'print the SQL to standard output instead of applying it (needs no store)')
     .option('--cluster <name>', 'a cluster of remote_servers to render the migrations for')
     .action(async (options: { config?: string; print?: boolean; cluster?: string }) => {
-      const { loadCollectorConfig } = await import('./config.ts')
-      const { readMigrations } = await import('./store/migrations.ts')
-      const { checkClusterName } = await import('./store/cluster.ts')
+      const { loadCollectorConfig } = await import('../collector/config.ts')
+      const { readMigrations } = await import('../collector/store/migrations.ts')
+      const { checkClusterName } = await import('../collector/store/cluster.ts')
       const config = loadCollectorConfig(options.config)
       if (options.cluster !== undefined) checkClusterName(options.cluster)
       if (options.print === true) {
@@ -94,10 +94,12 @@ export function migrateCommand(): Command {
           '--cluster needs a ClickHouse server: set clickhouse.url (TALLY_CLICKHOUSE_URL) to a node of the cluster',
         )
       }
-      const { openStore } = await import('./store/client.ts')
-      const { migrate } = await import('./store/migrations.ts')
-      const { migrateCluster, onClusterView } = await import('./store/cluster.ts')
-      const { USAGE_DIMENSIONS, createUsageViews, usageViewSql } = await import('./store/usage.ts')
+      const { openStore } = await import('../collector/store/client.ts')
+      const { migrate } = await import('../collector/store/migrations.ts')
+      const { migrateCluster, onClusterView } = await import('../collector/store/cluster.ts')
+      const { USAGE_DIMENSIONS, createUsageViews, usageViewSql } = await import(
+        '../collector/store/usage.ts'
+      )
       const store = openStore({
         dataDir: config.data_dir,
         url: config.clickhouse.url,

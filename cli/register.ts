@@ -4,9 +4,9 @@
  * that do the work load only when a command runs.
  */
 import { Command, Option } from 'commander'
-import { type ApiOptions, apiOptions as collectorOptions } from '../cli-api.ts'
-import type { RegisterApi } from './audit.ts'
-import type { RegisterName } from './register.ts'
+import type { RegisterApi } from '../collector/register/audit.ts'
+import type { RegisterName } from '../protocol/api/names.ts'
+import { type ApiOptions, apiOptions as collectorOptions } from './api-options.ts'
 
 interface RegisterOptions extends ApiOptions {
   register: RegisterName
@@ -39,17 +39,18 @@ const trustOptions = (command: Command): Command =>
     )
 
 async function connect(options: RegisterOptions): Promise<RegisterApi> {
-  const { callApi, readTokenFile } = await import('../admin-client.ts')
+  const { callPath, readTokenFile } = await import('../protocol/client.ts')
   const token = options.token ?? readTokenFile(options.tokenFile)
   const target = { collectorUrl: options.collector, token }
+  // The audit parses what it reads itself (collector/register/audit.ts).
   return {
-    get: <T>(path: string) => callApi<T>(target, 'GET', path),
-    post: <T>(path: string, body?: unknown) => callApi<T>(target, 'POST', path, body),
+    get: <T>(path: string) => callPath(target, 'GET', path) as Promise<T>,
+    post: <T>(path: string, body?: unknown) => callPath(target, 'POST', path, body) as Promise<T>,
   }
 }
 
 async function trust(options: VerifyOptions) {
-  const { readCheckpointsFile, readPublicKeyFile } = await import('./audit.ts')
+  const { readCheckpointsFile, readPublicKeyFile } = await import('../collector/register/audit.ts')
   return {
     publicKey: options.publicKey === undefined ? undefined : readPublicKeyFile(options.publicKey),
     keptCheckpoints:
@@ -91,7 +92,7 @@ export function registerCommand(): Command {
       readKeptHead,
       writeKeptHead,
       AuditError,
-    } = await import('./audit.ts')
+    } = await import('../collector/register/audit.ts')
     const stateFile =
       options.state === false
         ? undefined
@@ -200,7 +201,9 @@ export function registerCommand(): Command {
         .requiredOption('--by <name>', 'who countersigns, as it will be recorded'),
     ),
   ).action(async (options: VerifyOptions & { size: number; keyFile: string; by: string }) => {
-    const { countersignCheckpoint, readPrivateKeyFile } = await import('./audit.ts')
+    const { countersignCheckpoint, readPrivateKeyFile } = await import(
+      '../collector/register/audit.ts'
+    )
     const key = readPrivateKeyFile(options.keyFile)
     const { checkpoint } = await countersignCheckpoint(
       await connect(options),

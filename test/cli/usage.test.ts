@@ -7,7 +7,7 @@
  */
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { USAGE_GROUPINGS } from '../../collector/cli.ts'
+import { USAGE_GROUPINGS } from '../../cli/collector.ts'
 import { USAGE_DIMENSIONS } from '../../collector/store/usage.ts'
 import type { HostBatch, UsageContribution } from '../../protocol/v1.ts'
 import { CollectorProcess, freePort, tmp } from '../e2e/harness.ts'
