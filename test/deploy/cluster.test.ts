@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { migrationScript } from '../../collector/migrate-cli.ts'
+import { migrationScript } from '../../cli/migrate.ts'
 import { openStore, type Store } from '../../collector/store/client.ts'
 import {
   ClusterRenderError,
@@ -346,7 +346,7 @@ const run = promisify(execFile)
 async function tallyMigrate(args: string[], env: Record<string, string> = {}) {
   const program = `
     import { Command } from 'commander'
-    import { migrateCommand } from './collector/migrate-cli.ts'
+    import { migrateCommand } from './cli/migrate.ts'
     const tally = new Command('tally').exitOverride()
     tally.addCommand(new Command('collector').addCommand(migrateCommand()))
     try {
