@@ -333,6 +333,56 @@ describe.skipIf(!HAVE_CHROMIUM)(
       await approving.context.close()
     })
 
+    it('the emergency, technical and OIOS forms each send a body their schema and the collector accept', async () => {
+      const lead = await h.user(['itsd_lead'], 'Lena Lead')
+      const oios = await h.user(['oios_investigator'], 'Otto OIOS')
+      const forms = [
+        { who: approver, link: 'Emergency (verbal) request', kind: 'emergency' },
+        { who: lead, link: 'Technical case', kind: 'technical' },
+        { who: oios, link: 'OIOS case', kind: 'oios' },
+      ] as const
+      for (const form of forms) {
+        const { context, page } = await signedIn(browser, served.url, form.who)
+        await page.getByRole('link', { name: form.link }).click()
+        await page.getByRole('button', { name: 'Check and send' }).waitFor()
+        const fill = async (label: string, value: string) => {
+          const field = page.getByLabel(label, { exact: true })
+          if ((await field.count()) > 0) await field.fill(value)
+        }
+        await fill('Verbal requester (user id)', requester.user_id)
+        await fill('Data required', 'Flows of the workstation')
+        await fill('Description', 'What the case is about')
+        await fill('Receiving official (user id)', official.user_id)
+        await fill('Requesting office', 'OHRM')
+        await fill('Justification', 'Referral 2026/18')
+        await fill('Investigator (user id)', investigator.user_id)
+        await fill('Subject 1: agent id', agentId)
+        await fill('Subject 1: addresses', '192.0.2.10, 2001:db8::10')
+        for (const who of ['staff_member', 'supervisor', 'notify']) {
+          const name = page.locator(`#${who}-name`)
+          if ((await name.count()) > 0) await name.fill('A Person')
+        }
+        const flows = page.getByLabel('flows')
+        if ((await flows.count()) > 0) await flows.check()
+        await page.getByRole('button', { name: 'Check and send' }).click()
+        await expect
+          .poll(
+            async () =>
+              `${await page.locator('#result').textContent()} ${await page.locator('#alert').textContent()}`,
+          )
+          .toMatch(/is on record/)
+        const caseId =
+          ((await page.locator('#result').textContent()) ?? '').match(
+            /Case (\S+) is on record/,
+          )?.[1] ?? ''
+        const opened = await h.collector.cases.current(caseId)
+        expect(opened?.kind, form.kind).toBe(form.kind === 'emergency' ? 'standard' : form.kind)
+        expect(opened?.subjects[0]?.addresses).toEqual(['192.0.2.10', '2001:db8::10'])
+        await shot(page, `09-form-${form.kind}`)
+        await context.close()
+      }
+    })
+
     it('shows a role its refusals: a page not for its roles, and separation of duties before the collector refuses it', async () => {
       // A requester opening the approvers' page is told at once.
       const asRequester = await signedIn(browser, served.url, requester)
