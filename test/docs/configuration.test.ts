@@ -1,7 +1,7 @@
 /**
- * docs/operators.md is the configuration reference: every setting of the collector and the agent
- * is in it, with the environment variable that overrides it, so a setting added to a schema
- * without its documentation fails here.
+ * docs/configuration.md is generated from the configuration schemas (scripts/config-docs.ts): the
+ * committed page must be what the schemas give today, every setting must carry a description,
+ * and the page must list every setting the schemas accept with the variable that overrides it.
  */
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
@@ -9,8 +9,14 @@ import type { z } from 'zod'
 import { AgentConfig, loadAgentConfig } from '../../agent/config.ts'
 import { CollectorConfig, loadCollectorConfig } from '../../collector/config.ts'
 import { envName } from '../../common/config.ts'
+import {
+  CONFIGURATION_DOC,
+  renderConfigurationDoc,
+  settingsOf,
+  undescribed,
+} from '../../scripts/config-docs.ts'
 
-const doc = readFileSync(new URL('../../docs/operators.md', import.meta.url), 'utf8')
+const doc = readFileSync(CONFIGURATION_DOC, 'utf8')
 
 interface Def {
   type: string
@@ -19,7 +25,7 @@ interface Def {
 }
 const defOf = (schema: z.ZodType): Def => (schema as unknown as { _zod: { def: Def } })._zod.def
 
-/** Every leaf setting of a configuration schema, as its dotted path. */
+/** Every leaf setting of a configuration schema, as its dotted path, read off zod's own tree. */
 function settings(schema: z.ZodType, path: string[] = []): string[] {
   let def = defOf(schema)
   while (['optional', 'default', 'prefault', 'nullable'].includes(def.type) && def.innerType)
@@ -39,19 +45,37 @@ function fromEnvironment(load: (file?: string, env?: NodeJS.ProcessEnv) => unkno
   }
 }
 
+describe('docs/configuration.md', () => {
+  it('every setting and group of both schemas has a description', () => {
+    // A name here: add .describe('...') to that setting in collector/config.ts or agent/config.ts.
+    expect(undescribed()).toEqual([])
+  })
+
+  it('is the page the schemas generate (else run `npm run docs:config` and commit it)', () => {
+    const generated = renderConfigurationDoc()
+    if (doc !== generated) {
+      expect.fail(
+        'docs/configuration.md differs from what scripts/config-docs.ts generates from the config schemas: run `npm run docs:config` and commit docs/configuration.md',
+      )
+    }
+  })
+})
+
 describe.each([
   ['collector', CollectorConfig, loadCollectorConfig],
   ['agent', AgentConfig, loadAgentConfig],
-] as const)('the %s settings in docs/operators.md', (_, schema, load) => {
+] as const)('the %s settings in docs/configuration.md', (name, schema, load) => {
   const all = settings(schema)
 
-  it('finds the settings', () => {
+  it('finds the settings, and the generator finds the same ones', () => {
     expect(all.length).toBeGreaterThan(15)
+    expect(settingsOf(name).map((s) => s.path)).toEqual(expect.arrayContaining(all))
+    expect(settingsOf(name)).toHaveLength(all.length)
   })
 
   it.each(all)('%s is documented with its environment variable', (path) => {
-    expect(doc).toContain(`| \`${path}\``)
-    const row = doc.split('\n').find((line) => line.startsWith(`| \`${path}\``)) as string
+    const row = doc.split('\n').find((line) => line.startsWith(`| \`${path}\` |`))
+    expect(row, `no row for ${path}`).toBeDefined()
     if (fromEnvironment(load, path)) expect(row).toContain(`\`${envName(path.split('.'))}\``)
     else expect(row).toContain('file only')
   })
