@@ -37,30 +37,20 @@ import { DataPointType, type ResourceMetrics } from '@opentelemetry/sdk-metrics'
 import type { Logger } from 'pino'
 import type { Register, RegisterName, VerifyReport } from './register/register.ts'
 import type { Store } from './store/client.ts'
-import { insertRows } from './store/rows.ts'
+import { type CollectorMetricRow, writeCollectorMetrics } from './store/collector-metrics.ts'
 import type { Telemetry } from './telemetry.ts'
 
-export const COLLECTOR_METRICS_TABLE = 'tally.collector_metrics'
-export const SNAPSHOT_INTERVAL_MS = 10_000
-export const REGISTER_INTERVAL_MS = 60_000
+const SNAPSHOT_INTERVAL_MS = 10_000
+const REGISTER_INTERVAL_MS = 60_000
 
 /** The registers whose status is written where dashboards read it: ITSD's only (see above). */
-export const RECORDED_REGISTERS: readonly RegisterName[] = ['itsd']
+const RECORDED_REGISTERS: readonly RegisterName[] = ['itsd']
 
 /** The quantiles of ingest latency written per snapshot. */
-export const LATENCY_QUANTILES = [
+const LATENCY_QUANTILES = [
   { metric: 'ingest.duration.p50', q: 0.5 },
   { metric: 'ingest.duration.p95', q: 0.95 },
 ] as const
-
-export type CollectorMetricRow = {
-  /** Seconds since the epoch. */
-  ts: number
-  instance: string
-  metric: string
-  labels: Record<string, string>
-  value: number
-}
 
 export interface SelfMetricsOptions {
   store: Store
@@ -236,7 +226,7 @@ export class SelfMetrics {
   async snapshot(): Promise<number> {
     return this.#track(async () => {
       const { rows, current } = await this.#counterRows()
-      await insertRows(this.#store, COLLECTOR_METRICS_TABLE, rows)
+      await writeCollectorMetrics(this.#store, rows)
       this.#baseline = current
       return rows.length
     })
@@ -279,7 +269,7 @@ export class SelfMetrics {
           row('register.checkpoint.age_seconds', Math.max(0, (now - Date.parse(latest.ts)) / 1000))
         }
       }
-      await insertRows(this.#store, COLLECTOR_METRICS_TABLE, rows)
+      await writeCollectorMetrics(this.#store, rows)
       return rows.length
     })
   }

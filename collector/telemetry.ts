@@ -93,9 +93,9 @@ export interface Telemetry extends IngestCounters {
 
 export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
-export const INGEST_ROUTE = '/v1/ingest'
+const INGEST_ROUTE = '/v1/ingest'
 /** The `route` label of a request no route matched (404), so paths never become labels. */
-export const UNMATCHED_ROUTE = 'unmatched'
+const UNMATCHED_ROUTE = 'unmatched'
 /** The one `route` label of every route of the case family (see the file comment). */
 export const CASES_ROUTE = 'cases'
 

@@ -14,7 +14,7 @@ import { GRID_SECONDS, queryUsage, toGrid } from '../store/usage.ts'
 
 const MAX_BUCKETS = 10_000
 
-export const UsageParams = UsageQuery.transform((p, ctx) => {
+const UsageParams = UsageQuery.transform((p, ctx) => {
   const asked = p.to ?? Math.floor(Date.now() / 1000)
   const askedFrom = p.from ?? asked - 3600
   if (askedFrom >= asked) {

@@ -43,6 +43,3 @@ export function openStore(options: StoreOptions): Store {
   const connection = createChdbConnection({ path }) as unknown as ClientConnection
   return createClient({ connection, clickhouse_settings: SETTINGS })
 }
-
-/** Where the embedded engine keeps its files, for messages to the operator. */
-export const embeddedPath = (dataDir: string): string => join(dataDir, 'clickhouse')

@@ -39,9 +39,9 @@ export class ClusterRenderError extends Error {
 }
 
 /** Keeper path of a sharded table's replicas, and of a global table's (one path, every node). */
-export const SHARDED_PATH = '/clickhouse/tables/{shard}/{database}/{table}'
-export const GLOBAL_PATH = '/clickhouse/tables/all/{database}/{table}'
-export const REPLICA = '{replica}'
+const SHARDED_PATH = '/clickhouse/tables/{shard}/{database}/{table}'
+const GLOBAL_PATH = '/clickhouse/tables/all/{database}/{table}'
+const REPLICA = '{replica}'
 
 /** Control tables: a full replica on every node. */
 export const GLOBAL_TABLES: ReadonlySet<string> = new Set([

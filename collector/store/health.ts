@@ -10,7 +10,7 @@
  */
 import { hostname } from 'node:os'
 import type { Store } from './client.ts'
-import { insertRows } from './rows.ts'
+import { writeCollectorMetrics } from './collector-metrics.ts'
 
 /**
  * ClickHouse error codes that say "the store cannot do this now", not "this request is wrong":
@@ -73,7 +73,7 @@ export function isStoreUnavailable(err: unknown): boolean {
 
 export type WriteHealth = { ok: true } | { ok: false; reason: string }
 
-export const PROBE_METRIC = 'collector.write_probe'
+const PROBE_METRIC = 'collector.write_probe'
 
 /** The store's write health, probed at most every `maxAgeMs`. */
 export class WriteProbe {
@@ -107,7 +107,7 @@ export class WriteProbe {
     const now = Date.now()
     let health: WriteHealth
     try {
-      await insertRows(this.#store, 'tally.collector_metrics', [
+      await writeCollectorMetrics(this.#store, [
         {
           ts: Math.floor(now / 1000),
           instance: this.#instance(),

@@ -53,11 +53,10 @@ export function batchDigest(sent: unknown): string {
 }
 
 /** The deduplication token of one table's insert for a group of batches. */
-export const groupToken = (groupId: string, table: GroupTable): string =>
-  `group:${groupId}:${table}`
+const groupToken = (groupId: string, table: GroupTable): string => `group:${groupId}:${table}`
 
 /** The tables a group writes, in the order it writes them: the markers last. */
-export const GROUP_TABLES = [
+const GROUP_TABLES = [
   'host_metrics',
   'usage_contributions',
   'host_inventory',

@@ -23,7 +23,7 @@ import type { AgentIdentity } from '../auth/agents.ts'
 
 const inflate = promisify(gunzip)
 
-export const JOURNAL_DIR = 'ingest-journal'
+const JOURNAL_DIR = 'ingest-journal'
 const SUFFIX = '.group.json'
 
 export const journalDir = (dataDir: string): string => join(dataDir, JOURNAL_DIR)

@@ -13,7 +13,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { readStateFile, writeFileAtomic } from '../../common/atomic-file.ts'
 
-export const USAGE_HOST_KEY_FILE = 'usage-host.key'
+const USAGE_HOST_KEY_FILE = 'usage-host.key'
 
 const KEY_BYTES = 32
 

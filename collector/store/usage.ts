@@ -39,9 +39,9 @@ const HOUR = 3600
  * How far back a release catches up after the collector was down. Raw cells are dropped three
  * hours on (migration 010); minutes older than this are not released at all.
  */
-export const RELEASE_CATCH_UP_SECONDS = 2 * HOUR
+const RELEASE_CATCH_UP_SECONDS = 2 * HOUR
 
-export const usageView = (by: UsageDimension): string => `tally.usage_by_${by}`
+const usageView = (by: UsageDimension): string => `tally.usage_by_${by}`
 
 function checkK(k: number): number {
   if (!Number.isInteger(k) || k < 1) throw new Error(`k must be a positive integer, not ${k}`)
@@ -174,7 +174,7 @@ export interface ReleaseOptions {
 }
 
 /** The last released minute (seconds), or undefined when none was. */
-export async function lastReleasedMinute(store: Store): Promise<number | undefined> {
+async function lastReleasedMinute(store: Store): Promise<number | undefined> {
   const [row] = await selectParsed(
     store,
     z.object({ last: z.number() }),

@@ -180,13 +180,13 @@ describe('a ClickHouse server that refuses connections', () => {
       clickhouse: { url: `http://127.0.0.1:${port}` },
     })
     const store = openStore({ dataDir: dir, url: `http://127.0.0.1:${port}` })
-    const app = createApp({
-      store,
-      config,
-      logger: pino({ level: 'silent' }),
-      signingKey: loadOrCreateSigningKey(join(dir, 'key.pem')),
-    })
     try {
+      const app = createApp({
+        store,
+        config,
+        logger: pino({ level: 'silent' }),
+        signingKey: loadOrCreateSigningKey(join(dir, 'key.pem')),
+      })
       const ready = await app.request('/readyz')
       expect(ready.status).toBe(503)
       expect(ready.headers.get('retry-after')).toBe('5')
