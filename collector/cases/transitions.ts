@@ -500,6 +500,27 @@ export async function authorize(input: {
 }): Promise<Authorized> {
   const { step, before, actor, now } = input
   const after = input.after ?? before
+  const separated = rowsForActor(step, before, after, actor)
+  const state = input.opening === true ? 'new' : before.state
+  const [transition] = separated.filter((t) => t.from.includes(state))
+  if (transition === undefined) {
+    throw new DomainError(
+      'conflict',
+      'wrong_state',
+      `the case is ${state}; ${label(step)} is not taken now`,
+    )
+  }
+  checkNamedRelations(transition, after)
+  await checkNamedRoles(transition, after, input.rolesOf)
+  for (const condition of transition.when ?? []) {
+    if (!CONDITIONS[condition].holds(before, now))
+      throw new DomainError('conflict', 'wrong_state', CONDITIONS[condition].refusal)
+  }
+  return { transition, next: transition.to === 'same' ? before.state : transition.to }
+}
+
+/** The kind's rows for the step that the actor may take, separation of duties applied. */
+function rowsForActor(step: Step, before: Case, after: Case, actor: StepActor): Transition[] {
   const kind = kindOf(before)
   const rows = transitionsFor(kind, step)
   if (rows.length === 0)
@@ -520,16 +541,11 @@ export async function authorize(input: {
       `${label(step)}: not by the case's ${row?.notAs.filter((r) => relationsAfter.has(r)).join(' or ')} (separation of duties)`,
     )
   }
-  const state = input.opening === true ? 'new' : before.state
-  const inState = separated.filter((t) => t.from.includes(state))
-  const [transition] = inState
-  if (transition === undefined) {
-    throw new DomainError(
-      'conflict',
-      'wrong_state',
-      `the case is ${state}; ${label(step)} is not taken now`,
-    )
-  }
+  return separated
+}
+
+/** No person the step names may also hold a relation to the case the row forbids. */
+function checkNamedRelations(transition: Transition, after: Case): void {
   for (const named of transition.names ?? []) {
     const person = after[named.party]
     if (person === undefined) continue
@@ -543,10 +559,18 @@ export async function authorize(input: {
       )
     }
   }
+}
+
+/** Every person the step names is a user holding the role the row asks of them. */
+async function checkNamedRoles(
+  transition: Transition,
+  after: Case,
+  rolesOf: (userId: string) => Promise<readonly Role[] | undefined>,
+): Promise<void> {
   for (const named of transition.names ?? []) {
     const person = after[named.party]
     if (person === undefined) continue
-    const roles = await input.rolesOf(person)
+    const roles = await rolesOf(person)
     const what =
       named.party === 'requester' ? 'the verbal requester' : `the ${named.party.replace('_', ' ')}`
     if (roles === undefined)
@@ -558,11 +582,6 @@ export async function authorize(input: {
         `${what} ${person} does not hold the ${named.role} role`,
       )
   }
-  for (const condition of transition.when ?? []) {
-    if (!CONDITIONS[condition].holds(before, now))
-      throw new DomainError('conflict', 'wrong_state', CONDITIONS[condition].refusal)
-  }
-  return { transition, next: transition.to === 'same' ? before.state : transition.to }
 }
 
 /** The timer's steps (expiry, suspension): the state they lead to, if one applies now. */
