@@ -4,10 +4,9 @@
  * (ITSD's in the ITSD register, OIOS's in the OIOS register only).
  */
 
-import { z } from 'zod'
 import type { EntriesPage, JsonValue, Register, RegisterEntry } from '../register/register.ts'
+import { RegisterRepository } from '../register/repository.ts'
 import type { Store } from '../store/client.ts'
-import { selectParsed } from '../store/rows.ts'
 import type { ProposalsRepository } from './proposals-repository.ts'
 import type { Side } from './roles.ts'
 import type { UsersRepository } from './users-repository.ts'
@@ -75,12 +74,6 @@ export async function administrationEntries(
  * the register's table rather than read entry by entry: this runs at every start.
  */
 export async function recordsAdministration(store: Store, side: Side): Promise<boolean> {
-  const [row] = await selectParsed(
-    store,
-    z.object({ n: z.coerce.number() }),
-    `SELECT count() AS n FROM tally.register_entries
-     WHERE register = {side:String} AND (kind IN {kinds:Array(String)} OR signature != '')`,
-    { side, kinds: Object.values(KINDS) },
-  )
-  return (row?.n ?? 0) > 0
+  const n = await new RegisterRepository(store).countOfKindsOrSigned(side, Object.values(KINDS))
+  return n > 0
 }

@@ -18,10 +18,9 @@
  *   an old row written back into the store (its old token may be the one the founder saw): its
  *   token is refused from this start on.
  */
-import { z } from 'zod'
 import type { Register, RegisterEntry, RegisterName } from '../register/register.ts'
+import { RegisterRepository } from '../register/repository.ts'
 import type { Store } from '../store/client.ts'
-import { selectParsed } from '../store/rows.ts'
 import { KINDS } from './administration-register.ts'
 import { AgentsRepository } from './agents-repository.ts'
 import { EnrollmentRepository } from './enrollment-repository.ts'
@@ -105,15 +104,9 @@ async function trustedOfKind(
   name: RegisterName,
   kind: string,
 ): Promise<RegisterEntry[]> {
-  const rows = await selectParsed(
-    store,
-    z.object({ seq: z.coerce.number() }),
-    `SELECT DISTINCT seq FROM tally.register_entries
-     WHERE register = {name:String} AND kind = {kind:String} ORDER BY seq`,
-    { name, kind },
-  )
+  const seqs = await new RegisterRepository(store).seqsOfKind(name, kind)
   const out: RegisterEntry[] = []
-  for (const { seq } of rows) {
+  for (const seq of seqs) {
     const page = await register.trustedEntriesPage(name, { from: seq, limit: 1 })
     out.push(...page.entries.filter((e) => e.seq === seq && e.kind === kind))
   }

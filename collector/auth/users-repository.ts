@@ -1,6 +1,6 @@
 /**
  * tally.users: its SQL, its columns and its row schema. Rows come back checked; nothing here
- * judges a token or a role (users.ts and administration.ts do).
+ * judges a token or a role (users.ts and the administration modules do).
  */
 import { z } from 'zod'
 import type { Store } from '../store/client.ts'

@@ -75,7 +75,7 @@ export async function findUser(store: Store, userId: string): Promise<UserRow | 
 /**
  * Writes a user with roles straight into the store, with a one-part token: what the collector
  * does for its founders, and what only a holder of the store could do otherwise (its roles then
- * have no register entry, and the collector's start takes them away: administration.ts).
+ * have no register entry, and the collector's start takes them away: reconciliation.ts).
  */
 export async function createUser(
   store: Store,

@@ -132,6 +132,33 @@ export class RegisterRepository {
     return row?.n ?? 0
   }
 
+  /**
+   * The seqs holding an entry of `kind`, ascending: where to read such entries (through the
+   * trust rules) without reading the whole register.
+   */
+  async seqsOfKind(register: RegisterName, kind: string): Promise<number[]> {
+    const rows = await selectParsed(
+      this.#store,
+      z.object({ seq: z.coerce.number() }),
+      `SELECT DISTINCT seq FROM ${ENTRIES}
+       WHERE register = {register:String} AND kind = {kind:String} ORDER BY seq`,
+      { register, kind },
+    )
+    return rows.map((r) => r.seq)
+  }
+
+  /** How many stored entries are of one of `kinds` or carry a signature, trusted or not. */
+  async countOfKindsOrSigned(register: RegisterName, kinds: readonly string[]): Promise<number> {
+    const [row] = await selectParsed(
+      this.#store,
+      CountRow,
+      `SELECT count() AS n FROM ${ENTRIES}
+       WHERE register = {register:String} AND (kind IN {kinds:Array(String)} OR signature != '')`,
+      { register, kinds },
+    )
+    return row?.n ?? 0
+  }
+
   /** Writes entries in one insert, each with its canonical text and its signature column. */
   async insertEntries(register: RegisterName, tsMs: number, entries: RegisterEntry[]) {
     await insertRows(
