@@ -141,7 +141,6 @@ const ALL_STATES = [
   'suspended',
   'closed',
   'expired',
-  'purged',
 ] as const
 const STANDARD_READERS: Actor[] = [
   { role: 'approver' },

@@ -60,7 +60,9 @@ export type CaseKind = (typeof CASE_KINDS)[number]
  * approved: approved (8.4c), waiting for the notice to the staff member (8.5a).
  * active: notice on record and grants issued; capture and drill-down may happen inside the window.
  * denied, suspended (the written request did not follow an emergency in time), closed (8.5f),
- * expired (the window ended), purged (tier I data deleted after delivery or end, 8.5e).
+ * expired (the window ended). Purging tier I data (after delivery or at the end, 8.5e) is not a
+ * state: the case stays closed, expired or suspended (or active after a receipt) and its
+ * `purged_at` says when.
  */
 export const CASE_STATES = [
   'requested',
@@ -70,6 +72,5 @@ export const CASE_STATES = [
   'suspended',
   'closed',
   'expired',
-  'purged',
 ] as const
 export type CaseState = (typeof CASE_STATES)[number]

@@ -51,6 +51,11 @@ describe('the workflow table', () => {
     }
   })
 
+  it('publishes only the states some step leads to (purging is purged_at, not a state)', () => {
+    const reached = new Set<string>(TRANSITIONS.map((t) => t.to).filter((to) => to !== 'same'))
+    for (const state of CASE_STATES) expect(reached, state).toContain(state)
+  })
+
   it('keeps requester, approver and investigator of one case three people', () => {
     for (const t of rowsOf('approve')) {
       expect(t.notAs, t.kind).toContain('requester')
