@@ -12,7 +12,8 @@
  * value exactly as captured.
  */
 import { randomBytes } from 'node:crypto'
-import { Receipt } from '../../protocol/api/restricted.ts'
+import type { z } from 'zod'
+import { ExportManifest, Receipt } from '../../protocol/api/restricted.ts'
 import type { Access } from './access.ts'
 import { sha256Hex } from './common.ts'
 import { toCsv } from './csv.ts'
@@ -28,20 +29,8 @@ export const EXPORT_MAX_ROWS = 1_000_000
 
 export const MANIFEST = 'manifest.json'
 
-export interface ManifestFile {
-  name: string
-  bytes: number
-  sha256: string
-}
-
-export interface Manifest {
-  case_id: string
-  export_id: string
-  created_at: string
-  created_by: string
-  grant_id: string
-  files: ManifestFile[]
-}
+/** A bundle's manifest.json, as the API contract describes it. */
+export type Manifest = z.output<typeof ExportManifest>
 
 export class ExportTooLarge extends Error {
   override name = 'ExportTooLarge'
@@ -174,7 +163,8 @@ export { Receipt }
 
 /** What a receipt gets wrong against the manifest, one line each; empty when it matches. */
 export function receiptMismatches(manifestBytes: Buffer, receipt: Receipt): string[] {
-  const manifest = JSON.parse(manifestBytes.toString('utf8')) as Manifest
+  // Our own file, read back through its digest: checked all the same rather than cast.
+  const manifest = ExportManifest.parse(JSON.parse(manifestBytes.toString('utf8')))
   const problems: string[] = []
   if (receipt.manifest_sha256 !== sha256Hex(manifestBytes)) {
     problems.push('manifest_sha256 does not match the manifest')
