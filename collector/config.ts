@@ -1,4 +1,8 @@
-/** The collector's settings, with defaults that run on one machine with the embedded engine. */
+/**
+ * The collector's settings, with defaults that run on one machine with the embedded engine. Each
+ * setting's description is its documentation: docs/configuration.md is generated from them
+ * (`npm run docs:config`), so say there what an operator needs to know.
+ */
 import { z } from 'zod'
 import { httpUrl, loadConfig } from '../common/config.ts'
 
@@ -7,64 +11,123 @@ const MiB = 1024 * 1024
 export const CollectorConfig = z.strictObject({
   listen: z
     .strictObject({
-      host: z.string().default('127.0.0.1'),
-      port: z.number().int().min(0).max(65535).default(8080),
+      host: z.string().default('127.0.0.1').describe('Address the API listens on.'),
+      port: z
+        .number()
+        .int()
+        .min(0)
+        .max(65535)
+        .default(8080)
+        .describe(
+          'Port the API listens on (0: any free port; the collector prints the one it took).',
+        ),
     })
-    .prefault({}),
-  /** Embedded engine data and the admin token file live here (and, unset elsewhere, the keys). */
-  data_dir: z.string().min(1).default('./data'),
+    .prefault({})
+    .describe('Where the API listens.'),
+  data_dir: z
+    .string()
+    .min(1)
+    .default('./data')
+    .describe(
+      'The data directory: the embedded engine (`clickhouse/`), `admin.token`, the ingest journal (`ingest-journal/`); and, unless set elsewhere, `grant-signing-key.pem`, `register-signing-key.pem`, `case-master.key`, `token-hash.key`.',
+    ),
   clickhouse: z
     .strictObject({
-      /** A ClickHouse server (http://host:8123). Unset: the embedded engine in data_dir. */
-      url: httpUrl().optional(),
-      username: z.string().default('default'),
-      password: z.string().default(''),
-      /**
-       * The cluster name when the server is a cluster laid out by `tally collector migrate
-       * --cluster NAME`: purges and the usage views are then run ON CLUSTER.
-       */
+      url: httpUrl()
+        .optional()
+        .describe(
+          'A ClickHouse server (`http://host:8123` or `https://...`). Unset: the embedded engine in `data_dir/clickhouse`.',
+        ),
+      username: z
+        .string()
+        .default('default')
+        .describe('The server user (`tally_collector` with deploy/clickhouse).'),
+      password: z
+        .string()
+        .default('')
+        .describe('Its password; keep it in the environment file, not in the YAML.'),
       cluster: z
         .string()
         .regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'must be a cluster name from remote_servers')
-        .optional(),
+        .optional()
+        .describe(
+          'The cluster name when the server is a cluster laid out by `tally collector migrate --cluster NAME`: purges and the usage views are then run ON CLUSTER.',
+        ),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('The store: the embedded engine, or a ClickHouse server.'),
   ingest: z
     .strictObject({
       max_body_bytes: z
         .number()
         .int()
         .positive()
-        .default(1 * MiB),
+        .default(1 * MiB)
+        .describe("Cap on a batch's compressed body (413 beyond it)."),
       max_decompressed_bytes: z
         .number()
         .int()
         .positive()
-        .default(16 * MiB),
-      retry_after_seconds: z.number().int().positive().default(5),
-      /**
-       * The time window a batch must fall in (else 422 implausible_time). Oldest accepted start,
-       * as an age: above the agent spool's age limit, so a batch spooled through a long outage
-       * still lands. Default 14 days.
-       */
-      max_batch_age_hours: z.number().positive().default(336),
-      /** How far past the collector's clock a batch may end: the hosts' clocks drift. */
-      max_clock_skew_seconds: z.number().int().min(0).default(300),
-      /**
-       * The longest interval one batch may cover (an agent paused or suspended sends one long
-       * batch when it wakes). At most 4294967 s: interval_ms is stored as UInt32 milliseconds.
-       */
-      max_interval_seconds: z.number().int().min(1).max(4_294_967).default(86_400),
-      /**
-       * Group commit (collector/store/group-commit.ts): the first batch of a group waits this
-       * long for others, and a group holds at most group_max_batches; one insert per table per
-       * group. Beyond queue_max_batches waiting, a batch is refused at once (503, Retry-After).
-       */
-      group_window_ms: z.number().int().min(0).max(1000).default(20),
-      group_max_batches: z.number().int().min(1).max(100_000).default(1000),
-      queue_max_batches: z.number().int().min(1).max(1_000_000).default(4000),
+        .default(16 * MiB)
+        .describe('Cap while inflating a body (413 beyond it; stops gzip bombs).'),
+      retry_after_seconds: z
+        .number()
+        .int()
+        .positive()
+        .default(5)
+        .describe('The `Retry-After` of a 503 answer.'),
+      max_batch_age_hours: z
+        .number()
+        .positive()
+        .default(336)
+        .describe(
+          "A batch whose interval starts longer ago is refused (422 `implausible_time`). The default, 14 days, is above the agents' `spool.max_age_days`, so a batch spooled through a long outage still lands: keep it so.",
+        ),
+      max_clock_skew_seconds: z
+        .number()
+        .int()
+        .min(0)
+        .default(300)
+        .describe(
+          "How far past the collector's clock a batch may end (the hosts' clocks drift); further is refused (422 `implausible_time`).",
+        ),
+      max_interval_seconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(4_294_967)
+        .default(86_400)
+        .describe(
+          'The longest interval one batch may cover (an agent paused or suspended sends one long batch when it wakes); longer is refused (422). At most 4294967: `interval_ms` is stored as UInt32 milliseconds.',
+        ),
+      group_window_ms: z
+        .number()
+        .int()
+        .min(0)
+        .max(1000)
+        .default(20)
+        .describe(
+          "Group commit (docs/architecture.md): the first batch of a group waits this long for others; one insert per table per group. Under load the previous group's insert is the window.",
+        ),
+      group_max_batches: z
+        .number()
+        .int()
+        .min(1)
+        .max(100_000)
+        .default(1000)
+        .describe('Group commit: the most batches in one group.'),
+      queue_max_batches: z
+        .number()
+        .int()
+        .min(1)
+        .max(1_000_000)
+        .default(4000)
+        .describe(
+          'The most batches waiting for a group; beyond it a batch is answered 503 `ingest_queue_full` with `Retry-After` at once (this bounds memory: about 50 KB a batch).',
+        ),
     })
-    .prefault({}),
+    .prefault({})
+    .describe("Accepting the agents' batches (`POST /v1/ingest`)."),
   restricted: z
     .strictObject({
       max_body_bytes: z
@@ -86,95 +149,165 @@ export const CollectorConfig = z.strictObject({
     ),
   enrollment: z
     .strictObject({
-      token_ttl_hours: z.number().positive().default(24),
-      token_max_uses: z.number().int().positive().default(1),
-      /** What enrolled agents are told; they align their intervals to it. */
-      interval_seconds: z.number().int().min(1).max(3600).default(10),
+      token_ttl_hours: z
+        .number()
+        .positive()
+        .default(24)
+        .describe(
+          'Lifetime of a new enrollment token (`tally admin enroll-token --ttl-hours` overrides it).',
+        ),
+      token_max_uses: z
+        .number()
+        .int()
+        .positive()
+        .default(1)
+        .describe(
+          'How many agents one new enrollment token may enroll (`--max-uses` overrides it).',
+        ),
+      interval_seconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(3600)
+        .default(10)
+        .describe(
+          'The seconds between batches that enrolled agents are told; they align their intervals to it.',
+        ),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('Enrollment tokens, and what enrolled agents are told.'),
   usage: z
     .strictObject({
-      /** A site usage cell is shown only when at least k hosts contributed to it. */
-      k: z.number().int().min(1).default(5),
-      /**
-       * A minute of site usage is released (judged against k, then shown) this long after it
-       * ends; usage from a batch whose interval started longer ago than this is not counted.
-       */
-      release_after_seconds: z.number().int().min(10).max(3600).default(600),
+      k: z
+        .number()
+        .int()
+        .min(1)
+        .default(5)
+        .describe(
+          'A site usage cell (site, minute, direction, IP version, transport, service, peer class) is shown only when at least k hosts contributed to it.',
+        ),
+      release_after_seconds: z
+        .number()
+        .int()
+        .min(10)
+        .max(3600)
+        .default(600)
+        .describe(
+          'A minute of site usage is released (judged against k, then shown) this long after it ends; usage from a batch whose interval started longer ago than this is not counted.',
+        ),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('Site usage (tier A) and its k rule.'),
   cases: z
     .strictObject({
-      /** The longest a grant may run; an extension is a new approval within it (8.5f). */
-      max_grant_days: z.number().positive().default(30),
-      /** Technical cases (8.2) run at most this long. */
-      technical_max_hours: z.number().positive().max(72).default(72),
-      /** After a verbal emergency request (8.4b), the written one is due within this time. */
-      emergency_written_hours: z.number().positive().default(24),
-      /**
-       * The master key that wraps every case key (tier I at rest). Unset: `case-master.key` in
-       * data_dir, for a single-machine demo only, since whoever holds the data directory then
-       * holds the key too. On a real site a path outside data_dir (another volume, a secret).
-       */
-      master_key_file: z.string().min(1).optional(),
-      /** Where notices go. Neither set: only in-person notices can be recorded. */
+      max_grant_days: z
+        .number()
+        .positive()
+        .default(30)
+        .describe(
+          'The longest a grant may run after approval (8.5f); an extension is a new approval within it.',
+        ),
+      technical_max_hours: z
+        .number()
+        .positive()
+        .max(72)
+        .default(72)
+        .describe('The longest a technical case (8.2) may run; at most 72.'),
+      emergency_written_hours: z
+        .number()
+        .positive()
+        .default(24)
+        .describe(
+          'After a verbal emergency request (8.4b), the written one is due within this time, else the case is suspended.',
+        ),
+      master_key_file: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          'The master key that wraps every case key (tier I at rest). Unset: `case-master.key` in `data_dir` (logged as a warning), for a single-machine demo only, since whoever holds the data directory then holds the key too. On a site, a path outside `data_dir` (another volume, a secret).',
+        ),
       outbox: z
         .strictObject({
-          webhook_url: httpUrl().optional(),
+          webhook_url: httpUrl()
+            .optional()
+            .describe(
+              'Notices are POSTed there as JSON (`http://` or `https://`); `check` treats its path as a secret.',
+            ),
           smtp: z
             .strictObject({
-              host: z.string().min(1),
-              port: z.number().int().min(1).max(65535).default(25),
-              from: z.email(),
-              secure: z.boolean().default(false),
+              host: z.string().min(1).describe('The SMTP server.'),
+              port: z.number().int().min(1).max(65535).default(25).describe('Its port.'),
+              from: z.email().describe('The sender address of notices.'),
+              secure: z
+                .boolean()
+                .default(false)
+                .describe(
+                  '`true`: TLS from the first byte (port 465); `false`: plain, or STARTTLS when the server offers it.',
+                ),
             })
-            .optional(),
+            .optional()
+            .describe('An SMTP server for notices: set `host` and `from` to send mail.'),
         })
-        .prefault({}),
+        .prefault({})
+        .describe(
+          'Where notices go. Neither `webhook_url` nor `smtp` set: notices can only be given in person (`tally case notice --given-by`), and technical cases, which must be notified, are refused.',
+        ),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('Investigations: grant limits, the key of tier I at rest, notices.'),
   oios: z
     .strictObject({
-      /**
-       * Where the collector writes OIOS's bootstrap token at its first start (mode 0600): a path
-       * outside data_dir that OIOS holds and ITSD does not (docs/privacy.md). Unset: the token
-       * is shown once by `tally collector run`, never stored. Only its hash is kept.
-       */
-      bootstrap_token_file: z.string().min(1).optional(),
+      bootstrap_token_file: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          "Where the collector writes OIOS's bootstrap token at its first start (mode 0600): a path outside `data_dir` that OIOS holds and ITSD does not (docs/privacy.md). Unset: the token is shown once by `tally collector run`, never stored. Only its hash is kept.",
+        ),
     })
-    .prefault({}),
+    .prefault({})
+    .describe("OIOS's first token."),
   grants: z
     .strictObject({
-      /**
-       * The key that signs every capture and access grant (Ed25519, PKCS#8 PEM; made on first
-       * start if missing). Unset: grant-signing-key.pem in data_dir, where whoever holds the
-       * directory could sign grants of their own. On a site, a path outside data_dir.
-       */
-      signing_key_file: z.string().min(1).optional(),
+      signing_key_file: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          'The key that signs every capture and access grant (Ed25519, PKCS#8 PEM; made on first start if missing). Unset: `grant-signing-key.pem` in `data_dir` (logged as a warning), where whoever holds the directory could sign grants of their own. On a site, a path outside `data_dir`.',
+        ),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('Capture and access grants.'),
   auth: z
     .strictObject({
-      /**
-       * The key binding every stored token hash (users' tokens, agents' credentials, enrollment
-       * tokens) to this collector: 32 random bytes, made on first start if missing. Unset:
-       * token-hash.key in data_dir, where whoever holds the directory could write the hash of a
-       * token of their own into anyone's row. On a site, a path outside data_dir.
-       */
-      token_key_file: z.string().min(1).optional(),
+      token_key_file: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          "The key binding every stored token hash (users' tokens, agents' credentials, enrollment tokens) to this collector: 32 random bytes, made on first start if missing. Unset: `token-hash.key` in `data_dir` (logged as a warning), where whoever holds the directory could write the hash of a token of their own into anyone's row. On a site, a path outside `data_dir`.",
+        ),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('Stored token hashes.'),
   register: z
     .strictObject({
-      /**
-       * The register's checkpoint-signing key (Ed25519, PKCS#8 PEM; made on first start if
-       * missing). Unset: register-signing-key.pem in data_dir. Keep it outside data_dir, on a
-       * mount another user owns and the data_dir backups leave out (docs/operators.md).
-       */
-      signing_key_file: z.string().min(1).optional(),
+      signing_key_file: z
+        .string()
+        .min(1)
+        .optional()
+        .describe(
+          "The register's key, signing every entry and checkpoint (Ed25519, PKCS#8 PEM; made on first start if missing). Unset: `register-signing-key.pem` in `data_dir` (logged as a warning). On a site, outside `data_dir`, on a mount another user owns and the data directory's backups leave out (docs/operators.md).",
+        ),
     })
-    .prefault({}),
-  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    .prefault({})
+    .describe('The tamper-evident register.'),
+  log_level: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('The least severe level written to the log.'),
 })
 export type CollectorConfig = z.output<typeof CollectorConfig>
 
