@@ -136,13 +136,7 @@ export class TrafficAggregator {
   add(packet: DecodedPacket, frameLength: number, timeMs: number): void {
     count(this.#interval, this.total, frameLength)
     if (packet.outcome !== OUTCOME_IP) {
-      if (packet.outcome === OUTCOME_MALFORMED) {
-        bump(this.#interval.malformed, packet.malformed)
-        bump(this.total.malformed, packet.malformed)
-      } else {
-        this.#interval.nonIp += 1
-        this.total.nonIp += 1
-      }
+      this.#countUndecoded(packet)
       return
     }
     this.#interval.decoded += 1
@@ -154,13 +148,7 @@ export class TrafficAggregator {
     const own = this.#options.mode === 'host' ? CLASS_HOST : CLASS_SITE
     const fromUs = (source & own) !== 0
     const toUs = (destination & own) !== 0
-    const dir = fromUs
-      ? toUs
-        ? DIR_INTERNAL
-        : DIR_OUTBOUND
-      : toUs || this.#options.mode === 'host'
-        ? DIR_INBOUND
-        : DIR_TRANSIT
+    const dir = direction(fromUs, toUs, this.#options.mode === 'host')
     // Traffic sent to a group is multicast-broadcast whichever way it goes; otherwise the peer
     // is the end that is not us (or not the site).
     const peer =
@@ -168,24 +156,8 @@ export class TrafficAggregator {
         ? PEER_MULTICAST
         : peerClass(dir === DIR_INBOUND ? source : destination)
 
-    const protocol = packet.protocol
-    let transport: number
-    let service: number
-    if (protocol === PROTO_TCP || protocol === PROTO_UDP) {
-      const tcp = protocol === PROTO_TCP
-      transport = tcp ? T_TCP : T_UDP
-      service = serviceOf(tcp ? TCP_SERVICES : UDP_SERVICES, packet.srcPort, packet.dstPort)
-      if (service < 0) service = tcp ? SVC_OTHER_TCP : SVC_OTHER_UDP
-    } else if (protocol === PROTO_ICMP) {
-      transport = T_ICMP
-      service = SVC_ICMP
-    } else if (protocol === PROTO_ICMPV6) {
-      transport = T_ICMPV6
-      service = SVC_ICMPV6
-    } else {
-      transport = T_OTHER
-      service = SVC_OTHER
-    }
+    const transport = transportOf(packet.protocol)
+    const service = serviceFor(transport, packet.srcPort, packet.dstPort)
 
     const slot = slotOf(dir, version === 6 ? 1 : 0, transport, service, peer)
     this.#bytes[slot] = (this.#bytes[slot] ?? 0) + frameLength
@@ -197,6 +169,16 @@ export class TrafficAggregator {
     const hostSlot = dir * 5 + transport
     this.#hostBytes[hostSlot] = (this.#hostBytes[hostSlot] ?? 0) + frameLength
     this.#hostPackets[hostSlot] = (this.#hostPackets[hostSlot] ?? 0) + 1
+  }
+
+  #countUndecoded(packet: DecodedPacket): void {
+    if (packet.outcome === OUTCOME_MALFORMED) {
+      bump(this.#interval.malformed, packet.malformed)
+      bump(this.total.malformed, packet.malformed)
+    } else {
+      this.#interval.nonIp += 1
+      this.total.nonIp += 1
+    }
   }
 
   #isNewFlow(packet: DecodedPacket, version: 4 | 6, timeMs: number): boolean {
@@ -343,4 +325,45 @@ function flowHash(packet: DecodedPacket, version: 4 | 6): void {
   }
   hashHi = Math.imul(h1 ^ ((aPort << 16) | bPort), 0x01000193)
   hashLo = (Math.imul(h2 ^ ((bPort << 16) | aPort), 0x5bd1e995) >>> 2) & 0x3fffffff
+}
+
+/** Which way a packet goes, seen from the host (host mode) or the site. */
+function direction(fromUs: boolean, toUs: boolean, hostMode: boolean): number {
+  if (fromUs) return toUs ? DIR_INTERNAL : DIR_OUTBOUND
+  return toUs || hostMode ? DIR_INBOUND : DIR_TRANSIT
+}
+
+function transportOf(protocol: number): number {
+  switch (protocol) {
+    case PROTO_TCP:
+      return T_TCP
+    case PROTO_UDP:
+      return T_UDP
+    case PROTO_ICMP:
+      return T_ICMP
+    case PROTO_ICMPV6:
+      return T_ICMPV6
+    default:
+      return T_OTHER
+  }
+}
+
+/** The service a packet of this transport belongs to, by its well-known port if it has one. */
+function serviceFor(transport: number, srcPort: number, dstPort: number): number {
+  switch (transport) {
+    case T_TCP: {
+      const service = serviceOf(TCP_SERVICES, srcPort, dstPort)
+      return service < 0 ? SVC_OTHER_TCP : service
+    }
+    case T_UDP: {
+      const service = serviceOf(UDP_SERVICES, srcPort, dstPort)
+      return service < 0 ? SVC_OTHER_UDP : service
+    }
+    case T_ICMP:
+      return SVC_ICMP
+    case T_ICMPV6:
+      return SVC_ICMPV6
+    default:
+      return SVC_OTHER
+  }
 }

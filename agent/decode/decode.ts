@@ -156,16 +156,11 @@ export function decodePacket(
       decodeEthertype(d, type, offset + SLL2_HEADER, end, wireEnd, out)
       return
     }
-    case LINKTYPE_RAW: {
+    case LINKTYPE_RAW:
       // reason: truncated-link — an empty raw-IP frame: not even a version nibble.
       if (offset + 1 > end) return
-      const version = u8(d, offset) >> 4
-      if (version === 4) decodeIpv4(d, offset, end, wireEnd, out)
-      else if (version === 6) decodeIpv6(d, offset, end, wireEnd, out)
-      // reason: bad-ip-version — raw IP whose version nibble is neither 4 nor 6.
-      else malformed(out, 'bad-ip-version')
+      decodeRawIp(d, offset, end, wireEnd, out)
       return
-    }
     case LINKTYPE_IPV4:
       decodeIpv4(d, offset, end, wireEnd, out)
       return
@@ -175,31 +170,53 @@ export function decodePacket(
     case LINKTYPE_NULL: {
       // reason: truncated-link — fewer than the 4 bytes of the loopback address family.
       if (offset + LOOPBACK_HEADER > end) return
-      // The family is in the capturing host's byte order: accept either.
-      const b0 = u8(d, offset)
-      const b1 = u8(d, offset + 1)
-      const b2 = u8(d, offset + 2)
-      const b3 = u8(d, offset + 3)
-      let family = -1
-      if (b1 === 0 && b2 === 0 && b3 === 0) family = b0
-      else if (b0 === 0 && b1 === 0 && b2 === 0) family = b3
-      decodeFamily(d, family, offset + LOOPBACK_HEADER, end, wireEnd, out)
+      decodeFamily(d, nullFamily(d, offset), offset + LOOPBACK_HEADER, end, wireEnd, out)
       return
     }
     case LINKTYPE_LOOP: {
       // reason: truncated-link — fewer than the 4 bytes of the loopback address family.
       if (offset + LOOPBACK_HEADER > end) return
-      const b0 = u8(d, offset)
-      const b1 = u8(d, offset + 1)
-      const b2 = u8(d, offset + 2)
-      const family = b0 === 0 && b1 === 0 && b2 === 0 ? u8(d, offset + 3) : -1
-      decodeFamily(d, family, offset + LOOPBACK_HEADER, end, wireEnd, out)
+      decodeFamily(d, loopFamily(d, offset), offset + LOOPBACK_HEADER, end, wireEnd, out)
       return
     }
     default:
       // reason: unsupported-link-type — a pcap link type this decoder does not know.
       malformed(out, 'unsupported-link-type')
   }
+}
+
+/** Raw IP: the version nibble says which. */
+function decodeRawIp(
+  d: Uint8Array,
+  offset: number,
+  end: number,
+  wireEnd: number,
+  out: DecodedPacket,
+): void {
+  const version = u8(d, offset) >> 4
+  if (version === 4) decodeIpv4(d, offset, end, wireEnd, out)
+  else if (version === 6) decodeIpv6(d, offset, end, wireEnd, out)
+  // reason: bad-ip-version — raw IP whose version nibble is neither 4 nor 6.
+  else malformed(out, 'bad-ip-version')
+}
+
+/** LINKTYPE_NULL's family, in the capturing host's byte order: either is accepted. -1: neither. */
+function nullFamily(d: Uint8Array, offset: number): number {
+  const b0 = u8(d, offset)
+  const b1 = u8(d, offset + 1)
+  const b2 = u8(d, offset + 2)
+  const b3 = u8(d, offset + 3)
+  if (b1 === 0 && b2 === 0 && b3 === 0) return b0
+  if (b0 === 0 && b1 === 0 && b2 === 0) return b3
+  return -1
+}
+
+/** LINKTYPE_LOOP's family, always big-endian. -1: not a family. */
+function loopFamily(d: Uint8Array, offset: number): number {
+  const b0 = u8(d, offset)
+  const b1 = u8(d, offset + 1)
+  const b2 = u8(d, offset + 2)
+  return b0 === 0 && b1 === 0 && b2 === 0 ? u8(d, offset + 3) : -1
 }
 
 /** Loopback (NULL/LOOP): the 4-byte address family says what follows. */
@@ -340,18 +357,8 @@ function decodeIpv6(
     malformed(out, 'bad-ip-version')
     return
   }
-  const payloadLength = u16(d, p + 4)
   let next = u8(d, p + 6)
-  let payloadEnd = p + IPV6_HEADER + payloadLength
-  if (
-    payloadLength === 0 &&
-    next === IPV6_HOP_BY_HOP &&
-    p + IPV6_HEADER + 3 <= end &&
-    d[p + IPV6_HEADER + 2] === IPV6_OPTION_JUMBO
-  ) {
-    // A jumbogram (RFC 2675; Linux BIG TCP): the payload runs to the end of the frame.
-    payloadEnd = wireEnd
-  }
+  const payloadEnd = ipv6PayloadEnd(d, p, end, wireEnd)
   // reason: bad-ipv6-payload-length — the payload length runs past the frame's original length.
   if (payloadEnd > wireEnd) {
     malformed(out, 'bad-ipv6-payload-length')
@@ -367,56 +374,84 @@ function decodeIpv6(
   let q = p + IPV6_HEADER
   let headers = 0
   for (;;) {
-    let length = -1
+    const length = extensionLength(d, next, q, end, payloadEnd)
+    if (length === NOT_AN_EXTENSION) break
+    // reason: ipv6-extension-chain — next header and length bytes not within the payload and
+    // the captured bytes (TRUNCATED_EXTENSION); more than MAX_IPV6_EXTENSION_HEADERS headers (a
+    // looping or padded chain), or a header that runs past the payload or the captured bytes.
     if (
-      next === IPV6_HOP_BY_HOP ||
-      next === IPV6_ROUTING ||
-      next === IPV6_DESTINATION ||
-      next === IPV6_MOBILITY ||
-      next === IPV6_HIP ||
-      next === IPV6_SHIM6
+      length === TRUNCATED_EXTENSION ||
+      ++headers > MAX_IPV6_EXTENSION_HEADERS ||
+      q + length > payloadEnd ||
+      q + length > end
     ) {
-      // reason: ipv6-extension-chain — next header and length bytes not within the payload
-      // and the captured bytes.
-      if (q + 2 > end || q + 2 > payloadEnd) {
-        malformed(out, 'ipv6-extension-chain')
-        return
-      }
-      length = (u8(d, q + 1) + 1) << 3
-    } else if (next === IPV6_AH) {
-      // reason: ipv6-extension-chain — as above, for an Authentication Header.
-      if (q + 2 > end || q + 2 > payloadEnd) {
-        malformed(out, 'ipv6-extension-chain')
-        return
-      }
-      length = (u8(d, q + 1) + 2) << 2
-    } else if (next === IPV6_FRAGMENT) {
-      length = 8
-    } else {
-      break
-    }
-    // reason: ipv6-extension-chain — more than MAX_IPV6_EXTENSION_HEADERS headers (a looping
-    // or padded chain), or a header that runs past the payload or the captured bytes.
-    if (++headers > MAX_IPV6_EXTENSION_HEADERS || q + length > payloadEnd || q + length > end) {
       malformed(out, 'ipv6-extension-chain')
       return
     }
-    if (next === IPV6_FRAGMENT) {
-      out.fragment = true
-      const fragmentOffset = u16(d, q + 2) >> 3
-      if (fragmentOffset !== 0) {
-        // A later fragment: the fragment header names the protocol; no transport header.
-        out.firstFragment = false
-        out.protocol = u8(d, q)
-        out.outcome = OUTCOME_IP
-        return
-      }
-    }
+    if (next === IPV6_FRAGMENT && laterIpv6Fragment(d, q, out)) return
     next = u8(d, q)
     q += length
   }
   out.protocol = next
   decodeTransport(d, next, q, end, payloadEnd, out)
+}
+
+/** Where the IPv6 payload ends per its length field; a jumbogram's runs to the frame's end. */
+function ipv6PayloadEnd(d: Uint8Array, p: number, end: number, wireEnd: number): number {
+  const payloadLength = u16(d, p + 4)
+  if (
+    payloadLength === 0 &&
+    u8(d, p + 6) === IPV6_HOP_BY_HOP &&
+    p + IPV6_HEADER + 3 <= end &&
+    d[p + IPV6_HEADER + 2] === IPV6_OPTION_JUMBO
+  ) {
+    // A jumbogram (RFC 2675; Linux BIG TCP): the payload runs to the end of the frame.
+    return wireEnd
+  }
+  return p + IPV6_HEADER + payloadLength
+}
+
+/** extensionLength: `next` names no extension header, the transport header comes. */
+const NOT_AN_EXTENSION = -1
+/** extensionLength: the header's next-header and length bytes are not there to read. */
+const TRUNCATED_EXTENSION = -2
+
+/** The length of the extension header `next` at `q`, or one of the two values above. */
+function extensionLength(
+  d: Uint8Array,
+  next: number,
+  q: number,
+  end: number,
+  payloadEnd: number,
+): number {
+  switch (next) {
+    case IPV6_HOP_BY_HOP:
+    case IPV6_ROUTING:
+    case IPV6_DESTINATION:
+    case IPV6_MOBILITY:
+    case IPV6_HIP:
+    case IPV6_SHIM6:
+      if (q + 2 > end || q + 2 > payloadEnd) return TRUNCATED_EXTENSION
+      return (u8(d, q + 1) + 1) << 3
+    case IPV6_AH:
+      if (q + 2 > end || q + 2 > payloadEnd) return TRUNCATED_EXTENSION
+      return (u8(d, q + 1) + 2) << 2
+    case IPV6_FRAGMENT:
+      return 8
+    default:
+      return NOT_AN_EXTENSION
+  }
+}
+
+/** Marks the packet a fragment; true (and done) when it is a later one, without transport. */
+function laterIpv6Fragment(d: Uint8Array, q: number, out: DecodedPacket): boolean {
+  out.fragment = true
+  if (u16(d, q + 2) >> 3 === 0) return false
+  // A later fragment: the fragment header names the protocol; no transport header.
+  out.firstFragment = false
+  out.protocol = u8(d, q)
+  out.outcome = OUTCOME_IP
+  return true
 }
 
 /**

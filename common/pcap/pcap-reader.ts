@@ -167,60 +167,74 @@ export class PcapReader {
       }
       if (pos === length && this.#carryLength > 0) return
     }
-    const sink = this.#onPacket
-    const maxCaptured = this.#maxCaptured
-    let packets = this.#packets
     // Two copies of the loop so that the byte order is not re-tested per field.
-    if (this.#bigEndian) {
-      while (pos + RECORD_HEADER_LENGTH <= length) {
-        const captured = readBE32(chunk, pos + 8)
-        const original = readBE32(chunk, pos + 12)
-        if (captured > maxCaptured || captured > original) {
-          this.#packets = packets
-          this.#corrupt(captured, original)
-        }
-        const end = pos + RECORD_HEADER_LENGTH + captured
-        if (end > length) break
-        packets++
-        sink(
-          chunk,
-          pos + RECORD_HEADER_LENGTH,
-          captured,
-          original,
-          readBE32(chunk, pos),
-          readBE32(chunk, pos + 4),
-        )
-        pos = end
-      }
-    } else {
-      while (pos + RECORD_HEADER_LENGTH <= length) {
-        const captured = readLE32(chunk, pos + 8)
-        const original = readLE32(chunk, pos + 12)
-        if (captured > maxCaptured || captured > original) {
-          this.#packets = packets
-          this.#corrupt(captured, original)
-        }
-        const end = pos + RECORD_HEADER_LENGTH + captured
-        if (end > length) break
-        packets++
-        sink(
-          chunk,
-          pos + RECORD_HEADER_LENGTH,
-          captured,
-          original,
-          readLE32(chunk, pos),
-          readLE32(chunk, pos + 4),
-        )
-        pos = end
-      }
-    }
-    this.#packets = packets
+    pos = this.#bigEndian ? this.#recordsBE(chunk, pos) : this.#recordsLE(chunk, pos)
     if (pos < length) {
       // Start of a record that continues in the next chunk.
       this.#ensureCarry(length - pos)
       this.#carry.set(chunk.subarray(pos), 0)
       this.#carryLength = length - pos
     }
+  }
+
+  /** Hands out the big-endian records wholly in `chunk` from `pos`; returns where they end. */
+  #recordsBE(chunk: Uint8Array, pos: number): number {
+    const length = chunk.length
+    const sink = this.#onPacket
+    const maxCaptured = this.#maxCaptured
+    let packets = this.#packets
+    while (pos + RECORD_HEADER_LENGTH <= length) {
+      const captured = readBE32(chunk, pos + 8)
+      const original = readBE32(chunk, pos + 12)
+      if (captured > maxCaptured || captured > original) {
+        this.#packets = packets
+        this.#corrupt(captured, original)
+      }
+      const end = pos + RECORD_HEADER_LENGTH + captured
+      if (end > length) break
+      packets++
+      sink(
+        chunk,
+        pos + RECORD_HEADER_LENGTH,
+        captured,
+        original,
+        readBE32(chunk, pos),
+        readBE32(chunk, pos + 4),
+      )
+      pos = end
+    }
+    this.#packets = packets
+    return pos
+  }
+
+  /** #recordsBE for little-endian files. */
+  #recordsLE(chunk: Uint8Array, pos: number): number {
+    const length = chunk.length
+    const sink = this.#onPacket
+    const maxCaptured = this.#maxCaptured
+    let packets = this.#packets
+    while (pos + RECORD_HEADER_LENGTH <= length) {
+      const captured = readLE32(chunk, pos + 8)
+      const original = readLE32(chunk, pos + 12)
+      if (captured > maxCaptured || captured > original) {
+        this.#packets = packets
+        this.#corrupt(captured, original)
+      }
+      const end = pos + RECORD_HEADER_LENGTH + captured
+      if (end > length) break
+      packets++
+      sink(
+        chunk,
+        pos + RECORD_HEADER_LENGTH,
+        captured,
+        original,
+        readLE32(chunk, pos),
+        readLE32(chunk, pos + 4),
+      )
+      pos = end
+    }
+    this.#packets = packets
+    return pos
   }
 
   /** Ends the stream. Leftover bytes are a record (or header) cut short, e.g. by a crash. */

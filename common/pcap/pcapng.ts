@@ -261,7 +261,7 @@ export class PcapngReader {
       } else if (type === BLOCK_SIMPLE_PACKET) this.#simplePacket(b, p, total)
       else if (type === BLOCK_INTERFACE) this.#interface(b, p, total)
       else if (type === BLOCK_PACKET_OBSOLETE) {
-        this.#packet(b, p, total, this.#read16(b, p + 8, bigEndian))
+        this.#packet(b, p, total, read16(b, p + 8, bigEndian))
       } else this.#skipped++
     }
     this.#blocks++
@@ -280,8 +280,8 @@ export class PcapngReader {
     if (total < MIN_SECTION_HEADER) {
       this.#corrupt(`section header block of ${total} bytes, shorter than 28`)
     }
-    const major = this.#read16(b, p + 12, bigEndian)
-    const minor = this.#read16(b, p + 14, bigEndian)
+    const major = read16(b, p + 12, bigEndian)
+    const minor = read16(b, p + 14, bigEndian)
     if (major !== 1) {
       this.#corrupt(`unsupported pcapng version ${major}.${minor} (only 1.x is read)`)
     }
@@ -303,46 +303,18 @@ export class PcapngReader {
       return
     }
     const bigEndian = this.#bigEndian
-    const linkType = this.#read16(b, p + 8, bigEndian)
+    const linkType = read16(b, p + 8, bigEndian)
     const snaplen = bigEndian ? readBE32(b, p + 12) : readLE32(b, p + 12)
-    let decimal = true
-    let exponent = 6
-    let offsetSeconds = 0
-    let malformed = false
-    const end = p + total - 4
-    let o = p + 16
-    while (o + 4 <= end) {
-      const code = this.#read16(b, o, bigEndian)
-      const length = this.#read16(b, o + 2, bigEndian)
-      if (code === OPTION_END) break
-      if (o + 4 + length > end) {
-        malformed = true
-        break
-      }
-      if (code === OPTION_IF_TSRESOL) {
-        if (length === 1) {
-          const value = b[o + 4] as number
-          decimal = (value & 0x80) === 0
-          exponent = value & 0x7f
-        } else malformed = true
-      } else if (code === OPTION_IF_TSOFFSET) {
-        if (length === 8) {
-          // Only the low word matters: an int64 modulo 2^32, two's complement included.
-          offsetSeconds = bigEndian ? readBE32(b, o + 8) : readLE32(b, o + 4)
-        } else malformed = true
-      }
-      o += 4 + ((length + 3) & ~3)
-    }
+    const { decimal, exponent, offsetSeconds, malformed } = readInterfaceOptions(
+      b,
+      p + 16,
+      p + total - 4,
+      bigEndian,
+    )
     if (malformed) this.#malformed++
     const units = decimal ? 10 ** exponent : 2 ** exponent
     const exact = units <= TWO_32
-    const multiplier = !exact
-      ? 0
-      : 1e6 % units === 0
-        ? 1e6 / units
-        : 1e9 % units === 0
-          ? 1e9 / units
-          : 0
+    const multiplier = exact ? fractionMultiplier(units) : 0
     const header: PcapHeader = {
       linkType,
       // 0 means no limit: say the largest usual one rather than a snaplen of nothing.
@@ -452,12 +424,6 @@ export class PcapngReader {
       itf.multiplier > 0 ? remainder * itf.multiplier : nanosecondsOf(remainder, units)
   }
 
-  #read16(b: Uint8Array, o: number, bigEndian: boolean): number {
-    return bigEndian
-      ? ((b[o] as number) << 8) | (b[o + 1] as number)
-      : (b[o] as number) | ((b[o + 1] as number) << 8)
-  }
-
   /** Copies chunk bytes from `pos` into the carry buffer until it holds `need` bytes. */
   #take(chunk: Uint8Array, pos: number, need: number): number {
     const take = Math.min(need - this.#carryLength, chunk.length - pos)
@@ -482,4 +448,65 @@ export class PcapngReader {
       `corrupt pcapng stream at block ${this.#blocks} (0-based, byte ${this.#streamOffset}): ${why}`,
     )
   }
+}
+
+/** What an interface description's options say about its timestamps. */
+interface InterfaceOptions {
+  /** if_tsresol: units are 10^-exponent s (decimal) or 2^-exponent s. */
+  decimal: boolean
+  exponent: number
+  offsetSeconds: number
+  /** An option overran the block or had the wrong length for its code. */
+  malformed: boolean
+}
+
+function read16(b: Uint8Array, o: number, bigEndian: boolean): number {
+  return bigEndian
+    ? ((b[o] as number) << 8) | (b[o + 1] as number)
+    : (b[o] as number) | ((b[o + 1] as number) << 8)
+}
+
+/** Reads the options in `b[o .. end)`: if_tsresol and if_tsoffset, the others skipped. */
+function readInterfaceOptions(
+  b: Uint8Array,
+  o: number,
+  end: number,
+  bigEndian: boolean,
+): InterfaceOptions {
+  const options: InterfaceOptions = {
+    decimal: true,
+    exponent: 6,
+    offsetSeconds: 0,
+    malformed: false,
+  }
+  while (o + 4 <= end) {
+    const code = read16(b, o, bigEndian)
+    const length = read16(b, o + 2, bigEndian)
+    if (code === OPTION_END) break
+    if (o + 4 + length > end) {
+      options.malformed = true
+      break
+    }
+    if (code === OPTION_IF_TSRESOL) {
+      if (length === 1) {
+        const value = b[o + 4] as number
+        options.decimal = (value & 0x80) === 0
+        options.exponent = value & 0x7f
+      } else options.malformed = true
+    } else if (code === OPTION_IF_TSOFFSET) {
+      if (length === 8) {
+        // Only the low word matters: an int64 modulo 2^32, two's complement included.
+        options.offsetSeconds = bigEndian ? readBE32(b, o + 8) : readLE32(b, o + 4)
+      } else options.malformed = true
+    }
+    o += 4 + ((length + 3) & ~3)
+  }
+  return options
+}
+
+/** Output fraction = remainder × this when exact (to µs, else ns); 0: computed by division. */
+function fractionMultiplier(units: number): number {
+  if (1e6 % units === 0) return 1e6 / units
+  if (1e9 % units === 0) return 1e9 / units
+  return 0
 }
