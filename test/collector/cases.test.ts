@@ -849,7 +849,9 @@ describe('expiry (8.5f)', () => {
     const filed = await fileCase()
     const path = `/v1/cases/${filed.case_id}`
     await ok('POST', `${path}/consultation`, 'chief', { summary: 'no conflict' })
-    const end = Date.now() + 2_500
+    // Long enough for consultation, approval and notice on a loaded machine (at 2.5 s the
+    // grant had sometimes expired before the notice was recorded).
+    const end = Date.now() + 8_000
     const approved = await ok('POST', `${path}/approval`, 'approver', {
       investigator: id('investigator'),
       until: iso(end),
