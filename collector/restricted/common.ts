@@ -8,8 +8,6 @@ import { RegisterUnavailable } from '../errors.ts'
 /** Every table of `tally_restricted`: each is partitioned by case_id, each is purged. */
 export const RESTRICTED_TABLES = ['flows', 'dns', 'web', 'pcap_segments', 'exports'] as const
 
-export const CASE_ID = /^c-[a-z0-9]{16}$/
-
 /** The one text form of an address: IPv4 dotted quad, IPv6 compressed lower case. */
 export function normalizeAddress(address: string): string | undefined {
   if (isIPv4(address))

@@ -16,9 +16,8 @@ import { normalizeAddress } from './common.ts'
 export const DRILL_CATEGORIES = ['flows', 'dns', 'web'] as const
 export type DrillCategory = (typeof DRILL_CATEGORIES)[number]
 
-/** The API's cap on rows per answer, as the contract states it. */
-export const MAX_LIMIT = MAX_DRILL_LIMIT
-export const DEFAULT_LIMIT = 1_000
+/** Rows per answer when the request does not say; at most MAX_DRILL_LIMIT (the contract's). */
+const DEFAULT_LIMIT = 1_000
 
 const PARAMS: Record<DrillCategory, readonly string[]> = {
   flows: ['from', 'to', 'agent_id', 'address', 'port', 'protocol', 'limit'],
@@ -153,7 +152,7 @@ export function parseNarrowing(
   if (one.address !== undefined) n.address = subjectAddress(grant, one.address, n.agent_id)
   if (one.port !== undefined) n.port = parseInteger('port', one.port, 0, 65535)
   if (one.protocol !== undefined) n.protocol = parseProtocol(one.protocol)
-  if (one.limit !== undefined) n.limit = parseInteger('limit', one.limit, 1, MAX_LIMIT)
+  if (one.limit !== undefined) n.limit = parseInteger('limit', one.limit, 1, MAX_DRILL_LIMIT)
   return n
 }
 
