@@ -65,9 +65,16 @@ export async function signedIn(
   await page.goto(`${url}/console/`)
   await page.getByLabel('User token').fill(user.token)
   await page.getByRole('button', { name: 'Sign in' }).click()
-  await expect.poll(() => page.locator('#nav').isVisible()).toBe(true)
+  await eventually(() => page.locator('#nav').isVisible()).toBe(true)
   return { context, page }
 }
+
+/**
+ * expect.poll with room for a loaded machine (its own default is 1 s): a page's answer waits on
+ * the engine's writes. Far inside the test's timeout, and no bound on how fast anything is.
+ */
+export const eventually = <T>(read: () => T | Promise<T>) =>
+  expect.poll(read, { timeout: 20_000, interval: 100 })
 
 export const shot = (page: Page, name: string) =>
   page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true })

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CONSOLE_SESSION_DEFAULTS, consoleSessionsOf } from '../../collector/console/session.ts'
 import { type CasesHarness, openCasesHarness, type TestUser } from '../collector/cases-harness.ts'
 import {
+  eventually,
   HAVE_CHROMIUM,
   launchBrowser,
   type ServedCollector,
@@ -74,7 +75,7 @@ describe.skipIf(!HAVE_CHROMIUM)(
 
     it('signs in to an HttpOnly SameSite=Strict session cookie, keeps the token out of URLs, storage and the page, and signs out', async () => {
       const { context, page } = await signedIn(browser, served.url, requester)
-      await expect.poll(() => page.locator('#who-name').textContent()).toContain('Rita Requester')
+      await eventually(() => page.locator('#who-name').textContent()).toContain('Rita Requester')
       await shot(page, '01-signed-in-requester')
       const cookies = await context.cookies()
       expect(cookies.map((c) => c.name)).toEqual(['tally_console'])
@@ -100,7 +101,7 @@ describe.skipIf(!HAVE_CHROMIUM)(
       }
       expect(seen.cookie).toBe('') // HttpOnly: no script reads the session id
       // Navigation shows what the requester may do, and not the approver's queue.
-      await expect.poll(() => page.getByRole('link', { name: 'Written request' }).count()).toBe(1)
+      await eventually(() => page.getByRole('link', { name: 'Written request' }).count()).toBe(1)
       expect(await page.getByRole('link', { name: 'Approvals queue' }).count()).toBe(0)
       // The cookie authenticates API calls like the bearer token would (same user, same roles).
       const listed = await page.evaluate(async () => (await fetch('/v1/cases')).status)
@@ -108,7 +109,7 @@ describe.skipIf(!HAVE_CHROMIUM)(
       // Sign out: the session is gone on the server, not only in this browser.
       const sessionId = cookie?.value ?? ''
       await page.getByRole('button', { name: 'Sign out' }).click()
-      await expect.poll(() => page.locator('#sign-in').isVisible()).toBe(true)
+      await eventually(() => page.locator('#sign-in').isVisible()).toBe(true)
       await shot(page, '02-signed-out')
       const replay = await fetch(`${served.url}/v1/cases`, {
         headers: { cookie: `tally_console=${sessionId}` },
@@ -222,7 +223,7 @@ describe.skipIf(!HAVE_CHROMIUM)(
       try {
         sessions.now = () => realNow() + CONSOLE_SESSION_DEFAULTS.idleMs + 1000
         await page.reload()
-        await expect.poll(() => page.locator('#sign-in').isVisible()).toBe(true)
+        await eventually(() => page.locator('#sign-in').isVisible()).toBe(true)
         expect(await page.locator('#nav').isVisible()).toBe(false)
         await shot(page, '03-session-expired')
       } finally {
@@ -255,9 +256,9 @@ describe.skipIf(!HAVE_CHROMIUM)(
     it('a requester files a written request in the browser, checked against the schema first, and an approver approves it', async () => {
       const { context, page } = await signedIn(browser, served.url, requester)
       await page.getByRole('link', { name: 'Written request' }).click()
-      await expect
-        .poll(() => page.getByRole('heading', { level: 1 }).textContent())
-        .toContain('Written request')
+      await eventually(() => page.getByRole('heading', { level: 1 }).textContent()).toContain(
+        'Written request',
+      )
       // The bulletin's meaning is next to the field, bound to it for screen readers.
       const office = page.getByLabel('Requesting office')
       expect(await office.getAttribute('aria-describedby')).toContain('requesting_office-help')
@@ -270,7 +271,7 @@ describe.skipIf(!HAVE_CHROMIUM)(
         })
       ).length
       await page.getByRole('button', { name: 'Check and send' }).click()
-      await expect.poll(() => page.locator('#alert').textContent()).toContain('problem')
+      await eventually(() => page.locator('#alert').textContent()).toContain('problem')
       expect(await page.getByLabel('Data required').getAttribute('aria-invalid')).toBe('true')
       expect(await page.locator('#receiving_official-error').textContent()).toContain(
         'expected form',
@@ -295,9 +296,9 @@ describe.skipIf(!HAVE_CHROMIUM)(
       await page.getByLabel('Justification').fill('Referral under ST/AI/371, reference 2026/17')
       await page.getByLabel('Subject 1: agent id').fill(agentId)
       await page.getByRole('button', { name: 'Check and send' }).click()
-      await expect
-        .poll(() => page.locator('#result').textContent())
-        .toMatch(/Case \S+ is on record, state requested/)
+      await eventually(() => page.locator('#result').textContent()).toMatch(
+        /Case \S+ is on record, state requested/,
+      )
       await shot(page, '05-request-filed')
       const caseId =
         ((await page.locator('#result').textContent()) ?? '').match(
@@ -318,13 +319,13 @@ describe.skipIf(!HAVE_CHROMIUM)(
       const ap = approving.page
       await ap.getByRole('link', { name: 'Approvals queue' }).click()
       await ap.getByRole('link', { name: caseId }).click()
-      await expect.poll(() => ap.locator('#act-approve-preflight').textContent()).toContain('allow')
+      await eventually(() => ap.locator('#act-approve-preflight').textContent()).toContain('allow')
       // The history shows the filing and the consultation, and the register's entries.
       expect(await ap.locator('ol.history').textContent()).toContain('OIOS consulted')
-      await expect.poll(() => ap.locator('#register-title').count()).toBe(1)
+      await eventually(() => ap.locator('#register-title').count()).toBe(1)
       await ap.getByLabel('Investigator (user id)').fill(investigator.user_id)
       await ap.getByRole('button', { name: 'Approve' }).click()
-      await expect.poll(() => ap.locator('#status').textContent()).toContain('now approved')
+      await eventually(() => ap.locator('#status').textContent()).toContain('now approved')
       await shot(ap, '06-approved')
       const approved = await h.collector.cases.current(caseId)
       expect(approved?.state).toBe('approved')
@@ -365,12 +366,10 @@ describe.skipIf(!HAVE_CHROMIUM)(
         const flows = page.getByLabel('flows')
         if ((await flows.count()) > 0) await flows.check()
         await page.getByRole('button', { name: 'Check and send' }).click()
-        await expect
-          .poll(
-            async () =>
-              `${await page.locator('#result').textContent()} ${await page.locator('#alert').textContent()}`,
-          )
-          .toMatch(/is on record/)
+        await eventually(
+          async () =>
+            `${await page.locator('#result').textContent()} ${await page.locator('#alert').textContent()}`,
+        ).toMatch(/is on record/)
         const caseId =
           ((await page.locator('#result').textContent()) ?? '').match(
             /Case (\S+) is on record/,
@@ -387,11 +386,9 @@ describe.skipIf(!HAVE_CHROMIUM)(
       // A requester opening the approvers' page is told at once.
       const asRequester = await signedIn(browser, served.url, requester)
       await asRequester.page.goto(`${served.url}/console/#/approvals`)
-      await expect
-        .poll(() =>
-          asRequester.page.getByRole('alert').filter({ hasText: 'This page is for' }).textContent(),
-        )
-        .toContain('approver')
+      await eventually(() =>
+        asRequester.page.getByRole('alert').filter({ hasText: 'This page is for' }).textContent(),
+      ).toContain('approver')
       await shot(asRequester.page, '07-page-not-for-role')
       await asRequester.context.close()
 
@@ -407,16 +404,16 @@ describe.skipIf(!HAVE_CHROMIUM)(
       ).toBe(200)
       const { context, page } = await signedIn(browser, served.url, both)
       await page.goto(`${served.url}/console/#/case/${caseId}`)
-      await expect
-        .poll(() => page.locator('#act-approve-preflight').textContent())
-        .toContain('separation of duties')
+      await eventually(() => page.locator('#act-approve-preflight').textContent()).toContain(
+        'separation of duties',
+      )
       expect(await page.locator('#act-approve-preflight').textContent()).toContain('requester')
       expect(
         await page.getByRole('button', { name: 'Approve' }).getAttribute('aria-describedby'),
       ).toBe('act-approve-preflight')
       await page.getByLabel('Investigator (user id)').fill(investigator.user_id)
       await page.getByRole('button', { name: 'Approve' }).click()
-      await expect.poll(() => page.locator('#alert').textContent()).toContain('refused')
+      await eventually(() => page.locator('#alert').textContent()).toContain('refused')
       expect(await page.locator('#alert').textContent()).toContain('separation of duties')
       await shot(page, '08-separation-of-duties')
       expect((await h.collector.cases.current(caseId))?.state).toBe('requested')
