@@ -2,7 +2,8 @@
  * Address prefixes (CIDR) matched against addresses that stay in the capture buffer: the
  * aggregator classifies an address and forgets it, never copying it out.
  */
-import { isIPv4, isIPv6 } from 'node:net'
+import { isIPv6 } from 'node:net'
+import { parseAddress } from '../decode/address.ts'
 
 export interface Prefix {
   version: 4 | 6
@@ -15,31 +16,18 @@ export class PrefixError extends Error {
   override name = 'PrefixError'
 }
 
+/**
+ * The bytes of an IP address (4 or 16), read by the decoder's own parser. A zone id
+ * (fe80::1%eth0) is ignored, as node:net's isIPv6 lets it through: prefixes are not per link.
+ */
 export function parseAddressBytes(text: string): Uint8Array {
-  if (isIPv4(text)) return Uint8Array.from(text.split('.').map(Number))
-  if (!isIPv6(text)) throw new PrefixError(`${text} is not an IP address`)
-  const [head = '', tail] = text.split('::')
-  const groups = (part: string) => (part === '' ? [] : part.split(':'))
-  let left = groups(head)
-  let right = tail === undefined ? [] : groups(tail)
-  // An embedded IPv4 tail (::ffff:10.0.0.1) is two groups.
-  const expand = (list: string[]) =>
-    list.flatMap((g) => {
-      if (!g.includes('.')) return [g]
-      const [a = 0, b = 0, c = 0, d = 0] = g.split('.').map(Number)
-      return [((a << 8) | b).toString(16), ((c << 8) | d).toString(16)]
-    })
-  left = expand(left)
-  right = expand(right)
-  const missing = 8 - left.length - right.length
-  const all = [...left, ...Array<string>(tail === undefined ? 0 : missing).fill('0'), ...right]
-  const bytes = new Uint8Array(16)
-  all.forEach((g, i) => {
-    const value = Number.parseInt(g, 16)
-    bytes[i * 2] = value >> 8
-    bytes[i * 2 + 1] = value & 0xff
-  })
-  return bytes
+  const zone = text.indexOf('%')
+  const address = zone > 0 && isIPv6(text) ? text.slice(0, zone) : text
+  try {
+    return parseAddress(address)
+  } catch {
+    throw new PrefixError(`${text} is not an IP address`)
+  }
 }
 
 export function parsePrefix(cidr: string): Prefix {
