@@ -4,7 +4,10 @@
  * more; a revoked token ends its sessions at once; a provisional token cannot sign in; an ITSD
  * user's session sees no more of OIOS than their bearer token does.
  */
+import { Writable } from 'node:stream'
+import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createCollector } from '../../collector/app.ts'
 import { createUser, revokeUser } from '../../collector/auth/users.ts'
 import { type CasesHarness, openCasesHarness, type TestUser } from '../collector/cases-harness.ts'
 
@@ -168,5 +171,46 @@ describe('console session and the API', () => {
     expect(listed.cases.map((c) => c.case_id)).not.toContain(case_id)
     const preflight = await withSession(s, `/console/api/cases/${case_id}/preflight?step=approve`)
     expect(preflight.status).toBe(404)
+  })
+  it('writes no token, session id or CSRF token to the log, even at its most verbose', async () => {
+    let log = ''
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        log += String(chunk)
+        done()
+      },
+    })
+    const logger = pino({ level: 'trace' }, sink)
+    const app = createCollector({
+      store: h.store,
+      config: h.config,
+      logger,
+      signingKey: h.signingKey,
+    }).app
+    const requester = await h.user(['requester'], 'logged')
+    const post = (token: string) =>
+      app.request('/console/session', {
+        method: 'POST',
+        headers: { origin: ORIGIN, accept: 'application/json' },
+        body: new URLSearchParams({ token }),
+      })
+    expect((await post(`${requester.token}x`)).status).toBe(401)
+    const res = await post(requester.token)
+    expect(res.status).toBe(201)
+    const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] ?? ''
+    const { csrf_token } = (await res.json()) as { csrf_token: string }
+    const headers = { cookie, origin: ORIGIN, 'x-csrf-token': csrf_token }
+    expect((await app.request('/v1/cases', { headers })).status).toBe(200)
+    const refused = await app.request('/v1/cases', { method: 'POST', headers: { cookie } })
+    expect(refused.status).toBe(403)
+    expect((await app.request('/console/session/logout', { method: 'POST', headers })).status).toBe(
+      204,
+    )
+    expect(log).toContain('request') // the log was written: the check below is not vacuous
+    for (const secret of [requester.token, cookie.split('=')[1] ?? '', csrf_token]) {
+      expect(secret.length).toBeGreaterThan(20)
+      expect(log).not.toContain(secret)
+    }
+    expect(log).not.toContain(requester.token.slice(-43))
   })
 })
