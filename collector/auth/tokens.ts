@@ -83,8 +83,6 @@ export class TokenKey {
   }
 }
 
-/** A stored hash in the keyed form. */
-export const isKeyedHash = (stored: string): boolean => KEYED.test(stored)
 /** A stored hash in the form from before hashes were keyed (a plain SHA-256). */
 export const isLegacyHash = (stored: string): boolean => LEGACY.test(stored)
 

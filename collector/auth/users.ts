@@ -15,7 +15,7 @@ import { readStateFile } from '../../common/atomic-file.ts'
 import type { Store } from '../store/client.ts'
 import type { Role, Side } from './roles.ts'
 import { issueSecret, newId, tokenKeyOf } from './tokens.ts'
-import { type UserRow, UsersRepository } from './users-repository.ts'
+import { UsersRepository } from './users-repository.ts'
 
 export interface User {
   user_id: string
@@ -40,14 +40,11 @@ export interface UserRecord extends User {
   provisional: boolean
 }
 
-export type { UserRow } from './users-repository.ts'
-
 /** The created_by of the ITSD founder, the admin the collector makes at its first start. */
 export const ITSD_FOUNDER = 'collector bootstrap'
 /** The created_by of OIOS's founder, the chief whose token the collector hands out once. */
 export const OIOS_FOUNDER = 'collector bootstrap (OIOS)'
 
-const PART = /^[A-Za-z0-9_-]{43}$/
 const TOKEN = /^tly_u_([a-z0-9-]{1,64})\.([A-Za-z0-9_-]{43})([A-Za-z0-9_-]{43})?$/
 
 /** A fresh second part (what the confirming administrator hands over). */
@@ -67,10 +64,6 @@ export const secondPartHash = (store: Store, userId: string, second: string): st
  */
 export const partHashes = (store: Store, userId: string, first: string, second?: string): string =>
   `${firstPartHash(store, userId, first)}:${second === undefined ? '' : secondPartHash(store, userId, second)}`
-
-export async function findUser(store: Store, userId: string): Promise<UserRow | undefined> {
-  return new UsersRepository(store).find(userId)
-}
 
 /**
  * Writes a user with roles straight into the store, with a one-part token: what the collector
@@ -124,7 +117,7 @@ export async function authenticateUser(
 ): Promise<AuthenticatedUser | undefined> {
   const match = TOKEN.exec(token)
   if (match === null || match[1] === undefined) return undefined
-  const row = await findUser(store, match[1])
+  const row = await new UsersRepository(store).find(match[1])
   if (row === undefined || row.revoked || !tokenMatches(store, token, row.token_sha256)) {
     return undefined
   }
@@ -136,8 +129,6 @@ export async function authenticateUser(
     provisional: Boolean(row.provisional),
   }
 }
-
-export const isPart = (text: string): boolean => PART.test(text)
 
 export async function listUsers(store: Store, side?: Side): Promise<UserRecord[]> {
   const rows = await new UsersRepository(store).list(side)
