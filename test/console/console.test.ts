@@ -382,6 +382,44 @@ describe.skipIf(!HAVE_CHROMIUM)(
       }
     })
 
+    it('is usable by keyboard and screen reader: landmarks, a skip link, labelled fields, focus on each page', async () => {
+      const context = await browser.newContext()
+      context.setDefaultTimeout(15_000)
+      const page = await context.newPage()
+      await page.goto(`${served.url}/console/`)
+      // The sign-in field has the focus; typing and Enter sign in, no mouse needed.
+      await eventually(() =>
+        page.evaluate('document.activeElement && document.activeElement.id'),
+      ).toBe('token')
+      await page.keyboard.type(requester.token)
+      await page.keyboard.press('Enter')
+      await eventually(() => page.locator('#nav').isVisible()).toBe(true)
+      for (const role of ['banner', 'navigation', 'main'] as const) {
+        expect(await page.getByRole(role).count(), role).toBe(1)
+      }
+      // The first Tab of a page reaches the skip link.
+      await page.evaluate('document.activeElement && document.activeElement.blur()')
+      await page.keyboard.press('Tab')
+      expect(await page.evaluate('document.activeElement.textContent')).toBe('Skip to content')
+      // A page change moves the focus to the page and says so in the live region.
+      await page.getByRole('link', { name: 'Written request' }).focus()
+      await page.keyboard.press('Enter')
+      await eventually(() => page.evaluate('document.activeElement.id')).toBe('main')
+      await eventually(() => page.getByRole('status').textContent()).toContain('Written request')
+      await page.getByRole('button', { name: 'Check and send' }).waitFor()
+      // Every field has a label a screen reader reads, and its help bound to it.
+      const unlabelled =
+        await page.evaluate(`[...document.querySelectorAll('#view input, #view textarea, #view select')]
+      .filter((e) => e.labels.length === 0 && !e.getAttribute('aria-label')).map((e) => e.id || e.name)`)
+      expect(unlabelled).toEqual([])
+      const unhelped =
+        await page.evaluate(`[...document.querySelectorAll('#view input[type=text], #view textarea')]
+      .filter((e) => !(e.getAttribute('aria-describedby') || '').split(' ').some((id) => document.getElementById(id)))
+      .map((e) => e.id)`)
+      expect(unhelped).toEqual([])
+      await context.close()
+    })
+
     it('shows a role its refusals: a page not for its roles, and separation of duties before the collector refuses it', async () => {
       // A requester opening the approvers' page is told at once.
       const asRequester = await signedIn(browser, served.url, requester)
