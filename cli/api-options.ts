@@ -1,7 +1,7 @@
 /** What the commands that call a running collector share: their options and the call. */
-import { type Command, Option } from 'commander'
 import type { AnswerOf, CallOf, RouteContract } from '../protocol/api/contract.ts'
 import type { ApiTarget } from '../protocol/client.ts'
+import type { OptionSpec } from './command-table.ts'
 
 export interface ApiOptions {
   collector: string
@@ -15,20 +15,26 @@ export const DEFAULT_COLLECTOR_URL = 'http://127.0.0.1:8080'
 /** The token file they read without --token-file: the demo's admin token. */
 export const DEFAULT_TOKEN_FILE = './data/admin.token'
 
-export const apiOptions = (command: Command): Command =>
-  command
-    .addOption(
-      new Option('--collector <url>', 'collector URL, with its scheme (http:// or https://)')
-        .env('TALLY_COLLECTOR_URL')
-        .default(DEFAULT_COLLECTOR_URL),
-    )
-    .addOption(
-      new Option('--token <token>', 'bearer token (instead of --token-file)').env('TALLY_TOKEN'),
-    )
-    .addOption(
-      new Option('--token-file <file>', 'file holding a bearer token').default(DEFAULT_TOKEN_FILE),
-    )
-    .option('--json', 'print the JSON answer, for scripts')
+/** The options of every command that calls a collector, after its own. */
+export const API_OPTIONS: readonly OptionSpec[] = [
+  {
+    flags: '--collector <url>',
+    description: 'collector URL, with its scheme (http:// or https://)',
+    env: 'TALLY_COLLECTOR_URL',
+    default: DEFAULT_COLLECTOR_URL,
+  },
+  {
+    flags: '--token <token>',
+    description: 'bearer token (instead of --token-file)',
+    env: 'TALLY_TOKEN',
+  },
+  {
+    flags: '--token-file <file>',
+    description: 'file holding a bearer token',
+    default: DEFAULT_TOKEN_FILE,
+  },
+  { flags: '--json', description: 'print the JSON answer, for scripts' },
+]
 
 /** The collector and token the options name. */
 export async function targetOf(options: ApiOptions): Promise<ApiTarget> {
@@ -48,13 +54,22 @@ export async function api<R extends RouteContract>(
   contract: R,
   input?: CallOf<R>,
 ): Promise<AnswerOf<R>> {
-  const { call } = await import('../protocol/client.ts')
-  const target = await targetOf(options)
-  return (call as (t: ApiTarget, c: R, i?: CallOf<R>) => Promise<AnswerOf<R>>)(
-    target,
-    contract,
-    input,
-  )
+  const { callRoute } = await import('../protocol/client.ts')
+  return callRoute(await targetOf(options), contract, input)
+}
+
+/**
+ * Calls a route whose body is a document the operator wrote (a case file), sent as written: the
+ * collector checks it and names each problem in its 400.
+ */
+export async function apiWithDocument<R extends RouteContract>(
+  options: ApiOptions,
+  contract: R,
+  input: Omit<CallOf<R>, 'body'>,
+  document: unknown,
+): Promise<AnswerOf<R>> {
+  const { callWithDocument } = await import('../protocol/client.ts')
+  return callWithDocument(await targetOf(options), contract, input, document)
 }
 
 /** The contract table, loaded with the client when a command calls. */

@@ -17,7 +17,7 @@ import { untilSignal } from '../common/signals.ts'
 import { admin } from '../protocol/api/index.ts'
 import { call, readTokenFile } from '../protocol/client.ts'
 import { DEFAULT_COLLECTOR_URL, DEFAULT_TOKEN_FILE } from './api-options.ts'
-import { formatFleet } from './collector.ts'
+import { formatFleet } from './commands/fleet-usage.ts'
 import { refuseSharedDataDir } from './preflight.ts'
 
 export interface DemoOptions {

@@ -1,10 +1,27 @@
-/** The `tally` command line. */
+/** The `tally` command line: the table of command families, and commander built from it. */
 import { Command, CommanderError } from 'commander'
-import { agentCommand } from '../agent/cli.ts'
 import { AGENT_VERSION } from '../agent/version.ts'
-import { caseCommand, oiosCommand } from './cases.ts'
-import { adminCommand, collectorCommand, fleetCommand, usageCommand } from './collector.ts'
-import { registerCommand } from './register.ts'
+import { buildCommand, type CommandEntry } from './command-table.ts'
+import { adminCommands } from './commands/admin.ts'
+import { agentCommands } from './commands/agent.ts'
+import { caseCommands, oiosCommands } from './commands/cases.ts'
+import { collectorCommands } from './commands/collector.ts'
+import { demoCommand } from './commands/demo.ts'
+import { fleetCommand, usageCommand } from './commands/fleet-usage.ts'
+import { registerCommands } from './commands/register.ts'
+
+/** Every command of `tally`, in the order --help lists them. */
+export const COMMANDS: readonly CommandEntry[] = [
+  demoCommand,
+  collectorCommands,
+  agentCommands,
+  adminCommands,
+  fleetCommand,
+  usageCommand,
+  caseCommands,
+  oiosCommands,
+  registerCommands,
+]
 
 export function program(): Command {
   const tally = new Command('tally')
@@ -13,30 +30,7 @@ export function program(): Command {
         'collector that stores them in ClickHouse. Start with `tally demo` on one machine.',
     )
     .version(AGENT_VERSION)
-  tally
-    .command('demo')
-    .description(
-      'Run a collector on the embedded engine and an agent for this host, enrolled ' +
-        'automatically (what `npm start` runs). Needs no root and no ClickHouse server.',
-    )
-    .option('-c, --config <file>', 'collector YAML config file')
-    .option('-p, --port <port>', 'collector port (default 8080)', Number)
-    .option('-d, --data-dir <dir>', 'data directory (default ./data)')
-    .option('-i, --interval <seconds>', 'agent interval in seconds (default 10)', Number)
-    .action(
-      async (options: { config?: string; port?: number; dataDir?: string; interval?: number }) => {
-        const { runDemo } = await import('./demo.ts')
-        await runDemo(options)
-      },
-    )
-  tally.addCommand(collectorCommand())
-  tally.addCommand(agentCommand())
-  tally.addCommand(adminCommand())
-  tally.addCommand(fleetCommand())
-  tally.addCommand(usageCommand())
-  tally.addCommand(caseCommand())
-  tally.addCommand(oiosCommand())
-  tally.addCommand(registerCommand())
+  for (const entry of COMMANDS) tally.addCommand(buildCommand(entry))
   return tally
 }
 

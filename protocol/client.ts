@@ -83,8 +83,24 @@ function refusal(method: string, path: string, status: number, text: string): Ap
   )
 }
 
-function pathWithQuery(contract: RouteContract, call: CallOf<RouteContract>): string {
-  const path = pathOf(contract, call.params as Record<string, string> | undefined)
+/** A call as it goes on the wire, whatever its route. */
+interface WireCall {
+  readonly params?: Readonly<Record<string, string>> | undefined
+  readonly query?: Readonly<Record<string, string | number | undefined>> | undefined
+  readonly body?: unknown
+  readonly headers?: Readonly<Record<string, string>> | undefined
+}
+
+/**
+ * A route's call in its wire form. CallOf<R> is a conditional type, which TypeScript cannot
+ * relate to WireCall while R is generic; every CallOf<R> has this shape, so this is the one
+ * place that says so.
+ */
+const wireOf = <R extends RouteContract>(input: CallOf<R> | Omit<CallOf<R>, 'body'>): WireCall =>
+  input as WireCall
+
+function pathWithQuery(contract: RouteContract, call: WireCall): string {
+  const path = pathOf(contract, call.params)
   const query = new URLSearchParams()
   for (const [key, value] of Object.entries(call.query ?? {})) {
     if (value !== undefined) query.set(key, String(value))
@@ -98,7 +114,7 @@ async function request(
   method: 'GET' | 'POST',
   path: string,
   body: unknown,
-  headers: Record<string, string> = {},
+  headers: Readonly<Record<string, string>> = {},
 ): Promise<unknown> {
   const response = await send(
     target,
@@ -125,13 +141,15 @@ async function request(
   }
 }
 
-/** Calls one route of the API; the answer is parsed by its schema. */
-export async function call<R extends RouteContract>(
+/**
+ * The call on the wire, and its answer parsed by the route's schema: the one place where the
+ * answer's type is stated, after the schema of that type accepted it.
+ */
+async function answerOf<R extends RouteContract>(
   target: ApiTarget,
   contract: R,
-  ...[input]: CallOf<R> extends { params: unknown } | { body: unknown } ? [CallOf<R>] : [CallOf<R>?]
+  given: WireCall,
 ): Promise<AnswerOf<R>> {
-  const given = (input ?? {}) as CallOf<RouteContract>
   const path = pathWithQuery(contract, given)
   const parsed = await request(target, contract.method, path, given.body, given.headers)
   const schema = contract.answer.schema
@@ -143,6 +161,36 @@ export async function call<R extends RouteContract>(
     )
   }
   return answer.data as AnswerOf<R>
+}
+
+/** Calls one route of the API; the answer is parsed by its schema. */
+export function callRoute<R extends RouteContract>(
+  target: ApiTarget,
+  contract: R,
+  input?: CallOf<R>,
+): Promise<AnswerOf<R>> {
+  return answerOf(target, contract, input === undefined ? {} : wireOf<R>(input))
+}
+
+/** As callRoute; the input may be left out only for a route that takes no parameters nor body. */
+export const call = <R extends RouteContract>(
+  target: ApiTarget,
+  contract: R,
+  ...[input]: CallOf<R> extends { params: unknown } | { body: unknown } ? [CallOf<R>] : [CallOf<R>?]
+): Promise<AnswerOf<R>> => answerOf(target, contract, input === undefined ? {} : wireOf<R>(input))
+
+/**
+ * Calls a route whose body is a document an operator wrote (a case file), sent as written: the
+ * collector checks it against the same schema and names each problem in its 400, so the
+ * operator reads one set of messages whichever side would have found them.
+ */
+export function callWithDocument<R extends RouteContract>(
+  target: ApiTarget,
+  contract: R,
+  input: Omit<CallOf<R>, 'body'>,
+  document: unknown,
+): Promise<AnswerOf<R>> {
+  return answerOf(target, contract, { ...wireOf<R>(input), body: document })
 }
 
 /** GET of a file (an export's content): the bytes as they are. */

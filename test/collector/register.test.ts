@@ -12,7 +12,8 @@ import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import pino from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
-import { registerCommand } from '../../cli/register.ts'
+import { buildCommand } from '../../cli/command-table.ts'
+import { registerCommands } from '../../cli/commands/register.ts'
 import type { Role } from '../../collector/auth/roles.ts'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { DomainError } from '../../collector/errors.ts'
@@ -870,7 +871,7 @@ describe('the auditor verifies locally', () => {
       const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
       process.exitCode = undefined
       try {
-        await registerCommand().parseAsync([
+        await buildCommand(registerCommands).parseAsync([
           'node',
           'register',
           ...args,
@@ -918,7 +919,7 @@ describe('the auditor verifies locally', () => {
       })
       const e = vi.spyOn(process.stderr, 'write').mockImplementation(() => true)
       try {
-        await registerCommand().parseAsync([
+        await buildCommand(registerCommands).parseAsync([
           'node',
           'register',
           'verify',

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { migrationScript } from '../../cli/migrate.ts'
+import { migrationScript } from '../../cli/commands/migrate.ts'
 import { openStore, type Store } from '../../collector/store/client.ts'
 import {
   ClusterRenderError,
@@ -346,9 +346,10 @@ const run = promisify(execFile)
 async function tallyMigrate(args: string[], env: Record<string, string> = {}) {
   const program = `
     import { Command } from 'commander'
-    import { migrateCommand } from './cli/migrate.ts'
+    import { buildCommand } from './cli/command-table.ts'
+    import { migrateCommand } from './cli/commands/migrate.ts'
     const tally = new Command('tally').exitOverride()
-    tally.addCommand(new Command('collector').addCommand(migrateCommand()))
+    tally.addCommand(new Command('collector').addCommand(buildCommand(migrateCommand)))
     try {
       await tally.parseAsync(process.argv.slice(1), { from: 'user' })
     } catch (err) {
