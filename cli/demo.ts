@@ -88,6 +88,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       'Tally demo: a collector and an agent for this host.',
       '',
       `  collector   ${collector.url}   (embedded ClickHouse engine)`,
+      `  console     ${collector.url}/console/   (sign in with a user token)`,
       `  data        ${collector.dataDir}`,
       `  admin token ${collector.adminTokenFile}`,
       `  2nd admin   ${secondAdminFile}   (demo only: confirms what the first proposes)`,
