@@ -35,6 +35,12 @@ export const PAGES = [
     load: () => import('./approvals.js'),
   },
   { path: 'cases', title: 'My cases', roles: 'any', load: () => import('./cases.js') },
+  {
+    path: 'register',
+    title: 'Register',
+    roles: ['auditor', 'admin', 'approver', 'oios_investigator', 'oios_chief'],
+    load: () => import('./register.js'),
+  },
   { path: 'case', title: 'Case', roles: 'any', hidden: true, load: () => import('./case.js') },
 ]
 
