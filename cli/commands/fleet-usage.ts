@@ -41,9 +41,10 @@ export const usageCommand: CommandSpec<UsageOptions> = {
   name: 'usage',
   description:
     'Site usage (tier A) as GET /v1/usage answers it: bytes, packets and new flows per site, ' +
-    'time step and grouping, only for buckets to which at least k hosts contributed ' +
-    '(usage.k); smaller ones are folded into "other", itself shown only from k hosts ' +
-    '(operator or admin)',
+    'time step and grouping, summed from released cells only. A cell is one site, minute and ' +
+    'value of each grouping; it is released, usage.release_after_seconds after its minute, ' +
+    'when at least k hosts (usage.k) contributed to it, and the smaller cells of a site and ' +
+    'minute are summed into "other", itself released only from k hosts (operator or admin)',
   options: [
     {
       flags: '--by <grouping>',
@@ -54,15 +55,17 @@ export const usageCommand: CommandSpec<UsageOptions> = {
     { flags: '--site <name>', description: 'only this site (default: every site)' },
     {
       flags: '--from <time>',
-      description: 'start, ISO 8601 or seconds since 1970 (default: an hour before --to)',
+      description:
+        'start, ISO 8601 or seconds since 1970, widened to a whole minute (default: an hour before --to)',
     },
     {
       flags: '--to <time>',
-      description: 'end, ISO 8601 or seconds since 1970 (default: now)',
+      description: 'end, ISO 8601 or seconds since 1970, widened to a whole minute (default: now)',
     },
     {
       flags: '--step <seconds>',
-      description: 'bucket length in seconds, at least 10 (default: the whole range)',
+      description:
+        'seconds each row sums, a whole number of minutes (default: the whole range in one row)',
     },
     ...API_OPTIONS,
   ],

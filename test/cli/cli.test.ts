@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ProposalAnswer, ProposalDecided, ReplacedToken } from '../../protocol/api/admin.ts'
 import { CollectorProcess, freePort, tmp } from '../e2e/harness.ts'
 
 const ROOT = new URL('../../', import.meta.url).pathname
@@ -23,6 +24,12 @@ async function tally(args: string[], env: Record<string, string> = {}) {
     const failed = err as { code: number; stdout: string; stderr: string }
     return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr }
   }
+}
+
+/** A field the answer's schema leaves optional, which this answer must have. */
+function given<T>(value: T | null | undefined, field: string): T {
+  if (value === null || value === undefined) throw new Error(`the answer has no ${field}`)
+  return value
 }
 
 describe('help', () => {
@@ -113,7 +120,7 @@ describe('admin commands against a running collector', () => {
       '--json',
       ...admin,
     ])
-    const provisional = (JSON.parse(extra.stdout) as { token: string }).token
+    const provisional = given(ProposalAnswer.parse(JSON.parse(extra.stdout)).token, 'token')
     const replaced = await tally([
       'admin',
       'replace-token',
@@ -123,7 +130,7 @@ describe('admin commands against a running collector', () => {
       '--token',
       provisional,
     ])
-    const secondAdmin = (JSON.parse(replaced.stdout) as { token: string }).token
+    const secondAdmin = ReplacedToken.parse(JSON.parse(replaced.stdout)).token
     const operator = await tally([
       'admin',
       'user',
@@ -135,11 +142,11 @@ describe('admin commands against a running collector', () => {
       '--json',
       ...admin,
     ])
-    const proposed = JSON.parse(operator.stdout) as { proposal_id: string; token_part: string }
+    const proposed = ProposalAnswer.parse(JSON.parse(operator.stdout))
     const confirmed = await tally([
       'admin',
       'confirm-role',
-      proposed.proposal_id,
+      given(proposed.proposal_id, 'proposal_id'),
       '--json',
       '--collector',
       collector.url,
@@ -147,7 +154,7 @@ describe('admin commands against a running collector', () => {
       secondAdmin,
     ])
     expect(confirmed.code, confirmed.stderr).toBe(0)
-    const operatorToken = `${proposed.token_part}${(JSON.parse(confirmed.stdout) as { token_part: string }).token_part}`
+    const operatorToken = `${proposed.token_part}${ProposalDecided.parse(JSON.parse(confirmed.stdout)).token_part}`
     const fleet = await tally(['fleet', '--collector', collector.url, '--token', operatorToken])
     expect(fleet).toMatchObject({ code: 0, stdout: 'no agents enrolled\n' })
 

@@ -7,9 +7,12 @@
  */
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildCommand } from '../../cli/command-table.ts'
 import { usageCommand } from '../../cli/commands/fleet-usage.ts'
 import { USAGE_DIMENSIONS } from '../../collector/store/usage.ts'
-import type { HostBatch, UsageContribution } from '../../protocol/v1.ts'
+import { agents } from '../../protocol/api/index.ts'
+import { call } from '../../protocol/client.ts'
+import type { EnrollResponse, HostBatch, UsageContribution } from '../../protocol/v1.ts'
 import { CollectorProcess, freePort, tmp } from '../e2e/harness.ts'
 import { awaitRelease, RELEASE_ENV, RELEASE_WAIT_MS } from '../e2e/usage-release.ts'
 import { tally } from './run-tally.ts'
@@ -45,15 +48,13 @@ describe('tally usage', () => {
       [usage('https', 3000)],
       [usage('https', 4000)],
     ]
-    const agents: { agent_id: string; credential: string }[] = []
-    for (const i of plan.keys()) {
-      const enrolled = await fetch(`${collector.url}/v1/agents/enroll`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ hostname: `ws-${i}`, agent_version: '0.1.0-test' }),
+    const enrollment = { collectorUrl: collector.url, token }
+    const hosts: { agent: EnrollResponse; contributions: UsageContribution[] }[] = []
+    for (const [i, contributions] of plan.entries()) {
+      const agent = await call(enrollment, agents.enrollAgent, {
+        body: { hostname: `ws-${i}`, agent_version: '0.1.0-test' },
       })
-      expect(enrolled.status).toBe(201)
-      agents.push((await enrolled.json()) as { agent_id: string; credential: string })
+      hosts.push({ agent, contributions })
     }
     // Usage counts only from a batch that started within the release delay of its arrival, so
     // the interval is taken now, after the slow part (a loaded machine may take longer than the
@@ -62,8 +63,8 @@ describe('tally usage', () => {
     const start = Math.floor(Date.now() / 1000) - 2
     from = new Date((start - 600) * 1000).toISOString()
     to = new Date((start + 600) * 1000).toISOString()
-    for (const [i, contributions] of plan.entries()) {
-      const { agent_id, credential } = agents[i] as { agent_id: string; credential: string }
+    for (const { agent, contributions } of hosts) {
+      const { agent_id, credential } = agent
       const batch: HostBatch = {
         version: 1,
         agent_id,
@@ -157,5 +158,17 @@ describe('tally usage', () => {
   it('offers the groupings the API has', () => {
     const by = usageCommand.options?.find((o) => o.flags.startsWith('--by '))
     expect(by?.choices).toEqual([...USAGE_DIMENSIONS])
+  })
+})
+
+describe('tally usage --help', () => {
+  it('says what the API sums: released cells of a minute, and steps of whole minutes', () => {
+    const help = buildCommand(usageCommand).helpInformation().replace(/\s+/g, ' ')
+    expect(help).toContain('summed from released cells only')
+    expect(help).toContain('A cell is one site, minute and value of each grouping')
+    expect(help).toContain('a whole number of minutes')
+    // The k rule holds per cell of one minute, not per row of the answer.
+    expect(help).not.toMatch(/bucket/i)
+    expect(help).not.toContain('at least 10')
   })
 })
