@@ -172,7 +172,12 @@ function buildApp(
     if (err instanceof DomainError) {
       // Not logged: which register failed, and for which case, would tell the ITSD's log about
       // OIOS's work; the store's own failure is in the store's log.
-      if (err.failure === 'unavailable') c.header('Retry-After', retryAfter)
+      if (err.failure === 'unavailable') {
+        c.header('Retry-After', retryAfter)
+        // A register that could not be written because the store cannot take writes makes
+        // /readyz say so, as the store's own failure does.
+        if (isStoreUnavailable(err.cause)) writes.failed(err.cause)
+      }
       return problemOf(c, err)
     }
     // A store that cannot work now (full, read-only, unreachable, overloaded) is a 503 the
