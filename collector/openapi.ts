@@ -93,15 +93,19 @@ const SECURITY: Record<Security, Record<string, string[]>[]> = {
   none: [],
 }
 
-/** A strict query schema as OpenAPI query parameters (unknown parameters are a 400). */
+/**
+ * A strict query schema as OpenAPI query parameters (unknown parameters are a 400); a property's
+ * description is the parameter's.
+ */
 function queryParameters(schema: z.ZodType) {
   const object = z.toJSONSchema(schema, { io: 'input' }) as {
     properties?: Record<string, JsonSchema>
     required?: string[]
   }
-  return Object.entries(object.properties ?? {}).map(([name, property]) => ({
+  return Object.entries(object.properties ?? {}).map(([name, { description, ...property }]) => ({
     name,
     in: 'query',
+    ...(typeof description === 'string' ? { description } : {}),
     required: object.required?.includes(name) ?? false,
     schema: property,
   }))
@@ -145,7 +149,7 @@ function operation(contract: RouteContract) {
   const parameters = [
     ...(contract.parameters ?? []),
     ...(contract.query === undefined ? [] : queryParameters(contract.query)),
-    ...(contract.queryParameters ?? []),
+    ...(contract.serviceQuery === undefined ? [] : queryParameters(contract.serviceQuery)),
   ]
   return {
     operationId: contract.operationId,

@@ -331,15 +331,6 @@ export const RegisterHeadAnswer = z.strictObject({
 })
 export type RegisterHeadAnswer = z.infer<typeof RegisterHeadAnswer>
 
-/**
- * GET /v1/agents/grants query: the size of the register head the agent kept (0: none yet). An
- * agent that sends it gets `register` in the answer; one that does not (older agents, whose
- * strict schema would refuse an unknown field) gets the grants alone.
- */
-export const GrantsPollQuery = z.strictObject({
-  register_size: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-})
-
 /** The grants poll's answer to an agent that sent `register_size`. */
 export const AgentGrantsPoll = AgentGrants.extend({ register: RegisterHeadAnswer.optional() })
 export type AgentGrantsPoll = z.infer<typeof AgentGrantsPoll>

@@ -277,6 +277,7 @@ export const replaceOwnToken = route({
   summary: "Replace the caller's own token (any user; the only thing a provisional token may do)",
   security: 'user',
   roles: 'any',
+  provisionalToken: true,
   status: 201,
   answer: { description: 'the new token, shown once', schema: ReplacedToken },
   errors: { '401': AUTH_ERRORS['401'] },

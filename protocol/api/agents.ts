@@ -1,7 +1,8 @@
-/** The agent's side of the API: enrollment, ingest and the grants poll (protocol v1). */
-import { AgentGrants } from '../grants.ts'
+/**
+ * The agent's side of the API: enrollment and ingest (protocol v1). Its grants poll is the
+ * cases' (protocol/api/cases.ts): it lists the capture grants of active cases.
+ */
 import {
-  AgentGrantsPoll,
   EnrollRequest,
   EnrollResponse,
   HostBatch,
@@ -85,38 +86,6 @@ export const ingest = route({
   },
 })
 
-export const agentGrants = route({
-  method: 'GET',
-  path: '/v1/agents/grants',
-  operationId: 'agentGrants',
-  summary: 'The grants this agent must run now; anything not listed must stop',
-  description:
-    'Signed capture grants (EdDSA JWS, verified with the key pinned at enrollment) of ' +
-    'active cases naming this agent. A closed, expired or suspended case drops out at once.',
-  security: 'agent',
-  queryParameters: [
-    {
-      name: 'register_size',
-      in: 'query',
-      required: false,
-      description:
-        'the size of the ITSD register head the agent kept (0: none). With it the answer ' +
-        'also carries `register`: the latest signed head, the RFC 6962 proof from that ' +
-        'size, and the register key; without it (older agents), the grants alone',
-      schema: { type: 'integer', minimum: 0 },
-    },
-  ],
-  status: 200,
-  answer: {
-    description: 'the grants (and with register_size, the register head)',
-    schema: AgentGrantsPoll,
-  },
-  errors: {
-    '400': 'register_size is not an integer >= 0 (`invalid_request`)',
-    '401': 'no credential, or an unknown, wrong or revoked one (`unauthenticated`)',
-  },
-})
-
 export const AGENT_REQUESTS = {
   HostBatch,
   HostSample,
@@ -128,6 +97,4 @@ export const AGENT_RESPONSES = {
   IngestAck,
   SeqConflict,
   EnrollResponse,
-  AgentGrants,
-  AgentGrantsPoll,
 }

@@ -1,11 +1,13 @@
 /**
  * Investigations (bulletin sections 8 and 9): the requests that open a case and move it, step
- * for step, and the case as the collector answers it.
+ * for step, the case as the collector answers it, and the agents' side of an active case: the
+ * capture grants they poll.
  */
 import { z } from 'zod'
-import { CATEGORIES } from '../grants.ts'
+import { AgentGrants, CATEGORIES } from '../grants.ts'
+import { AgentGrantsPoll } from '../v1.ts'
 import { AUTH_ERRORS, idParameter, type Parameter, route } from './contract.ts'
-import { CASE_KINDS, CASE_STATES } from './names.ts'
+import { CASE_KINDS, CASE_STATES, ROLES } from './names.ts'
 
 export const Person = z.strictObject({
   name: z.string().min(1).max(200),
@@ -211,7 +213,7 @@ const opening = <const P extends string, const B extends z.ZodType>(
     summary,
     description,
     security: 'user',
-    roles: 'any',
+    roles: ROLES,
     body,
     status: 201,
     answer: { description: 'the case', schema: Case },
@@ -233,7 +235,7 @@ const step = <const S extends string, const B extends z.ZodType>(
     summary,
     description,
     security: 'user',
-    roles: 'any',
+    roles: ROLES,
     parameters: [caseId],
     body,
     status: 200,
@@ -253,7 +255,7 @@ export const listCases = route({
     'to OIOS investigators, the OIOS Chief, and ITSD designees whose 9.2e designations ' +
     'cover every category of the case.',
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   status: 200,
   answer: { description: 'the cases, most recently changed first', schema: CaseList },
   errors: { '401': AUTH_ERRORS['401'] },
@@ -304,7 +306,7 @@ export const getCase = route({
     'Reading a case applies time to it: an ended window makes it `expired`, an overdue ' +
     'written request after an emergency makes it `suspended`; both revoke its grants.',
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   parameters: [caseId],
   status: 200,
   answer: { description: 'the case', schema: Case },
@@ -396,7 +398,7 @@ export const getAccessGrant = route({
   operationId: 'getAccessGrant',
   summary: "The investigator's access grant for an active case (the investigator only)",
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   parameters: [caseId],
   status: 200,
   answer: { description: 'the access grant', schema: AccessGrant },
@@ -418,7 +420,7 @@ export const designateForOios = route({
     'One designee and at most two alternates per resource category; the designated ' +
     'user holds the oios_designee role.',
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   body: Designation,
   status: 201,
   answer: { description: "the category's designees after this one", schema: Designations },
@@ -429,6 +431,46 @@ export const designateForOios = route({
       'the category already has its designee or two alternates (`designation_limit`), ' +
       'or the user is already designated for it (`already_designated`)',
     '503': CASE_ERRORS['503'],
+  },
+})
+
+/**
+ * The grants poll's query: the size of the register head the agent kept (0: none yet). An agent
+ * that sends it gets `register` in the answer; one that does not (older agents, whose strict
+ * schema would refuse an unknown field) gets the grants alone.
+ */
+export const GrantsPollQuery = z.strictObject({
+  register_size: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .optional()
+    .describe(
+      'the size of the ITSD register head the agent kept (0: none). With it the answer ' +
+        'also carries `register`: the latest signed head, the RFC 6962 proof from that ' +
+        'size, and the register key; without it (older agents), the grants alone',
+    ),
+})
+
+export const agentGrants = route({
+  method: 'GET',
+  path: '/v1/agents/grants',
+  operationId: 'agentGrants',
+  summary: 'The grants this agent must run now; anything not listed must stop',
+  description:
+    'Signed capture grants (EdDSA JWS, verified with the key pinned at enrollment) of ' +
+    'active cases naming this agent. A closed, expired or suspended case drops out at once.',
+  security: 'agent',
+  query: GrantsPollQuery,
+  status: 200,
+  answer: {
+    description: 'the grants (and with register_size, the register head)',
+    schema: AgentGrantsPoll,
+  },
+  errors: {
+    '400': 'register_size is not an integer >= 0 (`invalid_request`)',
+    '401': 'no credential, or an unknown, wrong or revoked one (`unauthenticated`)',
   },
 })
 
@@ -446,4 +488,11 @@ export const CASE_REQUESTS = {
   OiosOpening,
   Designation,
 }
-export const CASE_RESPONSES = { Case, CaseList, AccessGrant, Designations }
+export const CASE_RESPONSES = {
+  Case,
+  CaseList,
+  AccessGrant,
+  Designations,
+  AgentGrants,
+  AgentGrantsPoll,
+}

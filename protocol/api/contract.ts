@@ -1,8 +1,8 @@
 /**
  * The shape of one route of the collector's public API, written once: what it takes (path and
  * header parameters, query, body) and what it answers, with the zod schemas of both. The
- * collector generates its OpenAPI document from these (collector/openapi.ts) and will bind its
- * handlers to them; the command line calls the API through them (cli/client.ts) and gets answers
+ * collector generates its OpenAPI document from these (collector/openapi.ts) and serves each
+ * route's handler with its contract (collector/contract.ts); the command line calls the API through them (protocol/client.ts) and gets answers
  * parsed by the same schemas, so neither side casts.
  */
 import type { z } from 'zod'
@@ -38,16 +38,24 @@ export interface RouteContract {
   readonly description?: string
   readonly security: Security
   /**
-   * The roles the route's guard lets through ('any': every authenticated user, the service
-   * decides); absent for routes not guarded by a user's role.
+   * The roles the route's guard lets through: a user holding one of them ('any': every
+   * authenticated user, one holding no role included); absent for routes no user calls.
    */
   readonly roles?: readonly Role[] | 'any'
+  /** The one route a provisional token (one that passed through another person) may call. */
+  readonly provisionalToken?: true
   /** Path and header parameters, in the document's order (query ones follow). */
   readonly parameters?: readonly Parameter[]
-  /** The query, a strict object schema: each property is a query parameter. */
+  /**
+   * The query, a strict object schema: each property is a query parameter. The collector parses
+   * it before the route acts on it; an unknown or invalid parameter is a 400.
+   */
   readonly query?: z.ZodType
-  /** Query parameters documented by hand, for routes whose query is parsed by the route. */
-  readonly queryParameters?: readonly Parameter[]
+  /**
+   * A query checked by the service instead, after the caller's access (drill-down: every value
+   * against the access grant, a widening refused and registered): the schema documents it.
+   */
+  readonly serviceQuery?: z.ZodType
   readonly body?: z.ZodType
   /** The success answer. */
   readonly status: 200 | 201

@@ -48,7 +48,7 @@ export const ROUTES: readonly RouteContract[] = [
   cases.closeCase,
   cases.getAccessGrant,
   cases.designateForOios,
-  agents.agentGrants,
+  cases.agentGrants,
   register.registerPublicKey,
   register.registerEntries,
   register.registerCheckpoints,

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod'
 import { AUTH_ERRORS, type Parameter, route } from './contract.ts'
-import { MAX_PAGE, REGISTER_READERS, REGISTERS } from './names.ts'
+import { MAX_PAGE, REGISTER_READERS, REGISTERS, ROLES } from './names.ts'
 
 export const CountersignRequest = z.strictObject({
   by: z.string().min(1).max(200),
@@ -14,6 +14,27 @@ export const CountersignRequest = z.strictObject({
     x: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url Ed25519 public key'),
   }),
   signature: z.string().regex(/^[A-Za-z0-9_-]{86}$/, 'must be a base64url Ed25519 signature'),
+})
+
+const size = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
+
+/** A page of entries: from a seq, at most `limit` of them, of one case or all. */
+export const EntriesQuery = z.strictObject({
+  from: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(Number.MAX_SAFE_INTEGER)
+    .optional()
+    .describe('the first seq to return'),
+  limit: z.coerce.number().int().min(1).max(MAX_PAGE).optional(),
+  case_id: z.string().min(1).max(200).optional().describe("only this case's entries"),
+})
+
+/** The two tree sizes of a consistency proof; `to` at or above `from` (checked by the route). */
+export const ConsistencyQuery = z.strictObject({
+  from: size.describe('the size of the kept head'),
+  to: size.optional().describe('the size of the newer head (default: the latest signed one)'),
 })
 
 export const RegisterEntry = z.strictObject({
@@ -124,30 +145,9 @@ export const registerEntries = route({
   summary: 'A page of register entries, in order (register readers)',
   description: 'Reading the register is not itself registered.',
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   parameters: [registerParameter],
-  queryParameters: [
-    {
-      name: 'from',
-      in: 'query',
-      required: false,
-      description: 'the first seq to return',
-      schema: { type: 'integer', minimum: 1 },
-    },
-    {
-      name: 'limit',
-      in: 'query',
-      required: false,
-      schema: { type: 'integer', minimum: 1, maximum: MAX_PAGE },
-    },
-    {
-      name: 'case_id',
-      in: 'query',
-      required: false,
-      description: "only this case's entries",
-      schema: { type: 'string', minLength: 1, maxLength: 200 },
-    },
-  ],
+  query: EntriesQuery,
   status: 200,
   answer: { description: 'the entries', schema: RegisterEntries },
   errors: { '400': 'an unknown or invalid query parameter', ...REGISTER_ERRORS },
@@ -159,7 +159,7 @@ export const registerCheckpoints = route({
   operationId: 'registerCheckpoints',
   summary: 'The signed checkpoints (tree heads) of a register (register readers)',
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   parameters: [registerParameter],
   status: 200,
   answer: { description: 'the checkpoints', schema: CheckpointList },
@@ -173,7 +173,7 @@ export const signCheckpoint = route({
   summary: 'Sign a checkpoint at the current size (register readers)',
   description: 'Refused when the stored chain does not verify.',
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   parameters: [registerParameter],
   status: 201,
   answer: {
@@ -196,7 +196,7 @@ export const countersignCheckpoint = route({
     "The signature is the countersigner's Ed25519 signature over the checkpoint's " +
     'canonical {register, size, root, ts}, checked with the public key given.',
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   parameters: [
     registerParameter,
     {
@@ -231,24 +231,9 @@ export const registerConsistency = route({
     '(default: the latest signed head) extends it. The verifier checks it against both ' +
     'signed roots itself.',
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   parameters: [registerParameter],
-  queryParameters: [
-    {
-      name: 'from',
-      in: 'query',
-      required: true,
-      description: 'the size of the kept head',
-      schema: { type: 'integer', minimum: 0 },
-    },
-    {
-      name: 'to',
-      in: 'query',
-      required: false,
-      description: 'the size of the newer head (default: the latest signed one)',
-      schema: { type: 'integer', minimum: 0 },
-    },
-  ],
+  query: ConsistencyQuery,
   status: 200,
   answer: { description: 'the proof', schema: ConsistencyProof },
   errors: {
@@ -267,7 +252,7 @@ export const verifyRegister = route({
   operationId: 'verifyRegister',
   summary: 'Recompute the hash chain, the Merkle tree and every checkpoint (register readers)',
   security: 'user',
-  roles: 'any',
+  roles: ROLES,
   parameters: [registerParameter],
   status: 200,
   answer: {

@@ -115,46 +115,31 @@ const ACCESS_ERRORS = {
     '(`case_not_active`)',
   '503': REGISTER_DOWN,
 }
-const TIME = { type: 'string', description: 'ISO 8601 with an offset, or epoch milliseconds' }
-const narrowing = (category: 'flows' | 'dns' | 'web'): Parameter[] => [
-  { name: 'from', in: 'query', required: false, schema: TIME },
-  { name: 'to', in: 'query', required: false, schema: TIME },
-  { name: 'agent_id', in: 'query', required: false, schema: { type: 'string' } },
-  {
-    name: 'address',
-    in: 'query',
-    required: false,
-    description: "one of the subject's addresses in the grant",
-    schema: { type: 'string' },
-  },
-  ...(category === 'dns'
-    ? []
-    : ([
-        {
-          name: 'port',
-          in: 'query',
-          required: false,
-          schema: { type: 'integer', minimum: 0, maximum: 65535 },
-        },
-      ] satisfies Parameter[])),
-  ...(category === 'flows'
-    ? ([
-        {
-          name: 'protocol',
-          in: 'query',
-          required: false,
-          description: 'an IP protocol number, or tcp, udp, icmp, icmpv6',
-          schema: { type: 'string' },
-        },
-      ] satisfies Parameter[])
-    : []),
-  {
-    name: 'limit',
-    in: 'query',
-    required: false,
-    schema: { type: 'integer', minimum: 1, maximum: MAX_DRILL_LIMIT, default: 1000 },
-  },
-]
+const instant = z.string().describe('ISO 8601 with an offset, or epoch milliseconds')
+const port = z.coerce.number().int().min(0).max(65535)
+
+/**
+ * What a drill-down may narrow, by category: the grant's scope comes from the access grant
+ * alone; each of these may only narrow it. Checked by the collector against the grant, after
+ * the caller's access (collector/restricted/narrowing.ts).
+ */
+export const drillQuery = (category: 'flows' | 'dns' | 'web') =>
+  z.strictObject({
+    from: instant.optional(),
+    to: instant.optional(),
+    agent_id: z.string().optional(),
+    address: z.string().optional().describe("one of the subject's addresses in the grant"),
+    ...(category === 'dns' ? {} : { port: port.optional() }),
+    ...(category === 'flows'
+      ? {
+          protocol: z
+            .string()
+            .optional()
+            .describe('an IP protocol number, or tcp, udp, icmp, icmpv6'),
+        }
+      : {}),
+    limit: z.coerce.number().int().min(1).max(MAX_DRILL_LIMIT).default(1000),
+  })
 
 const READER_DESCRIPTION =
   "The case's receiving official with their own token, or its investigator with the access " +
@@ -175,7 +160,7 @@ const drill = <const C extends 'flows' | 'dns' | 'web', const S extends z.ZodTyp
     security: 'user',
     roles: INVESTIGATORS,
     parameters: [path('id', "the case's id"), grantHeader],
-    queryParameters: narrowing(category),
+    serviceQuery: drillQuery(category),
     status: 200,
     answer: { description: 'the records', schema: answer },
     errors: {
