@@ -218,8 +218,10 @@ export async function download(
 }
 
 /**
- * A call by method and path, for the register audit (collector/register/audit.ts), which walks
- * pages by path and parses what it reads itself; everything else calls a route through `call`.
+ * A call by method and path whose answer is not parsed here: for the register audit
+ * (collector/register/audit.ts), which treats the collector as a party it does not trust, walks
+ * its pages by path and judges every answer's shape itself, so that a malformed answer is a
+ * finding of the audit rather than a client error. Everything else calls a route through `call`.
  */
 export const callPath = (
   target: ApiTarget,
