@@ -33,6 +33,11 @@ export const PROTO_TCP = 6
 export const PROTO_UDP = 17
 export const PROTO_ICMPV6 = 58
 
+/** TCP flag bits, as in DecodedPacket.tcpFlags. */
+export const TCP_FIN = 0x01
+export const TCP_SYN = 0x02
+export const TCP_RST = 0x04
+
 /** Link-layer header types (tcpdump.org/linktypes.html) that the decoder knows. */
 export const LINKTYPE_NULL = 0
 export const LINKTYPE_ETHERNET = 1

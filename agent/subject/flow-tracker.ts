@@ -12,7 +12,7 @@
  */
 import type { FlowRecord } from '../../protocol/grants.ts'
 import { addressAt, formatAddress } from '../decode/address.ts'
-import type { DecodedPacket } from '../decode/packet.ts'
+import { type DecodedPacket, TCP_FIN, TCP_RST } from '../decode/packet.ts'
 import type { VerifiedGrant } from '../grants/verify.ts'
 import { communityId } from './community-id.ts'
 import { flowRecord, type Granted } from './records.ts'
@@ -20,9 +20,6 @@ import { flowRecord, type Granted } from './records.ts'
 export const FLOW_IDLE_MS = 30_000
 /** How long a closed (RST, or FIN both ways) flow lingers for its last ACKs. */
 export const FLOW_CLOSE_LINGER_MS = 1_000
-
-const TCP_FIN = 0x01
-const TCP_RST = 0x04
 
 interface Flow {
   start: number

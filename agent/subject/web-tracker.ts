@@ -6,7 +6,7 @@
  */
 import type { WebRecord } from '../../protocol/grants.ts'
 import { formatAddress } from '../decode/address.ts'
-import type { DecodedPacket } from '../decode/packet.ts'
+import { type DecodedPacket, TCP_FIN, TCP_RST, TCP_SYN } from '../decode/packet.ts'
 import type { VerifiedGrant } from '../grants/verify.ts'
 import { type Granted, webRecord } from './records.ts'
 import {
@@ -21,10 +21,6 @@ const TLS_MAX_SEGMENTS = 16
 const TLS_TIMEOUT_MS = 5_000
 /** Directions remembered as inspected; beyond, the set starts over. */
 const MAX_INSPECTED = 65_536
-
-const TCP_FIN = 0x01
-const TCP_SYN = 0x02
-const TCP_RST = 0x04
 
 interface PendingHello {
   ts: number
