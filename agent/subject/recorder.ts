@@ -23,10 +23,6 @@ import { PacketKeeper } from './packet-keeper.ts'
 import { emptyRecords, type SubjectRecords } from './records.ts'
 import { WebTracker } from './web-tracker.ts'
 
-export { DNS_ANSWER_TIMEOUT_MS } from './dns-tracker.ts'
-export { FLOW_CLOSE_LINGER_MS, FLOW_IDLE_MS } from './flow-tracker.ts'
-export { PCAP_SEGMENT_MAX_BYTES } from './packet-keeper.ts'
-
 export interface RecorderOptions {
   /** The subject's addresses: a packet touching none of them is not used. */
   subject: readonly string[]
