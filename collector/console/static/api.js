@@ -7,9 +7,12 @@ export function setCsrfToken(token) {
   csrfToken = token
 }
 
-/** Calls the API; resolves to { ok, status, body } whatever the status (never throws on 4xx). */
-export async function api(path, { method = 'GET', body } = {}) {
-  const headers = { Accept: 'application/json' }
+/**
+ * Calls the API; resolves to { ok, status, body } whatever the status (never throws on 4xx).
+ * `headers`: extra request headers (an investigator's access grant, kept in page memory).
+ */
+export async function api(path, { method = 'GET', body, headers: extra = {} } = {}) {
+  const headers = { ...extra, Accept: 'application/json' }
   if (body !== undefined) headers['Content-Type'] = 'application/json'
   if (method !== 'GET' && method !== 'HEAD') headers['X-CSRF-Token'] = csrfToken
   let res

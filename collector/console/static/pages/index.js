@@ -34,6 +34,18 @@ export const PAGES = [
     roles: ['approver', 'oios_chief'],
     load: () => import('./approvals.js'),
   },
+  {
+    path: 'investigate',
+    title: 'Investigations',
+    roles: ['itsd_investigator', 'oios_investigator'],
+    load: () => import('./investigate.js'),
+  },
+  {
+    path: 'receive',
+    title: 'Receive bundles',
+    roles: ['receiving_official'],
+    load: () => import('./receive.js'),
+  },
   { path: 'cases', title: 'My cases', roles: 'any', load: () => import('./cases.js') },
   {
     path: 'register',
