@@ -26,8 +26,9 @@ import type { Store } from './store/client.ts'
 /**
  * Path prefixes the collector serves that are not part of its v1 JSON API: the web console's
  * pages and session routes (collector/console/) answer HTML and set cookies for a browser, and
- * have no contract. The OpenAPI document and the served-routes-against-contracts check leave
- * them out here, and nowhere else.
+ * have no contract, so the OpenAPI document (made from the contracts) does not name them. The
+ * checks that the app serves exactly the contracts leave them out by this list, and nowhere
+ * else (test/collector/contract.test.ts, test/collector/openapi.test.ts).
  */
 export const OUTSIDE_THE_API = ['/console'] as const
 

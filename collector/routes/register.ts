@@ -12,29 +12,14 @@
  * a checkpoint and countersigning one are not registered either: they add signatures over the
  * register, not accesses to anyone's data.
  */
-import { type Context, Hono } from 'hono'
-import { z } from 'zod'
-import { REGISTER_READERS } from '../../protocol/api/names.ts'
-import { CountersignRequest } from '../../protocol/api/register.ts'
-import { requireUser } from '../auth/middleware.ts'
-import { ROLES, type Role } from '../auth/roles.ts'
+import type { Context } from 'hono'
+import { MAX_PAGE, REGISTER_READERS } from '../../protocol/api/names.ts'
+import * as api from '../../protocol/api/register.ts'
+import { ContractRoutes, queryRefusal } from '../contract.ts'
 import { DomainError } from '../errors.ts'
-import { type CollectorEnv, jsonBody, zodIssues } from '../http.ts'
-import { isRegisterName, MAX_PAGE, type Register, type RegisterName } from '../register/register.ts'
+import type { CollectorEnv } from '../http.ts'
+import { isRegisterName, type Register, type RegisterName } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
-
-const ALL_READERS: readonly Role[] = [...REGISTER_READERS.itsd, ...REGISTER_READERS.oios]
-
-const EntriesQuery = z.strictObject({
-  from: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
-  limit: z.coerce.number().int().min(1).max(MAX_PAGE).optional(),
-  case_id: z.string().min(1).max(200).optional(),
-})
-
-const ConsistencyQuery = z.strictObject({
-  from: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  to: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-})
 
 /** The 404 the app gives for any unknown path, so a hidden register looks like none at all. */
 const notFound = (c: Context) =>
@@ -42,10 +27,10 @@ const notFound = (c: Context) =>
 
 /**
  * The register a request names, if this user may read it; otherwise throws the refusal (404 for
- * an unknown register and for `oios` to anyone outside OIOS, 403 for `itsd`).
+ * an unknown register and for `oios` to anyone outside OIOS, 403 for `itsd`). Asked before the
+ * query or body is read, so that `oios` answers ITSD roles the same 404 whatever they send.
  */
-function registerFor(c: Context<CollectorEnv>): RegisterName {
-  const name = c.req.param('register') ?? ''
+function registerFor(c: Context<CollectorEnv>, name: string): RegisterName {
   if (!isRegisterName(name)) throw notFound(c)
   const readers = REGISTER_READERS[name]
   if (c.get('user').roles.some((r) => readers.includes(r))) return name
@@ -57,51 +42,44 @@ function registerFor(c: Context<CollectorEnv>): RegisterName {
   )
 }
 
-/** The request's query against `schema`, or the 400 that names the parameters. */
-function queryOf<S extends z.ZodType>(c: Context, schema: S, expected: string): z.output<S> {
-  const query = schema.safeParse(c.req.query())
-  if (!query.success) {
-    throw new DomainError('invalid', 'invalid_request', expected, {
-      issues: zodIssues(query.error),
-    })
-  }
-  return query.data
-}
-
+/**
+ * Every user holding a role gets through the guard (the contracts' ROLES); which register they
+ * may see is decided per request, so that `oios` answers 404 (not 403) to ITSD roles.
+ */
 export function registerRoutes(store: Store, register: Register) {
-  // Authenticate anyone; which register they may see is decided per request, so that `oios`
-  // answers 404 (not 403) to ITSD roles.
-  const anyone = requireUser(store, ROLES)
   return (
-    new Hono<CollectorEnv>()
-      .get('/v1/register/public-key', requireUser(store, ALL_READERS), (c) =>
-        c.json(register.publicKeyJwk()),
+    new ContractRoutes(store)
+      // The key is kept as a JWK of strings; the contract names its fields.
+      .serve(api.registerPublicKey, () => api.RegisterPublicKey.parse(register.publicKeyJwk()))
+      .serve(
+        api.registerEntries,
+        async ({ c, params, query }) => {
+          const name = registerFor(c, params.register)
+          return register.entriesPage(name, query())
+        },
+        {
+          refuseQuery: queryRefusal(
+            'invalid_request',
+            `query parameters: from (seq, >= 1), limit (1-${MAX_PAGE}), case_id`,
+          ),
+        },
       )
-      .get('/v1/register/:register/entries', anyone, async (c) => {
-        const name = registerFor(c)
-        const query = queryOf(
-          c,
-          EntriesQuery,
-          `query parameters: from (seq, >= 1), limit (1-${MAX_PAGE}), case_id`,
-        )
-        return c.json(await register.entriesPage(name, query))
+      .serve(api.registerCheckpoints, async ({ c, params }) => {
+        const name = registerFor(c, params.register)
+        return { checkpoints: await register.checkpoints(name) }
       })
-      .get('/v1/register/:register/checkpoints', anyone, async (c) => {
-        const name = registerFor(c)
-        return c.json({ checkpoints: await register.checkpoints(name) })
-      })
-      .post('/v1/register/:register/checkpoints', anyone, async (c) => {
-        const name = registerFor(c)
+      .serve(api.signCheckpoint, async ({ c, user, params }) => {
+        const name = registerFor(c, params.register)
         const checkpoint = await register.checkpoint(name)
         c.get('log')?.info(
-          { register: name, size: checkpoint.size, user_id: c.get('user').user_id },
+          { register: name, size: checkpoint.size, user_id: user.user_id },
           'register checkpoint signed',
         )
-        return c.json(checkpoint, 201)
+        return checkpoint
       })
-      .post('/v1/register/:register/checkpoints/:size/countersign', anyone, async (c) => {
-        const name = registerFor(c)
-        const size = Number(c.req.param('size'))
+      .serve(api.countersignCheckpoint, async ({ c, user, params, body }) => {
+        const name = registerFor(c, params.register)
+        const size = Number(params.size)
         if (!Number.isSafeInteger(size) || size < 0) {
           throw new DomainError(
             'invalid',
@@ -109,32 +87,40 @@ export function registerRoutes(store: Store, register: Register) {
             'size must be a checkpoint size (an integer)',
           )
         }
-        const { by, public_key, signature } = await jsonBody(c, CountersignRequest)
+        const { by, public_key, signature } = await body()
         const checkpoint = await register.countersign(name, size, by, public_key, signature)
         c.get('log')?.info(
-          { register: name, size, by, user_id: c.get('user').user_id },
+          { register: name, size, by, user_id: user.user_id },
           'register checkpoint countersigned',
         )
-        return c.json(checkpoint)
+        return checkpoint
       })
       // RFC 6962 PROOF(from, to) over the stored entries, for a verifier who kept the head at
       // `from`; `to` defaults to the latest signed head. The verifier checks it against both
       // signed roots itself: this route is trusted for nothing.
-      .get('/v1/register/:register/consistency', anyone, async (c) => {
-        const name = registerFor(c)
-        const { from, to } = queryOf(
-          c,
-          ConsistencyQuery,
-          'query parameters: from (a tree size, >= 0, required), to (a tree size >= from)',
-        )
-        if (to !== undefined && to < from) {
-          throw new DomainError('invalid', 'invalid_request', `to (${to}) is below from (${from})`)
-        }
-        return c.json(await register.consistency(name, from, to))
-      })
-      .get('/v1/register/:register/verify', anyone, async (c) => {
-        const name = registerFor(c)
-        return c.json(await register.verify(name))
-      })
+      .serve(
+        api.registerConsistency,
+        async ({ c, params, query }) => {
+          const name = registerFor(c, params.register)
+          const { from, to } = query()
+          if (to !== undefined && to < from) {
+            throw new DomainError(
+              'invalid',
+              'invalid_request',
+              `to (${to}) is below from (${from})`,
+            )
+          }
+          return register.consistency(name, from, to)
+        },
+        {
+          refuseQuery: queryRefusal(
+            'invalid_request',
+            'query parameters: from (a tree size, >= 0, required), to (a tree size >= from)',
+          ),
+        },
+      )
+      .serve(api.verifyRegister, async ({ c, params }) =>
+        register.verify(registerFor(c, params.register)),
+      ).app
   )
 }

@@ -7,6 +7,7 @@ import Ajv2020 from 'ajv/dist/2020.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { bodyCaps, capFor, DEFAULT_CAP } from '../../collector/body-caps.ts'
+import { isApiPath } from '../../collector/contract.ts'
 import { type Harness, makeBatch, openHarness } from './harness.ts'
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'] as const
@@ -54,11 +55,14 @@ const documented = (d: Document): string[] =>
     METHODS.filter((m) => item[m] !== undefined).map((m) => `${m.toUpperCase()} ${path}`),
   )
 
-/** `METHOD /path/{param}` for every endpoint of the app (middleware entries are method ALL). */
+/**
+ * `METHOD /path/{param}` for every endpoint of the API the app serves (middleware entries are
+ * method ALL); the web console's pages are not part of it (collector/contract.ts OUTSIDE_THE_API).
+ */
 const served = (): string[] => [
   ...new Set(
     h.app.routes
-      .filter((r) => r.method !== 'ALL')
+      .filter((r) => r.method !== 'ALL' && isApiPath(r.path))
       .map((r) => `${r.method} ${r.path.replace(/:([A-Za-z0-9_]+)/g, '{$1}')}`),
   ),
 ]
