@@ -233,6 +233,31 @@ describe.skipIf(!HAVE_CHROMIUM)(
       expect((await pageVerify()).ok).toBe(true)
     })
 
+    it('a register that grew since the kept head: the browser checks the consistency proof and both say OK', async () => {
+      const kept = await cliVerify()
+      expect(kept.report.ok).toBe(true)
+      for (let i = 0; i < 5; i++) {
+        await h.collector.register.append({
+          register: 'itsd',
+          kind: 'test.note',
+          actor: auditor.user_id,
+          details: { note: `later ${i}` },
+        })
+      }
+      // Proofs from the kept size (an odd one, not a power of two) to the new head, checked here.
+      const seen = await pageVerify()
+      expect(seen.ok, JSON.stringify(seen.problems)).toBe(true)
+      await eventually(() => page.locator('#verification').textContent()).toContain(
+        `extends the head this browser kept at size ${kept.report.size}`,
+      )
+      const cli = await cliVerify()
+      expect(cli.code).toBe(0)
+      expect(seen.summary).toBe(
+        `register itsd: ${cli.report.entries} entries, ${cli.report.checkpoints} checkpoints, ` +
+          `root ${cli.report.root.slice(0, 16)}…: OK`,
+      )
+    })
+
     it('the tail rolled back with its checkpoints: only the kept heads see it, and both name it alike', async () => {
       const before = await cliVerify()
       expect(before.report.ok).toBe(true)
