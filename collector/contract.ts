@@ -98,6 +98,18 @@ export interface ServeOptions {
   before?: readonly MiddlewareHandler<CollectorEnv>[]
   /** How an agent's credential is checked (default: one lookup per request). */
   authenticateAgent?: (credential: string) => Promise<AgentIdentity | undefined>
+  /**
+   * How the body is read and refused, for a body that is not the request's text as JSON (an
+   * agent's batch: gzip, capped while inflating); default jsonBody's reading and 400s.
+   */
+  bodyReader?: BodyReader
+}
+
+export interface BodyReader {
+  /** The body as JSON, or the refusal that says why it is not. */
+  read: (c: Context<CollectorEnv>) => Promise<unknown>
+  /** The 400 of a body the contract's schema does not take. */
+  refuse: (error: z.ZodError) => DomainError
 }
 
 /** The routes of one family, each registered by `serve` with its contract. */
@@ -115,7 +127,7 @@ export class ContractRoutes {
     options: ServeOptions = {},
   ): this {
     const answer: MiddlewareHandler<CollectorEnv> = async (c) => {
-      const input = new RequestInput(c, contract, options.refuseQuery ?? firstQueryProblem)
+      const input = new RequestInput(c, contract, options)
       const answered = await handler(input.request() as ContractRequest<R>)
       input.checkRead()
       if (answered instanceof Response) return answered
@@ -158,14 +170,14 @@ export class ContractRoutes {
 class RequestInput {
   readonly #c: Context<CollectorEnv>
   readonly #contract: RouteContract
-  readonly #refuseQuery: QueryRefusal
+  readonly #options: ServeOptions
   #queryRead = false
   #bodyRead = false
 
-  constructor(c: Context<CollectorEnv>, contract: RouteContract, refuseQuery: QueryRefusal) {
+  constructor(c: Context<CollectorEnv>, contract: RouteContract, options: ServeOptions) {
     this.#c = c
     this.#contract = contract
-    this.#refuseQuery = refuseQuery
+    this.#options = options
   }
 
   request(): Record<string, unknown> {
@@ -188,13 +200,17 @@ class RequestInput {
   #query(schema: z.ZodType): unknown {
     this.#queryRead = true
     const parsed = schema.safeParse(this.#c.req.query())
-    if (!parsed.success) throw this.#refuseQuery(parsed.error)
+    if (!parsed.success) throw (this.#options.refuseQuery ?? firstQueryProblem)(parsed.error)
     return parsed.data
   }
 
-  #body(schema: z.ZodType): Promise<unknown> {
+  async #body(schema: z.ZodType): Promise<unknown> {
     this.#bodyRead = true
-    return jsonBody(this.#c, schema)
+    const reader = this.#options.bodyReader
+    if (reader === undefined) return jsonBody(this.#c, schema)
+    const parsed = schema.safeParse(await reader.read(this.#c))
+    if (!parsed.success) throw reader.refuse(parsed.error)
+    return parsed.data
   }
 
   /** A handler that answered without reading the input its contract takes is a bug. */
