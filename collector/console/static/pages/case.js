@@ -102,7 +102,91 @@ const ACTIONS = [
       { name: 'justification', label: 'Justification', multiline: true },
     ],
   },
+  {
+    step: 'notice',
+    title: 'Record the notice to the staff member (8.5a)',
+    roles: ['approver'],
+    states: ['approved'],
+    endpoint: 'notice',
+    schema: 'Notice',
+    submit: 'Record the notice',
+    fields: [
+      {
+        name: 'method',
+        label: 'How the notice was given',
+        type: 'radio',
+        options: [
+          ['in_person', 'In person, before a witness'],
+          ['outbox', 'Through the outbox (webhook or mail; on record once delivered)'],
+        ],
+        help: 'The staff member and the supervisor are told before any access (8.5a); only then are grants issued. Not by the requester or the investigator.',
+      },
+      {
+        name: 'given_by',
+        label: 'Given by',
+        inPerson: true,
+        help: 'Who told the staff member and the supervisor.',
+      },
+      {
+        name: 'witness',
+        label: 'Witness',
+        inPerson: true,
+        help: 'Someone other than who gave it, present when it was given: the notice’s evidence.',
+      },
+      {
+        name: 'given_at',
+        label: 'Given at',
+        type: 'datetime-local',
+        inPerson: true,
+        now: true,
+        help: 'When it was given: not in the future, not before the approval.',
+      },
+      {
+        name: 'to',
+        label: 'Given to',
+        type: 'checks',
+        inPerson: true,
+        options: [
+          ['staff_member', 'the staff member'],
+          ['supervisor', 'the supervisor'],
+        ],
+        help: 'Who was told, in person.',
+      },
+    ],
+  },
+  {
+    step: 'close',
+    title: 'Close the case (8.5f)',
+    may: mayClose,
+    states: ['requested', 'approved', 'active'],
+    endpoint: 'closing',
+    schema: 'Closing',
+    submit: 'Close the case',
+    fields: [
+      {
+        name: 'outcome',
+        label: 'Outcome',
+        multiline: true,
+        help: 'What came of the case; the staff member is told through the outbox. Closing ends every grant at once and purges the case’s tier I data, export bundles not yet received included: deliver before closing.',
+      },
+    ],
+  },
 ]
+
+/**
+ * Who may close (docs/cases.md, "Who may close a case"): the page offers the step to them; the
+ * preflight and the collector have the exact rule.
+ */
+function mayClose(doc, user) {
+  const has = (role) => user.roles.includes(role)
+  if (doc.kind === 'oios') return has('oios_investigator') || has('oios_chief')
+  return (
+    has('approver') ||
+    user.user_id === doc.requester ||
+    user.user_id === doc.investigator ||
+    (doc.kind === 'technical' && has('itsd_lead'))
+  )
+}
 
 const STATE_TEXT = {
   requested: 'filed; nothing may happen yet',
@@ -133,14 +217,41 @@ export async function render(view, ctx) {
     history(doc),
   )
   view.append(await registerEntries(doc, ctx))
+  const onward = onwardLinks(doc, ctx.user)
+  if (onward !== undefined) view.append(onward)
   const actions = ACTIONS.filter(
     (a) =>
-      a.roles.some((r) => ctx.user.roles.includes(r)) &&
+      (a.may ? a.may(doc, ctx.user) : a.roles.some((r) => ctx.user.roles.includes(r))) &&
       a.states.includes(doc.state) &&
       (!a.emergency || doc.emergency),
   )
   if (actions.length > 0) view.append(h('h2', {}, 'Steps you may take'))
   for (const action of actions) view.append(await actionSection(doc, action, view, ctx))
+}
+
+/** The investigator's and the receiving official's own pages for this case. */
+function onwardLinks(doc, user) {
+  const links = []
+  const id = encodeURIComponent(doc.case_id)
+  if (doc.investigator === user.user_id && doc.state === 'active')
+    links.push(
+      h('li', {}, h('a', { href: `#/investigate/${id}` }, 'Investigate: drill-down and export')),
+    )
+  if (doc.receiving_official === user.user_id)
+    links.push(
+      h(
+        'li',
+        {},
+        h('a', { href: `#/receive/${id}` }, 'Receive an export bundle: download, check, receipt'),
+      ),
+    )
+  if (links.length === 0) return undefined
+  return h(
+    'section',
+    { 'aria-labelledby': 'onward-title' },
+    h('h2', { id: 'onward-title' }, 'Your part in this case'),
+    h('ul', {}, links),
+  )
 }
 
 function details(doc) {
@@ -264,9 +375,82 @@ async function registerEntries(doc, { api }) {
   return section
 }
 
-const localValue = (iso) => {
+/** An instant as a datetime-local value in this browser's zone, to the minute (16) or second (19). */
+const localValue = (iso, length = 16) => {
   const d = new Date(iso)
-  return new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16)
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, length)
+}
+
+/** A field of a step: its element, its inputs and how to read its value. */
+function actionField(prefix, f, doc) {
+  const id = `${prefix}-${f.name}`
+  if (f.type === 'radio' || f.type === 'checks') return choiceField(id, f)
+  const input = f.multiline
+    ? h('textarea', { name: f.name, required: !f.optional })
+    : h('input', {
+        type: f.type ?? 'text',
+        name: f.name,
+        required: !f.optional,
+        step: f.now ? '1' : undefined,
+        value: initialValue(f, doc),
+      })
+  const read = () => {
+    const v = input.value.trim()
+    return f.type === 'datetime-local' && v !== '' ? new Date(v).toISOString() : v
+  }
+  return {
+    spec: f,
+    input,
+    read,
+    el: field({ id, path: f.name, label: f.label, help: f.help, input }),
+  }
+}
+
+function initialValue(f, doc) {
+  if (f.type !== 'datetime-local') return undefined
+  // To the second, rounded up: a time shown as "now" must not fall before a step just taken
+  // (the notice follows the approval); the collector allows a minute of clock skew ahead.
+  if (f.now) return localValue(new Date(Math.ceil(Date.now() / 1000) * 1000).toISOString(), 19)
+  return f.optional ? undefined : localValue(doc.window.end)
+}
+
+/** Radio buttons (one value) or checkboxes (a list) in a fieldset, its legend the label. */
+function choiceField(id, f) {
+  const type = f.type === 'radio' ? 'radio' : 'checkbox'
+  const helpId = `${id}-help`
+  // showProblems finds a field's error slot by its input's id: the first box's.
+  const errorId = `${id}-${f.options[0][0]}-error`
+  const boxes = f.options.map(([value], i) =>
+    h('input', {
+      type,
+      id: `${id}-${value}`,
+      name: id,
+      value,
+      checked: type === 'checkbox' || i === 0,
+      'data-path': i === 0 ? f.name : undefined,
+      'aria-describedby': `${helpId} ${errorId}`,
+    }),
+  )
+  const el = h(
+    'fieldset',
+    { class: 'checks' },
+    h('legend', {}, f.label),
+    boxes.map((box, i) => h('span', {}, box, h('label', { for: box.id }, f.options[i][1]))),
+    h('p', { class: 'help', id: helpId }, f.help),
+    h('p', { class: 'field-error', id: errorId, hidden: true }),
+  )
+  const read = () => {
+    const chosen = boxes.filter((b) => b.checked).map((b) => b.value)
+    return type === 'radio' ? chosen[0] : chosen
+  }
+  return { spec: f, input: boxes[0], boxes, read, el }
+}
+
+/** The schema a body is checked against: the branch of a union its `method` names. */
+function branchOf(schema, value) {
+  const branches = schema.oneOf ?? schema.anyOf
+  if (branches === undefined) return schema
+  return branches.find((b) => b.properties?.method?.const === value.method) ?? schema
 }
 
 async function actionSection(doc, action, view, ctx) {
@@ -276,22 +460,14 @@ async function actionSection(doc, action, view, ctx) {
     { id: `${prefix}-preflight`, class: 'help', role: 'note' },
     'Checking whether this step is possible…',
   )
-  const inputs = action.fields.map((f) => {
-    const input = f.multiline
-      ? h('textarea', { name: f.name, required: !f.optional })
-      : h('input', {
-          type: f.type ?? 'text',
-          name: f.name,
-          required: !f.optional,
-          value:
-            f.type === 'datetime-local' && !f.optional ? localValue(doc.window.end) : undefined,
-        })
-    return {
-      spec: f,
-      input,
-      el: field({ id: `${prefix}-${f.name}`, path: f.name, label: f.label, help: f.help, input }),
-    }
-  })
+  const inputs = action.fields.map((f) => actionField(prefix, f, doc))
+  const method = inputs.find((i) => i.spec.name === 'method')
+  // In person: who gave it, the witness, when, to whom. Through the outbox: nothing more.
+  const inPerson = () => method === undefined || method.read() === 'in_person'
+  const showInPerson = () => {
+    for (const i of inputs) if (i.spec.inPerson) i.el.hidden = !inPerson()
+  }
+  for (const box of method?.boxes ?? []) box.addEventListener('change', showInPerson)
   const button = h('button', { type: 'submit', 'aria-describedby': note.id }, action.submit)
   const form = h(
     'form',
@@ -301,10 +477,11 @@ async function actionSection(doc, action, view, ctx) {
   )
   const body = () => {
     const out = {}
-    for (const { spec, input } of inputs) {
-      const v = input.value.trim()
+    for (const { spec, read } of inputs) {
+      if (spec.inPerson && !inPerson()) continue
+      const v = read()
       if (v === '' && spec.optional) continue
-      out[spec.name] = spec.type === 'datetime-local' && v !== '' ? new Date(v).toISOString() : v
+      out[spec.name] = v
     }
     return out
   }
@@ -335,7 +512,7 @@ async function actionSection(doc, action, view, ctx) {
     event.preventDefault()
     alertText('')
     const value = body()
-    const problems = validate(schema, value)
+    const problems = validate(branchOf(schema, value), value)
     if (showProblems(form, problems).length > 0 || problems.length > 0) {
       alertText(
         `${action.title}: ${problems.map((p) => `${p.path || 'form'}: ${p.message}`).join('; ')}`,
