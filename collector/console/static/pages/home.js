@@ -12,7 +12,8 @@ const ROLE_TEXT = {
     'Work inside a grant: the investigator’s pages come later; use the CLI meanwhile.',
   receiving_official:
     'Receive the records and sign the receipt: pages come later; use the CLI meanwhile.',
-  auditor: 'Verify the register: pages come later; use `tally register verify` meanwhile.',
+  auditor:
+    'Verify the register in this browser (Register): the same checks as `tally register verify`.',
   admin: 'Administer users, roles and agents: use the CLI (`tally admin`).',
   operator: 'Fleet and usage: see Grafana or `tally fleet`.',
   oios_designee: 'See the OIOS cases your designations cover (My cases).',
