@@ -3,28 +3,26 @@
  * ITSD roles, OIOS chiefs for OIOS roles: auth/administration.ts), and every user's own token.
  * The same routes serve both sides, so nothing in a route or a counter tells OIOS work apart.
  */
-import { Hono } from 'hono'
 import { z } from 'zod'
-import {
-  EnrollTokenRequest,
-  ProposalState,
-  RoleProposalRequest,
-  UserRequest,
-} from '../../protocol/api/admin.ts'
+import * as api from '../../protocol/api/admin.ts'
+import { ROLES } from '../../protocol/api/names.ts'
 import type { RoleAdministration } from '../auth/administration.ts'
 import { revokeAgent } from '../auth/agents.ts'
 import { createEnrollToken } from '../auth/enrollment.ts'
-import { requireUser } from '../auth/middleware.ts'
-import { ROLES } from '../auth/roles.ts'
-import type { AuthenticatedUser } from '../auth/users.ts'
 import type { CollectorConfig } from '../config.ts'
+import { ContractRoutes } from '../contract.ts'
 import { DomainError } from '../errors.ts'
-import { type CollectorEnv, jsonBody } from '../http.ts'
 import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 
 const ID = /^[a-z]-[0-9a-f]{16}$/
 const RoleParam = z.enum(ROLES)
+
+/** An id that cannot be one is a 404 like an unknown one, before anything is read. */
+const knownId = (what: string, id: string): string => {
+  if (!ID.test(id)) throw new DomainError('not_found', 'not_found', `no ${what} ${id}`)
+  return id
+}
 
 export function adminRoutes(
   store: Store,
@@ -32,20 +30,10 @@ export function adminRoutes(
   register: Register,
   administration: RoleAdministration,
 ) {
-  const administrators = requireUser(store, ['admin', 'oios_chief'])
-  const itsdAdmins = requireUser(store, ['admin'])
-  const actor = (c: { get(key: 'user'): unknown }) => c.get('user') as AuthenticatedUser
-  /** An id that cannot be one is a 404 like an unknown one, before anything is read. */
-  const knownId = (what: string, id: string): string => {
-    if (!ID.test(id)) throw new DomainError('not_found', 'not_found', `no ${what} ${id}`)
-    return id
-  }
-
   return (
-    new Hono<CollectorEnv>()
-      .post('/v1/admin/enroll-tokens', itsdAdmins, async (c) => {
-        const request = await jsonBody(c, EnrollTokenRequest)
-        const user = actor(c)
+    new ContractRoutes(store)
+      .serve(api.createEnrollToken, async ({ c, user, body }) => {
+        const request = await body()
         const ttlHours = request.ttl_hours ?? config.enrollment.token_ttl_hours
         const maxUses = request.max_uses ?? config.enrollment.token_max_uses
         const issued = await createEnrollToken(
@@ -69,11 +57,10 @@ export function adminRoutes(
           { token_id: issued.token_id, site: issued.site },
           'enrollment token created',
         )
-        return c.json(issued, 201)
+        return issued
       })
-      .post('/v1/admin/agents/:id/revoke', itsdAdmins, async (c) => {
-        const id = c.req.param('id')
-        const user = actor(c)
+      .serve(api.revokeAgent, async ({ c, user, params }) => {
+        const id = params.id
         await revokeAgent(store, id, Date.now(), () =>
           register.append({
             register: 'itsd',
@@ -83,70 +70,57 @@ export function adminRoutes(
           }),
         )
         c.get('log').info({ agent_id: id }, 'agent revoked')
-        return c.json({ agent_id: id, revoked: true })
+        return { agent_id: id, revoked: true as const }
       })
       // Users and roles: proposals, confirmations, revocations.
-      .post('/v1/admin/users', administrators, async (c) => {
-        const request = await jsonBody(c, UserRequest)
-        const answer = await administration.propose(actor(c), request)
+      .serve(api.proposeUser, async ({ c, user, body }) => {
+        const answer = await administration.propose(user, await body())
         c.get('log').info(
           { user_id: answer.user_id, proposal_id: answer.proposal_id, state: answer.state },
           'user proposed',
         )
-        return c.json(answer, 201)
+        return answer
       })
-      .get('/v1/admin/users', administrators, async (c) =>
-        c.json({ users: await administration.users(actor(c)) }),
-      )
-      .post('/v1/admin/users/:id/roles', administrators, async (c) => {
-        const request = await jsonBody(c, RoleProposalRequest)
-        const id = knownId('user', c.req.param('id'))
-        const answer = await administration.propose(actor(c), { user_id: id, ...request })
-        return c.json(answer, 201)
+      .serve(api.listUsers, async ({ user }) => ({ users: await administration.users(user) }))
+      .serve(api.proposeRoles, async ({ user, params, body }) => {
+        const request = await body()
+        const id = knownId('user', params.id)
+        return administration.propose(user, { user_id: id, ...request })
       })
-      .post('/v1/admin/users/:id/roles/:role/revoke', administrators, async (c) => {
-        const role = RoleParam.safeParse(c.req.param('role'))
+      .serve(api.revokeRole, async ({ user, params }) => {
+        const role = RoleParam.safeParse(params.role)
         if (!role.success) {
-          throw new DomainError('not_found', 'not_found', `no role ${c.req.param('role')}`)
+          throw new DomainError('not_found', 'not_found', `no role ${params.role}`)
         }
-        const id = knownId('user', c.req.param('id'))
-        const roles = await administration.revokeRole(actor(c), id, role.data)
-        return c.json({ user_id: id, roles })
+        const id = knownId('user', params.id)
+        const roles = await administration.revokeRole(user, id, role.data)
+        return { user_id: id, roles }
       })
-      .post('/v1/admin/users/:id/revoke', administrators, async (c) => {
-        const id = knownId('user', c.req.param('id'))
-        await administration.revokeUser(actor(c), id)
+      .serve(api.revokeUser, async ({ c, user, params }) => {
+        const id = knownId('user', params.id)
+        await administration.revokeUser(user, id)
         c.get('log').info({ user_id: id }, 'user revoked')
-        return c.json({ user_id: id, revoked: true })
+        return { user_id: id, revoked: true as const }
       })
-      .get('/v1/admin/proposals', administrators, async (c) => {
-        const query = ProposalState.safeParse(c.req.query())
-        if (!query.success) {
-          throw new DomainError(
-            'invalid',
-            'invalid_query',
-            `unknown or invalid query parameter: ${query.error.issues[0]?.message}`,
-          )
-        }
-        return c.json({ proposals: await administration.proposals(actor(c), query.data.state) })
-      })
-      .post('/v1/admin/proposals/:id/confirm', administrators, async (c) => {
-        const id = knownId('proposal', c.req.param('id'))
-        const answer = await administration.confirm(actor(c), id)
+      .serve(api.listProposals, async ({ user, query }) => ({
+        proposals: await administration.proposals(user, query().state),
+      }))
+      .serve(api.confirmProposal, async ({ c, user, params }) => {
+        const id = knownId('proposal', params.id)
+        const answer = await administration.confirm(user, id)
         c.get('log').info({ proposal_id: id }, 'proposal confirmed')
-        return c.json({
+        return {
           ...answer.proposal,
           ...(answer.token_part ? { token_part: answer.token_part } : {}),
-        })
+        }
       })
-      .post('/v1/admin/proposals/:id/reject', administrators, async (c) => {
-        const id = knownId('proposal', c.req.param('id'))
-        return c.json(await administration.reject(actor(c), id))
-      })
+      .serve(api.rejectProposal, async ({ user, params }) =>
+        administration.reject(user, knownId('proposal', params.id)),
+      )
       // Anyone's own token, provisional ones included (that is how they stop being provisional).
-      .post('/v1/users/me/token', requireUser(store, 'any', { provisional: true }), async (c) => {
-        const token = await administration.replaceToken(actor(c))
-        return c.json({ user_id: actor(c).user_id, token }, 201)
-      })
+      .serve(api.replaceOwnToken, async ({ user }) => ({
+        user_id: user.user_id,
+        token: await administration.replaceToken(user),
+      })).app
   )
 }

@@ -88,6 +88,53 @@ describe('query refusals keep their answers', () => {
     expect(await exact(path, everyone)).toEqual({ status: 400, body })
   })
 
+  it.each([
+    [
+      '/v1/admin/proposals?state=bogus',
+      'unknown or invalid query parameter: Invalid option: expected one of "proposed"|"confirmed"|"rejected"',
+    ],
+    ['/v1/admin/proposals?x=1', 'unknown or invalid query parameter: Unrecognized key: "x"'],
+    [
+      '/v1/fleet?site=' + 'a'.repeat(64),
+      'unknown or invalid query parameter: Too big: expected string to have <=63 characters',
+    ],
+    ['/v1/fleet?x=1', 'unknown or invalid query parameter: Unrecognized key: "x"'],
+  ])('GET %s names the first problem', async (path, message) => {
+    expect(await exact(path, everyone)).toEqual({
+      status: 400,
+      body: JSON.stringify({ error: 'invalid_query', message }),
+    })
+  })
+
+  it('usage names every problem', async () => {
+    expect(await exact('/v1/usage?step=5&by=hosts', everyone)).toEqual({
+      status: 400,
+      body: JSON.stringify({
+        error: 'invalid_query',
+        message: 'invalid usage query',
+        issues: [
+          {
+            path: 'by',
+            message:
+              'Invalid option: expected one of "service"|"peer_class"|"transport"|"ip_version"|"direction"',
+          },
+          { path: 'step', message: 'Too small: expected number to be >=10' },
+        ],
+      }),
+    })
+    expect(await exact('/v1/usage?from=1700000000&to=1600000000&step=90', everyone)).toEqual({
+      status: 400,
+      body: JSON.stringify({
+        error: 'invalid_query',
+        message: 'invalid usage query',
+        issues: [
+          { path: 'from', message: 'must be before to' },
+          { path: 'step', message: 'must be a whole number of minutes (a multiple of 60 s)' },
+        ],
+      }),
+    })
+  })
+
   it('the grants poll names its parameter and gives no issues', async () => {
     expect(await exact('/v1/agents/grants?register_size=-1', agent.credential)).toEqual({
       status: 400,
