@@ -91,28 +91,29 @@ interface RunContext {
   datagrams: number
 }
 
+/** A figure is undefined when the run could not measure it (JSON drops it). */
 interface ToolSummary {
   tool: string
   status: 'ok' | 'not installed' | 'failed'
-  aptPackage?: string
+  aptPackage?: string | undefined
   command?: string
   packets: number
   runs: number[]
-  bestWallSeconds?: number
-  medianWallSeconds?: number
-  mppsBestWall?: number
-  mppsMedianWall?: number
-  peakRssMiB?: number
-  cpuSecondsBestRun?: number
+  bestWallSeconds?: number | undefined
+  medianWallSeconds?: number | undefined
+  mppsBestWall?: number | undefined
+  mppsMedianWall?: number | undefined
+  peakRssMiB?: number | undefined
+  cpuSecondsBestRun?: number | undefined
   /** User + system CPU seconds, median over the runs (GNU time only). */
-  cpuSecondsMedian?: number
+  cpuSecondsMedian?: number | undefined
   /** Packets / median CPU seconds: what one core does when it is not shared. */
-  mppsPerCpuSecond?: number
-  inProcessMppsBest?: number
-  inProcessMppsMedian?: number
-  reported?: Record<string, number>
+  mppsPerCpuSecond?: number | undefined
+  inProcessMppsBest?: number | undefined
+  inProcessMppsMedian?: number | undefined
+  reported?: Record<string, number> | undefined
   notes: string[]
-  error?: string
+  error?: string | undefined
 }
 
 function findExecutable(name: string): string | undefined {
@@ -137,7 +138,10 @@ function median(values: number[]): number {
 }
 
 /** Parses `/usr/bin/time -v` output. */
-function parseGnuTime(text: string): { peakRss?: number; cpuSeconds?: number } {
+function parseGnuTime(text: string): {
+  peakRss: number | undefined
+  cpuSeconds: number | undefined
+} {
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(text)
   const user = /User time \(seconds\): ([\d.]+)/.exec(text)
   const system = /System time \(seconds\): ([\d.]+)/.exec(text)

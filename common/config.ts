@@ -164,8 +164,9 @@ function maskUrl(text: string, pathIsSecret: boolean): string {
 
 export interface LoadOptions {
   /** A YAML file; absent means defaults and environment only. */
-  file?: string
-  env?: NodeJS.ProcessEnv
+  file?: string | undefined
+  /** Absent means the process's environment. */
+  env?: NodeJS.ProcessEnv | undefined
 }
 
 /**

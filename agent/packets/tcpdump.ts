@@ -38,16 +38,16 @@ export interface LiveCaptureOptions {
   /** BPF filter expression, compiled by libpcap into the kernel. */
   filter?: string
   /** Default `tcpdump` (looked up on PATH). */
-  tcpdumpPath?: string
+  tcpdumpPath?: string | undefined
   onPacket: PacketSink
   /** Called once per tcpdump run (each run writes a fresh pcap header). */
   onHeader?: (h: PcapHeader) => void
   /** Lifecycle events; must not throw. */
-  onEvent?: (e: CaptureEvent) => void
+  onEvent?: ((e: CaptureEvent) => void) | undefined
   /** First restart delay, default 1000 ms; doubles per consecutive failure. */
-  restartBaseMs?: number
+  restartBaseMs?: number | undefined
   /** Longest restart delay, default 60000 ms; also the retry delay while unavailable. */
-  restartMaxMs?: number
+  restartMaxMs?: number | undefined
 }
 
 export type CaptureEvent =

@@ -31,10 +31,10 @@ export interface ProposalAnswer {
   roles: Role[]
   state: 'proposed' | 'active'
   /** The proposer's part of a new user's token (the confirmer gets the other). */
-  token_part?: string
+  token_part?: string | undefined
   /** A provisional token: the founder's one extra administrator, to be replaced by its holder. */
-  token?: string
-  provisional?: boolean
+  token?: string | undefined
+  provisional?: boolean | undefined
 }
 
 export interface ProposalInput {

@@ -42,7 +42,7 @@ export interface RegisterWriter {
     register: 'itsd' | 'oios'
     kind: string
     actor: string
-    case_id?: string
+    case_id?: string | undefined
     details: Record<string, unknown>
   }): Promise<unknown>
 }

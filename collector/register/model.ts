@@ -20,7 +20,8 @@ export interface RegisterEntryInput {
   register: RegisterName
   kind: string
   actor: string
-  case_id?: string
+  /** Undefined as absent: the canonical JSON that is hashed leaves it out. */
+  case_id?: string | undefined
   details: { [k: string]: JsonValue }
 }
 
@@ -35,7 +36,7 @@ export interface RegisterEntry extends RegisterEntryInput {
    * this field, `hash` included). Not part of what is hashed. Absent on entries stored before
    * migration 013, which only a signed checkpoint vouches for.
    */
-  signature?: string
+  signature?: string | undefined
 }
 
 export interface Countersignature {
@@ -124,7 +125,9 @@ export const MAX_PAGE = 10_000
 export const REGISTER_KEY_FILE = 'register-signing-key.pem'
 
 /** The entry as hashed and signed: everything but its own signature. */
-export function entryBody<T extends { signature?: string }>(entry: T): Omit<T, 'signature'> {
+export function entryBody<T extends { signature?: string | undefined }>(
+  entry: T,
+): Omit<T, 'signature'> {
   const { signature: _signature, ...body } = entry
   return body
 }

@@ -96,7 +96,12 @@ interface PendingAppend {
   reject: (err: unknown) => void
 }
 
-type PageOptions = { from?: number; limit?: number; case_id?: string }
+/** A query's parameters: undefined is a parameter the query left out. */
+type PageOptions = {
+  from?: number | undefined
+  limit?: number | undefined
+  case_id?: string | undefined
+}
 
 export class Register {
   readonly #repository: RegisterRepository

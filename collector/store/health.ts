@@ -83,7 +83,10 @@ export class WriteProbe {
   #last: { at: number; health: WriteHealth } | undefined
   #running: Promise<WriteHealth> | undefined
 
-  constructor(store: Store, options: { maxAgeMs?: number; instance?: () => string } = {}) {
+  constructor(
+    store: Store,
+    options: { maxAgeMs?: number | undefined; instance?: (() => string) | undefined } = {},
+  ) {
     this.#store = store
     this.#maxAgeMs = options.maxAgeMs ?? 5_000
     this.#instance = options.instance ?? hostname
