@@ -9,9 +9,9 @@ const ROLE_TEXT = {
   itsd_lead: 'Open a technical case on a disruption (8.2).',
   oios_investigator: 'Open an OIOS case (section 9).',
   itsd_investigator:
-    'Work inside a grant: the investigator’s pages come later; use the CLI meanwhile.',
+    'Work inside a grant (Investigations): drill down into flows, DNS and web, make the export.',
   receiving_official:
-    'Receive the records and sign the receipt: pages come later; use the CLI meanwhile.',
+    'Receive the records (Receive bundles): check their digests here, then sign the receipt.',
   auditor:
     'Verify the register in this browser (Register): the same checks as `tally register verify`.',
   admin: 'Administer users, roles and agents: use the CLI (`tally admin`).',
