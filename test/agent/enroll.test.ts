@@ -61,9 +61,9 @@ beforeAll(async () => {
       if (typeof value === 'string') headers[name] = value
     }
     const answer = await fetch(`${upstream}${req.url}`, {
-      method: req.method,
+      method: req.method ?? 'GET',
       headers,
-      body: chunks.length > 0 ? Buffer.concat(chunks) : undefined,
+      body: chunks.length > 0 ? Buffer.concat(chunks) : null,
     })
     const body = Buffer.from(await answer.arrayBuffer())
     if (req.url === '/v1/agents/enroll') {

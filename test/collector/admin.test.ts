@@ -56,7 +56,7 @@ function request(
   let body: string | undefined = options.rawBody
   if (options.body !== undefined) body = JSON.stringify(options.body)
   if (body !== undefined) headers['content-type'] = 'application/json'
-  return h.app.request(path, { method: options.method ?? 'GET', headers, body })
+  return h.app.request(path, { method: options.method ?? 'GET', headers, body: body ?? null })
 }
 
 const enroll = (token: string, hostname: string, agent_version = '0.1.0') =>

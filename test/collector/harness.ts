@@ -223,7 +223,7 @@ export function caller(app: { request: App['request'] }): Call {
     const res = await app.request(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? null : JSON.stringify(body),
     })
     const text = await res.text()
     return {

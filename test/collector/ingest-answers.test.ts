@@ -78,7 +78,7 @@ const refused = (status: number, body: string, retryAfter: string | null = null)
   body,
 })
 
-const send = (body: Uint8Array, options: { encoding?: string; on?: App } = {}) =>
+const send = (body: Uint8Array, options: { encoding?: string | undefined; on?: App } = {}) =>
   answer(
     postIngest(options.on ?? app, body, {
       credential: agent.credential,

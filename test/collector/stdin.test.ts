@@ -76,7 +76,7 @@ async function api<T>(url: string, token: string, method: string, body?: unknown
   const res = await fetch(url, {
     method,
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? null : JSON.stringify(body),
   })
   const text = await res.text()
   if (!res.ok) throw new Error(`${method} ${url}: ${res.status} ${text}`)

@@ -84,7 +84,7 @@ async function withCookie(
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       ...extra,
     },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? null : JSON.stringify(body),
   })
   const text = await res.text()
   let error: string | undefined
@@ -103,7 +103,7 @@ const bearer = async (token: string, method: string, path: string, body?: unknow
       authorization: `Bearer ${token}`,
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
     },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? null : JSON.stringify(body),
   })
   return { status: res.status, body: (await res.json()) as Record<string, unknown> }
 }

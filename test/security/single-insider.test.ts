@@ -47,7 +47,7 @@ async function call(
   const res = await fetch(`${running.url}${path}`, {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? null : JSON.stringify(body),
   })
   const text = await res.text()
   return {

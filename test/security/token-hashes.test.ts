@@ -108,7 +108,7 @@ class Site {
         authorization: `Bearer ${token}`,
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? null : JSON.stringify(body),
     })
     const text = await res.text()
     return { status: res.status, body: text === '' ? {} : JSON.parse(text) }

@@ -41,14 +41,14 @@ export function filler(n: number, seed = 0xa5): Uint8Array {
 // Transport
 
 export interface TcpOptions {
-  srcPort?: number
-  dstPort?: number
+  srcPort?: number | undefined
+  dstPort?: number | undefined
   flags?: number
   /** TCP options; padded with NOPs to a multiple of 4. */
   options?: Uint8Array
   /** Overrides the data offset nibble (in 32-bit words). */
   dataOffset?: number
-  payload?: Uint8Array
+  payload?: Uint8Array | undefined
 }
 
 export const TCP_SYN = 0x02
@@ -77,11 +77,11 @@ export function synOptions(): Uint8Array {
 }
 
 export interface UdpOptions {
-  srcPort?: number
-  dstPort?: number
+  srcPort?: number | undefined
+  dstPort?: number | undefined
   /** Overrides the UDP length field. */
   length?: number
-  payload?: Uint8Array
+  payload?: Uint8Array | undefined
 }
 
 export function udp(o: UdpOptions = {}): Uint8Array {
@@ -107,10 +107,10 @@ export interface Ipv4Options {
   protocol: number
   /** IPv4 options; padded with zeros (end of options) to a multiple of 4. */
   options?: Uint8Array
-  moreFragments?: boolean
+  moreFragments?: boolean | undefined
   dontFragment?: boolean
   /** Fragment offset in 8-byte units. */
-  fragmentOffset?: number
+  fragmentOffset?: number | undefined
   /** Overrides. */
   version?: number
   ihl?: number
@@ -154,8 +154,8 @@ export interface Ipv6Extension {
   /** Total length in bytes (a multiple of 8; for AH, of 4 and at least 12). Default 8 or 16. */
   length?: number
   /** Fragment header: offset in 8-byte units and the M flag. */
-  fragmentOffset?: number
-  more?: boolean
+  fragmentOffset?: number | undefined
+  more?: boolean | undefined
   /** Overrides the header's length byte. */
   lengthByte?: number
   /** Overrides the header's next header byte. */

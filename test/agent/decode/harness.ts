@@ -5,9 +5,9 @@ import { DecodedPacket, OUTCOME_IP } from '../../../agent/decode/packet.ts'
 
 export interface RunOptions {
   /** Bytes captured (like tcpdump -s); default the whole frame. */
-  snaplen?: number
+  snaplen?: number | undefined
   /** Length on the wire; default the frame's length. */
-  originalLength?: number
+  originalLength?: number | undefined
   /** Bytes of unrelated data before the frame in the buffer (default 5). */
   pad?: number
 }

@@ -268,7 +268,7 @@ describe('fetching grants', () => {
 
   it('GETs /v1/agents/grants with the bearer credential', async () => {
     const a = await token('g-a')
-    const seen: { auth?: string; url: string }[] = []
+    const seen: { auth?: string | undefined; url: string }[] = []
     const url = await collector((headers, path) => {
       seen.push({ auth: headers.authorization, url: path })
       return { status: 200, body: JSON.stringify({ grants: [a] }) }

@@ -17,7 +17,7 @@ export interface FrameSpec {
   /** ICMP type and code. */
   type?: number
   code?: number
-  payload?: Uint8Array
+  payload?: Uint8Array | undefined
 }
 
 const PROTOCOLS = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 } as const

@@ -65,9 +65,9 @@ export interface InterfaceDescription extends BlockOptions {
   linkType: number
   snaplen?: number
   /** if_tsresol byte: 0..127 = 10^-n, 0x80|n = 2^-n. Omitted: the default (microseconds). */
-  tsresol?: number
+  tsresol?: number | undefined
   /** if_tsoffset in seconds. */
-  tsoffset?: bigint
+  tsoffset?: bigint | undefined
   /** More options (e.g. if_name), written before tsresol. */
   extra?: PcapngOption[]
 }

@@ -37,7 +37,7 @@ export async function call(
   const response = await fetch(`${baseUrl}${path}`, {
     method,
     headers,
-    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    body: options.body === undefined ? null : JSON.stringify(options.body),
   })
   const bytes = Buffer.from(await response.arrayBuffer())
   return { status: response.status, text: bytes.toString('utf8'), bytes }
