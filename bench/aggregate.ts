@@ -648,6 +648,141 @@ function verdicts(summaries: ToolSummary[]): { lines: string[]; json: Record<str
   return { lines, json }
 }
 
+/** The captures the run measures: the --file arguments, or the generated ones --frames names. */
+function benchPaths(
+  values: { file?: string[] | undefined; frames: string },
+  packetsWanted: number,
+  tmp: string,
+  log: (line: string) => void,
+): { label: string; path: string }[] {
+  if (values.file !== undefined) {
+    return values.file.map((f) => ({ label: basename(f), path: resolve(f) }))
+  }
+  const paths: { label: string; path: string }[] = []
+  if (!Number.isInteger(packetsWanted) || packetsWanted < 1) {
+    throw new Error('--packets must be a positive integer')
+  }
+  const frames = values.frames
+  if (frames !== 'snap' && frames !== 'full' && frames !== 'both') {
+    throw new Error('--frames must be snap, full or both')
+  }
+  if (frames !== 'full') {
+    const path = generatedFile(tmp, packetsWanted, DEFAULT_SNAPLEN, log)
+    paths.push({ label: `snaplen ${DEFAULT_SNAPLEN}`, path })
+  }
+  if (frames !== 'snap') {
+    const path = generatedFile(tmp, packetsWanted, FULL_FRAME_SNAPLEN, log)
+    paths.push({ label: 'full frames', path })
+  }
+  return paths
+}
+
+/** How each process is launched (pinning, GNU time) and the sentences that say so. */
+function measurementSetup(
+  cpu: string,
+  rss: string,
+): { launcher: Launcher; pinning: string; memory: string } {
+  const taskset = findExecutable('taskset')
+  if (rss !== 'auto' && rss !== 'poll') throw new Error('--rss must be auto or poll')
+  const gnuTimeInstalled = existsSync('/usr/bin/time')
+  const gnuTime = gnuTimeInstalled && rss === 'auto' ? '/usr/bin/time' : undefined
+  const launcher: Launcher = {
+    pin: taskset ? [taskset, '-c', cpu] : undefined,
+    gnuTime,
+  }
+  const pinning = taskset
+    ? `pinned to CPU ${cpu} with taskset -c ${cpu}`
+    : 'NOT pinned (taskset missing: apt-get install util-linux)'
+  const memory = gnuTime
+    ? 'peak RSS from /usr/bin/time -v'
+    : `peak RSS by polling VmHWM in /proc/PID/status every 5 ms (${
+        gnuTimeInstalled ? '--rss poll' : '/usr/bin/time missing: apt-get install time'
+      })`
+  return { launcher, pinning, memory }
+}
+
+const resultKey = (file: BenchFile, spec: ToolSpec) => `${file.path}\0${spec.name}`
+
+/** What the rounds measured: runs per file and tool, the failures, and tally's startup runs. */
+interface Measured {
+  results: Map<string, RunResult[]>
+  failures: Map<string, string>
+  startupRuns: Map<string, RunResult[]>
+}
+
+interface Rounds {
+  runs: number
+  files: BenchFile[]
+  specs: ToolSpec[]
+  startupSpecs: ToolSpec[]
+  empty: string
+  launcher: Launcher
+  context: RunContext
+  node: string
+  tmp: string
+  log: (line: string) => void
+}
+
+/** Tally's startup alone, once per tally row: the aggregate of the capture without packets. */
+async function measureStartup(r: Rounds, startupRuns: Map<string, RunResult[]>): Promise<void> {
+  for (const spec of r.startupSpecs) {
+    const startup = await runOnce(r.launcher, r.node, spec.args(r.empty, r.context), r.tmp)
+    if (startup.exitCode !== 0) continue
+    const list = startupRuns.get(spec.name) ?? []
+    list.push(startup)
+    startupRuns.set(spec.name, list)
+  }
+}
+
+/** One run of one tool on one file, recorded in `measured` (a failure stops that tool there). */
+async function measureTool(
+  r: Rounds,
+  measured: Measured,
+  round: number,
+  file: BenchFile,
+  spec: ToolSpec,
+): Promise<void> {
+  const { results, failures } = measured
+  const { context } = r
+  if (spec.executable === undefined || failures.has(resultKey(file, spec))) return
+  await spec.setup?.(context)
+  context.datagrams = 0
+  const result = await runOnce(r.launcher, spec.executable, spec.args(file.path, context), r.tmp)
+  if (spec.name === 'softflowd') await new Promise((ok) => setTimeout(ok, 50)) // last datagrams
+  if (result.exitCode !== 0) {
+    const why = `exit code ${result.exitCode}: ${result.stderrTail.trim().split('\n').slice(-3).join(' / ')}`
+    failures.set(resultKey(file, spec), why)
+    r.log(`  ${file.label}: ${spec.name}: FAILED (${why})`)
+    return
+  }
+  try {
+    spec.parse(result, context)
+  } catch (err) {
+    result.notes.push(`could not read its output: ${(err as Error).message}`)
+  }
+  const list = results.get(resultKey(file, spec)) ?? []
+  list.push(result)
+  results.set(resultKey(file, spec), list)
+  r.log(
+    `  round ${round}, ${file.label.padEnd(12)} ${spec.name.padEnd(22)} ${result.wallSeconds.toFixed(3)} s wall` +
+      (result.reported.inProcessSeconds !== undefined
+        ? `, ${result.reported.inProcessSeconds.toFixed(3)} s in-process`
+        : ''),
+  )
+}
+
+/** The rounds: in each, tally's startup, then every tool on every file, taking turns. */
+async function measureRounds(r: Rounds): Promise<Measured> {
+  const measured: Measured = { results: new Map(), failures: new Map(), startupRuns: new Map() }
+  for (let round = 1; round <= r.runs; round++) {
+    await measureStartup(r, measured.startupRuns)
+    for (const file of r.files) {
+      for (const spec of r.specs) await measureTool(r, measured, round, file, spec)
+    }
+  }
+  return measured
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -668,26 +803,7 @@ async function main(): Promise<void> {
   mkdirSync(tmp, { recursive: true })
   const log = (line: string) => process.stderr.write(`${line}\n`)
 
-  const paths: { label: string; path: string }[] = []
-  if (values.file !== undefined) {
-    for (const f of values.file) paths.push({ label: basename(f), path: resolve(f) })
-  } else {
-    if (!Number.isInteger(packetsWanted) || packetsWanted < 1) {
-      throw new Error('--packets must be a positive integer')
-    }
-    const frames = values.frames
-    if (frames !== 'snap' && frames !== 'full' && frames !== 'both') {
-      throw new Error('--frames must be snap, full or both')
-    }
-    if (frames !== 'full') {
-      const path = generatedFile(tmp, packetsWanted, DEFAULT_SNAPLEN, log)
-      paths.push({ label: `snaplen ${DEFAULT_SNAPLEN}`, path })
-    }
-    if (frames !== 'snap') {
-      const path = generatedFile(tmp, packetsWanted, FULL_FRAME_SNAPLEN, log)
-      paths.push({ label: 'full frames', path })
-    }
-  }
+  const paths = benchPaths(values, packetsWanted, tmp, log)
   const files: BenchFile[] = paths.map(({ label, path }) => ({
     label,
     path,
@@ -695,24 +811,9 @@ async function main(): Promise<void> {
     bytes: statSync(path).size,
   }))
 
-  const taskset = findExecutable('taskset')
-  if (values.rss !== 'auto' && values.rss !== 'poll') throw new Error('--rss must be auto or poll')
-  const gnuTimeInstalled = existsSync('/usr/bin/time')
-  const gnuTime = gnuTimeInstalled && values.rss === 'auto' ? '/usr/bin/time' : undefined
-  const launcher: Launcher = {
-    pin: taskset ? [taskset, '-c', values.cpu] : undefined,
-    gnuTime,
-  }
+  const { launcher, pinning, memory } = measurementSetup(values.cpu, values.rss)
   const node = process.execPath
   const specs = tools(node)
-  const pinning = taskset
-    ? `pinned to CPU ${values.cpu} with taskset -c ${values.cpu}`
-    : 'NOT pinned (taskset missing: apt-get install util-linux)'
-  const memory = gnuTime
-    ? 'peak RSS from /usr/bin/time -v'
-    : `peak RSS by polling VmHWM in /proc/PID/status every 5 ms (${
-        gnuTimeInstalled ? '--rss poll' : '/usr/bin/time missing: apt-get install time'
-      })`
   for (const f of files) {
     log(
       `file (${f.label}): ${f.path} (${f.packets} packets, ${(f.bytes / 2 ** 20).toFixed(0)} MiB)`,
@@ -737,53 +838,23 @@ async function main(): Promise<void> {
     context.datagrams++
   })
 
-  const results = new Map<string, RunResult[]>()
-  const failures = new Map<string, string>()
-  const key = (file: BenchFile, spec: ToolSpec) => `${file.path}\0${spec.name}`
   // Tally's fixed cost: the same command on a capture without packets (a pcap header alone):
   // start, load what aggregate loads, report and exit.
   const empty = join(tmp, 'empty.pcap')
   writeFileSync(empty, emptyPcap())
   const startupSpecs = specs.filter((s) => s.name.startsWith('tally') && s.executable !== undefined)
-  const startupRuns = new Map<string, RunResult[]>()
-  for (let round = 1; round <= runs; round++) {
-    for (const spec of startupSpecs) {
-      const startup = await runOnce(launcher, node, spec.args(empty, context), tmp)
-      if (startup.exitCode !== 0) continue
-      const list = startupRuns.get(spec.name) ?? []
-      list.push(startup)
-      startupRuns.set(spec.name, list)
-    }
-    for (const file of files) {
-      for (const spec of specs) {
-        if (spec.executable === undefined || failures.has(key(file, spec))) continue
-        await spec.setup?.(context)
-        context.datagrams = 0
-        const result = await runOnce(launcher, spec.executable, spec.args(file.path, context), tmp)
-        if (spec.name === 'softflowd') await new Promise((ok) => setTimeout(ok, 50)) // last datagrams
-        if (result.exitCode !== 0) {
-          const why = `exit code ${result.exitCode}: ${result.stderrTail.trim().split('\n').slice(-3).join(' / ')}`
-          failures.set(key(file, spec), why)
-          log(`  ${file.label}: ${spec.name}: FAILED (${why})`)
-          continue
-        }
-        try {
-          spec.parse(result, context)
-        } catch (err) {
-          result.notes.push(`could not read its output: ${(err as Error).message}`)
-        }
-        const list = results.get(key(file, spec)) ?? []
-        list.push(result)
-        results.set(key(file, spec), list)
-        log(
-          `  round ${round}, ${file.label.padEnd(12)} ${spec.name.padEnd(22)} ${result.wallSeconds.toFixed(3)} s wall` +
-            (result.reported.inProcessSeconds !== undefined
-              ? `, ${result.reported.inProcessSeconds.toFixed(3)} s in-process`
-              : ''),
-        )
-      }
-    }
-  }
+  const { results, failures, startupRuns } = await measureRounds({
+    runs,
+    files,
+    specs,
+    startupSpecs,
+    empty,
+    launcher,
+    context,
+    node,
+    tmp,
+    log,
+  })
   sink.close()
 
   const startupSummary = [...startupRuns].map(([tool, list]) => ({
@@ -832,10 +903,10 @@ async function main(): Promise<void> {
       summarise(
         spec,
         file,
-        results.get(key(file, spec)) ?? [],
+        results.get(resultKey(file, spec)) ?? [],
         launcher,
         context,
-        failures.get(key(file, spec)),
+        failures.get(resultKey(file, spec)),
       ),
     )
     const verdict = verdicts(summaries)
