@@ -14,10 +14,11 @@ import { startCollector } from '../collector/server.ts'
 import { writeFileAtomic } from '../common/atomic-file.ts'
 import { createLogger } from '../common/log.ts'
 import { untilSignal } from '../common/signals.ts'
-import { admin } from '../protocol/api/index.ts'
+import { admin, usage } from '../protocol/api/index.ts'
 import { call, readTokenFile } from '../protocol/client.ts'
 import { DEFAULT_COLLECTOR_URL, DEFAULT_TOKEN_FILE } from './api-options.ts'
 import { formatFleet } from './commands/fleet-usage.ts'
+import { makeDemoPeople, peopleDirOf } from './demo-people.ts'
 import { refuseSharedDataDir } from './preflight.ts'
 
 export interface DemoOptions {
@@ -47,11 +48,24 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   )
   // One machine plays both sides of the demo: OIOS's bootstrap token is written beside the
   // data, where a site would never keep it (docs/privacy.md, "Roles and who grants them").
-  config.oios.bootstrap_token_file ??= join(config.data_dir, 'oios-bootstrap.token')
+  const demoOiosFile =
+    config.oios.bootstrap_token_file === undefined
+      ? join(config.data_dir, 'oios-bootstrap.token')
+      : undefined
+  config.oios.bootstrap_token_file ??= demoOiosFile
   const collector = await startCollector(config, collectorLog)
   const token = readTokenFile(collector.adminTokenFile)
   const api = { collectorUrl: collector.url, token }
   const secondAdminFile = await demoSecondAdmin(api, collector.dataDir)
+  // The people of a case are made while the agent starts; a line after the banner says how it
+  // went, and a failure there leaves the demo running.
+  const people = makeDemoPeople({
+    collectorUrl: collector.url,
+    adminToken: token,
+    secondAdminFile: join(collector.dataDir, 'admin2.token'),
+    oiosBootstrapFile: demoOiosFile,
+    dataDir: collector.dataDir,
+  })
 
   const stateDir = join(collector.dataDir, 'agent')
   // The agent's own settings (capture.*, spool.*) come from TALLY_* variables as usual; where it
@@ -92,7 +106,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       `  data        ${collector.dataDir}`,
       `  admin token ${collector.adminTokenFile}`,
       `  2nd admin   ${secondAdminFile}   (demo only: confirms what the first proposes)`,
-      `  OIOS token  ${config.oios.bootstrap_token_file}   (demo only: OIOS's bootstrap chief)`,
+      `  people      ${join(peopleDirOf(collector.dataDir), '*.token')}   (demo only: sign in to the console as each)`,
       `  logs        ${join(collector.dataDir, 'logs')}/`,
       '',
       `The agent (${agent.agentId}) sends host metrics every ${interval} s. See the fleet:`,
@@ -105,6 +119,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       '',
     ].join('\n'),
   )
+  void people.then((line) => process.stdout.write(`${line}\n`))
   let captureState = capture?.state ?? ''
   const report = setInterval(() => {
     const status = agent.traffic?.status
@@ -116,7 +131,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
           : `traffic capture not running: ${status.reason}; host metrics go on\n`,
       )
     }
-    call(api, admin.fleet)
+    call(api, usage.fleet)
       .then((fleet) => {
         const active = fleet.agents.filter((a) => a.last_seen !== null)
         if (active.length > 0)
@@ -130,6 +145,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   clearInterval(report)
   stop.abort()
   await agent.done
+  await people
   await collector.close()
   process.stdout.write('stopped.\n')
 }

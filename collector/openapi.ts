@@ -34,7 +34,7 @@ import type { FleetAgent } from './store/fleet.ts'
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
 type Out<S extends z.ZodType> = z.output<S>
 const answersMatchTheirTypes: [
-  Same<Out<typeof api.admin.FleetAgent>, FleetAgent>,
+  Same<Out<typeof api.usage.FleetAgent>, FleetAgent>,
   Same<Out<typeof api.admin.IssuedEnrollToken>, IssuedEnrollToken>,
   Same<Out<typeof api.admin.User>, User>,
   Same<Out<typeof api.admin.UserRecord>, UserRecord>,

@@ -1,8 +1,7 @@
 /** `tally fleet` and `tally usage`: what operators read of a running collector (tier A). */
 import type { z } from 'zod'
-import type { FleetAgent } from '../../protocol/api/admin.ts'
 import { USAGE_DIMENSIONS } from '../../protocol/api/names.ts'
-import type { UsageResponse } from '../../protocol/api/usage.ts'
+import type { FleetAgent, UsageResponse } from '../../protocol/api/usage.ts'
 import { API_OPTIONS, type ApiOptions, api, contracts, print } from '../api-options.ts'
 import type { CommandSpec } from '../command-table.ts'
 
@@ -12,8 +11,8 @@ export const fleetCommand: CommandSpec<ApiOptions & { site?: string }> = {
     'List enrolled agents with their site, version and when they last sent (operator or admin)',
   options: [{ flags: '--site <name>', description: 'only this site' }, ...API_OPTIONS],
   run: async (options) => {
-    const { admin } = await contracts()
-    const answer = await api(options, admin.fleet, { query: { site: options.site } })
+    const { usage } = await contracts()
+    const answer = await api(options, usage.fleet, { query: { site: options.site } })
     print(options, answer, () => formatFleet(answer.agents))
   },
 }

@@ -1,71 +1,70 @@
 /**
- * GET /v1/usage: site usage (tier A) with the k threshold applied, for operators. Answers are
- * made of whole released minutes (store/usage.ts): the range is widened to whole minutes and
- * the step is a multiple of a minute.
+ * What operators read (tier A), each route served with its contract (protocol/api/usage.ts):
+ * GET /v1/fleet, the enrolled agents; GET /v1/usage, site usage with the k threshold applied.
+ * Usage answers are made of whole released minutes (store/usage.ts): the range is widened to
+ * whole minutes and the step is a multiple of a minute.
  */
-import { Hono } from 'hono'
-import { EARLIEST, MAX_RANGE, UsageQuery } from '../../protocol/api/usage.ts'
-import { requireUser } from '../auth/middleware.ts'
+import * as api from '../../protocol/api/usage.ts'
+import type { ErrorBody } from '../../protocol/v1.ts'
 import type { CollectorConfig } from '../config.ts'
+import { ContractRoutes, queryRefusal } from '../contract.ts'
 import { DomainError } from '../errors.ts'
-import { type CollectorEnv, zodIssues } from '../http.ts'
 import type { Store } from '../store/client.ts'
+import { listFleet } from '../store/fleet.ts'
 import { GRID_SECONDS, queryUsage, toGrid } from '../store/usage.ts'
 
 const MAX_BUCKETS = 10_000
+const INVALID = 'invalid usage query'
 
-const UsageParams = UsageQuery.transform((p, ctx) => {
+/**
+ * The query on the store's grid: the range widened to whole minutes, the step a multiple of one,
+ * no more than MAX_BUCKETS buckets; or the 400 that names every problem (as the schema's are).
+ */
+function onGrid(p: { from?: number; to?: number; step?: number }) {
+  const issues: NonNullable<ErrorBody['issues']> = []
   const asked = p.to ?? Math.floor(Date.now() / 1000)
   const askedFrom = p.from ?? asked - 3600
-  if (askedFrom >= asked) {
-    ctx.addIssue({ code: 'custom', path: ['from'], message: 'must be before to' })
-  }
+  if (askedFrom >= asked) issues.push({ path: 'from', message: 'must be before to' })
   const { from, to } = toGrid(askedFrom, asked)
   const step = p.step ?? to - from
   if (step % GRID_SECONDS !== 0) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['step'],
+    issues.push({
+      path: 'step',
       message: `must be a whole number of minutes (a multiple of ${GRID_SECONDS} s)`,
     })
   }
-  if (from < EARLIEST) {
-    ctx.addIssue({ code: 'custom', path: ['from'], message: 'must not be before 1970' })
-  }
-  if (to - from > MAX_RANGE)
-    ctx.addIssue({ code: 'custom', path: ['from'], message: 'range is over 800 days' })
+  if (from < api.EARLIEST) issues.push({ path: 'from', message: 'must not be before 1970' })
+  if (to - from > api.MAX_RANGE) issues.push({ path: 'from', message: 'range is over 800 days' })
   if ((to - from) / Math.max(step, 1) > MAX_BUCKETS) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['step'],
-      message: `more than ${MAX_BUCKETS} steps in the range`,
-    })
+    issues.push({ path: 'step', message: `more than ${MAX_BUCKETS} steps in the range` })
   }
-  return { site: p.site ?? '', from, to, by: p.by, step }
-})
+  if (issues.length > 0) throw new DomainError('invalid', 'invalid_query', INVALID, { issues })
+  return { from, to, step }
+}
 
 export function usageRoutes(store: Store, config: CollectorConfig) {
-  return new Hono<CollectorEnv>().get(
-    '/v1/usage',
-    requireUser(store, ['operator', 'admin']),
-    async (c) => {
-      const params = UsageParams.safeParse(c.req.query())
-      if (!params.success) {
-        throw new DomainError('invalid', 'invalid_query', 'invalid usage query', {
-          issues: zodIssues(params.error),
-        })
-      }
-      const { site, from, to, by, step } = params.data
-      const buckets = await queryUsage(store, params.data)
-      return c.json({
-        site: site === '' ? null : site,
-        from: new Date(from * 1000).toISOString(),
-        to: new Date(to * 1000).toISOString(),
-        by,
-        step,
-        k: config.usage.k,
-        buckets: buckets.map(({ value, ...rest }) => ({ ...rest, [by]: value })),
-      })
-    },
-  )
+  return new ContractRoutes(store)
+    .serve(api.fleet, async ({ query }) => ({ agents: await listFleet(store, query().site) }))
+    .serve(
+      api.usage,
+      async ({ query }) => {
+        const asked = query()
+        const { from, to, step } = onGrid(asked)
+        const { by } = asked
+        const site = asked.site ?? ''
+        const buckets = await queryUsage(store, { site, from, to, by, step })
+        return {
+          site: site === '' ? null : site,
+          from: new Date(from * 1000).toISOString(),
+          to: new Date(to * 1000).toISOString(),
+          by,
+          step,
+          k: config.usage.k,
+          // The dimension's value under its own name, after the counts (an index signature
+          // beside numeric fields is written as an intersection).
+          buckets: buckets.map(({ value, ...rest }) => Object.assign({ ...rest }, { [by]: value })),
+        }
+      },
+      { refuseQuery: queryRefusal('invalid_query', INVALID) },
+    ).app
 }

@@ -1,12 +1,10 @@
 /**
- * The fleet view and administration: enrollment tokens, users and their roles (proposed by one
- * administrator, confirmed by another), agents revoked.
+ * Administration: enrollment tokens, users and their roles (proposed by one administrator,
+ * confirmed by another), agents revoked.
  */
 import { z } from 'zod'
 import { AUTH_ERRORS, idParameter, route } from './contract.ts'
 import { ROLES, SITE_NAME } from './names.ts'
-
-export const FleetQuery = z.strictObject({ site: z.string().max(63).optional() })
 
 export const EnrollTokenRequest = z.strictObject({
   site: z.string().regex(SITE_NAME, 'must be lower case letters, digits, dot, dash or underscore'),
@@ -33,19 +31,6 @@ export const ProposalState = z.strictObject({
   state: z.enum(['proposed', 'confirmed', 'rejected']).optional(),
 })
 
-export const FleetAgent = z.strictObject({
-  agent_id: z.string(),
-  host: z.string(),
-  site: z.string(),
-  version: z.string().nullable(),
-  enrolled_at: z.string(),
-  revoked: z.boolean(),
-  last_seen: z.string().nullable(),
-  last_seq: z.number().int().nullable(),
-  batches: z.number().int(),
-  spool_depth: z.number().nullable(),
-})
-export const FleetResponse = z.strictObject({ agents: z.array(FleetAgent) })
 export const IssuedEnrollToken = z.strictObject({
   token_id: z.string(),
   token: z.string().describe('the enrollment token; shown once'),
@@ -122,19 +107,6 @@ const ADMIN_ERRORS = {
 }
 
 const ADMINISTRATORS = ['admin', 'oios_chief'] as const
-
-export const fleet = route({
-  method: 'GET',
-  path: '/v1/fleet',
-  operationId: 'fleet',
-  summary: 'Enrolled agents, versions, last seen, last sequence number (operator, admin)',
-  security: 'user',
-  roles: ['operator', 'admin'],
-  query: FleetQuery,
-  status: 200,
-  answer: { description: 'the fleet', schema: FleetResponse },
-  errors: { '400': 'an unknown or invalid query parameter', ...AUTH_ERRORS },
-})
 
 export const createEnrollToken = route({
   method: 'POST',
@@ -298,8 +270,6 @@ export const revokeAgent = route({
 
 export const ADMIN_REQUESTS = { EnrollTokenRequest, UserRequest, RoleProposalRequest }
 export const ADMIN_RESPONSES = {
-  FleetAgent,
-  FleetResponse,
   IssuedEnrollToken,
   ProposalAnswer,
   Proposal,

@@ -19,7 +19,7 @@ export { admin, agents, cases, health, register, restricted, usage }
 export const ROUTES: readonly RouteContract[] = [
   agents.enrollAgent,
   agents.ingest,
-  admin.fleet,
+  usage.fleet,
   usage.usage,
   admin.createEnrollToken,
   admin.listUsers,

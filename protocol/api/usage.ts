@@ -1,4 +1,7 @@
-/** Site usage (tier A): byte, packet, flow and host counts per bucket, k threshold applied. */
+/**
+ * What operators read (tier A): the fleet of agents, and site usage (byte, packet, flow and host
+ * counts per bucket, k threshold applied).
+ */
 import { z } from 'zod'
 import { AUTH_ERRORS, route } from './contract.ts'
 import { SITE_NAME, USAGE_DIMENSIONS } from './names.ts'
@@ -71,4 +74,32 @@ export const usage = route({
   errors: { '400': 'an unknown or invalid query parameter', ...AUTH_ERRORS },
 })
 
-export const USAGE_RESPONSES = { UsageResponse }
+export const FleetQuery = z.strictObject({ site: z.string().max(63).optional() })
+
+export const FleetAgent = z.strictObject({
+  agent_id: z.string(),
+  host: z.string(),
+  site: z.string(),
+  version: z.string().nullable(),
+  enrolled_at: z.string(),
+  revoked: z.boolean(),
+  last_seen: z.string().nullable(),
+  last_seq: z.number().int().nullable(),
+  batches: z.number().int(),
+  spool_depth: z.number().nullable(),
+})
+export const FleetResponse = z.strictObject({ agents: z.array(FleetAgent) })
+export const fleet = route({
+  method: 'GET',
+  path: '/v1/fleet',
+  operationId: 'fleet',
+  summary: 'Enrolled agents, versions, last seen, last sequence number (operator, admin)',
+  security: 'user',
+  roles: ['operator', 'admin'],
+  query: FleetQuery,
+  status: 200,
+  answer: { description: 'the fleet', schema: FleetResponse },
+  errors: { '400': 'an unknown or invalid query parameter', ...AUTH_ERRORS },
+})
+
+export const USAGE_RESPONSES = { FleetAgent, FleetResponse, UsageResponse }

@@ -95,7 +95,7 @@ describe('query refusals keep their answers', () => {
     ],
     ['/v1/admin/proposals?x=1', 'unknown or invalid query parameter: Unrecognized key: "x"'],
     [
-      '/v1/fleet?site=' + 'a'.repeat(64),
+      `/v1/fleet?site=${'a'.repeat(64)}`,
       'unknown or invalid query parameter: Too big: expected string to have <=63 characters',
     ],
     ['/v1/fleet?x=1', 'unknown or invalid query parameter: Unrecognized key: "x"'],
