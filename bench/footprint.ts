@@ -385,6 +385,75 @@ async function buildBundle(dir: string): Promise<string> {
   return outfile
 }
 
+interface Measured {
+  label: string
+  command: string
+  main: Series
+  children?: Series
+  pid: number
+}
+
+interface Sampling {
+  measured: Measured[]
+  link: Link
+  scrape: () => Promise<void>
+  warmup: number
+  duration: number
+  sampleMs: number
+  intervalSeconds: number
+}
+
+/**
+ * Samples every measured process from /proc until the end of the window, exchanging traffic on
+ * the link every second and scraping node_exporter at the agent's interval. Answers the window
+ * actually measured (after the warm-up).
+ */
+async function sampleWindow(o: Sampling): Promise<{ windowStart: number; windowEnd: number }> {
+  const { measured, link, scrape, warmup, duration, sampleMs, intervalSeconds } = o
+  const t0 = Date.now()
+  const measureFrom = t0 + warmup * 1000
+  const end = measureFrom + duration * 1000
+  let nextExchange = t0
+  let nextScrape = t0
+  let windowStart = 0
+  let windowEnd = 0
+  while (Date.now() < end) {
+    const now = Date.now()
+    const measuring = now >= measureFrom
+    if (measuring && windowStart === 0) windowStart = now
+    for (const m of measured) {
+      m.main.add([m.pid], measuring)
+      if (m.children) m.children.add(childrenOf(m.pid), measuring)
+    }
+    if (measuring) windowEnd = now
+    if (now >= nextExchange) {
+      void link.exchange()
+      nextExchange += 1000
+    }
+    if (now >= nextScrape) {
+      void scrape()
+      nextScrape += intervalSeconds * 1000
+    }
+    if (measured.some((m) => readProc(m.pid) === undefined))
+      throw new Error('a measured process exited')
+    await sleep(Math.min(sampleMs, 1000) - ((Date.now() - t0) % Math.min(sampleMs, 1000)))
+  }
+  return { windowStart, windowEnd }
+}
+
+/** The batches the collector counted per agent, as one line. */
+async function fleetBatches(url: string, admin: string): Promise<string> {
+  const fleetAnswer = await fetch(`${url}/v1/fleet`, {
+    headers: { authorization: `Bearer ${admin}` },
+  })
+  const fleetText = await fleetAnswer.text()
+  return fleetAnswer.ok
+    ? (JSON.parse(fleetText) as { agents: Array<{ host: string; batches: number }> }).agents
+        .map((a) => `${a.host} ${a.batches}`)
+        .join(', ')
+    : `unknown (/v1/fleet answered ${fleetAnswer.status}: ${fleetText.slice(0, 200)})`
+}
+
 async function main(): Promise<void> {
   const duration = Number(values.duration)
   const warmup = Number(values.warmup)
@@ -460,13 +529,6 @@ async function main(): Promise<void> {
     return env
   }
 
-  interface Measured {
-    label: string
-    command: string
-    main: Series
-    children?: Series
-    pid: number
-  }
   const measured: Measured[] = []
   const bundled = start(
     'bundled agent',
@@ -537,43 +599,16 @@ async function main(): Promise<void> {
   say(
     `agent ${bundle}, Node ${nodeVersion}${nodeOptions.length ? ` ${nodeOptions.join(' ')}` : ''}, link ${link.describe}; warm-up ${warmup} s, measuring ${duration} s`,
   )
-  const t0 = Date.now()
-  const measureFrom = t0 + warmup * 1000
-  const end = measureFrom + duration * 1000
-  let nextExchange = t0
-  let nextScrape = t0
-  let windowStart = 0
-  let windowEnd = 0
-  while (Date.now() < end) {
-    const now = Date.now()
-    const measuring = now >= measureFrom
-    if (measuring && windowStart === 0) windowStart = now
-    for (const m of measured) {
-      m.main.add([m.pid], measuring)
-      if (m.children) m.children.add(childrenOf(m.pid), measuring)
-    }
-    if (measuring) windowEnd = now
-    if (now >= nextExchange) {
-      void link.exchange()
-      nextExchange += 1000
-    }
-    if (now >= nextScrape) {
-      void scrape()
-      nextScrape += intervalSeconds * 1000
-    }
-    if (measured.some((m) => readProc(m.pid) === undefined))
-      throw new Error('a measured process exited')
-    await sleep(Math.min(sampleMs, 1000) - ((Date.now() - t0) % Math.min(sampleMs, 1000)))
-  }
-  const fleetAnswer = await fetch(`${url}/v1/fleet`, {
-    headers: { authorization: `Bearer ${admin}` },
+  const { windowStart, windowEnd } = await sampleWindow({
+    measured,
+    link,
+    scrape,
+    warmup,
+    duration,
+    sampleMs,
+    intervalSeconds,
   })
-  const fleetText = await fleetAnswer.text()
-  const batches = fleetAnswer.ok
-    ? (JSON.parse(fleetText) as { agents: Array<{ host: string; batches: number }> }).agents
-        .map((a) => `${a.host} ${a.batches}`)
-        .join(', ')
-    : `unknown (/v1/fleet answered ${fleetAnswer.status}: ${fleetText.slice(0, 200)})`
+  const batches = await fleetBatches(url, admin)
   const windowSeconds = (windowEnd - windowStart) / 1000
 
   const rows = measured.flatMap((m) => (m.children ? [m.main, m.children] : [m.main]))
