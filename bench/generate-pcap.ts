@@ -293,6 +293,54 @@ class Generator {
     return K_HTTPS
   }
 
+  /** The transport, server port and packet budget of a new flow of `kind`. */
+  #shape(
+    kind: number,
+    version: 4 | 6,
+    short: boolean,
+  ): { protocol: number; serverPort: number; budget: number } {
+    const r = this.#random
+    switch (kind) {
+      case K_HTTPS:
+        return {
+          protocol: PROTO_TCP,
+          serverPort: 443,
+          budget: Math.round(r.pareto(12, 0.9, 150_000)),
+        }
+      case K_QUIC:
+        return {
+          protocol: PROTO_UDP,
+          serverPort: 443,
+          budget: Math.round(r.pareto(10, 0.9, 150_000)),
+        }
+      case K_SSH:
+        return {
+          protocol: PROTO_TCP,
+          serverPort: 22,
+          budget: Math.round(r.pareto(20, 0.8, 20_000)),
+        }
+      case K_TCP_OTHER: {
+        // The port is drawn before the budget.
+        const serverPort = r.chance(0.3) ? r.int(1024, 65535) : pickFrom(OTHER_TCP_PORTS, r)
+        return { protocol: PROTO_TCP, serverPort, budget: Math.round(r.pareto(8, 0.9, 100_000)) }
+      }
+      case K_DNS:
+        return { protocol: PROTO_UDP, serverPort: 53, budget: r.chance(0.5) ? 4 : 2 }
+      case K_NTP:
+        return { protocol: PROTO_UDP, serverPort: 123, budget: 2 }
+      case K_UDP_HIGH: {
+        const serverPort = r.int(1024, 65535)
+        return { protocol: PROTO_UDP, serverPort, budget: Math.round(r.pareto(4, 1.0, 50_000)) }
+      }
+      default: // K_ICMP
+        return {
+          protocol: version === 4 ? PROTO_ICMP : PROTO_ICMPV6,
+          serverPort: 0,
+          budget: short ? 2 * r.int(1, 4) : 2 * r.int(4, 30),
+        }
+    }
+  }
+
   /** A new conversation; `midStream` flows were already running when the capture started. */
   newFlow(midStream: boolean, short: boolean): { flow: Flow; weight: number } {
     const r = this.#random
@@ -307,45 +355,7 @@ class Generator {
     const tagRoll = r.next()
     const tags = tagRoll < 0.03 ? 2 : tagRoll < 0.2 ? 1 : 0
 
-    let protocol = PROTO_TCP
-    let serverPort = 443
-    let budget: number
-    switch (kind) {
-      case K_HTTPS:
-        budget = Math.round(r.pareto(12, 0.9, 150_000))
-        break
-      case K_QUIC:
-        protocol = PROTO_UDP
-        budget = Math.round(r.pareto(10, 0.9, 150_000))
-        break
-      case K_SSH:
-        serverPort = 22
-        budget = Math.round(r.pareto(20, 0.8, 20_000))
-        break
-      case K_TCP_OTHER:
-        serverPort = r.chance(0.3) ? r.int(1024, 65535) : pickFrom(OTHER_TCP_PORTS, r)
-        budget = Math.round(r.pareto(8, 0.9, 100_000))
-        break
-      case K_DNS:
-        protocol = PROTO_UDP
-        serverPort = 53
-        budget = r.chance(0.5) ? 4 : 2
-        break
-      case K_NTP:
-        protocol = PROTO_UDP
-        serverPort = 123
-        budget = 2
-        break
-      case K_UDP_HIGH:
-        protocol = PROTO_UDP
-        serverPort = r.int(1024, 65535)
-        budget = Math.round(r.pareto(4, 1.0, 50_000))
-        break
-      default: // K_ICMP
-        protocol = version === 4 ? PROTO_ICMP : PROTO_ICMPV6
-        serverPort = 0
-        budget = short ? 2 * r.int(1, 4) : 2 * r.int(4, 30)
-    }
+    const { protocol, serverPort, budget } = this.#shape(kind, version, short)
     // Long flows: the longer, the faster (elephants). Short exchanges complete quickly.
     const weight = short ? SHORT_WEIGHT : Math.max(1, Math.round(budget ** 0.75 / 2))
     const flow: Flow = {
@@ -379,71 +389,86 @@ class Generator {
    * The caller replaces the flow once `sent` reaches `budget`.
    */
   step(flow: Flow, packet: PacketPlan): void {
-    const r = this.#random
     const n = flow.sent++
     packet.fromClient = true
     packet.flags = 0
     packet.payload = 0
     if (flow.protocol === PROTO_TCP) {
-      const last = flow.budget - 1
-      if (n === 0) packet.flags = TCP_SYN
-      else if (n === 1) {
-        packet.fromClient = false
-        packet.flags = TCP_SYN | TCP_ACK
-      } else if (n === 2) packet.flags = TCP_ACK
-      else if (flow.reset && n === last) {
-        packet.fromClient = r.chance(0.5)
-        packet.flags = TCP_RST | TCP_ACK
-      } else if (!flow.reset && n === last - 2) packet.flags = TCP_FIN | TCP_ACK
-      else if (!flow.reset && n === last - 1) {
-        packet.fromClient = false
-        packet.flags = TCP_FIN | TCP_ACK
-      } else if (!flow.reset && n === last) packet.flags = TCP_ACK
-      else {
-        const downstream = flow.kind === K_SSH ? r.chance(0.5) : r.chance(0.62)
-        packet.fromClient = !downstream
-        if (flow.kind === K_SSH) {
-          packet.payload = r.int(36, 400)
-          packet.flags = TCP_PSH | TCP_ACK
-        } else if (downstream) {
-          packet.payload = r.chance(0.8) ? 1448 : r.int(100, 1448)
-          packet.flags = r.chance(0.3) ? TCP_PSH | TCP_ACK : TCP_ACK
-        } else if (r.chance(0.7)) packet.flags = TCP_ACK
-        else {
-          packet.payload = r.int(80, 700)
-          packet.flags = TCP_PSH | TCP_ACK
-        }
-      }
+      this.#stepTcp(flow, n, packet)
       return
     }
     if (flow.protocol === PROTO_UDP) {
-      switch (flow.kind) {
-        case K_DNS:
-          packet.fromClient = n % 2 === 0
-          packet.payload = packet.fromClient ? r.int(28, 60) : r.int(60, 480)
-          return
-        case K_NTP:
-          packet.fromClient = n === 0
-          packet.payload = 48
-          return
-        case K_QUIC:
-          if (n < 2) {
-            packet.fromClient = n === 0
-            packet.payload = 1200 + (packet.fromClient ? 52 : 0)
-          } else {
-            packet.fromClient = r.chance(0.35)
-            packet.payload = packet.fromClient ? r.int(30, 80) : r.int(1150, 1350)
-          }
-          return
-        default:
-          packet.fromClient = r.chance(0.5)
-          packet.payload = r.int(20, 1400)
-          return
-      }
+      this.#stepUdp(flow, n, packet)
+      return
     }
     // ICMP / ICMPv6 echo: request from the client, reply from the server.
     packet.fromClient = n % 2 === 0
     packet.payload = 56
+  }
+  /** A TCP packet: the handshake, then data, then FIN/ACK or a reset. */
+  #stepTcp(flow: Flow, n: number, packet: PacketPlan): void {
+    const r = this.#random
+    const last = flow.budget - 1
+    if (n === 0) packet.flags = TCP_SYN
+    else if (n === 1) {
+      packet.fromClient = false
+      packet.flags = TCP_SYN | TCP_ACK
+    } else if (n === 2) packet.flags = TCP_ACK
+    else if (flow.reset && n === last) {
+      packet.fromClient = r.chance(0.5)
+      packet.flags = TCP_RST | TCP_ACK
+    } else if (!flow.reset && n === last - 2) packet.flags = TCP_FIN | TCP_ACK
+    else if (!flow.reset && n === last - 1) {
+      packet.fromClient = false
+      packet.flags = TCP_FIN | TCP_ACK
+    } else if (!flow.reset && n === last) packet.flags = TCP_ACK
+    else this.#tcpData(flow, packet)
+  }
+
+  /** A TCP packet between the handshake and the close: mostly downstream segments. */
+  #tcpData(flow: Flow, packet: PacketPlan): void {
+    const r = this.#random
+    const downstream = flow.kind === K_SSH ? r.chance(0.5) : r.chance(0.62)
+    packet.fromClient = !downstream
+    if (flow.kind === K_SSH) {
+      packet.payload = r.int(36, 400)
+      packet.flags = TCP_PSH | TCP_ACK
+    } else if (downstream) {
+      packet.payload = r.chance(0.8) ? 1448 : r.int(100, 1448)
+      packet.flags = r.chance(0.3) ? TCP_PSH | TCP_ACK : TCP_ACK
+    } else if (r.chance(0.7)) packet.flags = TCP_ACK
+    else {
+      packet.payload = r.int(80, 700)
+      packet.flags = TCP_PSH | TCP_ACK
+    }
+  }
+
+  /** A UDP packet: DNS and NTP exchanges, QUIC's handshake then data, or anything. */
+  #stepUdp(flow: Flow, n: number, packet: PacketPlan): void {
+    const r = this.#random
+    switch (flow.kind) {
+      case K_DNS:
+        packet.fromClient = n % 2 === 0
+        packet.payload = packet.fromClient ? r.int(28, 60) : r.int(60, 480)
+        return
+      case K_NTP:
+        packet.fromClient = n === 0
+        packet.payload = 48
+        return
+      case K_QUIC:
+        if (n < 2) {
+          packet.fromClient = n === 0
+          packet.payload = 1200 + (packet.fromClient ? 52 : 0)
+        } else {
+          packet.fromClient = r.chance(0.35)
+          packet.payload = packet.fromClient ? r.int(30, 80) : r.int(1150, 1350)
+        }
+        return
+      default:
+        packet.fromClient = r.chance(0.5)
+        packet.payload = r.int(20, 1400)
+        return
+    }
   }
 }
 
@@ -687,6 +712,118 @@ function writeArp(out: Output, random: Random, seconds: number, micros: number):
   b.set([10, 20, random.int(0, 7), random.int(1, 254)], a + 24)
 }
 
+function writeIpv6Header(
+  b: Uint8Array,
+  ip: number,
+  flow: Flow,
+  fromClient: boolean,
+  ipLength: number,
+): void {
+  put32(b, ip, 0x6000_0000 | (flow.id & 0xfffff))
+  put16(b, ip + 4, ipLength - 40)
+  b[ip + 6] = flow.protocol
+  b[ip + 7] = fromClient ? 64 : 57
+  b.set(fromClient ? flow.client : flow.server, ip + 8)
+  b.set(fromClient ? flow.server : flow.client, ip + 24)
+}
+
+function writeIpv4Header(
+  b: Uint8Array,
+  ip: number,
+  flow: Flow,
+  fromClient: boolean,
+  ipLength: number,
+): void {
+  b[ip] = 0x45
+  put16(b, ip + 2, ipLength)
+  flow.ipId = (flow.ipId + 1) & 0xffff
+  put16(b, ip + 4, flow.ipId)
+  put16(b, ip + 6, 0x4000) // don't fragment
+  b[ip + 8] = fromClient ? 64 : 54
+  b[ip + 9] = flow.protocol
+  b.set(fromClient ? flow.client : flow.server, ip + 12)
+  b.set(fromClient ? flow.server : flow.client, ip + 16)
+  put16(b, ip + 10, fold(sum16(b, ip, 20)))
+}
+
+/** The TCP header at `t` (options included), and the sender's sequence number advanced. */
+function writeTcp(
+  b: Uint8Array,
+  t: number,
+  flow: Flow,
+  plan: PacketPlan,
+  payload: number,
+  micros: number,
+): void {
+  const fromClient = plan.fromClient
+  const syn = (plan.flags & TCP_SYN) !== 0
+  const l4Header = syn ? 40 : 32
+  put16(b, t, fromClient ? flow.clientPort : flow.serverPort)
+  put16(b, t + 2, fromClient ? flow.serverPort : flow.clientPort)
+  put32(b, t + 4, fromClient ? flow.clientSeq : flow.serverSeq)
+  put32(b, t + 8, plan.flags === TCP_SYN ? 0 : fromClient ? flow.serverSeq : flow.clientSeq)
+  b[t + 12] = (l4Header / 4) << 4
+  b[t + 13] = plan.flags
+  put16(b, t + 14, 64_240)
+  put16(b, t + 16, (flow.id * 2654435761) & 0xffff) // checksum: not computed
+  if (syn) {
+    // MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
+    b.set([2, 4, 5, 180, 4, 2, 8, 10], t + 20)
+    put32(b, t + 28, flow.clientSeq ^ flow.serverSeq)
+    b.set([1, 3, 3, 7], t + 36)
+  } else {
+    // NOP, NOP, timestamps.
+    b.set([1, 1, 8, 10], t + 20)
+    put32(b, t + 24, micros)
+  }
+  const advance = payload + (syn || (plan.flags & TCP_FIN) !== 0 ? 1 : 0)
+  if (fromClient) flow.clientSeq = (flow.clientSeq + advance) >>> 0
+  else flow.serverSeq = (flow.serverSeq + advance) >>> 0
+}
+
+/** The UDP header at `t`, and first payload bytes that look like the flow's protocol. */
+function writeUdp(
+  b: Uint8Array,
+  t: number,
+  flow: Flow,
+  fromClient: boolean,
+  payload: number,
+): void {
+  put16(b, t, fromClient ? flow.clientPort : flow.serverPort)
+  put16(b, t + 2, fromClient ? flow.serverPort : flow.clientPort)
+  put16(b, t + 4, 8 + payload)
+  // A checksum is not computed (the payload is not captured whole); IPv6 forbids 0.
+  if (flow.version === 6) put16(b, t + 6, 0xbeef)
+  // The first payload bytes look like the protocol, for tcpdump and tshark.
+  const data = t + 8
+  if (flow.kind === K_QUIC) b[data] = flow.sent <= 2 ? 0xc3 : 0x43
+  else if (flow.kind === K_DNS && payload >= 12) {
+    put16(b, data, flow.id & 0xffff)
+    put16(b, data + 2, fromClient ? 0x0100 : 0x8180) // query, recursion desired / response
+    put16(b, data + 4, 1) // one question
+    if (!fromClient) put16(b, data + 6, 1) // one answer
+  } else if (flow.kind === K_NTP) b[data] = fromClient ? 0x23 : 0x24 // NTPv4 client / server
+}
+
+/** An ICMP or ICMPv6 echo at `t` with its real checksum (`length`: header and payload). */
+function writeIcmp(
+  b: Uint8Array,
+  t: number,
+  ip: number,
+  flow: Flow,
+  fromClient: boolean,
+  length: number,
+): void {
+  const v6 = flow.version === 6
+  b[t] = v6 ? (fromClient ? 128 : 129) : fromClient ? 8 : 0
+  put16(b, t + 4, flow.icmpId)
+  put16(b, t + 6, flow.sent >>> 1)
+  // Echo messages are captured whole (98 or 118 bytes), so their checksum is a real one.
+  let sum = sum16(b, t, length)
+  if (v6) sum += sum16(b, ip + 8, 32) + length + PROTO_ICMPV6 // pseudo-header
+  put16(b, t + 2, fold(sum))
+}
+
 /** Writes one IP packet of `flow`; returns its frame length. */
 function writePacket(
   out: Output,
@@ -719,79 +856,14 @@ function writePacket(
     fromClient ? flow.clientMac : flow.serverMac,
   )
   const b = out.block
-  const src = fromClient ? flow.client : flow.server
-  const dst = fromClient ? flow.server : flow.client
   put16(b, q, v6 ? 0x86dd : 0x0800)
   const ip = q + 2
-  if (v6) {
-    put32(b, ip, 0x6000_0000 | (flow.id & 0xfffff))
-    put16(b, ip + 4, ipLength - 40)
-    b[ip + 6] = flow.protocol
-    b[ip + 7] = fromClient ? 64 : 57
-    b.set(src, ip + 8)
-    b.set(dst, ip + 24)
-  } else {
-    b[ip] = 0x45
-    put16(b, ip + 2, ipLength)
-    flow.ipId = (flow.ipId + 1) & 0xffff
-    put16(b, ip + 4, flow.ipId)
-    put16(b, ip + 6, 0x4000) // don't fragment
-    b[ip + 8] = fromClient ? 64 : 54
-    b[ip + 9] = flow.protocol
-    b.set(src, ip + 12)
-    b.set(dst, ip + 16)
-    put16(b, ip + 10, fold(sum16(b, ip, 20)))
-  }
+  if (v6) writeIpv6Header(b, ip, flow, fromClient, ipLength)
+  else writeIpv4Header(b, ip, flow, fromClient, ipLength)
   const t = ip + ipHeader
-  const srcPort = fromClient ? flow.clientPort : flow.serverPort
-  const dstPort = fromClient ? flow.serverPort : flow.clientPort
-  if (tcp) {
-    put16(b, t, srcPort)
-    put16(b, t + 2, dstPort)
-    put32(b, t + 4, fromClient ? flow.clientSeq : flow.serverSeq)
-    put32(b, t + 8, plan.flags === TCP_SYN ? 0 : fromClient ? flow.serverSeq : flow.clientSeq)
-    b[t + 12] = (l4Header / 4) << 4
-    b[t + 13] = plan.flags
-    put16(b, t + 14, 64_240)
-    put16(b, t + 16, (flow.id * 2654435761) & 0xffff) // checksum: not computed
-    if (syn) {
-      // MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
-      b.set([2, 4, 5, 180, 4, 2, 8, 10], t + 20)
-      put32(b, t + 28, flow.clientSeq ^ flow.serverSeq)
-      b.set([1, 3, 3, 7], t + 36)
-    } else {
-      // NOP, NOP, timestamps.
-      b.set([1, 1, 8, 10], t + 20)
-      put32(b, t + 24, micros)
-    }
-    const advance = payload + (syn || (plan.flags & TCP_FIN) !== 0 ? 1 : 0)
-    if (fromClient) flow.clientSeq = (flow.clientSeq + advance) >>> 0
-    else flow.serverSeq = (flow.serverSeq + advance) >>> 0
-  } else if (flow.protocol === PROTO_UDP) {
-    put16(b, t, srcPort)
-    put16(b, t + 2, dstPort)
-    put16(b, t + 4, 8 + payload)
-    // A checksum is not computed (the payload is not captured whole); IPv6 forbids 0.
-    if (v6) put16(b, t + 6, 0xbeef)
-    // The first payload bytes look like the protocol, for tcpdump and tshark.
-    const data = t + 8
-    if (flow.kind === K_QUIC) b[data] = flow.sent <= 2 ? 0xc3 : 0x43
-    else if (flow.kind === K_DNS && payload >= 12) {
-      put16(b, data, flow.id & 0xffff)
-      put16(b, data + 2, fromClient ? 0x0100 : 0x8180) // query, recursion desired / response
-      put16(b, data + 4, 1) // one question
-      if (!fromClient) put16(b, data + 6, 1) // one answer
-    } else if (flow.kind === K_NTP) b[data] = fromClient ? 0x23 : 0x24 // NTPv4 client / server
-  } else {
-    b[t] = v6 ? (fromClient ? 128 : 129) : fromClient ? 8 : 0
-    put16(b, t + 4, flow.icmpId)
-    put16(b, t + 6, flow.sent >>> 1)
-    // Echo messages are captured whole (98 or 118 bytes), so their checksum is a real one.
-    const length = l4Header + payload
-    let sum = sum16(b, t, length)
-    if (v6) sum += sum16(b, ip + 8, 32) + length + PROTO_ICMPV6 // pseudo-header
-    put16(b, t + 2, fold(sum))
-  }
+  if (tcp) writeTcp(b, t, flow, plan, payload, micros)
+  else if (flow.protocol === PROTO_UDP) writeUdp(b, t, flow, fromClient, payload)
+  else writeIcmp(b, t, ip, flow, fromClient, l4Header + payload)
   return frameLength
 }
 
