@@ -155,6 +155,144 @@ async function enrolled(store: Store): Promise<{ agents: Array<{ site: string; h
   return { agents: await rs.json<{ site: string; host: string }>() }
 }
 
+/** Every query measured, and those whose p95 missed the 100 ms target. */
+interface Tallies {
+  all: Array<{ name: string; range: string; m: Measured }>
+  misses: string[]
+}
+
+/** Reference: the tables' sizes, and the time to read one column of every row. */
+async function measureTables(store: Store): Promise<void> {
+  log('\nreference: the tables (rows, and p50/p95 of reading one column of every row)')
+  log(HEADER('table'))
+  for (const [table, column] of [
+    ['tally.host_metrics', 'value'],
+    ['tally.host_metrics_1m', 'sum'],
+    ['tally.host_metrics_1h', 'sum'],
+    ['tally.ingest_batches', 'samples'],
+    ['tally.agent_last_batch', 'batches'],
+    ['tally.ingest_site_1m', 'samples'],
+    ['tally.usage_released', 'bytes'],
+    ['tally.usage_released_1h', 'bytes'],
+  ] as const) {
+    const n = await count(store, `SELECT count() FROM ${table}`)
+    const m = await measure(store, `SELECT sum(${column}) FROM ${table}`)
+    log(row(`${table} (${fmt(n)} rows)`, '', m))
+  }
+}
+
+/** A type, not an interface: the dashboards' JSON converts to it (an interface has no index). */
+type DashboardPanel = {
+  title: string
+  interval?: string
+  targets?: Array<{ refId: string; rawSql: string }>
+}
+
+/** One panel's query over each range, as Grafana would expand it. */
+async function measurePanelTarget(
+  store: Store,
+  panel: DashboardPanel,
+  target: { refId: string; rawSql: string },
+  name: string,
+  host: string,
+  toMs: number,
+  tallies: Tallies,
+): Promise<void> {
+  for (const range of RANGES) {
+    const fromMs = toMs - range.ms
+    const variables: TemplateVariable[] = [
+      { name: 'datasource', value: 'tally-clickhouse' },
+      { name: 'site', value: ALL, allValue: "''" },
+      { name: 'host', value: host },
+    ]
+    const intervalMs = panelInterval(range.ms, MAX_POINTS, panel.interval)
+    const sql = expandQuery(target.rawSql, { fromMs, toMs, intervalMs, variables })
+    const m = await measure(store, sql)
+    tallies.all.push({ name, range: range.name, m })
+    log(row(name, range.name, m, 100))
+    if (m.p95 > 100) tallies.misses.push(`${name} ${range.name}`)
+  }
+}
+
+/** Every dashboard panel's queries (every site, host = the first host). */
+async function measureDashboards(
+  store: Store,
+  host: string,
+  toMs: number,
+  tallies: Tallies,
+): Promise<void> {
+  log('\nqueries (Grafana: every site, host = the first host; p95 target 100 ms)')
+  log(HEADER('dashboard / panel'))
+  for (const { file, build } of DASHBOARDS) {
+    const dashboard = build() as { panels: DashboardPanel[] }
+    for (const panel of dashboard.panels) {
+      for (const target of panel.targets ?? []) {
+        const name = `${file.replace('.json', '')} / ${panel.title}${(panel.targets?.length ?? 0) > 1 ? ` (${target.refId})` : ''}`
+        if (args.only !== undefined && !name.includes(args.only)) continue
+        await measurePanelTarget(store, panel, target, name, host, toMs, tallies)
+      }
+    }
+  }
+}
+
+/** The API's reads: the fleet, and usage over each range (one step, and whole hours). */
+async function measureApi(store: Store, site: string, toMs: number, tallies: Tallies) {
+  log('\nAPI queries')
+  log(HEADER('route'))
+  const apiCases: Array<[string, string, () => Promise<number>]> = [
+    ['GET /v1/fleet', '', async () => (await listFleet(store)).length],
+    [`GET /v1/fleet?site=${site}`, '', async () => (await listFleet(store, site)).length],
+  ]
+  for (const range of RANGES) {
+    const { from, to } = toGrid(Math.floor((toMs - range.ms) / 1000), Math.floor(toMs / 1000))
+    apiCases.push([
+      'GET /v1/usage?by=service (one step, the default)',
+      range.name,
+      async () =>
+        (await queryUsage(store, { site: '', from, to, by: 'service', step: to - from })).length,
+    ])
+    const hourFrom = Math.floor(from / 3600) * 3600
+    const hourTo = Math.ceil(to / 3600) * 3600
+    const step = range.ms > 2 * 24 * HOUR ? 3600 : 60
+    apiCases.push([
+      `GET /v1/usage?by=service&step=${step} (whole hours)`,
+      range.name,
+      async () =>
+        (await queryUsage(store, { site: '', from: hourFrom, to: hourTo, by: 'service', step }))
+          .length,
+    ])
+  }
+  for (const [name, range, run] of apiCases) {
+    const m = await measureFn(run)
+    tallies.all.push({ name, range, m })
+    log(row(name, range, m, 100))
+    if (m.p95 > 100) tallies.misses.push(`${name} ${range}`)
+  }
+}
+
+/** Reference: the queries as they were before the rollups (raw samples, every batch record). */
+async function measureBefore(store: Store, toMs: number): Promise<void> {
+  log('\nreference: the queries as they were before (raw samples, every batch record)')
+  const ranges = RANGES.map((r) => ({ ...r, from: Math.floor((toMs - r.ms) / 1000) }))
+  for (const r of ranges) {
+    const window = `ts >= toDateTime(${r.from}) AND ts <= toDateTime(${Math.floor(toMs / 1000)})`
+    const step = r.ms > 2 * 24 * HOUR ? 1800 : 60
+    const before: Array<[string, string]> = [
+      [
+        'host-health / CPU busy by host, raw samples, every host',
+        `SELECT toStartOfInterval(toDateTime(ts), INTERVAL ${step} second) AS time, concat(site, '/', host) AS agent, 1 - avg(value) AS busy
+FROM tally.host_metrics WHERE ${window} AND metric = 'system.cpu.utilization' AND attributes['cpu.mode'] = 'idle'
+GROUP BY time, agent ORDER BY time`,
+      ],
+      [
+        'fleet / agents, from every batch record',
+        `SELECT agent_id, max(received_at), argMax(agent_version, received_at), max(seq) FROM tally.ingest_batches GROUP BY agent_id`,
+      ],
+    ]
+    for (const [name, sql] of before) log(row(name, r.name, await measure(store, sql)))
+  }
+}
+
 async function main(): Promise<void> {
   const dir = args.keep ?? (await mkdtemp(join(tmpdir(), 'tally-bench-queries-')))
   const store = openStore({ dataDir: dir })
@@ -172,112 +310,16 @@ async function main(): Promise<void> {
     await store.command({ query: 'SYSTEM STOP MERGES' }).catch(() => undefined)
     await store.command({ query: 'SYSTEM START MERGES' }).catch(() => undefined)
 
-    log('\nreference: the tables (rows, and p50/p95 of reading one column of every row)')
-    log(HEADER('table'))
-    for (const [table, column] of [
-      ['tally.host_metrics', 'value'],
-      ['tally.host_metrics_1m', 'sum'],
-      ['tally.host_metrics_1h', 'sum'],
-      ['tally.ingest_batches', 'samples'],
-      ['tally.agent_last_batch', 'batches'],
-      ['tally.ingest_site_1m', 'samples'],
-      ['tally.usage_released', 'bytes'],
-      ['tally.usage_released_1h', 'bytes'],
-    ] as const) {
-      const n = await count(store, `SELECT count() FROM ${table}`)
-      const m = await measure(store, `SELECT sum(${column}) FROM ${table}`)
-      log(row(`${table} (${fmt(n)} rows)`, '', m))
-    }
-
+    await measureTables(store)
     const site = generated.agents[0]?.site ?? ''
     const host = generated.agents[0]?.host ?? ''
     const toMs = Date.now()
-    const misses: string[] = []
-    const all: Array<{ name: string; range: string; m: Measured }> = []
-    log('\nqueries (Grafana: every site, host = the first host; p95 target 100 ms)')
-    log(HEADER('dashboard / panel'))
-    for (const { file, build } of DASHBOARDS) {
-      const dashboard = build() as {
-        panels: Array<{
-          title: string
-          interval?: string
-          targets?: Array<{ refId: string; rawSql: string }>
-        }>
-      }
-      for (const panel of dashboard.panels) {
-        for (const target of panel.targets ?? []) {
-          const name = `${file.replace('.json', '')} / ${panel.title}${(panel.targets?.length ?? 0) > 1 ? ` (${target.refId})` : ''}`
-          if (args.only !== undefined && !name.includes(args.only)) continue
-          for (const range of RANGES) {
-            const fromMs = toMs - range.ms
-            const variables: TemplateVariable[] = [
-              { name: 'datasource', value: 'tally-clickhouse' },
-              { name: 'site', value: ALL, allValue: "''" },
-              { name: 'host', value: host },
-            ]
-            const intervalMs = panelInterval(range.ms, MAX_POINTS, panel.interval)
-            const sql = expandQuery(target.rawSql, { fromMs, toMs, intervalMs, variables })
-            const m = await measure(store, sql)
-            all.push({ name, range: range.name, m })
-            log(row(name, range.name, m, 100))
-            if (m.p95 > 100) misses.push(`${name} ${range.name}`)
-          }
-        }
-      }
-    }
+    const tallies: Tallies = { all: [], misses: [] }
+    await measureDashboards(store, host, toMs, tallies)
+    await measureApi(store, site, toMs, tallies)
+    await measureBefore(store, toMs)
 
-    log('\nAPI queries')
-    log(HEADER('route'))
-    const apiCases: Array<[string, string, () => Promise<number>]> = [
-      ['GET /v1/fleet', '', async () => (await listFleet(store)).length],
-      [`GET /v1/fleet?site=${site}`, '', async () => (await listFleet(store, site)).length],
-    ]
-    for (const range of RANGES) {
-      const { from, to } = toGrid(Math.floor((toMs - range.ms) / 1000), Math.floor(toMs / 1000))
-      apiCases.push([
-        'GET /v1/usage?by=service (one step, the default)',
-        range.name,
-        async () =>
-          (await queryUsage(store, { site: '', from, to, by: 'service', step: to - from })).length,
-      ])
-      const hourFrom = Math.floor(from / 3600) * 3600
-      const hourTo = Math.ceil(to / 3600) * 3600
-      const step = range.ms > 2 * 24 * HOUR ? 3600 : 60
-      apiCases.push([
-        `GET /v1/usage?by=service&step=${step} (whole hours)`,
-        range.name,
-        async () =>
-          (await queryUsage(store, { site: '', from: hourFrom, to: hourTo, by: 'service', step }))
-            .length,
-      ])
-    }
-    for (const [name, range, run] of apiCases) {
-      const m = await measureFn(run)
-      all.push({ name, range, m })
-      log(row(name, range, m, 100))
-      if (m.p95 > 100) misses.push(`${name} ${range}`)
-    }
-
-    log('\nreference: the queries as they were before (raw samples, every batch record)')
-    const ranges = RANGES.map((r) => ({ ...r, from: Math.floor((toMs - r.ms) / 1000) }))
-    for (const r of ranges) {
-      const window = `ts >= toDateTime(${r.from}) AND ts <= toDateTime(${Math.floor(toMs / 1000)})`
-      const step = r.ms > 2 * 24 * HOUR ? 1800 : 60
-      const before: Array<[string, string]> = [
-        [
-          'host-health / CPU busy by host, raw samples, every host',
-          `SELECT toStartOfInterval(toDateTime(ts), INTERVAL ${step} second) AS time, concat(site, '/', host) AS agent, 1 - avg(value) AS busy
-FROM tally.host_metrics WHERE ${window} AND metric = 'system.cpu.utilization' AND attributes['cpu.mode'] = 'idle'
-GROUP BY time, agent ORDER BY time`,
-        ],
-        [
-          'fleet / agents, from every batch record',
-          `SELECT agent_id, max(received_at), argMax(agent_version, received_at), max(seq) FROM tally.ingest_batches GROUP BY agent_id`,
-        ],
-      ]
-      for (const [name, sql] of before) log(row(name, r.name, await measure(store, sql)))
-    }
-
+    const { all, misses } = tallies
     const p95s = all.map((x) => x.m.p95).sort((a, b) => a - b)
     log(
       `\n${all.length} queries; median of their p95 ${percentiles(p95s).p50.toFixed(1)} ms, worst ${(p95s.at(-1) ?? 0).toFixed(1)} ms; ${misses.length === 0 ? 'every p95 under 100 ms' : `over 100 ms: ${misses.join('; ')}`}`,
