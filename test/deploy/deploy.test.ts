@@ -425,6 +425,18 @@ function fromEnvNames(element: XmlElement): string[] {
   return names
 }
 
+/** The modules a source file loads at run time: static and dynamic imports, not `import type`. */
+const runtimeImports = (source: string): string[] =>
+  [
+    ...source.matchAll(/^\s*(?:import|export)\s+(?!type\b)[^'";]*?from\s+'([^']+)'/gm),
+    ...source.matchAll(/^\s*import\s+'([^']+)'/gm),
+    ...source.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g),
+  ].map((m) => m[1] as string)
+
+/** The npm package a bare specifier names (`@scope/name` or `name`). */
+const packageOf = (spec: string): string | undefined =>
+  spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]
+
 describe('deploy/collector.Containerfile', () => {
   const text = read('deploy/collector.Containerfile')
   const instructions = text
@@ -461,22 +473,15 @@ describe('deploy/collector.Containerfile', () => {
       if (seen.has(file)) continue
       seen.add(file)
       expect(dirs, `${file} is copied into the image`).toContain(file.split('/')[0])
-      const source = read(file)
-      const specifiers = [
-        ...source.matchAll(/^\s*(?:import|export)\s+(?!type\b)[^'";]*?from\s+'([^']+)'/gm),
-        ...source.matchAll(/^\s*import\s+'([^']+)'/gm),
-        ...source.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g),
-      ].map((m) => m[1] as string)
-      for (const spec of specifiers) {
+      for (const spec of runtimeImports(read(file))) {
         if (spec.startsWith('.')) {
           const target = relative(ROOT, resolve(dirname(path(file)), spec))
           expect(existsSync(path(target)), `${file} imports ${spec}`).toBe(true)
           if (target.endsWith('.ts')) queue.push(target)
         } else if (!spec.startsWith('node:')) {
-          const name = spec.startsWith('@')
-            ? spec.split('/').slice(0, 2).join('/')
-            : spec.split('/')[0]
-          expect(Object.keys(pkg.dependencies), `${file} imports ${spec}`).toContain(name)
+          expect(Object.keys(pkg.dependencies), `${file} imports ${spec}`).toContain(
+            packageOf(spec),
+          )
         }
       }
     }

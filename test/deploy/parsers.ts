@@ -44,100 +44,142 @@ function decode(text: string, where: () => string): string {
 
 /** Parses one XML document with a single root element. */
 export function parseXml(source: string): XmlElement {
-  let pos = 0
-  const where = () => `at line ${source.slice(0, pos).split('\n').length}`
-  const skipMisc = () => {
+  return new XmlParser(source).document()
+}
+
+/** A cursor over the source; each method reads one construct from `pos` on. */
+class XmlParser {
+  readonly #source: string
+  #pos = 0
+
+  constructor(source: string) {
+    this.#source = source
+  }
+
+  readonly #where = () => `at line ${this.#source.slice(0, this.#pos).split('\n').length}`
+
+  document(): XmlElement {
+    this.#skipMisc()
+    const root = this.#element()
+    this.#skipMisc()
+    if (this.#pos !== this.#source.length) {
+      throw new ParseError(`content after the root element ${this.#where()}`)
+    }
+    return root
+  }
+
+  /** Whitespace, comments and processing instructions. */
+  #skipMisc(): void {
+    const source = this.#source
     for (;;) {
-      const rest = source.slice(pos)
+      const rest = source.slice(this.#pos)
       const ws = /^\s+/.exec(rest)
       if (ws !== null) {
-        pos += ws[0].length
+        this.#pos += ws[0].length
         continue
       }
       if (rest.startsWith('<!--')) {
-        const end = source.indexOf('-->', pos + 4)
-        if (end < 0) throw new ParseError(`unterminated comment ${where()}`)
-        if (source.slice(pos + 4, end).includes('--')) {
-          throw new ParseError(`"--" inside a comment ${where()}`)
+        const end = source.indexOf('-->', this.#pos + 4)
+        if (end < 0) throw new ParseError(`unterminated comment ${this.#where()}`)
+        if (source.slice(this.#pos + 4, end).includes('--')) {
+          throw new ParseError(`"--" inside a comment ${this.#where()}`)
         }
-        pos = end + 3
+        this.#pos = end + 3
         continue
       }
       if (rest.startsWith('<?')) {
-        const end = source.indexOf('?>', pos)
-        if (end < 0) throw new ParseError(`unterminated processing instruction ${where()}`)
-        pos = end + 2
+        const end = source.indexOf('?>', this.#pos)
+        if (end < 0) throw new ParseError(`unterminated processing instruction ${this.#where()}`)
+        this.#pos = end + 2
         continue
       }
       return
     }
   }
-  const element = (): XmlElement => {
-    if (source[pos] !== '<') throw new ParseError(`expected an element ${where()}`)
-    pos += 1
-    const name = NAME.exec(source.slice(pos))?.[0]
-    if (name === undefined) throw new ParseError(`bad element name ${where()}`)
-    pos += name.length
+
+  #element(): XmlElement {
+    const tag = this.#startTag()
+    if (tag.empty) return { name: tag.name, attributes: tag.attributes, children: [], text: '' }
+    return { name: tag.name, attributes: tag.attributes, ...this.#content(tag.name) }
+  }
+
+  /** `<name attr="v" ...>` or `<name ... />` (empty). */
+  #startTag(): { name: string; attributes: Record<string, string>; empty: boolean } {
+    const source = this.#source
+    if (source[this.#pos] !== '<') throw new ParseError(`expected an element ${this.#where()}`)
+    this.#pos += 1
+    const name = NAME.exec(source.slice(this.#pos))?.[0]
+    if (name === undefined) throw new ParseError(`bad element name ${this.#where()}`)
+    this.#pos += name.length
     const attributes: Record<string, string> = {}
     for (;;) {
-      const ws = /^\s*/.exec(source.slice(pos))?.[0] ?? ''
-      pos += ws.length
-      if (source.startsWith('/>', pos)) {
-        pos += 2
-        return { name, attributes, children: [], text: '' }
+      const ws = /^\s*/.exec(source.slice(this.#pos))?.[0] ?? ''
+      this.#pos += ws.length
+      if (source.startsWith('/>', this.#pos)) {
+        this.#pos += 2
+        return { name, attributes, empty: true }
       }
-      if (source[pos] === '>') {
-        pos += 1
-        break
+      if (source[this.#pos] === '>') {
+        this.#pos += 1
+        return { name, attributes, empty: false }
       }
-      if (ws.length === 0)
-        throw new ParseError(`expected whitespace before an attribute ${where()}`)
-      const attr = /^([A-Za-z_][\w.:-]*)\s*=\s*("([^"<]*)"|'([^'<]*)')/.exec(source.slice(pos))
-      if (attr === null) throw new ParseError(`bad attribute in <${name}> ${where()}`)
-      const key = attr[1] as string
-      if (key in attributes) throw new ParseError(`attribute ${key} twice in <${name}> ${where()}`)
-      attributes[key] = decode(attr[3] ?? attr[4] ?? '', where)
-      pos += attr[0].length
+      if (ws.length === 0) {
+        throw new ParseError(`expected whitespace before an attribute ${this.#where()}`)
+      }
+      this.#attribute(name, attributes)
     }
+  }
+
+  #attribute(element: string, attributes: Record<string, string>): void {
+    const attr = /^([A-Za-z_][\w.:-]*)\s*=\s*("([^"<]*)"|'([^'<]*)')/.exec(
+      this.#source.slice(this.#pos),
+    )
+    if (attr === null) throw new ParseError(`bad attribute in <${element}> ${this.#where()}`)
+    const key = attr[1] as string
+    if (key in attributes) {
+      throw new ParseError(`attribute ${key} twice in <${element}> ${this.#where()}`)
+    }
+    attributes[key] = decode(attr[3] ?? attr[4] ?? '', this.#where)
+    this.#pos += attr[0].length
+  }
+
+  /** Children and text up to and including `</name>`. */
+  #content(name: string): { children: XmlElement[]; text: string } {
+    const source = this.#source
     const children: XmlElement[] = []
     let text = ''
     for (;;) {
-      if (pos >= source.length) throw new ParseError(`<${name}> is not closed`)
-      if (source.startsWith('</', pos)) {
-        const close = /^<\/([A-Za-z_][\w.-]*)\s*>/.exec(source.slice(pos))
-        if (close === null) throw new ParseError(`bad closing tag ${where()}`)
-        if (close[1] !== name) {
-          throw new ParseError(`</${close[1]}> closes <${name}> ${where()}`)
-        }
-        pos += close[0].length
-        return { name, attributes, children, text: text.trim() }
+      if (this.#pos >= source.length) throw new ParseError(`<${name}> is not closed`)
+      if (source.startsWith('</', this.#pos)) {
+        this.#endTag(name)
+        return { children, text: text.trim() }
       }
-      if (source.startsWith('<!--', pos) || source.startsWith('<?', pos)) {
-        skipMisc()
-        continue
+      if (source.startsWith('<!--', this.#pos) || source.startsWith('<?', this.#pos)) {
+        this.#skipMisc()
+      } else if (source.startsWith('<![CDATA[', this.#pos)) {
+        const end = source.indexOf(']]>', this.#pos)
+        if (end < 0) throw new ParseError(`unterminated CDATA ${this.#where()}`)
+        text += source.slice(this.#pos + 9, end)
+        this.#pos = end + 3
+      } else if (source[this.#pos] === '<') {
+        children.push(this.#element())
+      } else {
+        const next = source.indexOf('<', this.#pos)
+        const end = next < 0 ? source.length : next
+        text += decode(source.slice(this.#pos, end), this.#where)
+        this.#pos = end
       }
-      if (source.startsWith('<![CDATA[', pos)) {
-        const end = source.indexOf(']]>', pos)
-        if (end < 0) throw new ParseError(`unterminated CDATA ${where()}`)
-        text += source.slice(pos + 9, end)
-        pos = end + 3
-        continue
-      }
-      if (source[pos] === '<') {
-        children.push(element())
-        continue
-      }
-      const next = source.indexOf('<', pos)
-      const end = next < 0 ? source.length : next
-      text += decode(source.slice(pos, end), where)
-      pos = end
     }
   }
-  skipMisc()
-  const root = element()
-  skipMisc()
-  if (pos !== source.length) throw new ParseError(`content after the root element ${where()}`)
-  return root
+
+  #endTag(name: string): void {
+    const close = /^<\/([A-Za-z_][\w.-]*)\s*>/.exec(this.#source.slice(this.#pos))
+    if (close === null) throw new ParseError(`bad closing tag ${this.#where()}`)
+    if (close[1] !== name) {
+      throw new ParseError(`</${close[1]}> closes <${name}> ${this.#where()}`)
+    }
+    this.#pos += close[0].length
+  }
 }
 
 /** The first child with this name, or undefined. */
