@@ -5,9 +5,9 @@
  */
 
 import type { z } from 'zod'
-import { ROLE_DESCRIPTIONS, ROLES } from '../../collector/auth/roles.ts'
+import { ROLE_DESCRIPTIONS } from '../../collector/auth/roles.ts'
 import type { ProposalAnswer } from '../../protocol/api/admin.ts'
-import type { Role } from '../../protocol/api/names.ts'
+import { ROLES, type Role } from '../../protocol/api/names.ts'
 import { API_OPTIONS, type ApiOptions, api, contracts, print } from '../api-options.ts'
 import type { ArgumentSpec, CommandSpec } from '../command-table.ts'
 

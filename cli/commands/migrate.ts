@@ -4,6 +4,7 @@
  */
 import type { CollectorConfig } from '../../collector/config.ts'
 import type { Migration } from '../../collector/store/migrations.ts'
+import { USAGE_DIMENSIONS } from '../../protocol/api/names.ts'
 import type { CommandSpec } from '../command-table.ts'
 
 export interface ScriptOptions {
@@ -23,7 +24,7 @@ export async function migrationScript(options: ScriptOptions): Promise<string> {
   const { clusterBootstrap, onClusterView, renderClusterMigrations } = await import(
     '../../collector/store/cluster.ts'
   )
-  const { USAGE_DIMENSIONS, usageViewSql } = await import('../../collector/store/usage.ts')
+  const { usageViewSql } = await import('../../collector/store/usage.ts')
   const { cluster } = options
   const migrations =
     cluster === undefined
@@ -79,9 +80,7 @@ async function applyMigrations(config: CollectorConfig, cluster: string | undefi
   const { openStore } = await import('../../collector/store/client.ts')
   const { migrate } = await import('../../collector/store/migrations.ts')
   const { migrateCluster, onClusterView } = await import('../../collector/store/cluster.ts')
-  const { USAGE_DIMENSIONS, createUsageViews, usageViewSql } = await import(
-    '../../collector/store/usage.ts'
-  )
+  const { createUsageViews, usageViewSql } = await import('../../collector/store/usage.ts')
   const store = openStore({
     dataDir: config.data_dir,
     url: config.clickhouse.url,

@@ -3,8 +3,10 @@
  * administers, which roles that side grants, which users it sees, and the conflict matrix
  * (roles.ts CONFLICTS), refused on proposal and again on confirmation.
  */
+
+import type { Role } from '../../protocol/api/names.ts'
 import { DomainError, type Failure } from '../errors.ts'
-import { administeredSide, conflictsIn, type Role, SIDE_OF, type Side } from './roles.ts'
+import { administeredSide, conflictsIn, SIDE_OF, type Side } from './roles.ts'
 import type { AuthenticatedUser } from './users.ts'
 import type { UserRow, UsersRepository } from './users-repository.ts'
 

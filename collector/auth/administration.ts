@@ -26,6 +26,7 @@
  */
 import { isAbsolute, relative, resolve } from 'node:path'
 import { Mutex } from '../../common/mutex.ts'
+import type { Role } from '../../protocol/api/names.ts'
 import type { Register } from '../register/register.ts'
 import type { Store } from '../store/client.ts'
 import { type AdministrationContext, KINDS, recordStep } from './administration-register.ts'
@@ -41,7 +42,7 @@ import {
   propose,
   reject,
 } from './role-proposals.ts'
-import { type Role, SIDE_OF } from './roles.ts'
+import { SIDE_OF } from './roles.ts'
 import { issueSecret, tokenKeyOf } from './tokens.ts'
 import { type AuthenticatedUser, listUsers, type UserRecord } from './users.ts'
 import { UsersRepository } from './users-repository.ts'

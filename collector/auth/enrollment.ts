@@ -17,8 +17,6 @@ import {
 } from './enrollment-repository.ts'
 import { issueSecret, newId, secretId, secretMatches, type TokenKey, tokenKeyOf } from './tokens.ts'
 
-export { SITE_NAME } from '../../protocol/api/names.ts'
-
 export interface EnrollTokenRequest {
   site: string
   ttlHours: number

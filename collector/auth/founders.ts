@@ -6,13 +6,14 @@
  * confirmed like anyone.
  */
 import { writeFileAtomic } from '../../common/atomic-file.ts'
+import type { Role } from '../../protocol/api/names.ts'
 import {
   type AdministrationContext,
   administrationEntries,
   KINDS,
   recordStep,
 } from './administration-register.ts'
-import { ADMINISTRATOR, type Role, type Side } from './roles.ts'
+import { ADMINISTRATOR, type Side } from './roles.ts'
 import { type IssuedSecret, issueSecret, newId, tokenKeyOf } from './tokens.ts'
 import { authenticateUser, ITSD_FOUNDER, OIOS_FOUNDER, readAdminTokenFile } from './users.ts'
 import type { UserRow } from './users-repository.ts'

@@ -1,11 +1,11 @@
 /** Bearer authentication for agents and users, as Hono middleware. */
 import { createMiddleware } from 'hono/factory'
+import type { Role } from '../../protocol/api/names.ts'
 import { consoleCredential } from '../console/session.ts'
 import { DomainError } from '../errors.ts'
 import type { CollectorEnv } from '../http.ts'
 import type { Store } from '../store/client.ts'
 import { type AgentIdentity, authenticateAgent } from './agents.ts'
-import type { Role } from './roles.ts'
 import { bearer } from './tokens.ts'
 import { authenticateUser } from './users.ts'
 

@@ -3,9 +3,10 @@
  * updated in place: each decision is a new row with a higher version (ReplacingMergeTree).
  */
 import { z } from 'zod'
+import { ROLES, type Role } from '../../protocol/api/names.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectParsed } from '../store/rows.ts'
-import { ROLES, type Role, type Side } from './roles.ts'
+import type { Side } from './roles.ts'
 
 const PROPOSALS = 'tally.role_proposals'
 

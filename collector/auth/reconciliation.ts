@@ -3,6 +3,8 @@
  * register entry granting it is taken away, so roles written straight into the store (by
  * whoever holds it) do not survive the collector's start.
  */
+
+import type { Role } from '../../protocol/api/names.ts'
 import type { JsonValue, RegisterEntry } from '../register/register.ts'
 import {
   type AdministrationContext,
@@ -11,7 +13,7 @@ import {
   recordStep,
   recordsAdministration,
 } from './administration-register.ts'
-import { type Role, SIDE_OF } from './roles.ts'
+import { SIDE_OF } from './roles.ts'
 import { listUsers, type UserRecord } from './users.ts'
 
 /** What each user was granted, by the trusted entries of both registers, in order. */

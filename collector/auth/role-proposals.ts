@@ -8,6 +8,8 @@
  *
  * Each step is recorded on the side's register before it is written (administration-register.ts).
  */
+
+import type { Role } from '../../protocol/api/names.ts'
 import { type AdministrationContext, KINDS, recordStep } from './administration-register.ts'
 import {
   checkGrantedBy,
@@ -18,7 +20,7 @@ import {
 } from './administration-rules.ts'
 import { founderExceptionOpen } from './founders.ts'
 import type { Proposal } from './proposals-repository.ts'
-import { ADMINISTRATOR, type Role, type Side } from './roles.ts'
+import { ADMINISTRATOR, type Side } from './roles.ts'
 import { issueSecret, newId, tokenKeyOf } from './tokens.ts'
 import { type AuthenticatedUser, newPart, partHashes, secondPartHash } from './users.ts'
 import type { NewUserRow } from './users-repository.ts'

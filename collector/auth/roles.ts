@@ -6,9 +6,7 @@
  * decided here, once (docs/privacy.md "Roles and who grants them"), and enforced by users.ts on
  * every proposal and confirmation.
  */
-import { ROLES, type Role } from '../../protocol/api/names.ts'
-
-export { ROLES, type Role }
+import type { Role } from '../../protocol/api/names.ts'
 
 export const ROLE_DESCRIPTIONS: Record<Role, string> = {
   admin: 'ITSD: proposes and confirms ITSD users and roles, enrollment tokens, agents',

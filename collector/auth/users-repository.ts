@@ -3,9 +3,10 @@
  * judges a token or a role (users.ts and the administration modules do).
  */
 import { z } from 'zod'
+import { ROLES, type Role } from '../../protocol/api/names.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectParsed } from '../store/rows.ts'
-import { ROLES, type Role, type Side } from './roles.ts'
+import type { Side } from './roles.ts'
 
 const USERS = 'tally.users'
 

@@ -12,8 +12,9 @@
 
 import { randomBytes } from 'node:crypto'
 import { readStateFile } from '../../common/atomic-file.ts'
+import type { Role } from '../../protocol/api/names.ts'
 import type { Store } from '../store/client.ts'
-import type { Role, Side } from './roles.ts'
+import type { Side } from './roles.ts'
 import { issueSecret, newId, tokenKeyOf } from './tokens.ts'
 import { UsersRepository } from './users-repository.ts'
 

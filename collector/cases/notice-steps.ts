@@ -3,9 +3,10 @@
  * extension (a new approval) and the closing that revokes them and purges tier I data.
  */
 import type { z } from 'zod'
+import type { Closing, Extension, Notice } from '../../protocol/api/cases.ts'
 import type { User } from '../auth/users.ts'
 import { DomainError } from '../errors.ts'
-import type { Case, Closing, Extension, Notice } from './model.ts'
+import type { Case } from './model.ts'
 import { type Outbox, OutboxUnavailable } from './outbox.ts'
 import { type CaseSteps, iso } from './steps.ts'
 

@@ -4,9 +4,10 @@
  * designation of OIOS officers per resource category.
  */
 import type { z } from 'zod'
+import type { Designation, OiosOpening, TechnicalOpening } from '../../protocol/api/cases.ts'
 import type { User } from '../auth/users.ts'
 import { DomainError } from '../errors.ts'
-import type { Case, Designation, OiosOpening, TechnicalOpening } from './model.ts'
+import type { Case } from './model.ts'
 import { newCaseId } from './repository.ts'
 import { type CaseSteps, HOUR, iso } from './steps.ts'
 

@@ -5,8 +5,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
+import type { Person } from '../../protocol/api/cases.ts'
 import type { Store } from '../store/client.ts'
-import type { Person } from './model.ts'
 import { type OutboxMessage, OutboxRepository } from './outbox-repository.ts'
 
 export interface OutboxConfig {

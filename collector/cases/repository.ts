@@ -6,9 +6,10 @@
 import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import { Case as CaseSchema } from '../../protocol/api/cases.ts'
+import type { CaseKind } from '../../protocol/api/names.ts'
 import type { Store } from '../store/client.ts'
 import { insertRows, selectParsed } from '../store/rows.ts'
-import type { Case, CaseKind } from './model.ts'
+import type { Case } from './model.ts'
 
 export const newCaseId = (): string => `c-${randomBytes(8).toString('hex')}`
 

@@ -5,17 +5,17 @@
  * register entry first (fail closed), then stores the case.
  */
 import type { z } from 'zod'
-import type { User } from '../auth/users.ts'
-import { DomainError } from '../errors.ts'
 import type {
   Approval,
-  Case,
   CaseRequest,
   Consultation,
   Denial,
   EmergencyConfirmation,
   EmergencyRequest,
-} from './model.ts'
+} from '../../protocol/api/cases.ts'
+import type { User } from '../auth/users.ts'
+import { DomainError } from '../errors.ts'
+import type { Case } from './model.ts'
 import { newCaseId } from './repository.ts'
 import { type CaseSteps, HOUR, iso } from './steps.ts'
 

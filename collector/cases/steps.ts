@@ -6,7 +6,7 @@
  * per case.
  */
 import type { Logger } from 'pino'
-import type { Role } from '../auth/roles.ts'
+import type { Role } from '../../protocol/api/names.ts'
 import type { User } from '../auth/users.ts'
 import { DomainError } from '../errors.ts'
 import type { CaseOnRecord } from '../register/model.ts'

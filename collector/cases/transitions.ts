@@ -9,10 +9,10 @@
  * technical case (8.2) and an OIOS case (section 9).
  */
 
+import type { CaseState, Role } from '../../protocol/api/names.ts'
 import { CATEGORIES, type Category } from '../../protocol/grants.ts'
-import type { Role } from '../auth/roles.ts'
 import { DomainError } from '../errors.ts'
-import type { Case, CaseState } from './model.ts'
+import type { Case } from './model.ts'
 
 export const WORKFLOW_KINDS = ['written', 'emergency', 'technical', 'oios'] as const
 export type WorkflowKind = (typeof WORKFLOW_KINDS)[number]

@@ -10,12 +10,8 @@
  */
 import type { z } from 'zod'
 import { KeyedMutex } from '../../common/mutex.ts'
-import type { User } from '../auth/users.ts'
-import { DomainError } from '../errors.ts'
-import { CaseNotOnRecord } from './errors.ts'
 import type {
   Approval,
-  Case,
   CaseRequest,
   Closing,
   Consultation,
@@ -27,7 +23,11 @@ import type {
   Notice,
   OiosOpening,
   TechnicalOpening,
-} from './model.ts'
+} from '../../protocol/api/cases.ts'
+import type { User } from '../auth/users.ts'
+import { DomainError } from '../errors.ts'
+import { CaseNotOnRecord } from './errors.ts'
+import type { Case } from './model.ts'
 import { close, extend, notice } from './notice-steps.ts'
 import { checkDesignation, designate, openOios, openTechnical } from './opening-steps.ts'
 import {

@@ -6,11 +6,11 @@
  */
 import { MerkleTree } from '../../common/merkle.ts'
 import { canonicalJson, checkpointSignatureValid } from '../../common/register-head.ts'
+import { MAX_PAGE } from '../../protocol/api/names.ts'
 import { RegisterIntegrityError, RegisterUnavailable, SizeBeyondHead } from './errors.ts'
 import {
   entryBody,
   GENESIS_HASH,
-  MAX_PAGE,
   type RegisterEntry,
   type RegisterEntryInput,
   type RegisterName,

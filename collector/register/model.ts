@@ -2,9 +2,10 @@
  * What the register is made of: its two names, its entries and signed checkpoints, and what a
  * verification reports. Shared by the collector's register, the routes and the auditor's side.
  */
+import { REGISTERS, type RegisterName } from '../../protocol/api/names.ts'
 
-export const REGISTERS = ['itsd', 'oios'] as const
-export type RegisterName = (typeof REGISTERS)[number]
+/** The register's two names: the API's (protocol/api/names.ts), named here for the register's code. */
+export type { RegisterName }
 export const isRegisterName = (name: string): name is RegisterName =>
   (REGISTERS as readonly string[]).includes(name)
 
@@ -117,9 +118,6 @@ export interface CaseOnRecord {
 
 /** prev_hash of the first entry. */
 export const GENESIS_HASH = '0'.repeat(64)
-
-/** The most entries one read (a page, a step of the tree's extension) takes. */
-export const MAX_PAGE = 10_000
 
 /** Where the register's signing key lives: its own key, not the grant-signing key. */
 export const REGISTER_KEY_FILE = 'register-signing-key.pem'

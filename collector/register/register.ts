@@ -33,6 +33,7 @@ import {
   checkpointSignatureValid,
   ed25519PublicKey,
 } from '../../common/register-head.ts'
+import { MAX_PAGE } from '../../protocol/api/names.ts'
 import type { Store } from '../store/client.ts'
 import { proveConsistency, SignedChain } from './chain.ts'
 import { BadCountersignature, CheckpointNotFound, RegisterIntegrityError } from './errors.ts'
@@ -42,7 +43,6 @@ import {
   checkName,
   type EntriesPage,
   type JsonValue,
-  MAX_PAGE,
   type RegisterEntry,
   type RegisterEntryInput,
   type RegisterName,

@@ -6,14 +6,9 @@
  */
 import { MerkleTree } from '../../common/merkle.ts'
 import { checkpointSignatureValid } from '../../common/register-head.ts'
+import { MAX_PAGE } from '../../protocol/api/names.ts'
 import { linkProblem } from './chain.ts'
-import {
-  type CaseOnRecord,
-  GENESIS_HASH,
-  MAX_PAGE,
-  type RegisterEntry,
-  type RegisterName,
-} from './model.ts'
+import { type CaseOnRecord, GENESIS_HASH, type RegisterEntry, type RegisterName } from './model.ts'
 import type { RegisterRepository, StoredEntry } from './repository.ts'
 import { entryHash, entrySignatureValid, leafHashOfText, type RegisterKey } from './signing.ts'
 

@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { z } from 'zod'
-import { ExportManifest, Receipt } from '../../protocol/api/restricted.ts'
+import { ExportManifest, type Receipt } from '../../protocol/api/restricted.ts'
 import type { Access } from './access.ts'
 import { sha256Hex } from './common.ts'
 import { toCsv } from './csv.ts'
@@ -158,8 +158,6 @@ export async function readBundleFile(
     throw new Error(`export file ${name} does not match its digest`)
   return bytes
 }
-
-export { Receipt }
 
 /** What a receipt gets wrong against the manifest, one line each; empty when it matches. */
 export function receiptMismatches(manifestBytes: Buffer, receipt: Receipt): string[] {

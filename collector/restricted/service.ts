@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino'
 import { KeyedMutex } from '../../common/mutex.ts'
+import type { Receipt } from '../../protocol/api/restricted.ts'
 import type { RestrictedBatch } from '../../protocol/grants.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { User } from '../auth/users.ts'
@@ -31,7 +32,6 @@ import {
   MANIFEST,
   type Manifest,
   newExportId,
-  type Receipt,
   readBundleFile,
   receiptMismatches,
   storeBundle,

@@ -29,8 +29,6 @@ import { onClusterView } from './cluster.ts'
 import { selectParsed } from './rows.ts'
 import type { UsageHostKey } from './usage-host-key.ts'
 
-export { USAGE_DIMENSIONS, type UsageDimension }
-
 /** The grid: every answer is made of whole minutes. */
 export const GRID_SECONDS = 60
 const HOUR = 3600

@@ -13,7 +13,7 @@ import {
   EmergencyRequest,
   OiosOpening,
   TechnicalOpening,
-} from '../../collector/cases/model.ts'
+} from '../../protocol/api/cases.ts'
 import { ROOT, tally } from './run-tally.ts'
 
 const SCHEMAS: Record<CaseFileKind, z.ZodObject> = {

@@ -11,9 +11,9 @@
  * Failures are collected per test and reported together, each naming its route, user and state.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Role } from '../../collector/auth/roles.ts'
 import type { Case } from '../../collector/cases/model.ts'
 import { selectRows } from '../../collector/store/rows.ts'
+import type { Role } from '../../protocol/api/names.ts'
 import { ErrorBody } from '../../protocol/v1.ts'
 import {
   type Answer,

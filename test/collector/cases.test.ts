@@ -12,8 +12,9 @@ import Ajv2020 from 'ajv/dist/2020.js'
 import { decodeJwt, jwtVerify } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ACCESS_GRANT_TYPE, DRILLDOWN_AUDIENCE } from '../../collector/cases/grants.ts'
-import type { Case, CaseRequest } from '../../collector/cases/model.ts'
+import type { Case } from '../../collector/cases/model.ts'
 import type { RegisterEntry } from '../../collector/register/register.ts'
+import type { CaseRequest } from '../../protocol/api/cases.ts'
 import { GRANT_AUDIENCE, GRANT_ISSUER, GRANT_TYPE, GrantClaims } from '../../protocol/grants.ts'
 import {
   type Answer,

@@ -8,8 +8,8 @@
 import fc from 'fast-check'
 import { decodeJwt } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ROLES } from '../../collector/auth/roles.ts'
 import { createUsageViews } from '../../collector/store/usage.ts'
+import { ROLES } from '../../protocol/api/names.ts'
 import {
   type EnrolledAgent,
   enrollAgent,

@@ -14,7 +14,6 @@ import pino from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { buildCommand } from '../../cli/command-table.ts'
 import { registerCommands } from '../../cli/commands/register.ts'
-import type { Role } from '../../collector/auth/roles.ts'
 import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
 import { DomainError } from '../../collector/errors.ts'
 import { type CollectorEnv, problemOf } from '../../collector/http.ts'
@@ -51,6 +50,7 @@ import {
 } from '../../collector/register/register.ts'
 import { registerRoutes } from '../../collector/routes/register.ts'
 import { insertRows, selectRows } from '../../collector/store/rows.ts'
+import type { Role } from '../../protocol/api/names.ts'
 import { errorBody, type Harness, openHarness, userToken } from './harness.ts'
 
 let h: Harness

@@ -7,8 +7,6 @@
  */
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { ROLES } from '../../collector/auth/roles.ts'
-import { CASE_STATES } from '../../collector/cases/model.ts'
 import {
   type Actor,
   coveredCategories,
@@ -18,6 +16,7 @@ import {
   transitionsFor,
   WORKFLOW_KINDS,
 } from '../../collector/cases/transitions.ts'
+import { CASE_STATES, ROLES } from '../../protocol/api/names.ts'
 import { CASES_DOC, withTable } from '../../scripts/cases-table.ts'
 
 const rowsOf = (step: Transition['step']) => TRANSITIONS.filter((t) => t.step === step)

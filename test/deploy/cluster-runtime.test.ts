@@ -8,7 +8,8 @@ import { CollectorConfig } from '../../collector/config.ts'
 import { purgeStatements } from '../../collector/restricted/purge.ts'
 import { onClusterView, renderClusterMigrations } from '../../collector/store/cluster.ts'
 import { readMigrations } from '../../collector/store/migrations.ts'
-import { USAGE_DIMENSIONS, usageViewSql } from '../../collector/store/usage.ts'
+import { usageViewSql } from '../../collector/store/usage.ts'
+import { USAGE_DIMENSIONS } from '../../protocol/api/names.ts'
 
 const CLUSTER = 'tally'
 const clusterSql = renderClusterMigrations(readMigrations(), CLUSTER)

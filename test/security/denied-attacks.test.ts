@@ -19,11 +19,11 @@ import { join } from 'node:path'
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { GrantRejected, verifyGrant } from '../../agent/grants/verify.ts'
-import type { Role } from '../../collector/auth/roles.ts'
 import { ACCESS_GRANT_TYPE, DRILLDOWN_AUDIENCE } from '../../collector/cases/grants.ts'
 import type { Case } from '../../collector/cases/model.ts'
 import type { Store } from '../../collector/store/client.ts'
 import { selectRows } from '../../collector/store/rows.ts'
+import type { Role } from '../../protocol/api/names.ts'
 import { GRANT_ISSUER, type RestrictedBatch } from '../../protocol/grants.ts'
 import {
   type Answer,

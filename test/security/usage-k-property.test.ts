@@ -12,13 +12,8 @@
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Store } from '../../collector/store/client.ts'
-import {
-  createUsageViews,
-  queryUsage,
-  releaseUsage,
-  USAGE_DIMENSIONS,
-  type UsageDimension,
-} from '../../collector/store/usage.ts'
+import { createUsageViews, queryUsage, releaseUsage } from '../../collector/store/usage.ts'
+import { USAGE_DIMENSIONS, type UsageDimension } from '../../protocol/api/names.ts'
 import { type Harness, openHarness } from '../collector/harness.ts'
 
 const K = 3

@@ -21,13 +21,9 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SHARDING_KEYS } from '../../collector/store/cluster.ts'
 import { selectRows } from '../../collector/store/rows.ts'
-import {
-  createUsageViews,
-  releaseUsage,
-  USAGE_DIMENSIONS,
-  usageViewSql,
-} from '../../collector/store/usage.ts'
+import { createUsageViews, releaseUsage, usageViewSql } from '../../collector/store/usage.ts'
 import { loadOrCreateUsageHostKey } from '../../collector/store/usage-host-key.ts'
+import { USAGE_DIMENSIONS } from '../../protocol/api/names.ts'
 import type { HostBatch, UsageContribution } from '../../protocol/v1.ts'
 import {
   type EnrolledAgent,

@@ -8,8 +8,8 @@
  * enforces it is removed.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { Role } from '../../collector/auth/roles.ts'
 import type { Case } from '../../collector/cases/model.ts'
+import type { Role } from '../../protocol/api/names.ts'
 import {
   type Answer,
   type App,
