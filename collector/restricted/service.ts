@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino'
 import { KeyedMutex } from '../../common/mutex.ts'
-import type { Receipt } from '../../protocol/api/restricted.ts'
+import type { Receipt, ReceiptSigned } from '../../protocol/api/restricted.ts'
 import type { RestrictedBatch } from '../../protocol/grants.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { User } from '../auth/users.ts'
@@ -40,7 +40,6 @@ import { ExportsRepository } from './exports-repository.ts'
 import { type IngestAccepted, ingestRefused, ingestRestricted } from './ingest.ts'
 import { CaseKeys, loadOrCreateMasterKey, masterKeyPath } from './keys.ts'
 import { type DrillCategory, describeNarrowing, OutsideScope, parseNarrowing } from './narrowing.ts'
-import type { ReceiptSigned } from './openapi.ts'
 import { TierIRecordsRepository } from './records-repository.ts'
 
 export interface TierIServiceDeps {

@@ -21,6 +21,7 @@ import { CaseService, type RegisterWriter } from '../../collector/cases/workflow
 import { CollectorConfig } from '../../collector/config.ts'
 import { DomainError } from '../../collector/errors.ts'
 import { type CollectorEnv, problemOf } from '../../collector/http.ts'
+import { pathItems } from '../../collector/openapi.ts'
 import {
   REGISTER_KEY_FILE,
   Register,
@@ -31,17 +32,17 @@ import {
 import { RESTRICTED_TABLES } from '../../collector/restricted/common.ts'
 import { csvField, toCsv } from '../../collector/restricted/csv.ts'
 import { masterKeyFile } from '../../collector/restricted/keys.ts'
-import {
-  RESTRICTED_REQUESTS,
-  RESTRICTED_RESPONSES,
-  restrictedPaths,
-} from '../../collector/restricted/openapi.ts'
 import { createPurger } from '../../collector/restricted/purge.ts'
 import { caseRoutes } from '../../collector/routes/cases.ts'
 import { restrictedRoutes } from '../../collector/routes/restricted.ts'
 import { selectRows } from '../../collector/store/rows.ts'
 import { PcapReader } from '../../common/pcap/pcap-reader.ts'
 import type { Role } from '../../protocol/api/names.ts'
+import {
+  RESTRICTED_REQUESTS,
+  RESTRICTED_RESPONSES,
+  RESTRICTED_ROUTES,
+} from '../../protocol/api/restricted.ts'
 import { GRANT_ISSUER, type RestrictedBatch } from '../../protocol/grants.ts'
 import {
   count,
@@ -1191,7 +1192,7 @@ describe('tier I', () => {
             .map((r) => `${r.method} ${r.path.replace(/:([A-Za-z0-9_]+)/g, '{$1}')}`),
         ),
       ]
-      const paths = restrictedPaths() as Record<string, Record<string, unknown>>
+      const paths = pathItems(RESTRICTED_ROUTES) as Record<string, Record<string, unknown>>
       const documented = Object.entries(paths).flatMap(([path, item]) =>
         Object.keys(item).map((m) => `${m.toUpperCase()} ${path}`),
       )
