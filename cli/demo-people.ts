@@ -6,7 +6,7 @@
  * is the two parts joined; OIOS's chief is OIOS's bootstrap chief, whose provisional token is
  * replaced first. Each token is kept in <data_dir>/people/<role>.token, which a site never does.
  */
-import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../common/atomic-file.ts'
 import { admin } from '../protocol/api/index.ts'
@@ -43,6 +43,36 @@ export interface DemoPeopleInputs {
 export const peopleDirOf = (dataDir: string): string => join(dataDir, 'people')
 export const personFileOf = (dataDir: string, role: Role): string =>
   join(peopleDirOf(dataDir), `${role}.token`)
+/**
+ * Who is who (role, user id, name): the request form asks for the receiving official's user id
+ * and the approval for the investigator's, which a person at the console would otherwise learn
+ * only by signing in as them. Not secret, unlike the tokens beside it.
+ */
+export const whoFileOf = (dataDir: string): string => join(peopleDirOf(dataDir), 'people.txt')
+
+interface Person {
+  user_id: string
+  name: string
+}
+
+function readWho(file: string): Map<Role, Person> {
+  const who = new Map<Role, Person>()
+  if (!existsSync(file)) return who
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const [role, userId, name] = line.split('\t')
+    if (role && userId && name && DEMO_ROLES.includes(role as Role))
+      who.set(role as Role, { user_id: userId, name })
+  }
+  return who
+}
+
+function writeWho(file: string, who: Map<Role, Person>): void {
+  const lines = DEMO_ROLES.flatMap((role) => {
+    const person = who.get(role)
+    return person === undefined ? [] : [`${role}\t${person.user_id}\t${person.name}\n`]
+  })
+  writeFileAtomic(file, lines.join(''), 0o600)
+}
 
 /**
  * Makes the people whose token file is missing and says in one line what became of them. Never
@@ -57,24 +87,30 @@ export async function makeDemoPeople(inputs: DemoPeopleInputs): Promise<string> 
     // mkdir's mode is cut by the umask and leaves an existing directory as it was.
     chmodSync(dir, 0o700)
   } catch (err) {
-    return `people not made: ${dir}: ${(err as Error).message}`
+    return `people not made: ${dir}: ${oneLine(err)}`
   }
   const missing = (role: Role) => !existsSync(personFileOf(inputs.dataDir, role))
+  const who = readWho(whoFileOf(inputs.dataDir))
   for (const person of DEMO_ITSD_PEOPLE.filter((p) => missing(p.role))) {
     try {
-      await makeItsdPerson(inputs, person)
+      who.set(person.role, await makeItsdPerson(inputs, person))
       made.push(person.role)
     } catch (err) {
-      failed.push(`${person.role} (${(err as Error).message})`)
+      failed.push(`${person.role} (${oneLine(err)})`)
     }
   }
   if (missing('oios_chief')) {
     try {
-      await takeOverOiosChief(inputs)
+      who.set('oios_chief', await takeOverOiosChief(inputs))
       made.push('oios_chief')
     } catch (err) {
-      failed.push(`oios_chief (${(err as Error).message})`)
+      failed.push(`oios_chief (${oneLine(err)})`)
     }
+  }
+  try {
+    if (made.length > 0) writeWho(whoFileOf(inputs.dataDir), who)
+  } catch (err) {
+    failed.push(`${whoFileOf(inputs.dataDir)} (${oneLine(err)})`)
   }
   return peopleLine(dir, made, failed)
 }
@@ -82,15 +118,19 @@ export async function makeDemoPeople(inputs: DemoPeopleInputs): Promise<string> 
 function peopleLine(dir: string, made: Role[], failed: string[]): string {
   if (failed.length > 0)
     return `people not all made in ${dir}/: ${failed.join('; ')}${made.length > 0 ? `; made ${made.join(', ')}` : ''}`
-  const ready = `people ready in ${dir}/: ${DEMO_ROLES.join(', ')}`
-  return made.length === 0 ? `${ready} (kept from an earlier start)` : ready
+  const kept = made.length === 0 ? ' (kept from an earlier start)' : ''
+  return `people ready in ${dir}/${kept}: ${DEMO_ROLES.join(', ')}; who is who in people.txt`
 }
+
+/** An error as part of the one line (an API refusal may list its issues on lines of their own). */
+const oneLine = (err: unknown): string =>
+  (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ')
 
 /** First admin proposes, second admin confirms, the person's token is the two parts joined. */
 async function makeItsdPerson(
   inputs: DemoPeopleInputs,
   person: { role: Role; name: string },
-): Promise<void> {
+): Promise<Person> {
   if (inputs.secondAdminFile === undefined || !existsSync(inputs.secondAdminFile))
     throw new Error('the demo has no second admin to confirm')
   const first: ApiTarget = { collectorUrl: inputs.collectorUrl, token: inputs.adminToken }
@@ -117,6 +157,7 @@ async function makeItsdPerson(
     `${proposed.token_part}${confirmed.token_part}\n`,
     0o600,
   )
+  return { user_id: proposed.user_id, name: person.name }
 }
 
 /**
@@ -124,7 +165,7 @@ async function makeItsdPerson(
  * hands), and the API's way out is the holder replacing it. The replaced one is dead, so its
  * file goes, leaving one token for the chief.
  */
-async function takeOverOiosChief(inputs: DemoPeopleInputs): Promise<void> {
+async function takeOverOiosChief(inputs: DemoPeopleInputs): Promise<Person> {
   const file = inputs.oiosBootstrapFile
   if (file === undefined || !existsSync(file))
     throw new Error('no OIOS bootstrap token file of the demo')
@@ -134,4 +175,12 @@ async function takeOverOiosChief(inputs: DemoPeopleInputs): Promise<void> {
   )
   writeFileAtomic(personFileOf(inputs.dataDir, 'oios_chief'), `${replaced.token}\n`, 0o600)
   unlinkSync(file)
+  const chief = { collectorUrl: inputs.collectorUrl, token: replaced.token }
+  // The token is made and kept by now: a name not read is no reason to call the chief not made.
+  const users = await call(chief, admin.listUsers).then(
+    (list) => list.users,
+    () => [],
+  )
+  const name = users.find((u) => u.user_id === replaced.user_id)?.name ?? 'OIOS chief'
+  return { user_id: replaced.user_id, name }
 }

@@ -5,12 +5,12 @@
  * of a case it makes, so that a newcomer signs in to the console as each.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { existsSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { z } from 'zod'
 import { demoHints } from '../../cli/demo.ts'
-import { DEMO_ROLES, makeDemoPeople, personFileOf } from '../../cli/demo-people.ts'
+import { DEMO_ROLES, makeDemoPeople, personFileOf, whoFileOf } from '../../cli/demo-people.ts'
 import { admin, register } from '../../protocol/api/index.ts'
 import type { RegisterEntry } from '../../protocol/api/register.ts'
 import { call, readTokenFile } from '../../protocol/client.ts'
@@ -168,10 +168,13 @@ describe("the demo's people: one per role of a case, for the console", () => {
       `people      ${join(dataDir, 'people', '*.token')}   (demo only: sign in to the console as each)`,
     )
     const line = await peopleLine(started)
-    expect(line).toBe(`people ready in ${join(dataDir, 'people')}/: ${DEMO_ROLES.join(', ')}`)
+    expect(line).toBe(
+      `people ready in ${join(dataDir, 'people')}/: ${DEMO_ROLES.join(', ')}; who is who in people.txt`,
+    )
     expect(statSync(join(dataDir, 'people')).mode & 0o777).toBe(0o700)
 
     const userOf = new Map<string, string>()
+    const nameOf = new Map<string, string>()
     for (const role of DEMO_ROLES) {
       const file = personFileOf(dataDir, role)
       expect(statSync(file).mode & 0o777, file).toBe(0o600)
@@ -181,8 +184,14 @@ describe("the demo's people: one per role of a case, for the console", () => {
       const me = await consoleIdentity(url, token)
       expect(me.roles, role).toEqual([role])
       userOf.set(role, me.user_id)
+      nameOf.set(role, me.name)
     }
     expect(new Set(userOf.values()).size).toBe(DEMO_ROLES.length)
+    // Who is who, for the forms that ask for a user id (receiving official, investigator).
+    const who = readFileSync(whoFileOf(dataDir), 'utf8')
+    expect(who.trimEnd().split('\n')).toEqual(
+      DEMO_ROLES.map((role) => `${role}\t${userOf.get(role)}\t${nameOf.get(role)}`),
+    )
     // The bootstrap chief's token was replaced, so the file that held it held a dead token.
     expect(existsSync(join(dataDir, 'oios-bootstrap.token'))).toBe(false)
 
@@ -218,7 +227,7 @@ describe("the demo's people: one per role of a case, for the console", () => {
     const started = await demo({ TALLY_CAPTURE_INTERFACE: 'none' }, dataDir)
     const line = await peopleLine(started)
     expect(line).toBe(
-      `people ready in ${join(dataDir, 'people')}/: ${DEMO_ROLES.join(', ')} (kept from an earlier start)`,
+      `people ready in ${join(dataDir, 'people')}/ (kept from an earlier start): ${DEMO_ROLES.join(', ')}; who is who in people.txt`,
     )
     const url = urlOf(started.banner)
     for (const role of DEMO_ROLES) {
