@@ -1,17 +1,18 @@
 /**
- * GET /healthz (the process answers) and GET /readyz (the store takes writes). Ready means a
- * write succeeds: a full disk leaves reads and pings working (store/health.ts).
+ * GET /healthz (the process answers) and GET /readyz (the store takes writes), served with their
+ * contracts (protocol/api/health.ts). Ready means a write succeeds: a full disk leaves reads and
+ * pings working (store/health.ts).
  */
-import { Hono } from 'hono'
+import * as api from '../../protocol/api/health.ts'
+import { ContractRoutes } from '../contract.ts'
 import { DomainError } from '../errors.ts'
-import type { CollectorEnv } from '../http.ts'
 import type { Store } from '../store/client.ts'
 import type { WriteProbe } from '../store/health.ts'
 
 export function healthRoutes(store: Store, writes: WriteProbe) {
-  return new Hono<CollectorEnv>()
-    .get('/healthz', (c) => c.json({ status: 'ok' }))
-    .get('/readyz', async (c) => {
+  return new ContractRoutes(store)
+    .serve(api.healthz, () => ({ status: 'ok' as const }))
+    .serve(api.readyz, async () => {
       const ping = await store.ping()
       if (!ping.success) {
         throw new DomainError(
@@ -28,6 +29,6 @@ export function healthRoutes(store: Store, writes: WriteProbe) {
           `the store does not take writes (${health.reason})`,
         )
       }
-      return c.json({ status: 'ready' })
-    })
+      return { status: 'ready' as const }
+    }).app
 }
