@@ -335,6 +335,30 @@ const isTime = (type: string) => /^(Nullable\()?DateTime/.test(type)
 const isNumber = (type: string) => /^(Nullable\()?(U?Int|Float|Decimal)/.test(type)
 const epoch = (v: unknown) => Date.parse(`${String(v).replace(' ', 'T')}Z`)
 
+/** Runs a panel's query; a failure names the panel, selection and range, and shows the SQL. */
+async function runQuery(sql: string, where: string): Promise<Result> {
+  try {
+    return await run(sql)
+  } catch (err) {
+    throw new Error(`${where} failed: ${(err as Error).message}\n${sql}`)
+  }
+}
+
+/** A time series as Grafana reads one: time first and ascending, and a numeric column. */
+function expectTimeSeries(result: Result, where: string): void {
+  const [first, ...rest] = result.meta
+  expect(first && isTime(first.type), `${where}: time first, not ${first?.type}`).toBe(true)
+  expect(
+    rest.some((c) => isNumber(c.type)),
+    `${where}: a numeric column`,
+  ).toBe(true)
+  const times = result.data.map((r) => epoch(r[first?.name ?? '']))
+  for (const [i, time] of times.entries()) {
+    expect(Number.isFinite(time), where).toBe(true)
+    if (i > 0) expect(time, `${where}: time ascending`).toBeGreaterThanOrEqual(times[i - 1] ?? 0)
+  }
+}
+
 /**
  * Runs every query of a panel for every selection and range (or only the one given); returns the
  * results by case.
@@ -357,27 +381,9 @@ async function runPanel(
         const sql = expandQuery(t.rawSql, { fromMs, toMs, intervalMs, variables })
         const where = `${panel.title} (${t.refId}), ${selection}, ${range.name}`
         expect(sql, `${where}: left unexpanded`).not.toMatch(/\$\w|\$\{|\[\[/)
-        let result: Result
-        try {
-          result = await run(sql)
-        } catch (err) {
-          throw new Error(`${where} failed: ${(err as Error).message}\n${sql}`)
-        }
+        const result = await runQuery(sql, where)
         expect(result.data.length, `${where} returned no rows\n${sql}`).toBeGreaterThan(0)
-        if (t.format === 0) {
-          const [first, ...rest] = result.meta
-          expect(first && isTime(first.type), `${where}: time first, not ${first?.type}`).toBe(true)
-          expect(
-            rest.some((c) => isNumber(c.type)),
-            `${where}: a numeric column`,
-          ).toBe(true)
-          const times = result.data.map((r) => epoch(r[first?.name ?? '']))
-          for (const [i, time] of times.entries()) {
-            expect(Number.isFinite(time), where).toBe(true)
-            if (i > 0)
-              expect(time, `${where}: time ascending`).toBeGreaterThanOrEqual(times[i - 1] ?? 0)
-          }
-        }
+        if (t.format === 0) expectTimeSeries(result, where)
         results.set(`${selection}|${range.name}|${t.refId}`, result)
       }
     }

@@ -329,6 +329,56 @@ async function realSamples(): Promise<{ samples: HostSample[]; inventory: HostIn
   return { samples, inventory: await collector.inventory() }
 }
 
+/** What the ingest rounds post through, and the counts they keep. */
+interface Ingesting {
+  app: App
+  /** The same collector on a store that takes no writes. */
+  failingApp: App
+  agents: Array<{ spec: HostSpec; agent: EnrolledAgent }>
+  data: LoadedData
+  batchOf: (n: number, i: number) => HostBatch
+  post: (target: App, n: number, batch: unknown) => Promise<Response>
+}
+
+/** Batch `i` of every agent that is not silent, each stored. */
+async function postBatches(x: Ingesting, i: number): Promise<void> {
+  for (const [n, { spec }] of x.agents.entries()) {
+    if (spec.silent) continue
+    const batch = x.batchOf(n, i)
+    const res = await x.post(x.app, n, batch)
+    if (res.status !== 200) throw new Error(`batch ${n}/${i}: ${res.status} ${await res.text()}`)
+    x.data.storedBatches++
+    for (const u of batch.usage ?? []) {
+      x.data.usageBytes += u.bytes
+      x.data.services.add(u.service)
+    }
+  }
+}
+
+/**
+ * An agent that lost an answer sends its batch again; one sends a bad batch; every other round,
+ * one comes back while the store is down and a body is not gzip.
+ */
+async function postMishaps(x: Ingesting, round: number, i: number): Promise<void> {
+  const { app, data, batchOf, post } = x
+  const dup = await post(app, 1, batchOf(1, i))
+  if (dup.status !== 200) throw new Error(`duplicate: ${dup.status}`)
+  data.duplicates++
+  const bad = await post(app, 3, { ...batchOf(3, i), samples: 'none' })
+  if (bad.status !== 400) throw new Error(`bad batch: ${bad.status}`)
+  data.rejected++
+  if (round % 2 === 1) {
+    const down = await post(x.failingApp, 4, { ...batchOf(4, i), seq: 10_000 + round })
+    if (down.status !== 503) throw new Error(`store down: ${down.status}`)
+    data.unavailable++
+    const gzipless = await postIngest(app, Buffer.from('not gzip'), {
+      credential: x.agents[0]?.agent.credential,
+    })
+    if (gzipless.status !== 400) throw new Error(`not gzip: ${gzipless.status}`)
+    data.rejected++
+  }
+}
+
 export async function loadRealisticData(h: Harness): Promise<LoadedData> {
   const logger = pino({ level: 'silent' })
   const signingKey = loadOrCreateSigningKey(join(h.dir, 'grant-signing.pem'))
@@ -412,40 +462,10 @@ export async function loadRealisticData(h: Harness): Promise<LoadedData> {
     postIngest(target, gz(batch), { credential: agents[n]?.agent.credential })
 
   const perRound = BATCHES / ROUNDS
+  const ingesting: Ingesting = { app, failingApp, agents, data, batchOf, post }
   for (let round = 0; round < ROUNDS; round++) {
-    for (let i = round * perRound; i < (round + 1) * perRound; i++) {
-      for (const [n, { spec }] of agents.entries()) {
-        if (spec.silent) continue
-        const batch = batchOf(n, i)
-        const res = await post(app, n, batch)
-        if (res.status !== 200)
-          throw new Error(`batch ${n}/${i}: ${res.status} ${await res.text()}`)
-        data.storedBatches++
-        for (const u of batch.usage ?? []) {
-          data.usageBytes += u.bytes
-          data.services.add(u.service)
-        }
-      }
-    }
-    // An agent that lost an answer sends its batch again; one sends a bad batch; one comes back
-    // while the store is down.
-    const i = round * perRound
-    const dup = await post(app, 1, batchOf(1, i))
-    if (dup.status !== 200) throw new Error(`duplicate: ${dup.status}`)
-    data.duplicates++
-    const bad = await post(app, 3, { ...batchOf(3, i), samples: 'none' })
-    if (bad.status !== 400) throw new Error(`bad batch: ${bad.status}`)
-    data.rejected++
-    if (round % 2 === 1) {
-      const down = await post(failingApp, 4, { ...batchOf(4, i), seq: 10_000 + round })
-      if (down.status !== 503) throw new Error(`store down: ${down.status}`)
-      data.unavailable++
-      const gzipless = await postIngest(app, Buffer.from('not gzip'), {
-        credential: agents[0]?.agent.credential,
-      })
-      if (gzipless.status !== 400) throw new Error(`not gzip: ${gzipless.status}`)
-      data.rejected++
-    }
+    for (let i = round * perRound; i < (round + 1) * perRound; i++) await postBatches(ingesting, i)
+    await postMishaps(ingesting, round, round * perRound)
     clock = endOf((round + 1) * perRound - 1) + 1_000
     await metrics.snapshot()
   }
