@@ -618,6 +618,32 @@ function build(items: readonly Item[]) {
   return { file: concatBytes(parts), packets }
 }
 
+/** `base` cut at `cut` (4 bytes at least) with bytes overwritten, and still pcapng's magic. */
+function mutated(
+  base: Uint8Array,
+  mutations: readonly { at: number; bytes: Uint8Array }[],
+  cut: number,
+): Uint8Array {
+  const file = base.slice(0, Math.max(cut, 4))
+  for (const m of mutations)
+    if (m.at < file.length) file.set(m.bytes.subarray(0, file.length - m.at), m.at)
+  file.set([0x0a, 0x0d, 0x0d, 0x0a], 0) // still pcapng, so that blocks get read
+  return file
+}
+
+/** Whatever the input: only a PcapFormatError, and packets whose fields are in range. */
+function expectSane(r: Result): void {
+  if (r.error !== undefined) expect(r.error).toBeInstanceOf(PcapFormatError)
+  for (const s of r.seen) {
+    expect(s.capturedLength).toBeLessThanOrEqual(s.originalLength)
+    expect(s.bytes).toHaveLength(s.capturedLength)
+    expect(Number.isInteger(s.tsSeconds) && s.tsSeconds >= 0).toBe(true)
+    expect(s.tsSeconds).toBeLessThan(2 ** 32)
+    expect(Number.isInteger(s.tsFraction) && s.tsFraction >= 0).toBe(true)
+    expect(s.tsFraction).toBeLessThan(s.nanosecond ? 1e9 : 1e6)
+  }
+}
+
 describe('PcapngReader fuzz', () => {
   it('delivers what a model of the blocks says, for any chunking (property)', () => {
     fc.assert(
@@ -650,23 +676,11 @@ describe('PcapngReader fuzz', () => {
         fc.nat({ max: base.length }),
         fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 6 }),
         (mutations, cut, sizes) => {
-          const file = base.slice(0, Math.max(cut, 4))
-          for (const m of mutations)
-            if (m.at < file.length) file.set(m.bytes.subarray(0, file.length - m.at), m.at)
-          file.set([0x0a, 0x0d, 0x0d, 0x0a], 0) // still pcapng, so that blocks get read
+          const file = mutated(base, mutations, cut)
           const whole = readChunked(file)
           const pieces = readChunked(file, sizes)
-          for (const r of [whole, pieces]) {
-            if (r.error !== undefined) expect(r.error).toBeInstanceOf(PcapFormatError)
-            for (const s of r.seen) {
-              expect(s.capturedLength).toBeLessThanOrEqual(s.originalLength)
-              expect(s.bytes).toHaveLength(s.capturedLength)
-              expect(Number.isInteger(s.tsSeconds) && s.tsSeconds >= 0).toBe(true)
-              expect(s.tsSeconds).toBeLessThan(2 ** 32)
-              expect(Number.isInteger(s.tsFraction) && s.tsFraction >= 0).toBe(true)
-              expect(s.tsFraction).toBeLessThan(s.nanosecond ? 1e9 : 1e6)
-            }
-          }
+          expectSane(whole)
+          expectSane(pieces)
           expect(pieces.seen).toEqual(whole.seen)
           expect(String(pieces.error)).toEqual(String(whole.error))
           if (whole.error === undefined) {
