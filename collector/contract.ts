@@ -58,6 +58,11 @@ export type ContractRequest<R extends RouteContract> = {
   query: R['query'] extends z.ZodType ? () => z.output<SchemaOf<R['query']>> : undefined
   /** The JSON body parsed by the contract's schema; throws jsonBody's 400s. */
   body: R['body'] extends z.ZodType ? () => Promise<z.output<SchemaOf<R['body']>>> : undefined
+  /**
+   * The body's JSON as the client sent it, before the schema's defaults (what a digest of the
+   * request is computed on); after `body()`, on a route with a `bodyReader`.
+   */
+  bodyAsSent: R['body'] extends z.ZodType ? () => unknown : undefined
 } & Caller<R>
 
 /** What the route answers: the contract's answer, or a Response for one that is not that JSON. */
@@ -173,6 +178,7 @@ class RequestInput {
   readonly #options: ServeOptions
   #queryRead = false
   #bodyRead = false
+  #sent: { json: unknown } | undefined
 
   constructor(c: Context<CollectorEnv>, contract: RouteContract, options: ServeOptions) {
     this.#c = c
@@ -194,6 +200,7 @@ class RequestInput {
       ...(security === 'enrollment' ? { token: enrollmentToken(c) } : {}),
       query: query === undefined ? undefined : () => this.#query(query),
       body: body === undefined ? undefined : () => this.#body(body),
+      bodyAsSent: body === undefined ? undefined : () => this.#bodyAsSent(),
     }
   }
 
@@ -208,9 +215,18 @@ class RequestInput {
     this.#bodyRead = true
     const reader = this.#options.bodyReader
     if (reader === undefined) return jsonBody(this.#c, schema)
-    const parsed = schema.safeParse(await reader.read(this.#c))
+    const json = await reader.read(this.#c)
+    this.#sent = { json }
+    const parsed = schema.safeParse(json)
     if (!parsed.success) throw reader.refuse(parsed.error)
     return parsed.data
+  }
+
+  #bodyAsSent(): unknown {
+    if (this.#sent === undefined) {
+      throw new Error(`${this.#contract.operationId}: the body as sent is kept by a body reader`)
+    }
+    return this.#sent.json
   }
 
   /** A handler that answered without reading the input its contract takes is a bug. */

@@ -15,11 +15,12 @@
 
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
-import { Hono } from 'hono'
+import type { Context, MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import type { Logger } from 'pino'
+import * as api from '../../protocol/api/agents.ts'
 import {
-  HostBatch,
+  type HostBatch,
   type IngestAck,
   implausibleTime,
   type SeqConflict,
@@ -27,8 +28,8 @@ import {
 } from '../../protocol/v1.ts'
 import { AgentLookups } from '../auth/agent-lookups.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
-import { requireAgent } from '../auth/middleware.ts'
 import type { CollectorConfig } from '../config.ts'
+import { ContractRoutes } from '../contract.ts'
 import { DomainError, type DomainErrorOptions, type Failure } from '../errors.ts'
 import { type CollectorEnv, zodIssues } from '../http.ts'
 import type { Store } from '../store/client.ts'
@@ -86,16 +87,20 @@ async function inflated(received: Buffer, maxBytes: number, refuse: Refuse): Pro
 }
 
 /**
- * The batch in `body`, checked as far as it can be without the store: JSON, no identity of its
- * own, protocol v1, the credential's agent, a plausible interval. `sent` is the JSON as sent,
- * which the batch's digest is computed on.
+ * The body as JSON, as far as it can be checked before the schema: a Content-Encoding we take,
+ * gzip that inflates under the cap, JSON, and no identity of its own (the collector takes host
+ * and site from the credential). What it returns is the JSON as sent, which the batch's digest
+ * is computed on.
  */
-function checkedBatch(
-  body: Buffer,
-  agent: AgentIdentity,
-  window: TimeWindow,
+async function sentJson(
+  c: Context<CollectorEnv>,
+  maxDecompressedBytes: number,
   refuse: Refuse,
-): { sent: unknown; batch: HostBatch } {
+): Promise<unknown> {
+  const encoding = contentEncoding(c.req.header('content-encoding'), refuse)
+  const received = Buffer.from(await c.req.arrayBuffer())
+  const body =
+    encoding === 'gzip' ? await inflated(received, maxDecompressedBytes, refuse) : received
   let sent: unknown
   try {
     sent = JSON.parse(body.toString('utf8'))
@@ -110,13 +115,11 @@ function checkedBatch(
       'a batch must not name a host or site: the collector takes them from the agent credential',
     )
   }
-  const parsed = HostBatch.safeParse(sent)
-  if (!parsed.success) {
-    throw refuse('schema', 'invalid', 'invalid_batch', 'batch does not match protocol v1', {
-      issues: zodIssues(parsed.error),
-    })
-  }
-  const batch = parsed.data
+  return sent
+}
+
+/** The batch's own claims against the credential and the collector's clock. */
+function checkClaims(batch: HostBatch, agent: AgentIdentity, window: TimeWindow, refuse: Refuse) {
   if (batch.agent_id !== agent.agent_id) {
     throw refuse(
       'identity',
@@ -129,7 +132,6 @@ function checkedBatch(
   if (implausible !== undefined) {
     throw refuse('time', 'unprocessable', 'implausible_time', implausible)
   }
-  return { sent, batch }
 }
 
 /** 409: the seq is stored with other content; the agent renumbers from `lastSeq` + 1. */
@@ -186,47 +188,42 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
     }
   }
 
-  return new Hono<CollectorEnv>().post(
-    '/v1/ingest',
-    async (_c, next) => {
-      // Before the body is read or the agent looked up: refusing must cost next to nothing.
-      try {
-        writer.checkRoom()
-      } catch (err) {
-        counters.unavailable()
-        throw err
-      }
-      await next()
+  /** Before the body is read or the agent looked up: refusing must cost next to nothing. */
+  const room: MiddlewareHandler<CollectorEnv> = async (_c, next) => {
+    try {
+      writer.checkRoom()
+    } catch (err) {
+      counters.unavailable()
+      throw err
+    }
+    await next()
+  }
+  const cap = bodyLimit({
+    maxSize: config.ingest.max_body_bytes,
+    onError: () => {
+      throw refuse(
+        'too_large',
+        'too_large',
+        'body_too_large',
+        `request body exceeds ${config.ingest.max_body_bytes} bytes`,
+      )
     },
-    bodyLimit({
-      maxSize: config.ingest.max_body_bytes,
-      onError: () => {
-        throw refuse(
-          'too_large',
-          'too_large',
-          'body_too_large',
-          `request body exceeds ${config.ingest.max_body_bytes} bytes`,
-        )
-      },
-    }),
-    requireAgent(store, lookups.authenticate),
-    async (c) => {
-      const agent = c.get('agent')
-      const encoding = contentEncoding(c.req.header('content-encoding'), refuse)
-      const received = Buffer.from(await c.req.arrayBuffer())
-      const body =
-        encoding === 'gzip'
-          ? await inflated(received, config.ingest.max_decompressed_bytes, refuse)
-          : received
-      const { sent, batch } = checkedBatch(body, agent, window, refuse)
+  })
+
+  return new ContractRoutes(store).serve(
+    api.ingest,
+    async ({ c, agent, body, bodyAsSent }) => {
+      const batch = await body()
+      checkClaims(batch, agent, window, refuse)
       const outcome = await stored(
         {
           agent,
           batch,
-          digest: batchDigest(sent),
+          digest: batchDigest(bodyAsSent()),
           receivedAt: Date.now(),
-          encoding,
-          body: received,
+          // Taken by sentJson already, so this cannot refuse; the bytes are Hono's cached ones.
+          encoding: contentEncoding(c.req.header('content-encoding'), refuse),
+          body: Buffer.from(await c.req.arrayBuffer()),
         },
         c.get('log'),
       )
@@ -239,7 +236,18 @@ export function ingestRoutes(store: Store, config: CollectorConfig, counters: In
       }
       counters.batch(outcome.status, batch.samples.length)
       const ack: IngestAck = { agent_id: agent.agent_id, seq: batch.seq, status: outcome.status }
-      return c.json(ack, 200)
+      return ack
     },
-  )
+    {
+      before: [room, cap],
+      authenticateAgent: lookups.authenticate,
+      bodyReader: {
+        read: (c) => sentJson(c, config.ingest.max_decompressed_bytes, refuse),
+        refuse: (error) =>
+          refuse('schema', 'invalid', 'invalid_batch', 'batch does not match protocol v1', {
+            issues: zodIssues(error),
+          }),
+      },
+    },
+  ).app
 }
