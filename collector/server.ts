@@ -7,16 +7,16 @@ import { join, resolve } from 'node:path'
 import { serve } from '@hono/node-server'
 import type { Logger } from 'pino'
 import { REGISTERS } from '../protocol/api/names.ts'
-import { createCollector } from './app.ts'
+import { type Collector, createCollector } from './app.ts'
 import { isInside } from './auth/administration.ts'
 import { recordGuardSettings } from './auth/guard-settings.ts'
 import { loadOrCreateSigningKey } from './auth/signing-key.ts'
-import { checkTokenHashes } from './auth/token-hashes.ts'
-import { bindTokenKey, loadOrCreateTokenKey, TOKEN_KEY_FILE } from './auth/tokens.ts'
+import { checkTokenHashes, type TokenHashesAtStart } from './auth/token-hashes.ts'
+import { bindTokenKey, loadOrCreateTokenKey, TOKEN_KEY_FILE, type TokenKey } from './auth/tokens.ts'
 import type { CollectorConfig } from './config.ts'
 import { REGISTER_KEY_FILE, RegisterIntegrityError } from './register/register.ts'
 import { startSelfMetrics } from './self-metrics.ts'
-import { openStore } from './store/client.ts'
+import { openStore, type Store } from './store/client.ts'
 import { replayJournal } from './store/group-commit.ts'
 import { IngestJournal, journalDir } from './store/ingest-journal.ts'
 import { migrate } from './store/migrations.ts'
@@ -43,13 +43,8 @@ export interface RunningCollector {
   close(): Promise<void>
 }
 
-export async function startCollector(
-  config: CollectorConfig,
-  logger: Logger,
-): Promise<RunningCollector> {
-  const dataDir = resolve(config.data_dir)
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-  // The key files first: an empty or corrupt one stops the start before the store is touched.
+/** The grant, register and token keys, each with a warning when it lies inside the data dir. */
+function loadKeys(config: CollectorConfig, dataDir: string, logger: Logger) {
   const grantKeyFile = resolve(config.grants.signing_key_file ?? join(dataDir, GRANT_KEY_FILE))
   const signingKey = loadOrCreateSigningKey(grantKeyFile)
   if (isInside(grantKeyFile, dataDir)) {
@@ -76,6 +71,116 @@ export async function startCollector(
       'the token key is inside the data directory: whoever holds the directory can write the hash of a token of their own into any user or agent and act as them',
     )
   }
+  return { signingKey, registerKey, tokenKey }
+}
+
+interface AdministrationStart {
+  store: Store
+  tokenKey: TokenKey
+  config: CollectorConfig
+  dataDir: string
+  adminTokenFile: string
+  logger: Logger
+}
+
+/**
+ * Administration on the record before the first request: the founders, the roles the store
+ * holds against the registers, the guard settings against the last ones registered. Answers
+ * OIOS's bootstrap token when it was created now and no file was set for it.
+ */
+async function recordAdministration(
+  collector: Collector,
+  start: AdministrationStart,
+): Promise<string | undefined> {
+  const { store, tokenKey, config, dataDir, adminTokenFile, logger } = start
+  let oiosBootstrapToken: string | undefined
+  // Entries the collector did not write (a chain extended without the register key) or a
+  // signed head the entries no longer give: said once here; nothing is signed over them, the
+  // register's status shows it, and nothing trusts those entries.
+  for (const name of REGISTERS) {
+    try {
+      await collector.register.checkStored(name)
+    } catch (err) {
+      if (!(err instanceof RegisterIntegrityError)) throw err
+      logger.error(
+        { register: name, seq: err.seq, reason: err.message },
+        'register does not verify',
+      )
+    }
+  }
+  // First, so that roles written into the store behind the collector's back are gone before
+  // anyone can use them (and, on an upgrade, so the users there are recorded as they are).
+  for (const removed of await collector.administration.reconcile()) {
+    logger.warn(
+      { user_id: removed.user_id, roles: removed.removed },
+      'roles without a register entry removed',
+    )
+  }
+  // Before any token is checked (the founder's, below), and after the roles (an entry of its
+  // own must not make a register that never recorded administration look as if it had):
+  // hashes from before the token key are converted once; in the old form since, refused.
+  reportTokenHashes(await checkTokenHashes(store, collector.register, tokenKey), tokenKey, logger)
+  const founder = await collector.administration.ensureItsdFounder(adminTokenFile)
+  if (founder === 'created' || founder === 'reissued') {
+    logger.info({ file: adminTokenFile, founder }, 'admin token written')
+  } else if (founder === 'none') {
+    logger.warn('the founder admin was revoked: no admin token file is written')
+  }
+  const oiosFile = config.oios.bootstrap_token_file
+  if (oiosFile !== undefined && isInside(oiosFile, dataDir)) {
+    logger.warn(
+      { setting: 'oios.bootstrap_token_file' },
+      'the OIOS bootstrap token file is inside the data directory: whoever holds it holds the token; for a demo only',
+    )
+  }
+  const oios = await collector.administration.ensureOiosFounder(oiosFile)
+  if (oios.state === 'created') {
+    if (oiosFile === undefined) oiosBootstrapToken = oios.token
+    else logger.info({ file: oiosFile }, 'OIOS bootstrap token written')
+  }
+  for (const change of await recordGuardSettings(collector.register, config)) {
+    logger.info({ setting: change.setting }, 'guard setting recorded in the register')
+  }
+  return oiosBootstrapToken
+}
+
+/** What the token-hash check found, in the log. */
+function reportTokenHashes(hashes: TokenHashesAtStart, tokenKey: TokenKey, logger: Logger): void {
+  if (hashes.recorded === 'bound') {
+    logger.info({ converted: hashes.converted }, 'token hashes bound to the token key')
+  } else if (hashes.recorded === 'key changed') {
+    logger.error(
+      {
+        setting: 'auth.token_key_file',
+        key_id: tokenKey.id,
+        previous_key_id: hashes.previousKeyId,
+      },
+      'the token key is not the one the token hashes were bound to: no stored token, credential or enrollment token works (the founder gets a new admin token)',
+    )
+  }
+  const refused = hashes.refused
+  if (refused.users.length + refused.agents.length + refused.enroll_tokens.length > 0) {
+    logger.error(
+      refused,
+      'token hashes in the old form after they were bound to the token key: written into the store, refused',
+    )
+  }
+  for (const userId of hashes.restoredProvisional) {
+    logger.error(
+      { user_id: userId },
+      'a provisional token its holder replaced was written back into the store: refused',
+    )
+  }
+}
+
+export async function startCollector(
+  config: CollectorConfig,
+  logger: Logger,
+): Promise<RunningCollector> {
+  const dataDir = resolve(config.data_dir)
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  // The key files first: an empty or corrupt one stops the start before the store is touched.
+  const { signingKey, registerKey, tokenKey } = loadKeys(config, dataDir, logger)
   const store = openStore({
     dataDir,
     url: config.clickhouse.url,
@@ -115,82 +220,16 @@ export async function startCollector(
     instance: () => instance,
   })
   const app = collector.app
-  // Administration on the record before the first request: the founders, the roles the store
-  // holds against the registers, the guard settings against the last ones registered.
   let oiosBootstrapToken: string | undefined
   try {
-    // Entries the collector did not write (a chain extended without the register key) or a
-    // signed head the entries no longer give: said once here; nothing is signed over them, the
-    // register's status shows it, and nothing trusts those entries.
-    for (const name of REGISTERS) {
-      try {
-        await collector.register.checkStored(name)
-      } catch (err) {
-        if (!(err instanceof RegisterIntegrityError)) throw err
-        logger.error(
-          { register: name, seq: err.seq, reason: err.message },
-          'register does not verify',
-        )
-      }
-    }
-    // First, so that roles written into the store behind the collector's back are gone before
-    // anyone can use them (and, on an upgrade, so the users there are recorded as they are).
-    for (const removed of await collector.administration.reconcile()) {
-      logger.warn(
-        { user_id: removed.user_id, roles: removed.removed },
-        'roles without a register entry removed',
-      )
-    }
-    // Before any token is checked (the founder's, below), and after the roles (an entry of its
-    // own must not make a register that never recorded administration look as if it had):
-    // hashes from before the token key are converted once; in the old form since, refused.
-    const hashes = await checkTokenHashes(store, collector.register, tokenKey)
-    if (hashes.recorded === 'bound') {
-      logger.info({ converted: hashes.converted }, 'token hashes bound to the token key')
-    } else if (hashes.recorded === 'key changed') {
-      logger.error(
-        {
-          setting: 'auth.token_key_file',
-          key_id: tokenKey.id,
-          previous_key_id: hashes.previousKeyId,
-        },
-        'the token key is not the one the token hashes were bound to: no stored token, credential or enrollment token works (the founder gets a new admin token)',
-      )
-    }
-    const refused = hashes.refused
-    if (refused.users.length + refused.agents.length + refused.enroll_tokens.length > 0) {
-      logger.error(
-        refused,
-        'token hashes in the old form after they were bound to the token key: written into the store, refused',
-      )
-    }
-    for (const userId of hashes.restoredProvisional) {
-      logger.error(
-        { user_id: userId },
-        'a provisional token its holder replaced was written back into the store: refused',
-      )
-    }
-    const founder = await collector.administration.ensureItsdFounder(adminTokenFile)
-    if (founder === 'created' || founder === 'reissued') {
-      logger.info({ file: adminTokenFile, founder }, 'admin token written')
-    } else if (founder === 'none') {
-      logger.warn('the founder admin was revoked: no admin token file is written')
-    }
-    const oiosFile = config.oios.bootstrap_token_file
-    if (oiosFile !== undefined && isInside(oiosFile, dataDir)) {
-      logger.warn(
-        { setting: 'oios.bootstrap_token_file' },
-        'the OIOS bootstrap token file is inside the data directory: whoever holds it holds the token; for a demo only',
-      )
-    }
-    const oios = await collector.administration.ensureOiosFounder(oiosFile)
-    if (oios.state === 'created') {
-      if (oiosFile === undefined) oiosBootstrapToken = oios.token
-      else logger.info({ file: oiosFile }, 'OIOS bootstrap token written')
-    }
-    for (const change of await recordGuardSettings(collector.register, config)) {
-      logger.info({ setting: change.setting }, 'guard setting recorded in the register')
-    }
+    oiosBootstrapToken = await recordAdministration(collector, {
+      store,
+      tokenKey,
+      config,
+      dataDir,
+      adminTokenFile,
+      logger,
+    })
   } catch (err) {
     await telemetry.shutdown().catch(() => undefined)
     await store.close().catch(() => undefined)
