@@ -30,12 +30,7 @@ import { restrictedRoutes } from './routes/restricted.ts'
 import { usageRoutes } from './routes/usage.ts'
 import type { Store } from './store/client.ts'
 import { isStoreUnavailable, WriteProbe } from './store/health.ts'
-import {
-  createTelemetry,
-  PROMETHEUS_CONTENT_TYPE,
-  requestRouteLabel,
-  type Telemetry,
-} from './telemetry.ts'
+import { createTelemetry, requestRouteLabel, type Telemetry } from './telemetry.ts'
 
 export interface CollectorDeps {
   store: Store
@@ -138,12 +133,13 @@ function buildApp(
   app.use(bodyCapMiddleware(caps))
   const writes = new WriteProbe(store, { maxAgeMs: deps.readyProbeMs, instance: deps.instance })
   const retryAfter = String(config.ingest.retry_after_seconds)
-  app.route('/', healthRoutes(store, writes))
-  app.get('/metrics', async (c) =>
-    c.text(await telemetry.prometheus(), 200, { 'content-type': PROMETHEUS_CONTENT_TYPE }),
+  app.route(
+    '/',
+    healthRoutes(store, writes, {
+      metrics: () => telemetry.prometheus(),
+      document: openApiDocument(caps),
+    }),
   )
-  const document = openApiDocument(caps)
-  app.get('/v1/openapi.json', (c) => c.json(document))
   app.route('/', ingestRoutes(store, config, telemetry))
   app.route('/', agentRoutes(store, config, signingKey, services.register))
   app.route('/', adminRoutes(store, config, services.register, services.administration))

@@ -1,15 +1,24 @@
 /**
- * GET /healthz (the process answers) and GET /readyz (the store takes writes), served with their
- * contracts (protocol/api/health.ts). Ready means a write succeeds: a full disk leaves reads and
- * pings working (store/health.ts).
+ * The process's own routes, served with their contracts (protocol/api/health.ts): GET /healthz
+ * (the process answers), GET /readyz (the store takes writes), GET /metrics (its own metrics,
+ * Prometheus text) and GET /v1/openapi.json (the API document). Ready means a write succeeds: a
+ * full disk leaves reads and pings working (store/health.ts).
  */
 import * as api from '../../protocol/api/health.ts'
 import { ContractRoutes } from '../contract.ts'
 import { DomainError } from '../errors.ts'
+import type { OpenApiDocument } from '../openapi.ts'
 import type { Store } from '../store/client.ts'
 import type { WriteProbe } from '../store/health.ts'
+import { PROMETHEUS_CONTENT_TYPE } from '../telemetry.ts'
 
-export function healthRoutes(store: Store, writes: WriteProbe) {
+/** What the process says of itself: its metrics as Prometheus text, and the API document. */
+export interface SelfDescription {
+  metrics: () => Promise<string>
+  document: OpenApiDocument
+}
+
+export function healthRoutes(store: Store, writes: WriteProbe, self: SelfDescription) {
   return new ContractRoutes(store)
     .serve(api.healthz, () => ({ status: 'ok' as const }))
     .serve(api.readyz, async () => {
@@ -30,5 +39,9 @@ export function healthRoutes(store: Store, writes: WriteProbe) {
         )
       }
       return { status: 'ready' as const }
-    }).app
+    })
+    .serve(api.metrics, async ({ c }) =>
+      c.text(await self.metrics(), 200, { 'content-type': PROMETHEUS_CONTENT_TYPE }),
+    )
+    .serve(api.openapi, ({ c }) => c.json(self.document)).app
 }

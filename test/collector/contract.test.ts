@@ -5,6 +5,7 @@
  * drill-down's documented query (checked by the service against the grant) names exactly the
  * parameters the service takes.
  */
+import { readdirSync, readFileSync } from 'node:fs'
 import { Hono } from 'hono'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
@@ -53,6 +54,26 @@ describe('the contract table and the served routes', () => {
     expect(OUTSIDE_THE_API).toEqual(['/console'])
     expect(served(h.app as unknown as Hono)).toContain('POST /console/session')
     expect(ROUTES.filter((c) => !isApiPath(c.path))).toEqual([])
+  })
+
+  it('are served through their contracts: no route file nor the app registers a handler by hand', () => {
+    const dir = new URL('../../collector/routes/', import.meta.url)
+    const files = readdirSync(dir).filter((f) => f.endsWith('.ts'))
+    expect(files.length).toBeGreaterThanOrEqual(8)
+    const sources = [
+      ...files.map((f) => [`collector/routes/${f}`, readFileSync(new URL(f, dir), 'utf8')]),
+      [
+        'collector/app.ts',
+        readFileSync(new URL('../../collector/app.ts', import.meta.url), 'utf8'),
+      ],
+    ]
+    for (const [path, text] of sources) {
+      // A path as first argument is a route; c.get('log') and the like are not.
+      expect(text, path).not.toMatch(/\.(get|post|put|patch|delete|all)\(\s*['"`]\//)
+      expect(text, path).not.toMatch(/\.on\(/)
+      // The app is the one Hono the route families are mounted on.
+      if (path !== 'collector/app.ts') expect(text, path).not.toMatch(/new Hono\b/)
+    }
   })
 
   it('turns OpenAPI path parameters into Hono ones', () => {
