@@ -49,8 +49,12 @@ function registerFor(c: Context<CollectorEnv>, name: string): RegisterName {
 export function registerRoutes(store: Store, register: Register) {
   return (
     new ContractRoutes(store)
-      // The key is kept as a JWK of strings; the contract names its fields.
-      .serve(api.registerPublicKey, () => api.RegisterPublicKey.parse(register.publicKeyJwk()))
+      // The key is kept as a JWK of strings; the contract's schema checks the fields it names,
+      // and the key is answered in its own order (the parse would put those fields first).
+      .serve(api.registerPublicKey, () => {
+        const jwk = register.publicKeyJwk()
+        return { ...jwk, ...api.RegisterPublicKey.parse(jwk) }
+      })
       .serve(
         api.registerEntries,
         async ({ c, params, query }) => {

@@ -175,6 +175,16 @@ describe('query refusals keep their answers', () => {
   })
 })
 
+describe('answers keep their bytes', () => {
+  it("the register's public key in the order the register keeps it", async () => {
+    const auditor = await userToken(h.store, ['auditor'], 'key reader')
+    const answer = await exact('/v1/register/public-key', auditor)
+    expect(answer.status).toBe(200)
+    // register/signing.ts: the JWK as Node exports it, then alg, use and kid.
+    expect(Object.keys(JSON.parse(answer.body))).toEqual(['crv', 'x', 'kty', 'alg', 'use', 'kid'])
+  })
+})
+
 describe('serve', () => {
   const probe = route({
     method: 'GET',
