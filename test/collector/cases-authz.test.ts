@@ -408,6 +408,92 @@ const secretsOf = (doc: Case, sent: unknown): string[] => {
 const report = (failures: Failures) =>
   expect(failures, `${failures.length} failing combination(s):\n${failures.join('\n')}`).toEqual([])
 
+/** The store as it is before a call that must change nothing (and the case's document). */
+const beforeCall = async (caseId: string | undefined): Promise<Before> => ({
+  fingerprint: await snapshot(h),
+  doc: caseId === undefined ? undefined : await storedCase(h.store, caseId),
+  docId: caseId,
+})
+
+const bothRegistersSize = async (): Promise<number> =>
+  (await registerSize(h.store, 'itsd')) + (await registerSize(h.store, 'oios'))
+
+/** One matrix cell: a route on a case of one fixture. */
+interface MatrixCell {
+  route: CaseRoute
+  fixture: Fixture
+  emergency: boolean
+  failures: Failures
+}
+
+const cellName = (cell: MatrixCell, who: Who): string =>
+  `${cell.route.name} as ${who} on a ${cell.fixture}${cell.emergency ? ' emergency' : ''} case`
+
+/** Every user the route does not allow is refused and changes nothing; answers who is allowed. */
+async function checkRefused(cell: MatrixCell, doc: Case): Promise<Who[]> {
+  const { route, fixture } = cell
+  const path = `/v1/cases/${doc.case_id}${route.suffix}`
+  const body = route.body?.(doc)
+  const before = {
+    fingerprint: await snapshot(h),
+    doc: await storedCase(h.store, doc.case_id),
+    docId: doc.case_id,
+  }
+  const allowed: Who[] = []
+  for (const who of WHO) {
+    if (route.allowed(fixture, who)) {
+      allowed.push(who)
+      continue
+    }
+    const answer = await call(app, route.method, path, tokenOf(who), body)
+    const statuses = refusalsFor(who, sees(fixture, who))
+    await checkRefusal(
+      cell.failures,
+      cellName(cell, who),
+      answer,
+      statuses,
+      before,
+      secretsOf(doc, body),
+    )
+  }
+  return allowed
+}
+
+/** An allowed user succeeds, on a fresh case when the step changes it, and writes the register. */
+async function checkAllowed(cell: MatrixCell, who: Who, doc: Case): Promise<void> {
+  const { route, fixture, emergency, failures } = cell
+  const what = cellName(cell, who)
+  const target = route.mutates ? await build(fixture, emergency) : doc
+  const targetPath = `/v1/cases/${target.case_id}${route.suffix}`
+  const size = await bothRegistersSize()
+  const answer = await call(app, route.method, targetPath, tokenOf(who), route.body?.(target))
+  if (answer.status !== 200) {
+    failures.push(`${what}: expected 200, got ${answer.status} ${brief(answer.text)}`)
+    return
+  }
+  const got = answer.body as { case_id?: string }
+  if (got.case_id !== target.case_id)
+    failures.push(`${what}: answered case ${got.case_id}, not ${target.case_id}`)
+  const grown = (await bothRegistersSize()) - size
+  if (route.mutates && grown < 1) failures.push(`${what}: no register entry was written`)
+  if (!route.mutates && grown !== 0)
+    failures.push(`${what}: a read wrote ${grown} register entries`)
+  if (route.again !== undefined) {
+    // Taken a second time: refused, and the case stays as the first call left it.
+    const againBody = route.body?.(target)
+    const before = await beforeCall(target.case_id)
+    const again = await call(app, route.method, targetPath, tokenOf(who), againBody)
+    await checkRefusal(
+      failures,
+      `${what}, a second time`,
+      again,
+      [route.again],
+      before,
+      secretsOf(target, againBody),
+    )
+  }
+}
+
 // --- Setup -------------------------------------------------------------------------------------
 
 beforeAll(async () => {
@@ -431,64 +517,15 @@ describe('the authorization matrix of the case routes', () => {
     it.each(FIXTURES)('on a %s case', async (fixture) => {
       const failures: Failures = []
       const emergency = route.emergency === true
+      const cell: MatrixCell = { route, fixture, emergency, failures }
       const doc = await fixtureOf(fixture, emergency)
-      const path = `/v1/cases/${doc.case_id}${route.suffix}`
-      const body = route.body?.(doc)
-      const stored = await storedCase(h.store, doc.case_id)
-      const before = { fingerprint: await snapshot(h), doc: stored, docId: doc.case_id }
       const tablesBefore = await fingerprint(h.store)
-      const allowed: Who[] = []
-      for (const who of WHO) {
-        if (route.allowed(fixture, who)) {
-          allowed.push(who)
-          continue
-        }
-        const what = `${route.name} as ${who} on a ${fixture}${emergency ? ' emergency' : ''} case`
-        const answer = await call(app, route.method, path, tokenOf(who), body)
-        const statuses = refusalsFor(who, sees(fixture, who))
-        await checkRefusal(failures, what, answer, statuses, before, secretsOf(doc, body))
-      }
+      const allowed = await checkRefused(cell, doc)
       const tablesAfter = await fingerprint(h.store)
       if (tablesAfter !== tablesBefore)
         failures.push(`${route.name} on a ${fixture} case: refusals changed the tables`)
       // Each allowed user succeeds, on a fresh case when the step changes it.
-      for (const who of allowed) {
-        const what = `${route.name} as ${who} on a ${fixture}${emergency ? ' emergency' : ''} case`
-        const target = route.mutates ? await build(fixture, emergency) : doc
-        const targetPath = `/v1/cases/${target.case_id}${route.suffix}`
-        const size = (await registerSize(h.store, 'itsd')) + (await registerSize(h.store, 'oios'))
-        const answer = await call(app, route.method, targetPath, tokenOf(who), route.body?.(target))
-        if (answer.status !== 200) {
-          failures.push(`${what}: expected 200, got ${answer.status} ${brief(answer.text)}`)
-          continue
-        }
-        const got = answer.body as { case_id?: string }
-        if (got.case_id !== target.case_id)
-          failures.push(`${what}: answered case ${got.case_id}, not ${target.case_id}`)
-        const grown =
-          (await registerSize(h.store, 'itsd')) + (await registerSize(h.store, 'oios')) - size
-        if (route.mutates && grown < 1) failures.push(`${what}: no register entry was written`)
-        if (!route.mutates && grown !== 0)
-          failures.push(`${what}: a read wrote ${grown} register entries`)
-        if (route.again !== undefined) {
-          // Taken a second time: refused, and the case stays as the first call left it.
-          const againBody = route.body?.(target)
-          const before = {
-            fingerprint: await snapshot(h),
-            doc: await storedCase(h.store, target.case_id),
-            docId: target.case_id,
-          }
-          const again = await call(app, route.method, targetPath, tokenOf(who), againBody)
-          await checkRefusal(
-            failures,
-            `${what}, a second time`,
-            again,
-            [route.again],
-            before,
-            secretsOf(target, againBody),
-          )
-        }
-      }
+      for (const who of allowed) await checkAllowed(cell, who, doc)
       report(failures)
     })
   })
@@ -845,6 +882,54 @@ interface BodyRoute {
   free: Record<string, string | null>
 }
 
+/** The body with an unknown field `extra` at the top, in each object and each array's first. */
+function withUnknownFields(base: Record<string, unknown>): [string, unknown][] {
+  const variants: [string, unknown][] = [['(top level)', { ...base, extra: true }]]
+  for (const [key, value] of Object.entries(base)) {
+    if (typeof value === 'object' && value !== null && !Array.isArray(value))
+      variants.push([key, { ...base, [key]: { ...value, extra: true } }])
+    if (Array.isArray(value) && typeof value[0] === 'object')
+      variants.push([`${key}.0`, { ...base, [key]: [{ ...value[0], extra: true }] }])
+  }
+  return variants
+}
+
+/**
+ * The route's body with `field` set to a hostile value: a field with a format refuses it and
+ * changes nothing; a free-text field takes it and stores it verbatim. Answers whether the call
+ * was accepted (free text).
+ */
+async function postHostile(
+  failures: Failures,
+  route: BodyRoute,
+  target: { path: string; caseId?: string },
+  field: string,
+  hostile: string,
+): Promise<boolean> {
+  const what = `${route.name} with ${field} = ${JSON.stringify(hostile)}`
+  const body = withValue(route.body(), field, hostile)
+  const before = await beforeCall(target.caseId)
+  const answer = await call(app, 'POST', target.path, users[route.who].token, body)
+  if (!(field in route.free)) {
+    // A field with a format (ids, emails, times, addresses, enums) refuses them.
+    await checkRefusal(failures, what, answer, [400], before, [])
+    return false
+  }
+  if (answer.status !== 200 && answer.status !== 201) {
+    failures.push(`${what}: free text refused: ${answer.status} ${brief(answer.text)}`)
+    return false
+  }
+  const stored = route.free[field]
+  const doc = answer.body as Case
+  if (stored !== null && stored !== undefined) {
+    const raw = await storedCase(h.store, doc.case_id)
+    const kept = valueAt(JSON.parse(raw ?? '{}'), stored)
+    if (kept !== hostile)
+      failures.push(`${what}: stored ${JSON.stringify(kept)} at ${stored}, not the text sent`)
+  }
+  return true
+}
+
 describe('hostile input', () => {
   let extensionBase = 0
   /** The verbal request of the emergency a written request is posted to. */
@@ -1097,34 +1182,8 @@ describe('hostile input', () => {
       let target = await route.target()
       for (const field of paths) {
         for (const hostile of HOSTILE) {
-          const what = `${route.name} with ${field} = ${JSON.stringify(hostile)}`
-          const body = withValue(route.body(), field, hostile)
-          const before = {
-            fingerprint: await snapshot(h),
-            doc: target.caseId === undefined ? undefined : await storedCase(h.store, target.caseId),
-            docId: target.caseId,
-          }
-          const answer = await call(app, 'POST', target.path, users[route.who].token, body)
-          if (!(field in route.free)) {
-            // A field with a format (ids, emails, times, addresses, enums) refuses them.
-            await checkRefusal(failures, what, answer, [400], before, [])
-            continue
-          }
-          if (answer.status !== 200 && answer.status !== 201) {
-            failures.push(`${what}: free text refused: ${answer.status} ${brief(answer.text)}`)
-            continue
-          }
-          const stored = route.free[field]
-          const doc = answer.body as Case
-          if (stored !== null && stored !== undefined) {
-            const raw = await storedCase(h.store, doc.case_id)
-            const kept = valueAt(JSON.parse(raw ?? '{}'), stored)
-            if (kept !== hostile)
-              failures.push(
-                `${what}: stored ${JSON.stringify(kept)} at ${stored}, not the text sent`,
-              )
-          }
-          if (route.fresh) target = await route.target()
+          const accepted = await postHostile(failures, route, target, field, hostile)
+          if (accepted && route.fresh) target = await route.target()
         }
       }
       await intact(failures, `after ${route.name}`)
@@ -1137,20 +1196,9 @@ describe('hostile input', () => {
     for (const route of BODY_ROUTES) {
       const target = await route.target()
       const base = route.body() as Record<string, unknown>
-      const variants: [string, unknown][] = [['(top level)', { ...base, extra: true }]]
-      for (const [key, value] of Object.entries(base)) {
-        if (typeof value === 'object' && value !== null && !Array.isArray(value))
-          variants.push([key, { ...base, [key]: { ...value, extra: true } }])
-        if (Array.isArray(value) && typeof value[0] === 'object')
-          variants.push([`${key}.0`, { ...base, [key]: [{ ...value[0], extra: true }] }])
-      }
-      for (const [where, body] of variants) {
+      for (const [where, body] of withUnknownFields(base)) {
         const what = `${route.name} with an unknown field at ${where}`
-        const before = {
-          fingerprint: await snapshot(h),
-          doc: target.caseId === undefined ? undefined : await storedCase(h.store, target.caseId),
-          docId: target.caseId,
-        }
+        const before = await beforeCall(target.caseId)
         const answer = await call(app, 'POST', target.path, users[route.who].token, body)
         if (
           answer.status !== 400 ||
