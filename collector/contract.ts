@@ -162,8 +162,8 @@ export class ContractRoutes {
       }
       case 'agent':
         return [requireAgent(store, options.authenticateAgent)]
-      // The enrollment token is checked by enrollment itself (it is spent there); only its
-      // presence is the guard's.
+      // The enrollment token is checked by enrollment itself (it is spent there); its presence
+      // is checked before the handler runs (enrollmentToken).
       case 'enrollment':
       case 'none':
         return []
@@ -171,7 +171,7 @@ export class ContractRoutes {
   }
 }
 
-/** One request's input, each part read once and only when the handler asks. */
+/** One request's input, each part read only when the handler asks for it. */
 class RequestInput {
   readonly #c: Context<CollectorEnv>
   readonly #contract: RouteContract
