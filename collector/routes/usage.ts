@@ -20,7 +20,11 @@ const INVALID = 'invalid usage query'
  * The query on the store's grid: the range widened to whole minutes, the step a multiple of one,
  * no more than MAX_BUCKETS buckets; or the 400 that names every problem (as the schema's are).
  */
-function onGrid(p: { from?: number; to?: number; step?: number }) {
+function onGrid(p: {
+  from?: number | undefined
+  to?: number | undefined
+  step?: number | undefined
+}) {
   const issues: NonNullable<ErrorBody['issues']> = []
   const asked = p.to ?? Math.floor(Date.now() / 1000)
   const askedFrom = p.from ?? asked - 3600

@@ -59,7 +59,7 @@ describe.skipIf(!HAVE_CHROMIUM)(
           authorization: `Bearer ${user.token}`,
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined ? null : JSON.stringify(body),
       })
       const text = await res.text()
       return { status: res.status, body: text === '' ? undefined : JSON.parse(text), text }

@@ -51,7 +51,7 @@ describe('console session and the API', () => {
         'x-csrf-token': s.csrf,
         'content-type': 'application/json',
       },
-      body: init.body === undefined ? undefined : JSON.stringify(init.body),
+      body: init.body === undefined ? null : JSON.stringify(init.body),
     })
   const request = () => ({
     data_required: 'Flows',
