@@ -36,32 +36,46 @@ export function validate(schema, value, path = []) {
     case 'array':
       return validateArray(schema, value, path)
     case 'string':
-      if (typeof value !== 'string') return [{ path: at, message: 'text is expected' }]
-      if (schema.minLength !== undefined && value.length < schema.minLength)
-        fail(schema.minLength === 1 ? 'required' : `at least ${schema.minLength} characters`)
-      else if (schema.maxLength !== undefined && value.length > schema.maxLength)
-        fail(`at most ${schema.maxLength} characters (now ${value.length})`)
-      else if (schema.enum && !schema.enum.includes(value)) fail(`one of ${schema.enum.join(', ')}`)
-      else if (schema.pattern && !new RegExp(schema.pattern).test(value))
-        fail(
-          FORMAT_TEXT[schema.format]
-            ? `must be ${FORMAT_TEXT[schema.format]}`
-            : `does not have the expected form`,
-        )
-      return problems
+      return validateString(schema, value, at)
     case 'number':
     case 'integer':
-      if (typeof value !== 'number' || Number.isNaN(value))
-        return [{ path: at, message: 'a number is expected' }]
-      if (schema.exclusiveMinimum !== undefined && value <= schema.exclusiveMinimum)
-        fail(`more than ${schema.exclusiveMinimum}`)
-      if (schema.minimum !== undefined && value < schema.minimum) fail(`at least ${schema.minimum}`)
-      if (schema.maximum !== undefined && value > schema.maximum) fail(`at most ${schema.maximum}`)
-      return problems
+      return validateNumber(schema, value, at)
     default:
       if (schema.const !== undefined && value !== schema.const) fail(`must be ${schema.const}`)
       return problems
   }
+}
+
+function validateString(schema, value, at) {
+  if (typeof value !== 'string') return [{ path: at, message: 'text is expected' }]
+  const problem = stringProblem(schema, value)
+  return problem === undefined ? [] : [{ path: at, message: problem }]
+}
+
+/** The first problem of a string: its length, its enum, then its pattern. */
+function stringProblem(schema, value) {
+  if (schema.minLength !== undefined && value.length < schema.minLength)
+    return schema.minLength === 1 ? 'required' : `at least ${schema.minLength} characters`
+  if (schema.maxLength !== undefined && value.length > schema.maxLength)
+    return `at most ${schema.maxLength} characters (now ${value.length})`
+  if (schema.enum && !schema.enum.includes(value)) return `one of ${schema.enum.join(', ')}`
+  if (schema.pattern && !new RegExp(schema.pattern).test(value))
+    return FORMAT_TEXT[schema.format]
+      ? `must be ${FORMAT_TEXT[schema.format]}`
+      : `does not have the expected form`
+  return undefined
+}
+
+function validateNumber(schema, value, at) {
+  if (typeof value !== 'number' || Number.isNaN(value))
+    return [{ path: at, message: 'a number is expected' }]
+  const problems = []
+  const fail = (message) => problems.push({ path: at, message })
+  if (schema.exclusiveMinimum !== undefined && value <= schema.exclusiveMinimum)
+    fail(`more than ${schema.exclusiveMinimum}`)
+  if (schema.minimum !== undefined && value < schema.minimum) fail(`at least ${schema.minimum}`)
+  if (schema.maximum !== undefined && value > schema.maximum) fail(`at most ${schema.maximum}`)
+  return problems
 }
 
 function validateObject(schema, value, path) {
