@@ -11,32 +11,21 @@
  * - in Chromium, a case's text holding <script> is shown as text, and the Content-Security-Policy
  *   blocks an inline script injected into the page.
  */
-import type { Browser } from 'playwright-core'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { CONTENT_SECURITY_POLICY } from '../../collector/console/assets.ts'
+import { caseRequest, fingerprint, iso, type TestUser } from '../collector/cases-harness.ts'
+import { eventually, shot, signedIn } from '../console/browser.ts'
 import {
-  type CasesHarness,
-  caseRequest,
-  fingerprint,
-  iso,
-  openCasesHarness,
-  type TestUser,
-} from '../collector/cases-harness.ts'
-import {
-  eventually,
-  HAVE_CHROMIUM,
-  launchBrowser,
-  type ServedCollector,
-  SKIP_REASON,
-  serveCollector,
-  shot,
-  signedIn,
-} from '../console/browser.ts'
+  bearer as bearerAt,
+  describeInChromium,
+  people,
+  useBrowser,
+  useConsoleRig,
+} from '../console/harness.ts'
 
 const DRILL = ['flows', 'dns', 'web', 'packets']
 
-let h: CasesHarness
-let served: ServedCollector
+const rig = useConsoleRig({ browser: false })
 let admin: TestUser
 let operator: TestUser
 let requester: TestUser
@@ -53,11 +42,11 @@ interface Session {
 
 /** Signs in as the console's form does, from the console's own origin. */
 async function signIn(token: string): Promise<Session> {
-  const res = await fetch(`${served.url}/console/session`, {
+  const res = await fetch(`${rig.url}/console/session`, {
     method: 'POST',
     headers: {
       accept: 'application/json',
-      origin: served.url,
+      origin: rig.url,
       'sec-fetch-site': 'same-origin',
       'content-type': 'application/x-www-form-urlencoded',
     },
@@ -77,7 +66,7 @@ async function withCookie(
   extra: Record<string, string> = {},
   body?: unknown,
 ) {
-  const res = await fetch(`${served.url}${path}`, {
+  const res = await fetch(`${rig.url}${path}`, {
     method,
     headers: {
       cookie: session.cookie,
@@ -96,28 +85,15 @@ async function withCookie(
   return { status: res.status, error, text }
 }
 
-const bearer = async (token: string, method: string, path: string, body?: unknown) => {
-  const res = await fetch(`${served.url}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? null : JSON.stringify(body),
-  })
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> }
-}
+const bearer = (token: string, method: string, path: string, body?: unknown) =>
+  bearerAt(rig.url, token, method, path, body)
 
 beforeAll(async () => {
-  h = await openCasesHarness()
-  served = await serveCollector(h)
-  admin = { ...h.admins.itsd[0], roles: ['admin'] }
-  operator = await h.user(['operator'], 'Otto Operator')
-  requester = await h.user(['requester'], 'Rita Requester')
-  approver = await h.user(['approver'], 'Alan Approver')
-  official = await h.user(['receiving_official'], 'Rosa Official')
-  oiosInvestigator = await h.user(['oios_investigator'], 'Ines OIOS')
-  const agent = await h.agent()
+  admin = { ...rig.h.admins.itsd[0], roles: ['admin'] }
+  operator = await rig.h.user(['operator'], 'Otto Operator')
+  ;({ requester, approver, official } = await people(rig.h, 'requester', 'approver', 'official'))
+  oiosInvestigator = await rig.h.user(['oios_investigator'], 'Ines OIOS')
+  const agent = await rig.h.agent()
   const filed = await bearer(
     requester.token,
     'POST',
@@ -128,7 +104,7 @@ beforeAll(async () => {
     }),
   )
   expect(filed.status, JSON.stringify(filed.body)).toBe(201)
-  itsdCase = String(filed.body.case_id)
+  itsdCase = String((filed.body as { case_id: string }).case_id)
   const now = Date.now()
   const oios = await bearer(oiosInvestigator.token, 'POST', '/v1/cases/oios', {
     description: 'OIOS inquiry',
@@ -138,12 +114,7 @@ beforeAll(async () => {
     receiving_official: official.user_id,
   })
   expect(oios.status, JSON.stringify(oios.body)).toBe(201)
-  oiosCase = String(oios.body.case_id)
-})
-
-afterAll(async () => {
-  await served?.close()
-  await h?.close()
+  oiosCase = String((oios.body as { case_id: string }).case_id)
 })
 
 describe('insiders through the console', () => {
@@ -158,7 +129,7 @@ describe('insiders through the console', () => {
         session,
         'POST',
         `/v1/cases/${itsdCase}/exports`,
-        { 'x-csrf-token': session.csrf, origin: served.url, 'sec-fetch-site': 'same-origin' },
+        { 'x-csrf-token': session.csrf, origin: rig.url, 'sec-fetch-site': 'same-origin' },
         {},
       )
       expect([403, 404], exported.text).toContain(exported.status)
@@ -177,11 +148,11 @@ describe('insiders through the console', () => {
   it("Grafana's read-only user has no console: its ClickHouse credential opens no session", async () => {
     const password = 'grafana-ro-password'
     for (const token of [password, `grafana_ro:${password}`, 'grafana_ro']) {
-      const res = await fetch(`${served.url}/console/session`, {
+      const res = await fetch(`${rig.url}/console/session`, {
         method: 'POST',
         headers: {
           accept: 'application/json',
-          origin: served.url,
+          origin: rig.url,
           'sec-fetch-site': 'same-origin',
         },
         body: new URLSearchParams({ token }),
@@ -191,20 +162,20 @@ describe('insiders through the console', () => {
     }
     const basic = `Basic ${Buffer.from(`grafana_ro:${password}`).toString('base64')}`
     for (const path of ['/console/api/session', '/v1/cases', '/v1/register/itsd/entries']) {
-      const res = await fetch(`${served.url}${path}`, { headers: { authorization: basic } })
+      const res = await fetch(`${rig.url}${path}`, { headers: { authorization: basic } })
       expect(res.status, path).toBe(401)
     }
   })
 
   it('a stolen session cookie without the CSRF token, or from another origin, changes nothing', async () => {
     const session = await signIn(approver.token)
-    const before = await fingerprint(h.store)
+    const before = await fingerprint(rig.h.store)
     const approval = `/v1/cases/${itsdCase}/approval`
     const body = { investigator: requester.user_id, comment: 'stolen' }
     const attempts: Record<string, Record<string, string>> = {
       'no token, no Origin (a script outside the browser)': {},
-      'no token, the console Origin': { origin: served.url, 'sec-fetch-site': 'same-origin' },
-      'a wrong token': { 'x-csrf-token': 'guessed', origin: served.url },
+      'no token, the console Origin': { origin: rig.url, 'sec-fetch-site': 'same-origin' },
+      'a wrong token': { 'x-csrf-token': 'guessed', origin: rig.url },
       'the right token from another site': {
         'x-csrf-token': session.csrf,
         origin: 'https://evil.example',
@@ -218,12 +189,12 @@ describe('insiders through the console', () => {
       const out = await withCookie(session, 'POST', '/console/session/logout', headers)
       expect(out.status, `logout, ${what}`).toBe(403)
     }
-    expect(await fingerprint(h.store)).toBe(before)
+    expect(await fingerprint(rig.h.store)).toBe(before)
     // The session still works, and with its token the request passes the CSRF check (the
     // workflow then decides): the refusals above were the CSRF check's.
     const same = {
       'x-csrf-token': session.csrf,
-      origin: served.url,
+      origin: rig.url,
       'sec-fetch-site': 'same-origin',
     }
     const passed = await withCookie(session, 'POST', approval, same, body)
@@ -239,12 +210,12 @@ describe('insiders through the console', () => {
       `/console/api/session?token=${t}`,
       `/console/api/session?access_token=${t}`,
     ]) {
-      const res = await fetch(`${served.url}${path}`)
+      const res = await fetch(`${rig.url}${path}`)
       expect([400, 401], path).toContain(res.status)
     }
-    const signIn = await fetch(`${served.url}/console/session?token=${t}`, {
+    const signIn = await fetch(`${rig.url}/console/session?token=${t}`, {
       method: 'POST',
-      headers: { accept: 'application/json', origin: served.url, 'sec-fetch-site': 'same-origin' },
+      headers: { accept: 'application/json', origin: rig.url, 'sec-fetch-site': 'same-origin' },
       body: new URLSearchParams({}),
     })
     expect(signIn.status).toBe(400)
@@ -252,7 +223,7 @@ describe('insiders through the console', () => {
   })
 
   it('the sessions of a revoked user end at once', async () => {
-    const leaving = await h.user(['approver'], 'Leaving Approver')
+    const leaving = await rig.h.user(['approver'], 'Leaving Approver')
     const first = await signIn(leaving.token)
     const second = await signIn(leaving.token)
     for (const s of [first, second])
@@ -273,32 +244,24 @@ describe('insiders through the console', () => {
   })
 })
 
-describe.skipIf(!HAVE_CHROMIUM)(
-  `the console's Content-Security-Policy in Chromium${HAVE_CHROMIUM ? '' : ` (${SKIP_REASON})`}`,
-  () => {
-    let browser: Browser
-    beforeAll(async () => {
-      browser = await launchBrowser()
-    })
-    afterAll(async () => {
-      await browser?.close()
-    })
+describeInChromium("the console's Content-Security-Policy in Chromium", () => {
+  const chromium = useBrowser()
 
-    it('a case reason holding <script> is shown as text, and an injected inline script does not run', async () => {
-      expect(CONTENT_SECURITY_POLICY).toContain("script-src 'self'")
-      const { context, page } = await signedIn(browser, served.url, approver)
-      const violations: string[] = []
-      page.on('console', (m) => {
-        if (/Content Security Policy/i.test(m.text())) violations.push(m.text())
-      })
-      await page.goto(`${served.url}/console/#/case/${itsdCase}`)
-      await eventually(() => page.locator('main').textContent()).toContain(
-        'Referral <script>window.__pwned = 1</script>',
-      )
-      expect(await page.evaluate('window.__pwned ?? null')).toBeNull()
-      expect(await page.locator('main script, main img[src="x"]').count()).toBe(0)
-      // An inline script put into the page (as an injection that escaped the text would be).
-      const ran = await page.evaluate(`(() => {
+  it('a case reason holding <script> is shown as text, and an injected inline script does not run', async () => {
+    expect(CONTENT_SECURITY_POLICY).toContain("script-src 'self'")
+    const { context, page } = await signedIn(chromium.browser, rig.url, approver)
+    const violations: string[] = []
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) violations.push(m.text())
+    })
+    await page.goto(`${rig.url}/console/#/case/${itsdCase}`)
+    await eventually(() => page.locator('main').textContent()).toContain(
+      'Referral <script>window.__pwned = 1</script>',
+    )
+    expect(await page.evaluate('window.__pwned ?? null')).toBeNull()
+    expect(await page.locator('main script, main img[src="x"]').count()).toBe(0)
+    // An inline script put into the page (as an injection that escaped the text would be).
+    const ran = await page.evaluate(`(() => {
         const s = document.createElement('script')
         s.textContent = 'window.__injected = true'
         document.body.append(s)
@@ -307,30 +270,33 @@ describe.skipIf(!HAVE_CHROMIUM)(
         document.body.append(d)
         return new Promise((r) => setTimeout(() => r([window.__injected ?? null, window.__handler ?? null]), 200))
       })()`)
-      expect(ran).toEqual([null, null])
-      await eventually(() => violations.length).toBeGreaterThan(0)
-      await shot(page, 'security-script-as-text')
-      // An admin's browser is offered no page of another role: each says so before any call.
-      const { context: adminContext, page: adminPage } = await signedIn(browser, served.url, admin)
-      const paths = JSON.parse(
-        String(
-          await adminPage.evaluate(
-            `import('/console/pages/index.js').then((m) => JSON.stringify(m.PAGES.filter((p) => p.roles !== 'any' && !p.roles.includes('admin')).map((p) => p.path)))`,
-          ),
+    expect(ran).toEqual([null, null])
+    await eventually(() => violations.length).toBeGreaterThan(0)
+    await shot(page, 'security-script-as-text')
+    // An admin's browser is offered no page of another role: each says so before any call.
+    const { context: adminContext, page: adminPage } = await signedIn(
+      chromium.browser,
+      rig.url,
+      admin,
+    )
+    const paths = JSON.parse(
+      String(
+        await adminPage.evaluate(
+          `import('/console/pages/index.js').then((m) => JSON.stringify(m.PAGES.filter((p) => p.roles !== 'any' && !p.roles.includes('admin')).map((p) => p.path)))`,
         ),
-      ) as string[]
-      expect(paths.length).toBeGreaterThan(0)
-      for (const path of paths) {
-        expect(await adminPage.locator(`#nav a[data-path="${path}"]`).count(), path).toBe(0)
-        await adminPage.goto(`${served.url}/console/#/${path}`)
-        await eventually(() => adminPage.locator('#view').textContent()).toContain(
-          'This page is for the',
-        )
-      }
-      await adminPage.goto(`${served.url}/console/#/case/${oiosCase}`)
-      await eventually(() => adminPage.locator('#view').textContent()).not.toContain('OIOS inquiry')
-      await adminContext.close()
-      await context.close()
-    })
-  },
-)
+      ),
+    ) as string[]
+    expect(paths.length).toBeGreaterThan(0)
+    for (const path of paths) {
+      expect(await adminPage.locator(`#nav a[data-path="${path}"]`).count(), path).toBe(0)
+      await adminPage.goto(`${rig.url}/console/#/${path}`)
+      await eventually(() => adminPage.locator('#view').textContent()).toContain(
+        'This page is for the',
+      )
+    }
+    await adminPage.goto(`${rig.url}/console/#/case/${oiosCase}`)
+    await eventually(() => adminPage.locator('#view').textContent()).not.toContain('OIOS inquiry')
+    await adminContext.close()
+    await context.close()
+  })
+})
