@@ -55,7 +55,7 @@ export const requireUser = (
       throw new DomainError(
         'forbidden',
         'token_provisional',
-        'this token passed through another person: replace it first (POST /v1/users/me/token, `tally token replace`)',
+        'this token passed through another person: replace it first (POST /v1/users/me/token, `tally admin replace-token`)',
       )
     }
     if (roles !== 'any' && !user.roles.some((r) => roles.includes(r))) {

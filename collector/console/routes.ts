@@ -12,7 +12,7 @@ import type { Case } from '../cases/model.ts'
 import { authorize, type Step } from '../cases/transitions.ts'
 import type { CaseService } from '../cases/workflow.ts'
 import { DomainError } from '../errors.ts'
-import { type CollectorEnv, problem } from '../http.ts'
+import type { CollectorEnv } from '../http.ts'
 import type { Store } from '../store/client.ts'
 import { consoleAssets, securityHeaders } from './assets.ts'
 import {
@@ -86,23 +86,26 @@ export function consoleRoutes(deps: ConsoleDeps) {
   app.post('/console/session', async (c) => {
     const wantsJson = (c.req.header('accept') ?? '').includes('application/json')
     if (!sameOrigin(c)) {
-      return problem(c, 403, 'csrf_refused', 'sign in from the console’s own page')
+      throw new DomainError('forbidden', 'csrf_refused', 'sign in from the console’s own page')
     }
     const form = SignIn.safeParse(await c.req.parseBody().catch(() => ({})))
     if (!form.success) {
-      return problem(c, 400, 'invalid_request', 'the sign-in form needs a token')
+      throw new DomainError('invalid', 'invalid_request', 'the sign-in form needs a token')
     }
     const user = await authenticateUser(store, form.data.token.trim())
     if (user === undefined) {
       if (!wantsJson) return c.redirect('/console/?signin=failed', 303)
-      return problem(c, 401, 'unauthenticated', 'this token is unknown, wrong or revoked')
+      throw new DomainError(
+        'unauthenticated',
+        'unauthenticated',
+        'this token is unknown, wrong or revoked',
+      )
     }
     if (user.provisional) {
-      return problem(
-        c,
-        403,
+      throw new DomainError(
+        'forbidden',
         'token_provisional',
-        'this token passed through another person: replace it first (`tally token replace`)',
+        'this token passed through another person: replace it first (`tally admin replace-token`)',
       )
     }
     const previous = sessionIdOf(c)
@@ -122,7 +125,9 @@ export function consoleRoutes(deps: ConsoleDeps) {
   app.get('/console/api/session', async (c) => {
     const user = await signedIn(c)
     const session = sessions.use(sessionIdOf(c) ?? '')
-    if (session === undefined) return problem(c, 401, 'session_expired', 'sign in again')
+    if (session === undefined) {
+      throw new DomainError('unauthenticated', 'session_expired', 'sign in again')
+    }
     return c.json(whoAmI(user, session.csrf, sessions))
   })
 
@@ -148,19 +153,13 @@ export function consoleRoutes(deps: ConsoleDeps) {
     const user = await signedIn(c)
     const query = Preflight.safeParse(c.req.query())
     if (!query.success) {
-      return problem(
-        c,
-        400,
+      throw new DomainError(
+        'invalid',
         'invalid_request',
         `query parameters: step (${PREFLIGHT_STEPS.join(', ')}), investigator (a user id)`,
       )
     }
-    let doc: Case
-    try {
-      doc = await cases.get(user, c.req.param('id'))
-    } catch (err) {
-      return refusalAnswer(c, err)
-    }
+    const doc = await cases.get(user, c.req.param('id'))
     const { step, investigator } = query.data
     try {
       await authorize({
@@ -219,15 +218,4 @@ function asAfter(doc: Case, step: string, userId: string, investigator?: string)
 function refusalOf(err: unknown): { code: string; message: string } | undefined {
   if (!(err instanceof Error) || !('code' in err) || typeof err.code !== 'string') return undefined
   return { code: err.code, message: err.message }
-}
-
-/** Answers a refusal to read the case: a DomainError goes to app.onError, a CaseError here. */
-function refusalAnswer(c: Context, err: unknown): Response {
-  if (err instanceof DomainError) throw err
-  if (err instanceof Error && 'status' in err && 'code' in err) {
-    const { status, code } = err as Error & { status: unknown; code: unknown }
-    if ((status === 403 || status === 404 || status === 409) && typeof code === 'string')
-      return problem(c, status, code, err.message)
-  }
-  throw err
 }
