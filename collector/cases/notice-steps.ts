@@ -25,8 +25,7 @@ export async function notice(
   caseId: string,
   notice: z.infer<typeof Notice>,
 ): Promise<Case> {
-  const actor = await steps.actor(user)
-  const doc = await steps.load(actor, caseId)
+  const { actor, doc } = await steps.open(user, caseId)
   const { next } = await steps.authorize('notice', actor, doc)
   // The notice issues the grants: only for a case the register records as approved.
   await steps.onRecord(doc)
@@ -122,8 +121,7 @@ export async function extend(
   caseId: string,
   extension: z.infer<typeof Extension>,
 ): Promise<Case> {
-  const actor = await steps.actor(user)
-  const doc = await steps.load(actor, caseId)
+  const { actor, doc } = await steps.open(user, caseId)
   const until = Date.parse(extension.until)
   const extended: Case = {
     ...doc,
@@ -163,8 +161,7 @@ export async function close(
   caseId: string,
   closing: z.infer<typeof Closing>,
 ): Promise<Case> {
-  const actor = await steps.actor(user)
-  const doc = await steps.load(actor, caseId)
+  const { actor, doc } = await steps.open(user, caseId)
   await steps.authorize('close', actor, doc)
   const closed: Case = {
     ...doc,

@@ -11,6 +11,32 @@ import type { Case } from './model.ts'
 import { newCaseId } from './repository.ts'
 import { type CaseSteps, HOUR, iso } from './steps.ts'
 
+/** What a case opened without a request is: approved at once, by and for the one who opens it. */
+function openedCase(
+  user: User,
+  now: number,
+  opening: Pick<Case, 'kind' | 'description' | 'categories' | 'subjects' | 'window'> &
+    Partial<Pick<Case, 'investigator' | 'notify' | 'receiving_official'>>,
+): Case {
+  const { kind, description, categories, subjects, window, ...rest } = opening
+  // In the order a stored case has always had its fields.
+  return {
+    case_id: newCaseId(),
+    kind,
+    state: 'approved',
+    emergency: false,
+    created_at: iso(now),
+    requester: user.user_id,
+    recorded_by: user.user_id,
+    description,
+    categories,
+    subjects,
+    window,
+    approvals: [],
+    ...rest,
+  }
+}
+
 /** 8.2: ITSD starts monitoring on a technical disruption: flows only, 72 hours at most. */
 export async function openTechnical(
   steps: CaseSteps,
@@ -19,22 +45,15 @@ export async function openTechnical(
 ): Promise<Case> {
   const now = steps.now()
   const hours = Math.min(opening.hours, steps.deps.policy.technical_max_hours)
-  const draft: Case = {
-    case_id: newCaseId(),
+  const draft = openedCase(user, now, {
     kind: 'technical',
-    state: 'approved',
-    emergency: false,
-    created_at: iso(now),
-    requester: user.user_id,
-    recorded_by: user.user_id,
     description: opening.description,
     categories: ['flows'],
     subjects: opening.subjects,
     window: { start: iso(now), end: iso(now + hours * HOUR) },
-    approvals: [],
     investigator: opening.investigator,
     notify: opening.notify,
-  }
+  })
   await steps.authorize('open_technical', user, draft, draft, true)
   if (!steps.deps.outbox.configured) {
     throw new DomainError(
@@ -78,22 +97,15 @@ export async function openOios(
   user: User,
   opening: z.infer<typeof OiosOpening>,
 ): Promise<Case> {
-  const draft: Case = {
-    case_id: newCaseId(),
+  const draft = openedCase(user, steps.now(), {
     kind: 'oios',
-    state: 'approved',
-    emergency: false,
-    created_at: iso(steps.now()),
-    requester: user.user_id,
-    recorded_by: user.user_id,
     description: opening.description,
     categories: opening.categories,
     subjects: opening.subjects,
     window: opening.window,
-    approvals: [],
     investigator: user.user_id,
     receiving_official: opening.receiving_official,
-  }
+  })
   await steps.authorize('open_oios', user, draft, draft, true)
   steps.checkWindow(opening.window, steps.maxGrantMs)
   await steps.record(draft, user, 'oios_case_opened', {

@@ -43,6 +43,18 @@ function fromRequest(
   }
 }
 
+/** A new request's draft as the table leaves it, its window within the policy. */
+async function opened(
+  steps: CaseSteps,
+  step: 'file' | 'record_emergency',
+  user: User,
+  draft: Case,
+): Promise<Case> {
+  const { next } = await steps.authorize(step, user, draft, draft, true)
+  steps.checkWindow(draft.window, steps.maxGrantMs)
+  return { ...draft, state: next }
+}
+
 /** 8.4a: a written request, filed by a requester. */
 export async function file(
   steps: CaseSteps,
@@ -55,18 +67,14 @@ export async function file(
     emergency: false,
     ...fromRequest(steps, request, user.user_id, user.user_id),
   }
-  const { next } = await steps.authorize('file', user, draft, draft, true)
-  steps.checkWindow(request.window, steps.maxGrantMs)
-  const doc: Case = { ...draft, state: next }
-  await steps.record(doc, user, 'case_requested', {
+  const doc = await opened(steps, 'file', user, draft)
+  return steps.commit(doc, user, 'case_requested', {
     data_required: request.data_required,
     categories: request.categories,
     staff_member: request.staff_member.name,
     receiving_official: request.receiving_official,
     requesting_office: request.requesting_office,
   })
-  await steps.cases.save(doc)
-  return doc
 }
 
 /** 8.4b: a verbal request in an emergency, recorded by the approver side. */
@@ -83,17 +91,13 @@ export async function recordEmergency(
     written_request_due: iso(due),
     ...fromRequest(steps, request, request.verbal_requester, user.user_id),
   }
-  const { next } = await steps.authorize('record_emergency', user, draft, draft, true)
-  steps.checkWindow(request.window, steps.maxGrantMs)
-  const doc: Case = { ...draft, state: next }
-  await steps.record(doc, user, 'emergency_recorded', {
+  const doc = await opened(steps, 'record_emergency', user, draft)
+  return steps.commit(doc, user, 'emergency_recorded', {
     verbal_requester: request.verbal_requester,
     received_at: request.received_at,
     written_request_due: iso(due),
     categories: request.categories,
   })
-  await steps.cases.save(doc)
-  return doc
 }
 
 /** 8.4b: the written request that must follow a verbal one. */
@@ -103,8 +107,7 @@ export async function writtenRequest(
   caseId: string,
   request: z.infer<typeof CaseRequest>,
 ): Promise<Case> {
-  const actor = await steps.actor(user)
-  const doc = await steps.load(actor, caseId)
+  const { actor, doc } = await steps.open(user, caseId)
   await steps.authorize('written_request', actor, doc)
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
   const subjects = (list: Case['subjects']) =>
@@ -127,11 +130,9 @@ export async function writtenRequest(
     description: request.data_required,
     justification: request.justification,
   }
-  await steps.record(updated, user, 'written_request_filed', {
+  return steps.commit(updated, user, 'written_request_filed', {
     data_required: request.data_required,
   })
-  await steps.cases.save(updated)
-  return updated
 }
 
 /** 8.4d: the OIOS consultation, recorded by the OIOS Chief of Investigations. */
@@ -141,17 +142,14 @@ export async function consult(
   caseId: string,
   consultation: z.infer<typeof Consultation>,
 ): Promise<Case> {
-  const actor = await steps.actor(user)
-  const doc = await steps.load(actor, caseId)
+  const { actor, doc } = await steps.open(user, caseId)
   const { next } = await steps.authorize('consult', actor, doc)
   const updated: Case = {
     ...doc,
     state: next,
     consultation: { by: user.user_id, at: iso(steps.now()), summary: consultation.summary },
   }
-  await steps.record(updated, user, 'oios_consulted')
-  await steps.cases.save(updated)
-  return updated
+  return steps.commit(updated, user, 'oios_consulted')
 }
 
 /**
@@ -164,8 +162,7 @@ export async function confirmEmergency(
   caseId: string,
   confirmation: z.infer<typeof EmergencyConfirmation>,
 ): Promise<Case> {
-  const actor = await steps.actor(user)
-  const doc = await steps.load(actor, caseId)
+  const { actor, doc } = await steps.open(user, caseId)
   const confirmed: Case = {
     ...doc,
     emergency_confirmation: {
@@ -176,11 +173,9 @@ export async function confirmEmergency(
   }
   const { next } = await steps.authorize('confirm_emergency', actor, doc, confirmed)
   const updated: Case = { ...confirmed, state: next }
-  await steps.record(updated, user, 'emergency_confirmed', {
+  return steps.commit(updated, user, 'emergency_confirmed', {
     statement: confirmation.statement,
   })
-  await steps.cases.save(updated)
-  return updated
 }
 
 /**
@@ -194,8 +189,7 @@ export async function approve(
   caseId: string,
   approval: z.infer<typeof Approval>,
 ): Promise<Case> {
-  const actor = await steps.actor(user)
-  const doc = await steps.load(actor, caseId)
+  const { actor, doc } = await steps.open(user, caseId)
   const requestedEnd = Date.parse(doc.window.end)
   const end = Math.min(
     Date.parse(approval.until ?? doc.window.end),
@@ -232,12 +226,10 @@ export async function approve(
     )
   }
   const updated: Case = { ...approved, state: next }
-  await steps.record(updated, user, 'case_approved', {
+  return steps.commit(updated, user, 'case_approved', {
     investigator: approval.investigator,
     until: iso(end),
   })
-  await steps.cases.save(updated)
-  return updated
 }
 
 export async function deny(
@@ -246,15 +238,12 @@ export async function deny(
   caseId: string,
   denial: z.infer<typeof Denial>,
 ): Promise<Case> {
-  const actor = await steps.actor(user)
-  const doc = await steps.load(actor, caseId)
+  const { actor, doc } = await steps.open(user, caseId)
   const { next } = await steps.authorize('deny', actor, doc)
   const updated: Case = {
     ...doc,
     state: next,
     denial: { by: user.user_id, at: iso(steps.now()), reason: denial.reason },
   }
-  await steps.record(updated, user, 'case_denied', { reason: denial.reason })
-  await steps.cases.save(updated)
-  return updated
+  return steps.commit(updated, user, 'case_denied', { reason: denial.reason })
 }

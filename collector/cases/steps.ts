@@ -121,6 +121,27 @@ export class CaseSteps {
     })
   }
 
+  /**
+   * Records a step's register entry (first: fail closed), then stores the case it leaves; the
+   * stored case is the step's answer.
+   */
+  async commit(
+    doc: Case,
+    user: User | string,
+    kind: string,
+    details: Record<string, unknown> = {},
+  ): Promise<Case> {
+    await this.record(doc, user, kind, details)
+    await this.cases.save(doc)
+    return doc
+  }
+
+  /** What a step on a stored case starts from: the user as the table sees them, and the case. */
+  async open(user: User, caseId: string): Promise<{ actor: StepActor; doc: Case }> {
+    const actor = await this.actor(user)
+    return { actor, doc: await this.load(actor, caseId) }
+  }
+
   /** The user as the table sees them: roles, and the 9.2e designations a designee holds. */
   async actor(user: User): Promise<StepActor> {
     if (!user.roles.includes('oios_designee')) return user
@@ -181,9 +202,7 @@ export class CaseSteps {
     actor: User | string,
     reason: string,
   ): Promise<Case> {
-    const ended: Case = { ...doc, state }
-    await this.record(ended, actor, `case_${state}`, { reason })
-    await this.cases.save(ended)
+    const ended = await this.commit({ ...doc, state }, actor, `case_${state}`, { reason })
     await this.deps.grants.revokeCase(doc.case_id)
     if (this.deps.purge !== undefined) await this.purge(ended, actor)
     return (await this.cases.find(doc.case_id)) ?? ended
