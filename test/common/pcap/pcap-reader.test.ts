@@ -10,6 +10,7 @@ import {
   PcapReader,
   readPcapFile,
 } from '../../../common/pcap/pcap-reader.ts'
+import { readNumbered } from './numbered.ts'
 import {
   buildPcap,
   concatBytes,
@@ -284,18 +285,7 @@ describe('readPcapFile', () => {
     const bytes = buildPcap(records, { nanosecond: true, bigEndian: true })
     const path = join(dir, 'big.pcap')
     writeFileSync(path, bytes.subarray(0, bytes.length - 50)) // ~6.9 MB, cut mid-record
-    let count = 0
-    let bad = 0
-    const result = await readPcapFile(path, (data, offset, caplen, _len, sec, frac) => {
-      if (
-        caplen !== 100 ||
-        data[offset] !== (count & 0xff) ||
-        sec !== 1000 + count ||
-        frac !== count
-      )
-        bad++
-      count++
-    })
+    const { count, bad, result } = await readNumbered(path)
     expect(bad).toBe(0)
     expect(count).toBe(59_999)
     expect(result.packets).toBe(59_999)

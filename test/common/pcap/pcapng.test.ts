@@ -14,6 +14,7 @@ import {
   PcapngReader,
   type PcapngStats,
 } from '../../../common/pcap/pcapng.ts'
+import { readNumbered } from './numbered.ts'
 import { buildPcap, concatBytes } from './pcap-writer.ts'
 import {
   block,
@@ -759,18 +760,7 @@ describe('PcapReader with pcapng', () => {
       const bytes = concatBytes(parts)
       const path = join(dir, 'big.pcapng')
       writeFileSync(path, bytes.subarray(0, bytes.length - 50)) // ~6.6 MB, cut mid-block
-      let count = 0
-      let bad = 0
-      const result = await readPcapFile(path, (data, offset, caplen, _len, sec, frac) => {
-        if (
-          caplen !== 100 ||
-          data[offset] !== (count & 0xff) ||
-          sec !== 1000 + count ||
-          frac !== count
-        )
-          bad++
-        count++
-      })
+      const { count, bad, result } = await readNumbered(path)
       expect(bad).toBe(0)
       expect(count).toBe(49_999)
       expect(result).toMatchObject({
