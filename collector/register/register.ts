@@ -343,7 +343,7 @@ export class Register {
   async verify(register: RegisterName): Promise<VerifyReport> {
     checkName(register)
     const stored = await this.#repository.entries(register, { from: 0 })
-    const report = verifyEntries(
+    const report = await verifyEntries(
       stored.map((s) => s.entry),
       await this.checkpoints(register),
       this.#key.publicJwk,
