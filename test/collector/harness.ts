@@ -22,6 +22,7 @@ import { REGISTER_KEY_FILE } from '../../collector/register/register.ts'
 import { openStore, type Store } from '../../collector/store/client.ts'
 import { migrate } from '../../collector/store/migrations.ts'
 import { selectRows } from '../../collector/store/rows.ts'
+import type { Telemetry } from '../../collector/telemetry.ts'
 import type { Role } from '../../protocol/api/names.ts'
 import { EnrollResponse, ErrorBody, type HostBatch } from '../../protocol/v1.ts'
 
@@ -35,10 +36,16 @@ export interface Harness {
   /** The collector with `config`. */
   app: App
   /** Another collector on the same store, with other settings. */
-  appWith(input: Record<string, unknown>): App
+  appWith(input: Record<string, unknown>, parts?: AppParts): App
   /** Role administration of `app`'s collector (setUpAdministrators, proposeAndConfirm). */
   administration: RoleAdministration
   close(): Promise<void>
+}
+
+/** What appWith may take other than the harness's own: a store, a telemetry of its own. */
+export interface AppParts {
+  store?: Store
+  telemetry?: Telemetry
 }
 
 export interface HarnessOptions {
@@ -58,9 +65,9 @@ export async function openHarness(options: HarnessOptions = {}): Promise<Harness
   const registerKey = loadOrCreateSigningKey(join(dir, REGISTER_KEY_FILE))
   const logger = pino({ level: 'silent' })
   const probe = options.readyProbeMs === undefined ? {} : { readyProbeMs: options.readyProbeMs }
-  const appWith = (input: Record<string, unknown>): App => {
+  const appWith = (input: Record<string, unknown>, parts: AppParts = {}): App => {
     const config = CollectorConfig.parse({ data_dir: dir, log_level: 'silent', ...input })
-    return createApp({ store, config, logger, signingKey, registerKey, ...probe })
+    return createApp({ store, config, logger, signingKey, registerKey, ...probe, ...parts })
   }
   const config = CollectorConfig.parse({ data_dir: dir, log_level: 'silent' })
   const collector = createCollector({ store, config, logger, signingKey, registerKey, ...probe })

@@ -3,13 +3,8 @@
  * (keys in their order), and the reason each one is counted under. Agents and their operators
  * read these answers; moving where they are made must not change a byte of them.
  */
-import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createApp } from '../../collector/app.ts'
-import { loadOrCreateSigningKey } from '../../collector/auth/signing-key.ts'
-import { CollectorConfig } from '../../collector/config.ts'
 import type { Store } from '../../collector/store/client.ts'
 import { createTelemetry, type Telemetry } from '../../collector/telemetry.ts'
 import {
@@ -30,16 +25,8 @@ let app: App
 let telemetry: Telemetry
 
 /** An app of its own with its own telemetry, so its counters have seen only these requests. */
-function appOn(store: Store, ingest: Record<string, unknown> = {}, metrics = createTelemetry()) {
-  const config = CollectorConfig.parse({ data_dir: h.dir, log_level: 'silent', ingest })
-  return createApp({
-    store,
-    config,
-    logger: pino({ level: 'silent' }),
-    signingKey: loadOrCreateSigningKey(join(h.dir, 'grant-signing.pem')),
-    telemetry: metrics,
-  })
-}
+const appOn = (store: Store, ingest: Record<string, unknown> = {}, metrics = createTelemetry()) =>
+  h.appWith({ ingest }, { store, telemetry: metrics })
 
 beforeAll(async () => {
   h = await openHarness()
