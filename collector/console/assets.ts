@@ -1,14 +1,20 @@
 /**
  * The console's static files (collector/console/static/), read once when the collector starts,
- * and the headers every /console/ answer carries.
+ * and the headers every /console/ answer carries. The register's verification
+ * (common/register-verify/) is served beside them, its types stripped, so that the auditor's
+ * page runs the very code `tally register verify` runs.
  */
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
+import { stripTypeScriptTypes } from 'node:module'
 import { extname, join, relative } from 'node:path'
 import type { Context, MiddlewareHandler } from 'hono'
 import { problem } from '../http.ts'
 
 const STATIC_DIR = join(import.meta.dirname, 'static')
+const REGISTER_VERIFY_DIR = join(import.meta.dirname, '..', '..', 'common', 'register-verify')
+/** Where the shared verification is served: /console/register-verify/NAME.ts. */
+export const REGISTER_VERIFY_PATH = 'register-verify'
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -52,6 +58,12 @@ interface Asset {
   etag: string
 }
 
+const asset = (body: Buffer, type: string): Asset => ({
+  body,
+  type,
+  etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`,
+})
+
 function readAssets(dir: string): Map<string, Asset> {
   const out = new Map<string, Asset>()
   for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
@@ -59,17 +71,52 @@ function readAssets(dir: string): Map<string, Asset> {
     const type = CONTENT_TYPES[extname(entry.name)]
     if (type === undefined) continue
     const file = join(entry.parentPath, entry.name)
-    const body = readFileSync(file)
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`
-    out.set(relative(dir, file).split('\\').join('/'), { body, type, etag })
+    out.set(relative(dir, file).split('\\').join('/'), asset(readFileSync(file), type))
   }
   return out
 }
 
-export function consoleAssets(dir = STATIC_DIR) {
+/**
+ * Each module of the shared verification as JavaScript, under its own name: the browser takes
+ * a module by its Content-Type, not its extension, so the folder's relative imports
+ * (`./bytes.ts`) resolve among the served files as they are, with nothing rewritten. The folder
+ * imports nothing else (test/console/console.test.ts holds it to that).
+ */
+function readRegisterVerify(dir: string): Map<string, Asset> {
+  const out = new Map<string, Asset>()
+  for (const name of readdirSync(dir)) {
+    if (extname(name) !== '.ts') continue
+    const code = withoutExperimentalWarning(() =>
+      stripTypeScriptTypes(readFileSync(join(dir, name), 'utf8'), { mode: 'strip' }),
+    )
+    out.set(`${REGISTER_VERIFY_PATH}/${name}`, asset(Buffer.from(code), CONTENT_TYPES['.js'] ?? ''))
+  }
+  return out
+}
+
+/**
+ * Node 24 flags stripTypeScriptTypes as experimental with a warning on stderr, once per process;
+ * the collector's stderr is its operators' log, and the warning says nothing they can act on.
+ * The stripping it does is the one Node applies to every file of this project.
+ */
+function withoutExperimentalWarning<T>(run: () => T): T {
+  const emitWarning = process.emitWarning
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const type = typeof rest[0] === 'string' ? rest[0] : (rest[0] as { type?: string })?.type
+    if (type === 'ExperimentalWarning' && String(warning).includes('stripTypeScriptTypes')) return
+    ;(emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest)
+  }) as typeof process.emitWarning
+  try {
+    return run()
+  } finally {
+    process.emitWarning = emitWarning
+  }
+}
+
+export function consoleAssets(dir = STATIC_DIR, registerVerifyDir = REGISTER_VERIFY_DIR) {
   // Looked up by name in this map only: a path the map does not hold (../, an encoded slash)
   // is a 404, never a read from disk.
-  const files = readAssets(dir)
+  const files = new Map([...readAssets(dir), ...readRegisterVerify(registerVerifyDir)])
   return {
     names: () => [...files.keys()],
     serve(c: Context, path: string): Response {

@@ -1,11 +1,13 @@
 // The auditor's page: a register's entries (paged) and its signed checkpoints, verified in this
-// browser the way `tally register verify` verifies them (verify.js: SHA-256 chain, RFC 6962
-// roots, Ed25519 signatures of entries and checkpoints, and a consistency proof from the head
-// this browser verified last). Same checks, same verdict, same problems.
-import { ed25519Supported } from '../crypto.js'
+// browser by the code `tally register verify` runs (common/register-verify/, served with its
+// types stripped: SHA-256 chain, RFC 6962 roots, Ed25519 signatures of entries and checkpoints,
+// and a consistency proof from the head this browser verified last). Same code, same verdict,
+// same problems; this page fetches, keeps the head and shows.
+
 import { forgetKeptHead, KeptHeadError, readKeptHead, writeKeptHead } from '../kept-head.js'
+import { AuditError, auditRegister, summaryLine } from '../register-verify/audit.ts'
+import { ed25519Supported } from '../register-verify/keys.ts'
 import { alertText, announce, h, when } from '../ui.js'
-import { AuditError, auditRegister, summaryLine } from '../verify.js'
 
 /** Who reads which register (the API's own rule: protocol/api/names.ts REGISTER_READERS). */
 export const REGISTER_READERS = {
@@ -130,7 +132,7 @@ async function verifyOnce(result, keptView, ctx) {
   }
   let audit
   try {
-    audit = await auditRegister(get, register, keptHead)
+    audit = await auditRegister(get, register, { keptHead })
   } catch (err) {
     if (!(err instanceof AuditError)) throw err
     result.replaceChildren(verdict(false, `Not verified: ${err.message}`))
@@ -146,7 +148,7 @@ async function verifyOnce(result, keptView, ctx) {
   let stillKept = keptHead
   if (report.ok && audit.head !== undefined) {
     // As the CLI: only a register that verified moves the kept head.
-    stillKept = writeKeptHead(user.user_id, register, audit.head, audit.key_id)
+    stillKept = writeKeptHead(user.user_id, register, audit.head, audit.key.key_id)
   }
   result.replaceChildren(...describe(audit, keptHead))
   showKept(keptView, stillKept)
@@ -172,7 +174,7 @@ function describe(audit, keptHead) {
     h(
       'p',
       { class: 'help' },
-      `Checked with the public key the collector serves (key id ${audit.key_id}); keep your own ` +
+      `Checked with the public key the collector serves (key id ${audit.key.key_id}); keep your own ` +
         'copy and compare it, or pass it to `tally register verify --public-key`.',
     ),
   ]
