@@ -141,9 +141,16 @@ export const drillQuery = (category: 'flows' | 'dns' | 'web') =>
     limit: z.coerce.number().int().min(1).max(MAX_DRILL_LIMIT).default(1000),
   })
 
-const READER_DESCRIPTION =
-  "The case's receiving official with their own token, or its investigator with the access " +
-  'grant. Every download is registered first.'
+/** Who may read an export bundle's manifest and files, and how. */
+const EXPORT_READERS = {
+  description:
+    "The case's receiving official with their own token, or its investigator with the access " +
+    'grant. Every download is registered first.',
+  security: 'user',
+  roles: [...INVESTIGATORS, 'receiving_official'],
+} as const
+
+const EXPORT_PATH = [path('id', "the case's id"), path('export_id', 'the export')] as const
 
 const drill = <const C extends 'flows' | 'dns' | 'web', const S extends z.ZodType>(
   category: C,
@@ -227,14 +234,8 @@ export const exportManifest = route({
   path: '/v1/cases/{id}/exports/{export_id}/manifest',
   operationId: 'exportManifest',
   summary: "An export bundle's manifest.json",
-  description: READER_DESCRIPTION,
-  security: 'user',
-  roles: [...INVESTIGATORS, 'receiving_official'],
-  parameters: [
-    path('id', "the case's id"),
-    path('export_id', 'the export'),
-    { ...grantHeader, required: false },
-  ],
+  ...EXPORT_READERS,
+  parameters: [...EXPORT_PATH, { ...grantHeader, required: false }],
   status: 200,
   answer: { description: 'manifest.json, byte for byte', schema: ExportManifest },
   errors: { ...ACCESS_ERRORS, '404': 'no such export (`no_such_export`)' },
@@ -245,12 +246,9 @@ export const exportFile = route({
   path: '/v1/cases/{id}/exports/{export_id}/files/{name}',
   operationId: 'exportFile',
   summary: 'One file of an export bundle',
-  description: READER_DESCRIPTION,
-  security: 'user',
-  roles: [...INVESTIGATORS, 'receiving_official'],
+  ...EXPORT_READERS,
   parameters: [
-    path('id', "the case's id"),
-    path('export_id', 'the export'),
+    ...EXPORT_PATH,
     path('name', 'the file name, as in the manifest'),
     { ...grantHeader, required: false },
   ],
