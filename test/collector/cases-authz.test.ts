@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Case } from '../../collector/cases/model.ts'
 import { selectRows } from '../../collector/store/rows.ts'
-import type { Role } from '../../protocol/api/names.ts'
+import { ROLES, type Role } from '../../protocol/api/names.ts'
 import { ErrorBody } from '../../protocol/v1.ts'
 import {
   type Answer,
@@ -40,22 +40,13 @@ const DAY = 24 * HOUR
 // --- Who ---------------------------------------------------------------------------------------
 
 /**
- * The fixture cases' participants hold the plain role names: `requester` filed them, `approver`
- * approved them, `itsd_investigator` is named to investigate, `receiving_official` receives.
- * The `other_*` users hold the same roles but have nothing to do with these cases.
+ * One user per role (ROLES: a new role joins the matrix), then users beside them. The fixture
+ * cases' participants hold the plain role names: `requester` filed them, `approver` approved
+ * them, `itsd_investigator` is named to investigate, `receiving_official` receives. The
+ * `other_*` users hold the same roles but have nothing to do with these cases.
  */
 const WHO = [
-  'admin',
-  'operator',
-  'requester',
-  'approver',
-  'oios_chief',
-  'itsd_lead',
-  'itsd_investigator',
-  'oios_investigator',
-  'oios_designee',
-  'receiving_official',
-  'auditor',
+  ...ROLES,
   'other_requester',
   'other_investigator',
   'other_receiving_official',
