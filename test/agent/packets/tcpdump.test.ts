@@ -86,6 +86,19 @@ interface Harness {
   waitFor: (predicate: () => boolean, what: string, ms?: number) => Promise<void>
 }
 
+/** What LiveCapture always runs tcpdump with, before any filter: snaplen 128, unbuffered, to stdout. */
+const tcpdumpArgs = (iface: string) => [
+  '-i',
+  iface,
+  '-s',
+  '128',
+  '-U',
+  '-n',
+  '--immediate-mode',
+  '-w',
+  '-',
+]
+
 const live: LiveCapture[] = []
 afterEach(async () => {
   try {
@@ -143,15 +156,7 @@ describe('LiveCapture with a fake tcpdump', () => {
     const started = h.events.find((e) => e.kind === 'started')
     expect(started?.kind === 'started' && started.pid > 0).toBe(true)
     expect(readFileSync(fake.argsFile, 'utf8').trim().split('\n')).toEqual([
-      '-i',
-      'lo',
-      '-s',
-      '128',
-      '-U',
-      '-n',
-      '--immediate-mode',
-      '-w',
-      '-',
+      ...tcpdumpArgs('lo'),
       '--',
       'udp or tcp',
     ])
@@ -285,17 +290,7 @@ describe('LiveCapture with a fake tcpdump', () => {
     const onPacket = () => {}
     expect(() => new LiveCapture({ interface: 'lo', snaplen: 0, onPacket })).toThrow(RangeError)
     expect(() => new LiveCapture({ interface: '-w/tmp/x', onPacket })).toThrow(RangeError)
-    expect(new LiveCapture({ interface: 'eth0', onPacket }).args).toEqual([
-      '-i',
-      'eth0',
-      '-s',
-      '128',
-      '-U',
-      '-n',
-      '--immediate-mode',
-      '-w',
-      '-',
-    ])
+    expect(new LiveCapture({ interface: 'eth0', onPacket }).args).toEqual(tcpdumpArgs('eth0'))
   })
 })
 
