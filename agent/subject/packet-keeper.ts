@@ -3,7 +3,7 @@
  * per drain (split when it would exceed what one PcapSegment may carry, or when the link type or
  * timestamp resolution changes).
  */
-import type { PcapHeader } from '../../common/pcap/pcap-reader.ts'
+import type { PacketSink, PcapHeader } from '../../common/pcap/pcap-reader.ts'
 import type { PcapSegment } from '../../protocol/grants.ts'
 import type { VerifiedGrant } from '../grants/verify.ts'
 import { type Granted, pcapSegment } from './records.ts'
@@ -37,17 +37,20 @@ export class PacketKeeper {
     this.#maxBytes = maxBytesPerInterval
   }
 
-  /** Copies one record (as the pcap reader gave it; `ts` in ms) into the interval's pcap. */
-  keep(
-    header: PcapHeader,
-    data: Uint8Array,
-    offset: number,
-    capturedLength: number,
-    originalLength: number,
-    tsSeconds: number,
-    tsFraction: number,
-    ts: number,
-  ): void {
+  /**
+   * Copies one record into the interval's pcap: the stream's header, the record's time in ms,
+   * then the record as the pcap reader gave it (a PacketSink's arguments).
+   */
+  readonly keep: (header: PcapHeader, ts: number, ...record: Parameters<PacketSink>) => void = (
+    header,
+    ts,
+    data,
+    offset,
+    capturedLength,
+    originalLength,
+    tsSeconds,
+    tsFraction,
+  ) => {
     const size = RECORD_HEADER_BYTES + capturedLength
     if (this.#bytes + size > this.#maxBytes) {
       this.dropped++

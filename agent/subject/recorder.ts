@@ -12,7 +12,7 @@
  * Nothing here throws on packet input; tables are bounded and what does not fit is counted.
  */
 
-import type { PcapHeader } from '../../common/pcap/pcap-reader.ts'
+import type { PacketSink, PcapHeader } from '../../common/pcap/pcap-reader.ts'
 import { addressAt, parseAddress } from '../decode/address.ts'
 import { decodePacket } from '../decode/decode.ts'
 import { DecodedPacket, OUTCOME_IP, PROTO_TCP, PROTO_UDP } from '../decode/packet.ts'
@@ -96,14 +96,14 @@ export class SubjectRecorder {
     this.#header = header
   }
 
-  readonly onPacket = (
-    data: Uint8Array,
-    offset: number,
-    capturedLength: number,
-    originalLength: number,
-    tsSeconds: number,
-    tsFraction: number,
-  ): void => {
+  readonly onPacket: PacketSink = (
+    data,
+    offset,
+    capturedLength,
+    originalLength,
+    tsSeconds,
+    tsFraction,
+  ) => {
     const header = this.#header
     if (header === undefined) return
     this.#counts.seen++
@@ -133,13 +133,13 @@ export class SubjectRecorder {
     if (p.protocol === PROTO_TCP) this.#web?.observe(p, ts, end)
     this.#packets?.keep(
       header,
+      ts,
       data,
       offset,
       capturedLength,
       originalLength,
       tsSeconds,
       tsFraction,
-      ts,
     )
   }
 
