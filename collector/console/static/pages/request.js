@@ -7,6 +7,18 @@ import { alertText, announce, field, h, showProblems } from '../ui.js'
 
 const CATEGORIES = ['flows', 'dns', 'web', 'packets']
 
+const WRITTEN_REQUEST_FIELDS = [
+  'data_required',
+  'categories',
+  'staff_member',
+  'supervisor',
+  'receiving_official',
+  'requesting_office',
+  'justification',
+  'subjects',
+  'window',
+]
+
 /** Per kind: the endpoint, the schema's name in the OpenAPI document, and its fields in order. */
 const KINDS = {
   written: {
@@ -15,17 +27,7 @@ const KINDS = {
       'A request for a staff member’s network records. Nothing is captured until it is approved after OIOS’s consultation and the staff member has been given notice.',
     endpoint: '/v1/cases',
     schema: 'CaseRequest',
-    fields: [
-      'data_required',
-      'categories',
-      'staff_member',
-      'supervisor',
-      'receiving_official',
-      'requesting_office',
-      'justification',
-      'subjects',
-      'window',
-    ],
+    fields: WRITTEN_REQUEST_FIELDS,
   },
   emergency: {
     title: 'Emergency: record a verbal request (8.4b)',
@@ -33,19 +35,8 @@ const KINDS = {
       'Recorded by an approver for the person who asked verbally. Someone else confirms it, a third person approves it, and the written request must follow in time.',
     endpoint: '/v1/cases/emergency',
     schema: 'EmergencyRequest',
-    fields: [
-      'verbal_requester',
-      'received_at',
-      'data_required',
-      'categories',
-      'staff_member',
-      'supervisor',
-      'receiving_official',
-      'requesting_office',
-      'justification',
-      'subjects',
-      'window',
-    ],
+    // The verbal request is the written one's content, with who asked and when.
+    fields: ['verbal_requester', 'received_at', ...WRITTEN_REQUEST_FIELDS],
   },
   technical: {
     title: 'Technical case on a disruption (8.2)',
