@@ -40,18 +40,17 @@ interface Session {
   csrf: string
 }
 
+/** POST /console/session as the console's sign-in form sends it, from the console's origin. */
+const postSignIn = (form: Record<string, string>, query = '') =>
+  fetch(`${rig.url}/console/session${query}`, {
+    method: 'POST',
+    headers: { accept: 'application/json', origin: rig.url, 'sec-fetch-site': 'same-origin' },
+    body: new URLSearchParams(form),
+  })
+
 /** Signs in as the console's form does, from the console's own origin. */
 async function signIn(token: string): Promise<Session> {
-  const res = await fetch(`${rig.url}/console/session`, {
-    method: 'POST',
-    headers: {
-      accept: 'application/json',
-      origin: rig.url,
-      'sec-fetch-site': 'same-origin',
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ token }),
-  })
+  const res = await postSignIn({ token })
   expect(res.status, await res.clone().text()).toBe(201)
   const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] ?? ''
   const { csrf_token } = (await res.json()) as { csrf_token: string }
@@ -148,15 +147,7 @@ describe('insiders through the console', () => {
   it("Grafana's read-only user has no console: its ClickHouse credential opens no session", async () => {
     const password = 'grafana-ro-password'
     for (const token of [password, `grafana_ro:${password}`, 'grafana_ro']) {
-      const res = await fetch(`${rig.url}/console/session`, {
-        method: 'POST',
-        headers: {
-          accept: 'application/json',
-          origin: rig.url,
-          'sec-fetch-site': 'same-origin',
-        },
-        body: new URLSearchParams({ token }),
-      })
+      const res = await postSignIn({ token })
       expect(res.status).toBe(401)
       expect(res.headers.get('set-cookie')).toBeNull()
     }
@@ -213,11 +204,7 @@ describe('insiders through the console', () => {
       const res = await fetch(`${rig.url}${path}`)
       expect([400, 401], path).toContain(res.status)
     }
-    const signIn = await fetch(`${rig.url}/console/session?token=${t}`, {
-      method: 'POST',
-      headers: { accept: 'application/json', origin: rig.url, 'sec-fetch-site': 'same-origin' },
-      body: new URLSearchParams({}),
-    })
+    const signIn = await postSignIn({}, `?token=${t}`)
     expect(signIn.status).toBe(400)
     expect(signIn.headers.get('set-cookie')).toBeNull()
   })
