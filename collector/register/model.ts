@@ -2,6 +2,10 @@
  * What the register is made of: its two names, its entries and signed checkpoints, and what a
  * verification reports. Shared by the collector's register, the routes and the auditor's side.
  */
+import {
+  GENESIS_HASH,
+  looksLikeEntry as looksLikeAnyEntry,
+} from '../../common/register-verify/model.ts'
 import { REGISTERS, type RegisterName } from '../../protocol/api/names.ts'
 
 /** The register's two names: the API's (protocol/api/names.ts), named here for the register's code. */
@@ -117,7 +121,7 @@ export interface CaseOnRecord {
 }
 
 /** prev_hash of the first entry. */
-export const GENESIS_HASH = '0'.repeat(64)
+export { GENESIS_HASH }
 
 /** Where the register's signing key lives: its own key, not the grant-signing key. */
 export const REGISTER_KEY_FILE = 'register-signing-key.pem'
@@ -130,21 +134,5 @@ export function entryBody<T extends { signature?: string | undefined }>(
   return body
 }
 
-export function looksLikeEntry(value: unknown): value is RegisterEntry {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
-  const v = value as Record<string, unknown>
-  return (
-    typeof v.register === 'string' &&
-    typeof v.seq === 'number' &&
-    typeof v.ts === 'string' &&
-    typeof v.kind === 'string' &&
-    typeof v.actor === 'string' &&
-    (v.case_id === undefined || typeof v.case_id === 'string') &&
-    typeof v.details === 'object' &&
-    v.details !== null &&
-    !Array.isArray(v.details) &&
-    typeof v.prev_hash === 'string' &&
-    typeof v.hash === 'string' &&
-    (v.signature === undefined || typeof v.signature === 'string')
-  )
-}
+/** Whether an answer or a stored document has the shape of an entry (the verifier's check). */
+export const looksLikeEntry = (value: unknown): value is RegisterEntry => looksLikeAnyEntry(value)
