@@ -10,7 +10,6 @@ import {
   PcapReader,
   readPcapFile,
 } from '../../../common/pcap/pcap-reader.ts'
-import { readNumbered } from './numbered.ts'
 import {
   buildPcap,
   concatBytes,
@@ -20,6 +19,7 @@ import {
   pcapRecord,
   udpFrame,
 } from './pcap-writer.ts'
+import { pushInChunks, readNumbered } from './reading.ts'
 
 interface Seen {
   bytes: number[]
@@ -80,14 +80,7 @@ function readChunked(bytes: Uint8Array, sizes: readonly number[]) {
   const reader = new PcapReader(sink, (h) => {
     header = h
   })
-  let pos = 0
-  let i = 0
-  while (pos < bytes.length) {
-    const size = Math.max(1, sizes[i++ % sizes.length] ?? 1)
-    // Copy each chunk into a fresh array so that nothing relies on chunks sharing a buffer.
-    reader.push(bytes.slice(pos, pos + size))
-    pos += size
-  }
+  pushInChunks(reader, bytes, sizes)
   const { truncatedBytes } = reader.end()
   return { seen, header, truncatedBytes, packets: reader.packets }
 }

@@ -14,7 +14,6 @@ import {
   PcapngReader,
   type PcapngStats,
 } from '../../../common/pcap/pcapng.ts'
-import { readNumbered } from './numbered.ts'
 import { buildPcap, concatBytes } from './pcap-writer.ts'
 import {
   block,
@@ -30,6 +29,7 @@ import {
   sectionHeader,
   simplePacket,
 } from './pcapng-writer.ts'
+import { pushInChunks, readNumbered } from './reading.ts'
 
 interface Seen {
   linkType: number
@@ -74,13 +74,7 @@ function readChunked(bytes: Uint8Array, sizes: readonly number[] = [bytes.length
   )
   let error: unknown
   try {
-    let pos = 0
-    let i = 0
-    while (pos < bytes.length) {
-      const size = Math.max(1, sizes[i++ % sizes.length] ?? 1)
-      reader.push(bytes.slice(pos, pos + size))
-      pos += size
-    }
+    pushInChunks(reader, bytes, sizes)
   } catch (e) {
     error = e
   }

@@ -1,3 +1,4 @@
+/** How the reader tests feed captures to a reader and read files back. */
 import { readPcapFile } from '../../../common/pcap/pcap-reader.ts'
 
 /**
@@ -14,4 +15,22 @@ export async function readNumbered(path: string) {
     count++
   })
   return { count, bad, result }
+}
+
+/**
+ * Pushes `bytes` to `reader` cut at the given sizes (cycled), each chunk copied into a fresh
+ * array so that nothing relies on chunks sharing a buffer.
+ */
+export function pushInChunks(
+  reader: { push(chunk: Uint8Array): void },
+  bytes: Uint8Array,
+  sizes: readonly number[],
+): void {
+  let pos = 0
+  let i = 0
+  while (pos < bytes.length) {
+    const size = Math.max(1, sizes[i++ % sizes.length] ?? 1)
+    reader.push(bytes.slice(pos, pos + size))
+    pos += size
+  }
 }
