@@ -8,6 +8,11 @@
  * splits at k, the largest power of two below n.
  */
 import { createHash } from 'node:crypto'
+import { EMPTY_ROOT, HEX32, half, isPowerOfTwo, odd, splitPoint } from './register-verify/merkle.ts'
+
+// The tree's arithmetic is the verifier's (common/register-verify/merkle.ts, on WebCrypto); this
+// file hashes synchronously, for the collector's appends and proofs and the agent's check.
+export { EMPTY_ROOT }
 
 export const sha256 = (...parts: (Buffer | Uint8Array)[]): Buffer => {
   const h = createHash('sha256')
@@ -19,18 +24,6 @@ export const leafHashOfBytes = (data: Buffer | Uint8Array): Buffer => sha256(Buf
 
 export const nodeHash = (left: Buffer, right: Buffer): Buffer =>
   sha256(Buffer.from([1]), left, right)
-
-/** The root of an empty tree: SHA-256 of nothing. */
-export const EMPTY_ROOT = sha256().toString('hex')
-
-const isPowerOfTwo = (x: number): boolean => x >= 1 && 2 ** Math.round(Math.log2(x)) === x
-
-/** The largest power of two strictly below n (n >= 2). */
-function splitPoint(n: number): number {
-  let k = 1
-  while (k * 2 < n) k *= 2
-  return k
-}
 
 /**
  * An RFC 6962 Merkle tree over leaf hashes, kept as its complete aligned subtrees so that the
@@ -116,8 +109,6 @@ export class MerkleTree {
   }
 }
 
-const HEX32 = /^[0-9a-f]{64}$/
-
 /**
  * Whether `proof` shows that the tree of size `m` with root `mRoot` is a prefix of the tree of
  * size `n` with root `nRoot` (RFC 9162 2.1.4.2, the verification of RFC 6962's proofs). Sizes
@@ -141,10 +132,6 @@ export function verifyConsistency(
   const roots = rootsOfPath(m, n, path)
   return roots !== undefined && roots.first === mRoot && roots.second === nRoot
 }
-
-// Numbers above 2^31 do not survive JavaScript's bit operators: shift by halving.
-const odd = (x: number) => x % 2 === 1
-const half = (x: number) => Math.floor(x / 2)
 
 /**
  * The roots of the trees of sizes m and n that a consistency path gives (RFC 9162 2.1.4.2,

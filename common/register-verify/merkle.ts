@@ -19,10 +19,10 @@ export const nodeHash = (left: Uint8Array, right: Uint8Array): Promise<Uint8Arra
 /** The root of an empty tree: SHA-256 of nothing. */
 export const EMPTY_ROOT = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
 
-const isPowerOfTwo = (x: number): boolean => x >= 1 && 2 ** Math.round(Math.log2(x)) === x
+export const isPowerOfTwo = (x: number): boolean => x >= 1 && 2 ** Math.round(Math.log2(x)) === x
 
 /** The largest power of two strictly below n (n >= 2). */
-function splitPoint(n: number): number {
+export function splitPoint(n: number): number {
   let k = 1
   while (k * 2 < n) k *= 2
   return k
@@ -84,10 +84,10 @@ export class MerkleTree {
   }
 }
 
-const HEX32 = /^[0-9a-f]{64}$/
+export const HEX32 = /^[0-9a-f]{64}$/
 // Numbers above 2^31 do not survive JavaScript's bit operators: shift by halving.
-const odd = (x: number) => x % 2 === 1
-const half = (x: number) => Math.floor(x / 2)
+export const odd = (x: number): boolean => x % 2 === 1
+export const half = (x: number): number => Math.floor(x / 2)
 
 /**
  * Whether `proof` shows that the tree of size `m` with root `mRoot` is a prefix of the tree of

@@ -5,7 +5,7 @@
  * these tests hold the two to the same bytes; and they hold the folder to importing nothing
  * but itself, which is what lets the console serve it file by file.
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto'
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import canonicalizeModule from 'canonicalize'
@@ -15,7 +15,7 @@ import * as signing from '../../collector/register/signing.ts'
 import * as nodeMerkle from '../../common/merkle.ts'
 import { canonicalJson } from '../../common/register-verify/bytes.ts'
 import { ed25519Key, ed25519Valid, jwkThumbprint } from '../../common/register-verify/keys.ts'
-import { MerkleTree, verifyConsistency } from '../../common/register-verify/merkle.ts'
+import { EMPTY_ROOT, MerkleTree, verifyConsistency } from '../../common/register-verify/merkle.ts'
 import {
   checkpointBytes,
   entryHash,
@@ -67,6 +67,7 @@ describe('common/register-verify', () => {
     )
     const built = new nodeMerkle.MerkleTree(leaves)
     const shared = await MerkleTree.of(leaves.map((l) => new Uint8Array(l)))
+    expect(EMPTY_ROOT).toBe(createHash('sha256').digest('hex'))
     for (let n = 0; n <= 40; n++) expect(await shared.root(n)).toBe(built.root(n))
     for (let n = 1; n <= 40; n++) {
       for (let m = 1; m <= n; m++) {
