@@ -167,8 +167,7 @@ export class PcapReader {
       }
       if (pos === length && this.#carryLength > 0) return
     }
-    // Two copies of the loop so that the byte order is not re-tested per field.
-    pos = this.#bigEndian ? this.#recordsBE(chunk, pos) : this.#recordsLE(chunk, pos)
+    pos = this.#records(chunk, pos, this.#bigEndian ? readBE32 : readLE32)
     if (pos < length) {
       // Start of a record that continues in the next chunk.
       this.#ensureCarry(length - pos)
@@ -177,15 +176,18 @@ export class PcapReader {
     }
   }
 
-  /** Hands out the big-endian records wholly in `chunk` from `pos`; returns where they end. */
-  #recordsBE(chunk: Uint8Array, pos: number): number {
+  /**
+   * Hands out the records wholly in `chunk` from `pos`; returns where they end. `read32` is the
+   * file's byte order, chosen once per chunk rather than tested per field.
+   */
+  #records(chunk: Uint8Array, pos: number, read32: (b: Uint8Array, o: number) => number): number {
     const length = chunk.length
     const sink = this.#onPacket
     const maxCaptured = this.#maxCaptured
     let packets = this.#packets
     while (pos + RECORD_HEADER_LENGTH <= length) {
-      const captured = readBE32(chunk, pos + 8)
-      const original = readBE32(chunk, pos + 12)
+      const captured = read32(chunk, pos + 8)
+      const original = read32(chunk, pos + 12)
       if (captured > maxCaptured || captured > original) {
         this.#packets = packets
         this.#corrupt(captured, original)
@@ -198,38 +200,8 @@ export class PcapReader {
         pos + RECORD_HEADER_LENGTH,
         captured,
         original,
-        readBE32(chunk, pos),
-        readBE32(chunk, pos + 4),
-      )
-      pos = end
-    }
-    this.#packets = packets
-    return pos
-  }
-
-  /** #recordsBE for little-endian files. */
-  #recordsLE(chunk: Uint8Array, pos: number): number {
-    const length = chunk.length
-    const sink = this.#onPacket
-    const maxCaptured = this.#maxCaptured
-    let packets = this.#packets
-    while (pos + RECORD_HEADER_LENGTH <= length) {
-      const captured = readLE32(chunk, pos + 8)
-      const original = readLE32(chunk, pos + 12)
-      if (captured > maxCaptured || captured > original) {
-        this.#packets = packets
-        this.#corrupt(captured, original)
-      }
-      const end = pos + RECORD_HEADER_LENGTH + captured
-      if (end > length) break
-      packets++
-      sink(
-        chunk,
-        pos + RECORD_HEADER_LENGTH,
-        captured,
-        original,
-        readLE32(chunk, pos),
-        readLE32(chunk, pos + 4),
+        read32(chunk, pos),
+        read32(chunk, pos + 4),
       )
       pos = end
     }
