@@ -9,7 +9,7 @@ import { beforeAll, expect, it } from 'vitest'
 import { CONSOLE_SESSION_DEFAULTS, consoleSessionsOf } from '../../collector/console/session.ts'
 import type { TestUser } from '../collector/cases-harness.ts'
 import { eventually, shot } from './browser.ts'
-import { describeInChromium, people, useConsoleRig } from './harness.ts'
+import { describeInChromium, EVERYONE, people, useConsoleRig } from './harness.ts'
 
 const hour = 3600_000
 
@@ -23,14 +23,7 @@ describeInChromium('console in Chromium', () => {
   let agentId: string
 
   beforeAll(async () => {
-    ;({ requester, approver, chief, investigator, official } = await people(
-      rig.h,
-      'requester',
-      'approver',
-      'chief',
-      'investigator',
-      'official',
-    ))
+    ;({ requester, approver, chief, investigator, official } = await people(rig.h, ...EVERYONE))
     agentId = (await rig.h.agent()).agent_id
   })
 

@@ -95,6 +95,9 @@ const CAST = {
 
 export type Cast = keyof typeof CAST
 
+/** Everyone a case meets from request to receipt, in the order the tests make them. */
+export const EVERYONE = ['requester', 'approver', 'chief', 'investigator', 'official'] as const
+
 /** Makes the people named, in the order given (each a user with their role's token). */
 export async function people<K extends Cast>(
   h: CasesHarness,

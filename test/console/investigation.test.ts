@@ -12,7 +12,13 @@ import type { Page } from 'playwright-core'
 import { beforeAll, expect, it } from 'vitest'
 import type { TestAgent, TestUser } from '../collector/cases-harness.ts'
 import { eventually, shot } from './browser.ts'
-import { bearer as bearerAt, describeInChromium, people, useConsoleRig } from './harness.ts'
+import {
+  bearer as bearerAt,
+  describeInChromium,
+  EVERYONE,
+  people,
+  useConsoleRig,
+} from './harness.ts'
 import { captureGrant, flow, ingest } from './tier-i.ts'
 
 const hour = 3600_000
@@ -48,7 +54,7 @@ describeInChromium('console investigation and receipt in Chromium', () => {
   }
 
   beforeAll(async () => {
-    const cast = await people(rig.h, 'requester', 'approver', 'chief', 'investigator', 'official')
+    const cast = await people(rig.h, ...EVERYONE)
     const { requester, chief } = cast
     ;({ approver, investigator, official } = cast)
     agent = await rig.h.agent()

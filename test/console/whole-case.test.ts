@@ -14,7 +14,7 @@ import type { Page } from 'playwright-core'
 import { beforeAll, expect, it } from 'vitest'
 import type { TestAgent, TestUser } from '../collector/cases-harness.ts'
 import { eventually, shot } from './browser.ts'
-import { describeInChromium, people, useConsoleRig } from './harness.ts'
+import { describeInChromium, EVERYONE, people, useConsoleRig } from './harness.ts'
 import { captureGrant, flow, ingest } from './tier-i.ts'
 
 /** The auditor's page is another helper's: the test finishes with it when it is listed. */
@@ -34,14 +34,7 @@ describeInChromium('console: a whole case in Chromium', () => {
   let agent: TestAgent
 
   beforeAll(async () => {
-    ;({ requester, approver, chief, investigator, official } = await people(
-      rig.h,
-      'requester',
-      'approver',
-      'chief',
-      'investigator',
-      'official',
-    ))
+    ;({ requester, approver, chief, investigator, official } = await people(rig.h, ...EVERYONE))
     auditor = await rig.h.user(['auditor'], 'Aude Auditor')
     agent = await rig.h.agent()
   })
