@@ -491,7 +491,9 @@ describe.skipIf(unavailable !== undefined)('an investigation, from request to pu
   })
 
   it('a case whose window ends expires: reads refused, grants withdrawn, capture stopped', async () => {
-    case2 = await fileCase(b.address, Date.now() + 6_000)
+    // Long enough for filing, notice, grants, a tcpdump start, a query and its upload on a
+    // loaded machine (6 s ran out under load); the test then waits for the window's end.
+    case2 = await fileCase(b.address, Date.now() + 12_000)
     const active = await giveNotice(case2)
     expect(active.state).toBe('active')
     case2End = Date.parse(active.window.end)
