@@ -142,14 +142,9 @@ export async function consult(
   caseId: string,
   consultation: z.infer<typeof Consultation>,
 ): Promise<Case> {
-  const { actor, doc } = await steps.open(user, caseId)
-  const { next } = await steps.authorize('consult', actor, doc)
-  const updated: Case = {
-    ...doc,
-    state: next,
-    consultation: { by: user.user_id, at: iso(steps.now()), summary: consultation.summary },
-  }
-  return steps.commit(updated, user, 'oios_consulted')
+  return decide(steps, user, caseId, 'consult', 'oios_consulted', (signed) => ({
+    consultation: { ...signed, summary: consultation.summary },
+  }))
 }
 
 /**
@@ -238,12 +233,32 @@ export async function deny(
   caseId: string,
   denial: z.infer<typeof Denial>,
 ): Promise<Case> {
+  return decide(
+    steps,
+    user,
+    caseId,
+    'deny',
+    'case_denied',
+    (signed) => ({ denial: { ...signed, reason: denial.reason } }),
+    { reason: denial.reason },
+  )
+}
+
+/**
+ * A decision the table allows on the case as it stands (consultation, denial): the case moves to
+ * the table's next state with the decision signed by who took it and when, and is committed.
+ */
+async function decide(
+  steps: CaseSteps,
+  user: User,
+  caseId: string,
+  step: 'consult' | 'deny',
+  kind: string,
+  decision: (signed: { by: string; at: string }) => Partial<Case>,
+  details: Record<string, unknown> = {},
+): Promise<Case> {
   const { actor, doc } = await steps.open(user, caseId)
-  const { next } = await steps.authorize('deny', actor, doc)
-  const updated: Case = {
-    ...doc,
-    state: next,
-    denial: { by: user.user_id, at: iso(steps.now()), reason: denial.reason },
-  }
-  return steps.commit(updated, user, 'case_denied', { reason: denial.reason })
+  const { next } = await steps.authorize(step, actor, doc)
+  const signed = { by: user.user_id, at: iso(steps.now()) }
+  return steps.commit({ ...doc, state: next, ...decision(signed) }, user, kind, details)
 }
