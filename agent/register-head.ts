@@ -11,7 +11,9 @@
  */
 import { join } from 'node:path'
 import { readStateFile, writeFileAtomic } from '../common/atomic-file.ts'
-import { checkHeadExtends } from '../common/register-head.ts'
+import { Mutex } from '../common/mutex.ts'
+import { headExtends } from '../common/register-verify/audit.ts'
+import { KeyRing } from '../common/register-verify/keys.ts'
 import { RegisterHead, type RegisterHeadAnswer } from '../protocol/v1.ts'
 
 export const registerHeadPath = (stateDir: string): string => join(stateDir, 'register-head.json')
@@ -39,6 +41,8 @@ export class RegisterHeadWatch {
   #kept: KeptRegisterHead | undefined
   #inconsistent = false
   #lastProblem = ''
+  // The check awaits WebCrypto: two polls overlapping must not both prove from the same kept head.
+  readonly #observing = new Mutex()
 
   constructor(stateDir: string, log?: HeadLog) {
     this.#file = registerHeadPath(stateDir)
@@ -67,9 +71,16 @@ export class RegisterHeadWatch {
     return this.#inconsistent
   }
 
-  /** Checks the head a grants poll brought; keeps it when it extends the kept one. */
-  observe(answer: RegisterHeadAnswer | undefined): HeadObservation {
-    if (answer === undefined) return { status: 'none' }
+  /**
+   * Checks the head a grants poll brought (with the register's shared verifier,
+   * common/register-verify/); keeps it when it extends the kept one.
+   */
+  observe(answer: RegisterHeadAnswer | undefined): Promise<HeadObservation> {
+    if (answer === undefined) return Promise.resolve({ status: 'none' })
+    return this.#observing.run(() => this.#check(answer))
+  }
+
+  async #check(answer: RegisterHeadAnswer): Promise<HeadObservation> {
     const first = this.#kept === undefined
     const key = this.#kept?.public_key ?? answer.public_key
     const problem = (name: string, message: string): HeadObservation => {
@@ -90,8 +101,14 @@ export class RegisterHeadWatch {
         'the collector signs with another register key than the one pinned here',
       )
     }
-    const check = checkHeadExtends(this.#kept?.head, answer.head, answer.proof, key)
-    if (!check.ok) return problem(check.problem, check.message)
+    const failure = await headExtends(
+      new KeyRing(),
+      this.#kept?.head,
+      answer.head,
+      answer.proof,
+      key,
+    )
+    if (failure !== undefined) return problem(failure.kind, failure.message)
     const kept: KeptRegisterHead = { public_key: key, head: answer.head }
     // Written before it counts as kept: a crash leaves the old head or the new one.
     writeFileAtomic(this.#file, `${JSON.stringify(kept)}\n`, 0o600)

@@ -315,7 +315,7 @@ export class GrantManager {
     let register: HeadObservation | undefined
     if (watch !== undefined) {
       try {
-        register = watch.observe(listing.register)
+        register = await watch.observe(listing.register)
       } catch (error) {
         // The head could not be kept (a full state dir): the next poll proves from the old one.
         this.#log.warn({ err: (error as Error).message }, 'the register head was not kept')

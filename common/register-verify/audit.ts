@@ -175,10 +175,11 @@ interface Head {
 /**
  * Whether `next` is a head signed by `key` that extends `kept` (a head verified earlier), as
  * `proof` (RFC 6962 PROOF(kept.size, next)) shows: undefined when it does, else the problem.
+ * Without a kept head (an agent's first poll, which pins the key), only the signature.
  */
 export async function headExtends(
   keys: KeyRing,
-  kept: Omit<Head, 'signature'>,
+  kept: Omit<Head, 'signature'> | undefined,
   next: Head,
   proof: readonly string[],
   key: VerifierKeyInput,
@@ -189,6 +190,7 @@ export async function headExtends(
       message: `the head at size ${next.size} is not signed by the register key`,
     }
   }
+  if (kept === undefined) return undefined
   if (kept.register !== next.register) {
     return {
       kind: 'inconsistent',

@@ -54,8 +54,12 @@ describe('the kept register head', () => {
   it('pins the key on first use, keeps each head that extends the last, across restarts', async () => {
     const watch = new RegisterHeadWatch(dir)
     expect(watch.keptSize).toBe(0)
-    expect(watch.observe(answer(entries(5), 0))).toEqual({ status: 'kept', size: 5, first: true })
-    expect(watch.observe(answer(entries(12), 5))).toEqual({
+    expect(await watch.observe(answer(entries(5), 0))).toEqual({
+      status: 'kept',
+      size: 5,
+      first: true,
+    })
+    expect(await watch.observe(answer(entries(12), 5))).toEqual({
       status: 'kept',
       size: 12,
       first: false,
@@ -67,37 +71,50 @@ describe('the kept register head', () => {
     // A restarted agent goes on from the file.
     const again = new RegisterHeadWatch(dir)
     expect(again.keptSize).toBe(12)
-    expect(again.observe(answer(entries(13), 12)).status).toBe('kept')
+    expect((await again.observe(answer(entries(13), 12))).status).toBe('kept')
     // No head in the answer (an older collector) changes nothing.
-    expect(again.observe(undefined)).toEqual({ status: 'none' })
+    expect(await again.observe(undefined)).toEqual({ status: 'none' })
   })
 
-  it('reports a cut register, a rewritten one re-signed with the same key, and a new key', () => {
+  it('reports a cut register, a rewritten one re-signed with the same key, and a new key', async () => {
     const watch = new RegisterHeadWatch(dir)
-    watch.observe(answer(entries(20), 0))
+    await watch.observe(answer(entries(20), 0))
     // Cut to 15 entries (and 2 appended after): smaller than the kept head.
-    const cut = watch.observe(answer(entries(17), 20))
+    const cut = await watch.observe(answer(entries(17), 20))
     expect(cut).toMatchObject({ status: 'inconsistent', problem: 'rolled-back' })
     expect(watch.inconsistent).toBe(true)
     expect(watch.keptSize).toBe(20)
     // Rewritten under the kept size and grown past it, signed with the same (stolen) key: the
     // proof the collector can make is from the rewritten tree, which does not give the kept root.
     const rewritten = [...entries(20, 'forged'), ...entries(10, 'later')]
-    expect(watch.observe(answer(rewritten, 20))).toMatchObject({
+    expect(await watch.observe(answer(rewritten, 20))).toMatchObject({
       status: 'inconsistent',
       problem: 'inconsistent',
     })
     // Another key: whatever it signs is refused.
     const mallory = generateKeyPairSync('ed25519')
     expect(
-      watch.observe(answer(entries(25), 20, mallory.privateKey, jwk(mallory.publicKey))),
+      await watch.observe(answer(entries(25), 20, mallory.privateKey, jwk(mallory.publicKey))),
     ).toMatchObject({ status: 'inconsistent', problem: 'key-changed' })
     const signedByOther = answer(entries(25), 20, mallory.privateKey)
-    expect(watch.observe(signedByOther)).toMatchObject({ problem: 'bad-signature' })
+    expect(await watch.observe(signedByOther)).toMatchObject({ problem: 'bad-signature' })
     expect(watch.keptSize).toBe(20)
     // The real register, restored, extends the kept head again.
-    expect(watch.observe(answer(entries(26), 20)).status).toBe('kept')
+    expect((await watch.observe(answer(entries(26), 20))).status).toBe('kept')
     expect(watch.inconsistent).toBe(false)
+  })
+
+  it('checks overlapping polls one after the other, each against the head the one before kept', async () => {
+    const watch = new RegisterHeadWatch(dir)
+    // Not awaited in between: the second (a cut register) must be judged against the head the
+    // first keeps, not against the empty state both started from.
+    const [first, cut] = await Promise.all([
+      watch.observe(answer(entries(20), 0)),
+      watch.observe(answer(entries(17), 20)),
+    ])
+    expect(first).toEqual({ status: 'kept', size: 20, first: true })
+    expect(cut).toMatchObject({ status: 'inconsistent', problem: 'rolled-back' })
+    expect(watch.keptSize).toBe(20)
   })
 
   it('asks for the head with the grants poll, and not when it keeps none', async () => {
