@@ -18,6 +18,11 @@ import { HostMetricsCollector } from './collect/host.ts'
 import type { AgentConfig } from './config.ts'
 import { type AgentCredential, credentialPath, EnrollmentError, ensureEnrolled } from './enroll.ts'
 import { Investigations } from './investigations.ts'
+import {
+  CAPTURE_CHILDREN_FILE,
+  captureChildren,
+  stopLeftoverCaptures,
+} from './packets/leftovers.ts'
 import { httpDeliver, Sender } from './ship/sender.ts'
 import { type DropReason, type LossCounters, Spool, type SpoolStats } from './ship/spool.ts'
 import { AGENT_VERSION } from './version.ts'
@@ -133,6 +138,19 @@ export async function startAgent(
   signal: AbortSignal,
 ): Promise<AgentRun> {
   mkdirSync(config.state_dir, { recursive: true, mode: 0o700 })
+  // Before anything else (enrolling may wait long for the collector): a previous agent killed
+  // outright may have left its tcpdumps running, a subject's capture among them.
+  const childrenFile = join(config.state_dir, CAPTURE_CHILDREN_FILE)
+  await stopLeftoverCaptures(childrenFile, {
+    onStopped: (pid) =>
+      log.warn({ pid }, `stopped a capture left by a previous agent (pid ${pid})`),
+    onProblem: (problem) =>
+      log.warn(
+        { problem },
+        'the list of capture processes is unreadable; a capture left by a previous agent, if any, ends at its next packet',
+      ),
+  })
+  captureChildren.recordIn(childrenFile)
   // A new agent has no next-seq file yet; an enrolled one that lost it is worth a warning.
   const enrolledBefore = existsSync(credentialPath(config.state_dir))
   const credential = await enrollWithRetry(config, log, signal)

@@ -19,10 +19,16 @@
  * ("tcpdump: N packets captured, N packets received by filter, N packets dropped by kernel[,
  * N packets dropped by interface]"); at exit it prints the same numbers one per line. libpcap's
  * counters are cumulative for one run; totals of earlier runs are added on top.
+ *
+ * Leftovers: each tcpdump is listed in the agent's state directory while it runs (leftovers.ts),
+ * so that the next agent stops it if this one was killed outright. `-U` (a packet written as soon
+ * as it is captured) with `--immediate-mode` (handed over by the kernel without batching) also
+ * means an orphaned tcpdump hits the closed pipe, and ends, at its first packet.
  */
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { type PacketSink, type PcapHeader, PcapReader } from '../../common/pcap/pcap-reader.ts'
+import { captureChildren } from './leftovers.ts'
 
 /** Headers only: enough for Ethernet, 802.1Q/QinQ, IPv6 extension headers and TCP options. */
 export const DEFAULT_SNAPLEN = 128
@@ -265,6 +271,12 @@ export class LiveCapture {
     proc.on('spawn', () => {
       run.spawnedAt = Date.now()
       run.pid = proc.pid
+      // Listed in the state directory until it exits, so that the next agent can stop it if
+      // this one is killed outright (see leftovers.ts).
+      if (proc.pid !== undefined) captureChildren.add(proc.pid, this.#path)
+    })
+    proc.on('exit', () => {
+      if (run.pid !== undefined) captureChildren.remove(run.pid)
     })
     proc.on('error', (error: NodeJS.ErrnoException) => {
       // Before 'spawn': the program could not be executed. Later errors (a failed kill) are moot.
