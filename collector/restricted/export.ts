@@ -13,7 +13,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { z } from 'zod'
-import { ExportManifest, type Receipt } from '../../protocol/api/restricted.ts'
+import { type ExportList, ExportManifest, type Receipt } from '../../protocol/api/restricted.ts'
 import type { Access } from './access.ts'
 import { sha256Hex } from './common.ts'
 import { toCsv } from './csv.ts'
@@ -31,6 +31,9 @@ export const MANIFEST = 'manifest.json'
 
 /** A bundle's manifest.json, as the API contract describes it. */
 export type Manifest = z.output<typeof ExportManifest>
+
+/** One bundle of the case's listing (GET /v1/cases/{id}/exports). */
+export type ExportListed = ExportList['exports'][number]
 
 export class ExportTooLarge extends Error {
   override name = 'ExportTooLarge'
@@ -140,6 +143,15 @@ export async function storeBundle(
       now,
     )
   }
+}
+
+/** The case's stored bundles as a receiving official picks one: ids, time, digest, sizes. */
+export async function listBundles(
+  exports: ExportsRepository,
+  caseId: string,
+): Promise<ExportListed[]> {
+  const stored = await exports.bundles(caseId, MANIFEST)
+  return stored.map((b) => ({ ...b, created_at: new Date(b.created_at).toISOString() }))
 }
 
 /** One stored file, decrypted and checked against its digest; undefined when there is none. */

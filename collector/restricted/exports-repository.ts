@@ -38,6 +38,27 @@ const FileRow = z
     }),
   )
 
+/** A bundle as its stored rows tell it, without opening any file (export.ts names the manifest). */
+export interface StoredBundle {
+  export_id: string
+  /** Epoch milliseconds. */
+  created_at: number
+  created_by: string
+  manifest_sha256: string
+  /** The data files (the manifest not counted), and their plain size together. */
+  files: number
+  bytes: number
+}
+
+const BundleRow = z.object({
+  export_id: z.string(),
+  created_at: z.coerce.number(),
+  created_by: z.string(),
+  manifest_sha256: z.string(),
+  files: z.coerce.number(),
+  bytes: z.coerce.number(),
+})
+
 export class ExportsRepository {
   readonly #store: Store
   readonly #cluster: string | undefined
@@ -70,6 +91,29 @@ export class ExportsRepository {
       { ...id },
     )
     return row
+  }
+
+  /**
+   * The case's bundles, oldest first, from the plain columns only. A bundle whose manifest is
+   * not stored (its files being written, or dropped for want of a register entry) is left out.
+   */
+  async bundles(caseId: string, manifestName: string): Promise<StoredBundle[]> {
+    return await selectParsed(
+      this.#store,
+      BundleRow,
+      `SELECT export_id,
+         toUnixTimestamp64Milli(min(created_at)) AS created_at,
+         any(created_by) AS created_by,
+         anyIf(sha256, name = {manifest:String}) AS manifest_sha256,
+         countIf(name != {manifest:String}) AS files,
+         sumIf(bytes, name != {manifest:String}) AS bytes
+       FROM tally_restricted.exports
+       WHERE case_id = {case_id:String}
+       GROUP BY export_id
+       HAVING countIf(name = {manifest:String}) > 0
+       ORDER BY created_at, export_id`,
+      { case_id: caseId, manifest: manifestName },
+    )
   }
 
   /** Removes every file of a bundle, waiting until they are gone. */

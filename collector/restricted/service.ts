@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino'
 import { KeyedMutex } from '../../common/mutex.ts'
-import type { Receipt, ReceiptSigned } from '../../protocol/api/restricted.ts'
+import type { ExportList, Receipt, ReceiptSigned } from '../../protocol/api/restricted.ts'
 import type { RestrictedBatch } from '../../protocol/grants.ts'
 import type { AgentIdentity } from '../auth/agents.ts'
 import type { User } from '../auth/users.ts'
@@ -29,6 +29,7 @@ import {
   EXPORT_ID,
   ExportTooLarge,
   FILE_NAME,
+  listBundles,
   MANIFEST,
   type Manifest,
   newExportId,
@@ -239,9 +240,11 @@ export class TierIService {
     const access = await this.#access(user, grantToken, caseId)
     const exportId = newExportId()
     const caseIdValue = access.doc.case_id
+    // One time for the manifest and the stored rows: the listing's time is the manifest's.
+    const now = Date.now()
     let bundle: Awaited<ReturnType<typeof buildBundle>>
     try {
-      bundle = await buildBundle(this.#records, this.#keys, access, exportId)
+      bundle = await buildBundle(this.#records, this.#keys, access, exportId, now)
     } catch (err) {
       if (err instanceof ExportTooLarge)
         throw new DomainError('too_large', 'export_too_large', err.message)
@@ -255,6 +258,7 @@ export class TierIService {
       user.user_id,
       bundle.files,
       bundle.manifestBytes,
+      now,
     )
     const manifestSha256 = sha256Hex(bundle.manifestBytes)
     try {
@@ -295,6 +299,36 @@ export class TierIService {
     }
     const access = await this.#access(user, grantToken, caseId)
     return { doc: access.doc, as: 'investigator' }
+  }
+
+  /**
+   * The case's bundles awaiting receipt, for its receiving official or its investigator (with
+   * the grant), as a download is. To anyone else the case does not exist, the same 404 as a case
+   * that does not: an OIOS case to ITSD roles, another official's case to an official. Registered
+   * before it is answered, as reading a manifest is.
+   */
+  async listExports(
+    user: User,
+    grantToken: string | undefined,
+    caseId: string,
+  ): Promise<ExportList> {
+    const found = await this.#deps.cases.current(caseId)
+    if (
+      found === undefined ||
+      (found.receiving_official !== user.user_id && found.investigator !== user.user_id)
+    ) {
+      throw new DomainError('not_found', 'not_found', `no case ${caseId}`)
+    }
+    const { doc, as } = await this.#readerAccess(user, grantToken, caseId)
+    const exports = await listBundles(this.#exports, doc.case_id)
+    await record(this.#deps.register, {
+      register: registerOf(doc),
+      kind: 'exports_listed',
+      actor: user.user_id,
+      case_id: doc.case_id,
+      details: { export_ids: exports.map((e) => e.export_id), as },
+    })
+    return { case_id: doc.case_id, exports }
   }
 
   /** One file of a bundle (its manifest or a data file), registered before it is handed out. */

@@ -100,6 +100,7 @@ export function restrictedRoutes(deps: RestrictedRoutesDeps) {
       if ((await c.req.text()).trim() !== '') await jsonBody(c, z.strictObject({}))
       return tierI.createExport(user, grantOf(c), params.id, c.get('log'))
     })
+    .serve(api.listExports, ({ c, user, params }) => tierI.listExports(user, grantOf(c), params.id))
     .serve(api.exportManifest, (request) => download(request, MANIFEST))
     .serve(api.exportFile, (request) => download(request, request.params.name))
     .serve(api.signReceipt, async ({ user, params, body }) => {

@@ -81,6 +81,27 @@ export const ExportCreated = z.strictObject({
   manifest: ExportManifest,
   manifest_sha256: z.string().describe('hex SHA-256 of manifest.json as served'),
 })
+/**
+ * One bundle the store holds, as a receiving official picks it: ids, time, digest and sizes, no
+ * record of the bundle's. A received bundle is not listed: the receipt purges the case's tier I
+ * data, the bundle with it (8.5e); its receipt is on the register (`receipt_signed`).
+ */
+export const ExportListed = z.strictObject({
+  export_id: z.string(),
+  created_at: z.string().describe('ISO 8601, UTC: when the bundle was made'),
+  created_by: z.string().describe('the user id of the investigator who made it'),
+  manifest_sha256: z.string().describe('hex SHA-256 of manifest.json as served'),
+  files: z.number().int().describe('the files the manifest lists'),
+  bytes: z.number().int().describe('the size of those files, together'),
+})
+export const ExportList = z
+  .strictObject({
+    case_id: z.string(),
+    exports: z.array(ExportListed).describe('oldest first'),
+  })
+  .describe("the case's export bundles awaiting receipt")
+export type ExportList = z.output<typeof ExportList>
+
 export const ReceiptSigned = z.strictObject({
   case_id: z.string(),
   export_id: z.string(),
@@ -229,6 +250,27 @@ export const createExport = route({
   },
 })
 
+export const listExports = route({
+  method: 'GET',
+  path: '/v1/cases/{id}/exports',
+  operationId: 'listExports',
+  summary: "The case's export bundles awaiting receipt: ids, times, digests and sizes",
+  description:
+    "The case's receiving official with their own token, or its investigator with the access " +
+    'grant. To anyone else the case does not exist (404), an OIOS case to ITSD roles alike. ' +
+    'Registered (`exports_listed`) before it is answered, as a manifest download is.',
+  security: 'user',
+  roles: EXPORT_READERS.roles,
+  parameters: [path('id', "the case's id"), { ...grantHeader, required: false }],
+  status: 200,
+  answer: { description: 'the bundles, oldest first', schema: ExportList },
+  errors: {
+    ...ACCESS_ERRORS,
+    '404':
+      'no such case, or one the caller is neither the receiving official nor the investigator of (`not_found`)',
+  },
+})
+
 export const exportManifest = route({
   method: 'GET',
   path: '/v1/cases/{id}/exports/{export_id}/manifest',
@@ -304,6 +346,7 @@ export const RESTRICTED_RESPONSES = {
   WebRows,
   ExportManifest,
   ExportCreated,
+  ExportList,
   ReceiptSigned,
 }
 
@@ -313,6 +356,7 @@ export const RESTRICTED_ROUTES = [
   drillDns,
   drillWeb,
   createExport,
+  listExports,
   exportManifest,
   exportFile,
   signReceipt,

@@ -1022,6 +1022,94 @@ describe('tier I', () => {
       ).toBe(404)
     })
 
+    /** The keys of a listing, the bundle's own ones sorted: ids, times, digests, sizes. */
+    const LISTED_KEYS = [
+      'bytes',
+      'created_at',
+      'created_by',
+      'export_id',
+      'files',
+      'manifest_sha256',
+    ]
+    const list = (person: Person, grant?: string, caseId = c1.case_id) =>
+      drill(`/v1/cases/${caseId}/exports`, person, grant)
+
+    it('lists the bundles to the receiving official and the investigator: ids, digests, sizes only', async () => {
+      const before = (await entries('itsd', c1.case_id)).length
+      const byOfficial = await list(people.official)
+      const text = await byOfficial.text()
+      expect(byOfficial.status, text).toBe(200)
+      const answer = JSON.parse(text) as { case_id: string; exports: Record<string, unknown>[] }
+      expect(Object.keys(answer).sort()).toEqual(['case_id', 'exports'])
+      expect(answer.case_id).toBe(c1.case_id)
+      for (const bundle of answer.exports) expect(Object.keys(bundle).sort()).toEqual(LISTED_KEYS)
+      expect(answer.exports).toEqual([
+        {
+          export_id: created.export_id,
+          created_at: created.manifest.created_at,
+          created_by: people.investigator.user.user_id,
+          manifest_sha256: created.manifest_sha256,
+          files: created.manifest.files.length,
+          bytes: created.manifest.files.reduce((sum, f) => sum + f.bytes, 0),
+        },
+      ])
+      // No tier I value: not an address, a name or a port of the records in the bundle.
+      for (const value of ['10.1.0.5', '2001:db8::5', '93.184.216.34', 'example.org', '50000'])
+        expect(text).not.toContain(value)
+      const byInvestigator = await ok<typeof answer>(list(people.investigator, c1.access))
+      expect(byInvestigator).toEqual(answer)
+      // Registered as a manifest download is: one entry each, saying as whom.
+      const listed = (await entries('itsd', c1.case_id))
+        .slice(before)
+        .filter((e) => e.kind === 'exports_listed')
+      expect(listed.map((e) => [e.actor, e.details])).toEqual([
+        [
+          people.official.user.user_id,
+          { export_ids: [created.export_id], as: 'receiving_official' },
+        ],
+        [people.investigator.user.user_id, { export_ids: [created.export_id], as: 'investigator' }],
+      ])
+    })
+
+    it('answers no listing when the register cannot be written', async () => {
+      const before = (await entries('itsd', c1.case_id)).length
+      flaky.fail = true
+      try {
+        const res = await list(people.official)
+        const text = await res.text()
+        expect(res.status).toBe(503)
+        expect(text).not.toContain(created.export_id)
+      } finally {
+        flaky.fail = false
+      }
+      expect(await entries('itsd', c1.case_id)).toHaveLength(before)
+    })
+
+    it('lists nothing to others: a case they are no party to does not exist', async () => {
+      const masked = async (person: Person, caseId: string, grant?: string) => {
+        const res = await list(person, grant, caseId)
+        return { status: res.status, text: (await res.text()).replaceAll(caseId, '<id>') }
+      }
+      const unknown = 'c-does-not-exist'
+      for (const [person, grant] of [
+        [people.official2, undefined],
+        [people.investigator2, c1.access],
+        [people.oiosInvestigator, c1.access],
+      ] as const) {
+        const answer = await masked(person, c1.case_id, grant)
+        expect(answer.status, answer.text).toBe(404)
+        expect(answer).toEqual(await masked(person, unknown, grant))
+        expect(answer.text).not.toContain(created.export_id)
+      }
+      // The roles that download nothing are refused by the route's guard.
+      for (const person of [people.requester, people.approver, people.chief])
+        expect((await list(person)).status).toBe(403)
+      // The case's investigator, like a download, needs the access grant.
+      const bare = await list(people.investigator)
+      expect(bare.status).toBe(401)
+      expect((await errorBody(bare)).error).toBe('grant_required')
+    })
+
     it('takes the receipt only from the receiving official, with the right digests, then purges', async () => {
       const receipt = {
         manifest_sha256: created.manifest_sha256,
@@ -1097,6 +1185,10 @@ describe('tier I', () => {
       )
       expect(drilled.count).toBe(0)
     })
+    it('lists no bundle once received: the receipt purged it with the tier I data', async () => {
+      const after = await ok<{ exports: unknown[] }>(list(people.official))
+      expect(after.exports).toEqual([])
+    })
   })
 
   describe('closing', () => {
@@ -1171,6 +1263,60 @@ describe('tier I', () => {
         expect.arrayContaining(['restricted_ingest', 'restricted_ingest_rejected', 'drilldown']),
       )
       expect(await entries('itsd', opened.case_id)).toEqual([])
+    })
+
+    it("lists an OIOS case's bundles to its parties only, on OIOS's record; to ITSD roles it does not exist", async () => {
+      const now = Date.now()
+      const opened = await ok<{ case_id: string }>(
+        call('POST', '/v1/cases/oios', people.oiosInvestigator.token, {
+          body: {
+            description: 'OIOS investigation of the listing (test)',
+            categories: ['flows'],
+            subjects: [{ agent_id: agentB.agent_id, addresses: ['10.1.0.8'] }],
+            window: { start: iso(now - HOUR), end: iso(now + HOUR) },
+            receiving_official: people.official.user.user_id,
+          },
+        }),
+        201,
+      )
+      const id = opened.case_id
+      const access = await ok<{ token: string }>(
+        call('GET', `/v1/cases/${id}/access-grant`, people.oiosInvestigator.token),
+      )
+      const made = await ok<{ export_id: string }>(
+        call('POST', `/v1/cases/${id}/exports`, people.oiosInvestigator.token, {
+          headers: { 'x-tally-grant': access.token },
+        }),
+        201,
+      )
+      const list = (person: Person, caseId: string, grant?: string) =>
+        drill(`/v1/cases/${caseId}/exports`, person, grant)
+      const masked = async (person: Person, caseId: string, grant?: string) => {
+        const res = await list(person, caseId, grant)
+        return { status: res.status, text: (await res.text()).replaceAll(caseId, '<id>') }
+      }
+      for (const [person, grant] of [
+        [people.investigator, undefined],
+        [people.investigator, c2.access],
+        [people.official2, undefined],
+      ] as const) {
+        const answer = await masked(person, id, grant)
+        expect(answer.status, answer.text).toBe(404)
+        expect(answer).toEqual(await masked(person, 'c-does-not-exist', grant))
+        expect(answer.text).not.toContain(made.export_id)
+      }
+      const byOfficial = await ok<{ exports: { export_id: string }[] }>(list(people.official, id))
+      expect(byOfficial.exports.map((e) => e.export_id)).toEqual([made.export_id])
+      const byInvestigator = await ok<{ exports: { export_id: string }[] }>(
+        list(people.oiosInvestigator, id, access.token),
+      )
+      expect(byInvestigator).toEqual(byOfficial)
+      const listed = (await entries('oios', id)).filter((e) => e.kind === 'exports_listed')
+      expect(listed.map((e) => e.actor)).toEqual([
+        people.official.user.user_id,
+        people.oiosInvestigator.user.user_id,
+      ])
+      expect(await entries('itsd', id)).toEqual([])
     })
   })
 
