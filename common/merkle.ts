@@ -1,17 +1,17 @@
 /**
- * RFC 6962 Merkle trees (section 2.1): roots of every prefix, and consistency proofs between two
- * sizes with their verification. Written out here rather than taken from a package because the
- * register's guarantee rests on it, and because the agent (which must not import the collector)
- * verifies the same proofs.
+ * RFC 6962 Merkle trees (section 2.1) as the collector builds them: roots of every prefix, and
+ * consistency proofs between two sizes. Written out here rather than taken from a package
+ * because the register's guarantee rests on it. Proofs are verified by common/register-verify/
+ * (merkle.ts verifyConsistency), the one verifier the CLI, the console and the agent run.
  *
  * leaf = SHA-256(0x00 || data), node = SHA-256(0x01 || left || right); a tree of n > 1 leaves
  * splits at k, the largest power of two below n.
  */
 import { createHash } from 'node:crypto'
-import { EMPTY_ROOT, HEX32, half, isPowerOfTwo, odd, splitPoint } from './register-verify/merkle.ts'
+import { EMPTY_ROOT, isPowerOfTwo, splitPoint } from './register-verify/merkle.ts'
 
 // The tree's arithmetic is the verifier's (common/register-verify/merkle.ts, on WebCrypto); this
-// file hashes synchronously, for the collector's appends and proofs and the agent's check.
+// file hashes synchronously, for the collector's appends and proofs.
 export { EMPTY_ROOT }
 
 export const sha256 = (...parts: (Buffer | Uint8Array)[]): Buffer => {
@@ -107,63 +107,4 @@ export class MerkleTree {
       throw new RangeError(`tree has ${this.size} leaves, no prefix of ${n}`)
     }
   }
-}
-
-/**
- * Whether `proof` shows that the tree of size `m` with root `mRoot` is a prefix of the tree of
- * size `n` with root `nRoot` (RFC 9162 2.1.4.2, the verification of RFC 6962's proofs). Sizes
- * going down, a non-empty proof where none is due, or a malformed hash are all "no".
- */
-export function verifyConsistency(
-  m: number,
-  n: number,
-  mRoot: string,
-  nRoot: string,
-  proof: readonly string[],
-): boolean {
-  if (!Number.isSafeInteger(m) || !Number.isSafeInteger(n) || m < 0 || m > n) return false
-  if (!HEX32.test(mRoot) || !HEX32.test(nRoot) || !proof.every((p) => HEX32.test(p))) return false
-  if (m === 0) return proof.length === 0 && mRoot === EMPTY_ROOT
-  if (m === n) return proof.length === 0 && mRoot === nRoot
-  if (proof.length === 0) return false
-  const path = proof.map((p) => Buffer.from(p, 'hex'))
-  // A power-of-two first tree is itself a node of the second: its root starts the path.
-  if (isPowerOfTwo(m)) path.unshift(Buffer.from(mRoot, 'hex'))
-  const roots = rootsOfPath(m, n, path)
-  return roots !== undefined && roots.first === mRoot && roots.second === nRoot
-}
-
-/**
- * The roots of the trees of sizes m and n that a consistency path gives (RFC 9162 2.1.4.2,
- * steps 3 to 7), or undefined when the path is longer than the trees allow or ends early.
- */
-function rootsOfPath(
-  m: number,
-  n: number,
-  path: Buffer[],
-): { first: string; second: string } | undefined {
-  let fn = m - 1
-  let sn = n - 1
-  while (odd(fn)) {
-    fn = half(fn)
-    sn = half(sn)
-  }
-  let fr = path[0] as Buffer
-  let sr = path[0] as Buffer
-  for (const c of path.slice(1)) {
-    if (sn === 0) return undefined
-    if (odd(fn) || fn === sn) {
-      fr = nodeHash(c, fr)
-      sr = nodeHash(c, sr)
-      while (!odd(fn) && fn !== 0) {
-        fn = half(fn)
-        sn = half(sn)
-      }
-    } else {
-      sr = nodeHash(sr, c)
-    }
-    fn = half(fn)
-    sn = half(sn)
-  }
-  return sn === 0 ? { first: fr.toString('hex'), second: sr.toString('hex') } : undefined
 }

@@ -1,11 +1,9 @@
 /**
- * A register's signed tree head, and the check that a newer head extends one kept earlier.
- *
- * Whoever keeps a head (an auditor's state file, an agent's state dir) can later demand an RFC
- * 6962 consistency proof from it to the current head. A register truncated below the kept size,
- * or whose kept prefix was rewritten, cannot give one, even when the new head is validly signed
- * (by a stolen key, say). Shared by the collector, the auditor's CLI and the agent, which must
- * not import the collector.
+ * A register's signed tree head as the collector writes it: the canonical bytes it signs, the
+ * register key, and the synchronous signature check a restarting register runs on its own
+ * checkpoints. Whoever keeps a head and checks that a newer one extends it (an auditor, the
+ * console, an agent) does so with common/register-verify/ (audit.ts headExtends), the one
+ * verification of the register.
  */
 import {
   createPublicKey,
@@ -14,7 +12,6 @@ import {
   type webcrypto,
 } from 'node:crypto'
 import canonicalizeModule from 'canonicalize'
-import { verifyConsistency } from './merkle.ts'
 
 // `canonicalize` is CommonJS (module.exports = serialize) but declares an ES default export, so
 // under nodenext the default import is typed as the module object; at run time it is the function.
@@ -87,60 +84,4 @@ export function checkpointSignatureValid(
   } catch {
     return false
   }
-}
-
-export type HeadCheck =
-  | { ok: true }
-  | {
-      ok: false
-      /** bad-signature: the new head is not the key's; rolled-back: it is smaller than the
-       * kept one; inconsistent: no valid proof that it extends the kept one (a rewrite). */
-      problem: 'bad-signature' | 'rolled-back' | 'inconsistent'
-      message: string
-    }
-
-/**
- * Whether `next` is a head signed by `key` that extends `kept` (a head verified earlier), as
- * `proof` (RFC 6962 PROOF(kept.size, next)) shows. Without a kept head, only the signature.
- */
-export function checkHeadExtends(
-  kept: TreeHead | undefined,
-  next: SignedTreeHead,
-  proof: readonly string[],
-  key: PublicKeyInput,
-): HeadCheck {
-  if (!checkpointSignatureValid(next, next.signature, key)) {
-    return {
-      ok: false,
-      problem: 'bad-signature',
-      message: `the head at size ${next.size} is not signed by the register key`,
-    }
-  }
-  if (kept === undefined) return { ok: true }
-  if (kept.register !== next.register) {
-    return {
-      ok: false,
-      problem: 'inconsistent',
-      message: `the kept head is of register ${kept.register}, not ${next.register}`,
-    }
-  }
-  if (next.size < kept.size) {
-    return {
-      ok: false,
-      problem: 'rolled-back',
-      message:
-        `the register has ${next.size} entries, fewer than the ${kept.size} of the head kept ` +
-        `from ${kept.ts}: entries were removed`,
-    }
-  }
-  if (!verifyConsistency(kept.size, next.size, kept.root, next.root, proof)) {
-    return {
-      ok: false,
-      problem: 'inconsistent',
-      message:
-        `no valid consistency proof from the head kept at size ${kept.size} (${kept.ts}) to ` +
-        `the head at size ${next.size}: the first ${kept.size} entries were rewritten or removed`,
-    }
-  }
-  return { ok: true }
 }

@@ -54,14 +54,12 @@ import { type JsonWebKey, RegisterKey } from './signing.ts'
 import { TrustedEntries } from './trust.ts'
 import { columnProblems, verifyEntries } from './verify.ts'
 
-export { EMPTY_ROOT, MerkleTree, verifyConsistency } from '../../common/merkle.ts'
+export { EMPTY_ROOT, MerkleTree } from '../../common/merkle.ts'
 export {
   canonicalJson,
-  checkHeadExtends,
   checkpointBytes,
   checkpointSignatureValid,
   ed25519PublicKey,
-  type HeadCheck,
   type PublicKeyInput,
 } from '../../common/register-head.ts'
 export {

@@ -45,11 +45,11 @@ import {
   signEntry,
   type VerifyProblem,
   type VerifyReport,
-  verifyConsistency,
   verifyEntries,
 } from '../../collector/register/register.ts'
 import { registerRoutes } from '../../collector/routes/register.ts'
 import { insertRows, selectRows } from '../../collector/store/rows.ts'
+import { verifyConsistency } from '../../common/register-verify/merkle.ts'
 import type { Role } from '../../protocol/api/names.ts'
 import { errorBody, type Harness, openHarness, userToken } from './harness.ts'
 
@@ -689,13 +689,13 @@ describe('routes', () => {
     expect(res.status).toBe(200)
     const body = (await res.json()) as { from: number; to: number; proof: string[] }
     expect(body).toMatchObject({ register: 'itsd', from: 17, to: 42 })
-    expect(verifyConsistency(17, 42, at(17).root, at(42).root, body.proof)).toBe(true)
+    expect(await verifyConsistency(17, 42, at(17).root, at(42).root, body.proof)).toBe(true)
     // `to` defaults to the latest signed head.
     const latest = (await (
       await call('/v1/register/itsd/consistency?from=30', ['auditor'])
     ).json()) as { to: number; proof: string[] }
     expect(latest.to).toBe(N)
-    expect(verifyConsistency(30, N, at(30).root, at(N).root, latest.proof)).toBe(true)
+    expect(await verifyConsistency(30, N, at(30).root, at(N).root, latest.proof)).toBe(true)
     for (const query of ['', '?from=abc', '?from=-1', '?from=5&to=4', '?from=1&extra=1']) {
       const bad = await call(`/v1/register/itsd/consistency${query}`, ['auditor'])
       expect(bad.status, query).toBe(400)

@@ -85,6 +85,93 @@ describe('common/register-verify', () => {
     }
   })
 
+  it('refuses a proof against a rewritten first or second tree, a changed or cut proof, sizes going down', async () => {
+    const data = Array.from({ length: 64 }, (_, i) => Buffer.from(`entry ${i}`))
+    const built = new nodeMerkle.MerkleTree(data.map((d) => nodeMerkle.leafHashOfBytes(d)))
+    // Leaf 5 rewritten: no tree of more than 5 leaves is then a prefix of the real one.
+    const other = new nodeMerkle.MerkleTree(
+      data.map((d, i) => nodeMerkle.leafHashOfBytes(i === 5 ? Buffer.from('rewritten') : d)),
+    )
+    const changedHash = (p: string) => createHash('sha256').update(p).digest('hex')
+    let checked = 0
+    for (let n = 2; n <= 64; n++) {
+      for (let m = 1; m < n; m++) {
+        const proof = built.consistencyProof(m, n)
+        const [mRoot, nRoot] = [built.root(m), built.root(n)]
+        const refused = [
+          // Sizes going down (a truncation) have no proof. (The same roots claimed at other
+          // sizes can verify: a root does not commit to its size, the signed head does.)
+          verifyConsistency(n, m, nRoot, mRoot, proof),
+          ...proof.map((_, i) =>
+            verifyConsistency(m, n, mRoot, nRoot, proof.with(i, changedHash(proof[i] as string))),
+          ),
+          verifyConsistency(m, n, mRoot, nRoot, proof.slice(0, -1)),
+          verifyConsistency(m, n, mRoot, nRoot, [...proof, mRoot]),
+        ]
+        if (m > 5) {
+          refused.push(verifyConsistency(m, n, other.root(m), nRoot, proof))
+          refused.push(verifyConsistency(m, n, mRoot, other.root(n), proof))
+        }
+        expect(await Promise.all(refused), `${m} -> ${n}`).not.toContain(true)
+        checked++
+      }
+    }
+    expect(checked).toBe((64 * 63) / 2)
+    // Equal sizes need equal roots and no proof; malformed hashes are refused.
+    expect(await verifyConsistency(7, 7, built.root(7), built.root(7), [])).toBe(true)
+    expect(await verifyConsistency(7, 7, built.root(7), other.root(7), [])).toBe(false)
+    expect(await verifyConsistency(3, 7, 'zz', built.root(7), built.consistencyProof(3, 7))).toBe(
+      false,
+    )
+  })
+
+  it('accepts the Certificate Transparency vectors', async () => {
+    const ct = new nodeMerkle.MerkleTree(
+      [
+        '',
+        '00',
+        '10',
+        '2021',
+        '3031',
+        '40414243',
+        '5051525354555657',
+        '606162636465666768696a6b6c6d6e6f',
+      ].map((x) => nodeMerkle.leafHashOfBytes(Buffer.from(x, 'hex'))),
+    )
+    // The proofs as published (test/common/merkle.test.ts holds the collector's to them).
+    const vectors: [number, number, string[]][] = [
+      [
+        1,
+        8,
+        [
+          '96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7',
+          '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+          '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4',
+        ],
+      ],
+      [
+        6,
+        8,
+        [
+          '0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a',
+          'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0',
+          'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
+        ],
+      ],
+      [
+        2,
+        5,
+        [
+          '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+          'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
+        ],
+      ],
+    ]
+    for (const [m, n, proof] of vectors) {
+      expect(await verifyConsistency(m, n, ct.root(m), ct.root(n), proof)).toBe(true)
+    }
+  })
+
   it('hashes and checks signatures over the bytes the collector signs', async () => {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519')
     const jwk = publicKey.export({ format: 'jwk' }) as Record<string, string>
