@@ -332,7 +332,10 @@ describeInChromium('console investigation and receipt in Chromium', () => {
       body[body.length - 2] = body[body.length - 2] === 0x31 ? 0x32 : 0x31
       await route.fulfill({ response: original, body })
     })
-    await rp.goto(`${rig.url}/console/#/receive/${caseId}/${exportId}`)
+    // The official picks the bundle from the case's list, not from an id told out of band.
+    await rp.goto(`${rig.url}/console/#/receive/${caseId}`)
+    await rp.getByRole('button', { name: `Pick ${exportId}` }).click()
+    expect(await rp.getByLabel('Export id').inputValue()).toBe(exportId)
     await rp.getByRole('button', { name: 'Download and check' }).click()
     await eventually(() => rp.locator('#receive-verdict').textContent()).toContain(
       'Digest mismatch: flows.csv does not match',

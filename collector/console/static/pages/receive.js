@@ -83,6 +83,8 @@ function receiveSection(doc, exportId, view, ctx) {
     spellcheck: 'false',
   })
   const results = h('div', { id: 'receive-results' })
+  const bundles = h('div', { id: 'receive-bundles' })
+  offerBundles(bundles, doc, exportInput, expectedInput, ctx)
   const form = h(
     'form',
     { method: 'post', novalidate: true, 'aria-labelledby': 'receive-title' },
@@ -90,7 +92,7 @@ function receiveSection(doc, exportId, view, ctx) {
       id: 'receive-export',
       path: 'export_id',
       label: 'Export id',
-      help: 'x- and 16 characters, from the investigator who made the bundle.',
+      help: 'Picked from the list above, or typed: x- and 16 characters, from the investigator who made the bundle.',
       input: exportInput,
     }),
     field({
@@ -133,8 +135,79 @@ function receiveSection(doc, exportId, view, ctx) {
       { class: 'help' },
       'Every file is downloaded into this page, its SHA-256 computed here (WebCrypto) and compared with the manifest. Save the files, then sign the receipt: it purges the case’s tier I data (8.5e).',
     ),
+    bundles,
     form,
     results,
+  )
+}
+
+/**
+ * The case's bundles awaiting receipt (GET /v1/cases/{id}/exports), each with a button that puts
+ * its id in the form; the typed id stays for when the list cannot be read. The listed digest is
+ * the collector's: the one to compare with is the investigator's, given over another channel.
+ */
+async function offerBundles(container, doc, exportInput, expectedInput, ctx) {
+  const answer = await ctx.api(`/v1/cases/${encodeURIComponent(doc.case_id)}/exports`)
+  if (!answer.ok) {
+    container.replaceChildren(
+      h(
+        'p',
+        { class: 'help' },
+        `The bundles could not be listed (${ctx.problemText(answer)}): type the export id.`,
+      ),
+    )
+    return
+  }
+  const { exports } = answer.body
+  if (exports.length === 0) {
+    container.replaceChildren(h('p', {}, 'No bundle awaits your receipt in this case.'))
+    return
+  }
+  const pick = (bundle) => {
+    const button = h('button', { type: 'button' }, `Pick ${bundle.export_id}`)
+    button.addEventListener('click', () => {
+      exportInput.value = bundle.export_id
+      announce(
+        `Export ${bundle.export_id} picked. Give the investigator's manifest digest, then download and check.`,
+      )
+      expectedInput.focus()
+    })
+    return button
+  }
+  container.replaceChildren(
+    h(
+      'table',
+      {},
+      h('caption', {}, 'Bundles awaiting your receipt'),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          ['Export', 'Made', 'By', 'Files', 'Bytes', 'Manifest digest (as listed)', ''].map((t) =>
+            h('th', { scope: 'col' }, t),
+          ),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        exports.map((b) =>
+          h(
+            'tr',
+            {},
+            h('th', { scope: 'row' }, b.export_id),
+            h('td', {}, when(b.created_at)),
+            h('td', {}, b.created_by),
+            h('td', {}, String(b.files)),
+            h('td', {}, String(b.bytes)),
+            h('td', {}, h('code', {}, b.manifest_sha256)),
+            h('td', {}, pick(b)),
+          ),
+        ),
+      ),
+    ),
   )
 }
 
