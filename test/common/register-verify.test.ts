@@ -23,6 +23,7 @@ import {
   GENESIS_HASH,
   leafHash,
 } from '../../common/register-verify/model.ts'
+import { CT_LEAVES, CT_PROOFS } from './ct-vectors.ts'
 
 const DIR = join(import.meta.dirname, '../../common/register-verify')
 const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined
@@ -127,48 +128,12 @@ describe('common/register-verify', () => {
 
   it('accepts the Certificate Transparency vectors', async () => {
     const ct = new nodeMerkle.MerkleTree(
-      [
-        '',
-        '00',
-        '10',
-        '2021',
-        '3031',
-        '40414243',
-        '5051525354555657',
-        '606162636465666768696a6b6c6d6e6f',
-      ].map((x) => nodeMerkle.leafHashOfBytes(Buffer.from(x, 'hex'))),
+      CT_LEAVES.map((x) => nodeMerkle.leafHashOfBytes(Buffer.from(x, 'hex'))),
     )
-    // The proofs as published (test/common/merkle.test.ts holds the collector's to them).
-    const vectors: [number, number, string[]][] = [
-      [
-        1,
-        8,
-        [
-          '96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7',
-          '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
-          '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4',
-        ],
-      ],
-      [
-        6,
-        8,
-        [
-          '0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a',
-          'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0',
-          'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
-        ],
-      ],
-      [
-        2,
-        5,
-        [
-          '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
-          'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
-        ],
-      ],
-    ]
-    for (const [m, n, proof] of vectors) {
-      expect(await verifyConsistency(m, n, ct.root(m), ct.root(n), proof)).toBe(true)
+    for (const [m, n, proof] of CT_PROOFS) {
+      expect(await verifyConsistency(m, n, ct.root(m), ct.root(n), proof), `${m} -> ${n}`).toBe(
+        true,
+      )
     }
   })
 
