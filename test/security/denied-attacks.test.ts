@@ -602,6 +602,7 @@ describe('OIOS', () => {
       ['GET', '/access-grant'],
       ['GET', '/flows'],
       ['GET', '/exports/x-0000000000000000/manifest'],
+      ['GET', '/exports'],
       ['POST', '/closing'],
     ]
     for (const who of ITSD) {
@@ -656,6 +657,7 @@ describe('OIOS', () => {
           ['GET', ''],
           ['GET', '/access-grant'],
           ['GET', '/flows'],
+          ['GET', '/exports'],
           ['POST', '/closing'],
         ] as const) {
           const oios = await trace(who, method, oiosCase.case_id, path)
