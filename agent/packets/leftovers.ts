@@ -29,6 +29,8 @@ const RecordedChild = z.object({
   start: z.string().regex(/^\d+$/),
   /** The program as spawned (`tcpdump` or the configured tcpdump_path). */
   program: z.string().min(1),
+  /** The agent that spawned it: while that is still its parent, it is no leftover. */
+  parent: z.number().int().positive(),
 })
 type RecordedChild = z.infer<typeof RecordedChild>
 
@@ -39,6 +41,11 @@ const ChildList = z.object({ children: z.array(RecordedChild) })
  * process or it has already exited (a zombie waiting for its parent counts as gone).
  */
 export function processStartTime(pid: number): string | undefined {
+  return processStat(pid)?.start
+}
+
+/** Start time and parent of a running process, from /proc/<pid>/stat. */
+function processStat(pid: number): { start: string; parent: number } | undefined {
   let stat: string
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
@@ -48,8 +55,10 @@ export function processStartTime(pid: number): string | undefined {
   // Field 2 (the command name) is in parentheses and may itself hold spaces and parentheses:
   // the fields after it start behind the LAST closing parenthesis, with field 3 (the state).
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  if (rest[0] === 'Z' || rest[0] === 'X') return undefined
-  return rest[22 - 3]
+  const field = (n: number): string | undefined => rest[n - 3]
+  const start = field(22)
+  if (field(3) === 'Z' || field(3) === 'X' || start === undefined) return undefined
+  return { start, parent: Number(field(4)) }
 }
 
 function programOf(pid: number): string | undefined {
@@ -65,6 +74,15 @@ function stillRunning(child: RecordedChild): boolean {
   if (processStartTime(child.pid) !== child.start) return false
   const program = programOf(child.pid)
   return program !== undefined && basename(program) === basename(child.program)
+}
+
+/**
+ * Still running, and its agent is gone (it has another parent now). An agent wrongly started
+ * on the state directory of one that still runs must not stop that one's captures.
+ */
+function leftOver(child: RecordedChild): boolean {
+  const parent = processStat(child.pid)?.parent
+  return parent !== undefined && parent !== child.parent && stillRunning(child)
 }
 
 /**
@@ -91,7 +109,7 @@ export class CaptureChildren {
     const start = processStartTime(pid)
     // Already gone: nothing can be left over.
     if (start === undefined) return
-    this.#children.set(pid, { pid, start, program })
+    this.#children.set(pid, { pid, start, program, parent: process.pid })
     this.#save()
   }
 
@@ -141,7 +159,7 @@ export async function stopLeftoverCaptures(file: string, report: LeftoverReport)
   }
   let stopped = 0
   for (const child of list) {
-    if (!stillRunning(child)) continue
+    if (!leftOver(child)) continue
     if (!(await signalUntilGone(child, 'SIGTERM')) && stillRunning(child)) {
       await signalUntilGone(child, 'SIGKILL')
     }

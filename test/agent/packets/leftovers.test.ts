@@ -12,6 +12,7 @@ import {
   CAPTURE_CHILDREN_FILE,
   captureChildren,
   processStartTime,
+  stopLeftoverCaptures,
 } from '../../../agent/packets/leftovers.ts'
 import { LiveCapture } from '../../../agent/packets/tcpdump.ts'
 import { AgentProcess, freePort, tmp, waitFor } from '../../e2e/harness.ts'
@@ -64,6 +65,7 @@ interface Listed {
   pid: number
   start: string
   program: string
+  parent: number
 }
 const listed = (file: string): Listed[] =>
   (JSON.parse(readFileSync(file, 'utf8')) as { children: Listed[] }).children
@@ -88,7 +90,7 @@ describe.skipIf(skipReason !== '')(`leftover tcpdumps ${skipReason}`, () => {
       capture.start()
       const pid = await waitFor('tcpdump listening', () => started, 20_000)
       expect(listed(file)).toEqual([
-        { pid, start: processStartTime(pid), program: tcpdump as string },
+        { pid, start: processStartTime(pid), program: tcpdump as string, parent: process.pid },
       ])
       // The list names the process, never what it captures.
       expect(readFileSync(file, 'utf8')).not.toContain('127.0.0.77')
@@ -125,6 +127,15 @@ describe.skipIf(skipReason !== '')(`leftover tcpdumps ${skipReason}`, () => {
     )
     expect(listed(file).map((c) => c.pid)).toEqual([leftover])
 
+    // While its agent runs, a tcpdump is no leftover (an agent wrongly started on the same state
+    // directory must not stop it).
+    const stopped: number[] = []
+    const report = { onStopped: (pid: number) => stopped.push(pid), onProblem: () => {} }
+    expect(await stopLeftoverCaptures(file, report)).toBe(0)
+    expect(stopped).toEqual([])
+    expect(alive(leftover)).toBe(true)
+
+    const parent = predecessor.pid as number
     const exited = new Promise((resolve) => predecessor.once('exit', resolve))
     process.kill(predecessor.pid as number, 'SIGKILL')
     await exited
@@ -144,8 +155,8 @@ describe.skipIf(skipReason !== '')(`leftover tcpdumps ${skipReason}`, () => {
     })
     const children = [
       ...listed(file),
-      { pid: reusedPid.pid, start: String(Number(starts[0]) - 1), program: 'sleep' },
-      { pid: otherProgram.pid, start: starts[1], program: tcpdump },
+      { pid: reusedPid.pid, start: String(Number(starts[0]) - 1), program: 'sleep', parent },
+      { pid: otherProgram.pid, start: starts[1], program: tcpdump, parent },
     ]
     writeFileSync(file, JSON.stringify({ children }))
 
