@@ -10,7 +10,7 @@ import { z } from 'zod'
 import * as api from '../../protocol/api/restricted.ts'
 import { type ContractRequest, ContractRoutes } from '../contract.ts'
 import { DomainError } from '../errors.ts'
-import { jsonBody, problem, zodIssues } from '../http.ts'
+import { jsonBody, zodIssues } from '../http.ts'
 import { GRANT_HEADER } from '../restricted/access.ts'
 import { type BodyLimits, readAgentJson } from '../restricted/body.ts'
 import { MANIFEST } from '../restricted/export.ts'
@@ -71,13 +71,13 @@ export function restrictedRoutes(deps: RestrictedRoutesDeps) {
         before: [
           bodyLimit({
             maxSize: limits.max_body_bytes,
-            onError: (c) =>
-              problem(
-                c,
-                413,
+            onError: () => {
+              throw new DomainError(
+                'too_large',
                 'body_too_large',
                 `request body exceeds ${limits.max_body_bytes} bytes`,
-              ),
+              )
+            },
           }),
         ],
         bodyReader: {
