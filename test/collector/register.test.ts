@@ -51,6 +51,7 @@ import { registerRoutes } from '../../collector/routes/register.ts'
 import { insertRows, selectRows } from '../../collector/store/rows.ts'
 import { verifyConsistency } from '../../common/register-verify/merkle.ts'
 import type { Role } from '../../protocol/api/names.ts'
+import { CT_LEAVES } from '../common/ct-vectors.ts'
 import { errorBody, type Harness, openHarness, userToken } from './harness.ts'
 
 let h: Harness
@@ -232,18 +233,8 @@ describe('chains and checkpoints', () => {
   })
 
   it('computes RFC 6962 Merkle roots (the Certificate Transparency test vectors)', () => {
-    const leaves = [
-      '',
-      '00',
-      '10',
-      '2021',
-      '3031',
-      '40414243',
-      '5051525354555657',
-      '606162636465666768696a6b6c6d6e6f',
-    ]
     const tree = new MerkleTree(
-      leaves.map((hex) =>
+      CT_LEAVES.map((hex) =>
         createHash('sha256')
           .update(Buffer.from([0]))
           .update(Buffer.from(hex, 'hex'))
