@@ -208,6 +208,26 @@ export function consoleCredential(c: Context, store: Store): string | undefined 
       'the console session has ended (idle, too old, signed out or the collector restarted); sign in again',
     )
   }
+  if (!fromConsoleOrAddressBar(c)) {
+    throw new DomainError(
+      'forbidden',
+      'csrf_refused',
+      'a request with the console’s session must come from the console itself',
+    )
+  }
   checkCsrf(c, session)
   return session.token
+}
+
+/**
+ * Whether the browser says a request made with the cookie, of any method, comes from the
+ * console's own pages or from the user (an address typed, a bookmark). SameSite=Strict keeps
+ * the cookie off other sites' requests but not off another origin of the same site (another
+ * port of the collector's host, a sibling subdomain: a dashboard beside the collector), and
+ * some GETs register an access in the user's name (the export listing, a download). A client
+ * that sends no Sec-Fetch-Site is no browser lending a victim's cookie.
+ */
+function fromConsoleOrAddressBar(c: Context): boolean {
+  const site = c.req.header('sec-fetch-site')
+  return site === undefined || site === 'same-origin' || site === 'none'
 }
