@@ -214,8 +214,12 @@ function asAfter(doc: Case, step: string, userId: string, investigator?: string)
   return doc
 }
 
-/** A refusal of the workflow's rules (any error with a code and a message), or undefined. */
+/**
+ * A refusal of the workflow's rules, or undefined. Only the domain's refusals: a store's error
+ * also has a string code, and its message names the engine's internals; it, and a dependency
+ * that is unavailable, go to app.onError as on every other route (500, or 503 and Retry-After).
+ */
 function refusalOf(err: unknown): { code: string; message: string } | undefined {
-  if (!(err instanceof Error) || !('code' in err) || typeof err.code !== 'string') return undefined
+  if (!(err instanceof DomainError) || err.failure === 'unavailable') return undefined
   return { code: err.code, message: err.message }
 }

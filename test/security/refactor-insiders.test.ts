@@ -392,3 +392,44 @@ describeInChromium('a page on another port of the same host, in Chromium', () =>
     expect(chromium.browser.isConnected()).toBe(true)
   })
 })
+
+describe("the console's preflight when the store fails", () => {
+  it('a store that cannot answer is the 503 every route gives, not a refusal carrying the engine’s message', async () => {
+    const session = await signIn(approver.token)
+    const store = rig.h.store
+    const query = store.query.bind(store)
+    // The real engine, made to fail the roles query of the person the step names as a store
+    // out of memory does (MEMORY_LIMIT_EXCEEDED); every other statement runs as it is.
+    store.query = ((params: Parameters<Store['query']>[0]) => {
+      const named = params.query_params?.id === investigator.user_id
+      if (named && /SELECT roles FROM/.test(params.query)) {
+        // In the statement itself: the embedded engine keeps a setting given beside a query
+        // for the statements after it.
+        return query({ ...params, query: `${params.query} SETTINGS max_memory_usage = 1` })
+      }
+      return query(params)
+    }) as Store['query']
+    try {
+      const res = await withCookie(
+        session,
+        'GET',
+        `/console/api/cases/${itsdCase}/preflight?step=approve&investigator=${investigator.user_id}`,
+        { 'sec-fetch-site': 'same-origin' },
+      )
+      expect(res.status, res.text).toBe(503)
+      expect(res.error).toBe('store_unavailable')
+      expect(res.headers.get('retry-after')).not.toBeNull()
+      expect(res.text).not.toMatch(/memory|tally\.|SELECT|MEMORY_LIMIT/i)
+    } finally {
+      store.query = query
+    }
+    // The control: with the store back, the same preflight is answered.
+    const again = await withCookie(
+      session,
+      'GET',
+      `/console/api/cases/${itsdCase}/preflight?step=approve&investigator=${investigator.user_id}`,
+      { 'sec-fetch-site': 'same-origin' },
+    )
+    expect(again.status, again.text).toBe(200)
+  })
+})
