@@ -144,9 +144,13 @@ export function sessionCookieName(c: Context): string {
   return overTls(c) ? SECURE_SESSION_COOKIE : SESSION_COOKIE
 }
 
-/** The session id the request's cookie carries, if any. */
+/**
+ * The session id the request's cookie carries, if any: over TLS the `__Host-` cookie only. Any
+ * subdomain of the site can set a plain-named cookie for the collector's host (and so sign a
+ * victim in as itself); only the prefixed one is the collector's own.
+ */
 export function sessionIdOf(c: Context): string | undefined {
-  return getCookie(c, SECURE_SESSION_COOKIE) ?? getCookie(c, SESSION_COOKIE)
+  return getCookie(c, sessionCookieName(c))
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])

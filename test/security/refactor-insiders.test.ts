@@ -211,6 +211,36 @@ async function statementsOf<T>(
   }
 }
 
+describe('a cookie tossed by a sibling subdomain', () => {
+  it('over TLS only the __Host- cookie is a session: a plain-named one (any subdomain can set it) signs no one in', async () => {
+    // An insider on another subdomain of the site signs in themselves and sets their session
+    // id as `tally_console` with Domain= the parent domain; the victim's browser then sends it
+    // to the collector. Only `__Host-` cookies cannot be set that way.
+    const tossed = await signIn(operator.token, { 'x-forwarded-proto': 'https' })
+    const id = tossed.cookie.split('=')[1] ?? ''
+    const tls = { 'x-forwarded-proto': 'https', 'sec-fetch-site': 'same-origin' }
+    const asTossed = await withCookie(
+      { cookie: `tally_console=${id}` },
+      'GET',
+      '/console/api/session',
+      tls,
+    )
+    expect(asTossed.status, asTossed.text).toBe(401)
+    expect(asTossed.text).not.toContain(operator.user_id)
+    const cases = await withCookie({ cookie: `tally_console=${id}` }, 'GET', '/v1/cases', tls)
+    expect(cases.status, cases.text).toBe(401)
+    // The control: the same id under its own __Host- name is the operator's session.
+    const own = await withCookie(
+      { cookie: `__Host-tally_console=${id}` },
+      'GET',
+      '/console/api/session',
+      tls,
+    )
+    expect(own.status, own.text).toBe(200)
+    expect(own.text).toContain(operator.user_id)
+  })
+})
+
 describe("the console's routes and an OIOS case", () => {
   it('the preflight answers an OIOS case to every ITSD role as an unknown id: status, body, headers, store statements', async () => {
     const before = await fingerprint(rig.h.store)
