@@ -13,7 +13,14 @@ import type { Page } from 'playwright-core'
 import { beforeAll, expect, it } from 'vitest'
 import type { TestAgent, TestUser } from '../collector/cases-harness.ts'
 import { eventually, shot } from './browser.ts'
-import { bearer, describeInChromium, EVERYONE, people, useConsoleRig } from './harness.ts'
+import {
+  activateThroughApi,
+  bearer,
+  describeInChromium,
+  EVERYONE,
+  people,
+  useConsoleRig,
+} from './harness.ts'
 import { captureGrant, flow, ingest } from './tier-i.ts'
 
 const hour = 3600_000
@@ -112,25 +119,7 @@ describeInChromium(
       // the whole-case test takes these steps in the browser).
       queuedCase = await file()
       activeCase = await file()
-      const steps = [
-        [chief, 'consultation', () => ({ summary: 'No objection' })],
-        [approver, 'approval', () => ({ investigator: investigator.user_id })],
-        [
-          approver,
-          'notice',
-          () => ({
-            method: 'in_person',
-            given_by: 'Alan Approver',
-            witness: 'A Colleague',
-            given_at: new Date().toISOString(),
-            to: ['staff_member', 'supervisor'],
-          }),
-        ],
-      ] as const
-      for (const [who, step, body] of steps) {
-        const answer = await api(who, 'POST', `/v1/cases/${activeCase}/${step}`, body())
-        expect(answer.status, `${step}: ${answer.text}`).toBe(200)
-      }
+      await activateThroughApi(rig.url, activeCase, { chief, approver, investigator })
       const grant = await captureGrant(rig.h.app, agent, activeCase)
       const t0 = grant.window.start + 1000
       await ingest(rig.h.app, agent, grant, 1, {

@@ -5,7 +5,7 @@
  * with a bearer token, as another person or tool would make it beside the console.
  */
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { afterAll, beforeAll, describe } from 'vitest'
+import { afterAll, beforeAll, describe, expect } from 'vitest'
 import { type CasesHarness, openCasesHarness, type TestUser } from '../collector/cases-harness.ts'
 import {
   HAVE_CHROMIUM,
@@ -137,4 +137,34 @@ export async function bearer(
   })
   const text = await res.text()
   return { status: res.status, body: text === '' ? undefined : JSON.parse(text), text }
+}
+
+/**
+ * Takes a requested case to active through the API, as its people would: OIOS's consultation,
+ * the approval naming the investigator, the notice given in person with a witness.
+ */
+export async function activateThroughApi(
+  url: string,
+  caseId: string,
+  by: { chief: TestUser; approver: TestUser; investigator: TestUser },
+): Promise<void> {
+  const steps = [
+    [by.chief, 'consultation', () => ({ summary: 'No objection' })],
+    [by.approver, 'approval', () => ({ investigator: by.investigator.user_id })],
+    [
+      by.approver,
+      'notice',
+      () => ({
+        method: 'in_person',
+        given_by: 'Alan Approver',
+        witness: 'A Colleague',
+        given_at: new Date().toISOString(),
+        to: ['staff_member', 'supervisor'],
+      }),
+    ],
+  ] as const
+  for (const [who, step, body] of steps) {
+    const answer = await bearer(url, who, 'POST', `/v1/cases/${caseId}/${step}`, body())
+    expect(answer.status, `${step}: ${answer.text}`).toBe(200)
+  }
 }

@@ -13,6 +13,7 @@ import { beforeAll, expect, it } from 'vitest'
 import type { TestAgent, TestUser } from '../collector/cases-harness.ts'
 import { eventually, shot } from './browser.ts'
 import {
+  activateThroughApi,
   bearer as bearerAt,
   describeInChromium,
   EVERYONE,
@@ -76,25 +77,7 @@ describeInChromium('console investigation and receipt in Chromium', () => {
     expect(filed.status, filed.text).toBe(201)
     caseId = (filed.body as { case_id: string }).case_id
     // The notice's time is taken when it is sent: not before the approval.
-    const steps = [
-      [chief, 'consultation', () => ({ summary: 'No objection' })],
-      [approver, 'approval', () => ({ investigator: investigator.user_id })],
-      [
-        approver,
-        'notice',
-        () => ({
-          method: 'in_person',
-          given_by: 'Alan Approver',
-          witness: 'A Colleague',
-          given_at: new Date().toISOString(),
-          to: ['staff_member', 'supervisor'],
-        }),
-      ],
-    ] as const
-    for (const [who, step, body] of steps) {
-      const answer = await bearer(who, 'POST', `/v1/cases/${caseId}/${step}`, body())
-      expect(answer.status, `${step}: ${answer.text}`).toBe(200)
-    }
+    await activateThroughApi(rig.url, caseId, { chief, approver, investigator })
     // 60 flows one second apart: 20 to 443/tcp, 20 to 53/udp, 20 to 80/tcp; the last 10 from
     // the second address. Three DNS answers, one web record.
     const grant = await captureGrant(rig.h.app, agent, caseId)
