@@ -5,6 +5,9 @@
 import {
   GENESIS_HASH,
   looksLikeEntry as looksLikeAnyEntry,
+  type Problem,
+  type ProblemKind,
+  type Report,
 } from '../../common/register-verify/model.ts'
 import { REGISTERS, type RegisterName } from '../../protocol/api/names.ts'
 
@@ -65,35 +68,11 @@ export interface SignedCheckpoint {
   countersignatures: Countersignature[]
 }
 
-export type VerifyProblemKind =
-  | 'changed'
-  | 'removed'
-  | 'inserted'
-  | 'reordered'
-  | 'checkpoint-mismatch'
-  | 'bad-signature'
-  /** Fewer entries than a head the verifier kept from an earlier run. */
-  | 'rolled-back'
-  /** No valid consistency proof from a kept head: its entries were rewritten. */
-  | 'inconsistent'
-
-export interface VerifyProblem {
-  seq: number
-  kind: VerifyProblemKind
-  message: string
-}
-
-export interface VerifyReport {
-  register: RegisterName
-  ok: boolean
-  /** Entries in the chain as reconstructed (forged duplicates left out). */
-  size: number
-  /** Merkle root over those entries, hex. */
-  root: string
-  /** Checkpoints whose signature verified (each then checked against the entries). */
-  checked_checkpoints: number
-  problems: VerifyProblem[]
-}
+/** What a verification reports: the shared verifier's (common/register-verify/), which the
+ * CLI, the agent and the console run too, so all of them say the same of a register. */
+export type VerifyProblemKind = ProblemKind
+export type VerifyProblem = Problem
+export type VerifyReport = Report<RegisterName>
 
 export interface EntriesPage {
   entries: RegisterEntry[]

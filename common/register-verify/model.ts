@@ -38,7 +38,9 @@ export type ProblemKind =
   | 'reordered'
   | 'checkpoint-mismatch'
   | 'bad-signature'
+  /** Fewer entries than a head the verifier kept from an earlier run. */
   | 'rolled-back'
+  /** No valid consistency proof from a kept head: its entries were rewritten. */
   | 'inconsistent'
 
 export interface Problem {
