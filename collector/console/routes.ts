@@ -38,7 +38,7 @@ export interface ConsoleDeps {
 const SignIn = z.object({ token: z.string().min(1).max(512) })
 
 /** The steps the case page checks beforehand, and what the check needs beyond the case. */
-const PREFLIGHT_STEPS = [
+export const PREFLIGHT_STEPS = [
   'consult',
   'confirm_emergency',
   'approve',

@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net'
 import fc from 'fast-check'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { consoleAssets } from '../../collector/console/assets.ts'
+import { PREFLIGHT_STEPS } from '../../collector/console/routes.ts'
 import type { Store } from '../../collector/store/client.ts'
 import { caseRequest, fingerprint, iso, type TestUser } from '../collector/cases-harness.ts'
 import { signedIn } from '../console/browser.ts'
@@ -41,15 +42,6 @@ let itsdCase: string
 let oiosCase: string
 /** A well-formed case id no case has. */
 const UNKNOWN_CASE = 'c-0000000000000000'
-const PREFLIGHT_STEPS = [
-  'consult',
-  'confirm_emergency',
-  'approve',
-  'deny',
-  'extend',
-  'notice',
-  'close',
-]
 
 interface Session {
   cookie: string
