@@ -64,6 +64,7 @@ const CHECK: CommandSpec<{ config: string }> = {
 export const collectorCommands: CommandSpec = {
   name: 'collector',
   description:
-    'Run the collector: the HTTP API agents send to, on ClickHouse (embedded by default)',
+    'Run the collector: the HTTP API agents send to, on ClickHouse (embedded by default), ' +
+    'and the web console for the people of an investigation at /console/',
   commands: [RUN, CHECK, migrateCommand],
 }

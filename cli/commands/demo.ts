@@ -7,7 +7,9 @@ export const demoCommand: CommandSpec<DemoOptions> = {
   name: 'demo',
   description:
     'Run a collector on the embedded engine and an agent for this host, enrolled ' +
-    'automatically (what `npm start` runs). Needs no root and no ClickHouse server.',
+    'automatically (what `npm start` runs). Needs no root and no ClickHouse server. ' +
+    'The web console is at URL/console/; the demo makes one person per role of a case, ' +
+    'their tokens in DATA_DIR/people/ (demo only).',
   options: [
     { flags: '-c, --config <file>', description: 'collector YAML config file' },
     { flags: '-p, --port <port>', description: 'collector port (default 8080)', parse: Number },
